@@ -1,0 +1,401 @@
+package fake
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/presave/presave/internal/providers"
+)
+
+// RevokedGrant is one grant revoked through Google's revoke endpoint.
+type RevokedGrant struct {
+	Provider providers.Name `json:"provider"`
+	User     string         `json:"user"`
+	ClientID string         `json:"client_id"`
+	At       time.Time      `json:"at"`
+}
+
+// UserState is one user's state at one provider. Playlists list their
+// items in order, duplicates included, so "exactly once" is checkable.
+type UserState struct {
+	Provider  providers.Name      `json:"provider"`
+	ID        string              `json:"id"`
+	Albums    []string            `json:"albums"`
+	Tracks    []string            `json:"tracks"`
+	Artists   []string            `json:"artists"` // followed
+	Likes     []string            `json:"likes"`   // YouTube videos rated "like"
+	Playlists map[string][]string `json:"playlists"`
+}
+
+// GrantState describes one grant (never its tokens).
+type GrantState struct {
+	Provider providers.Name `json:"provider"`
+	User     string         `json:"user"`
+	ClientID string         `json:"client_id"`
+	Scopes   []string       `json:"scopes"`
+	Revoked  bool           `json:"revoked"`
+}
+
+// State is a snapshot of everything a test or the demo may assert on.
+type State struct {
+	Users []UserState `json:"users"`
+	// Calls counts requests by "METHOD /route status", e.g.
+	// "POST /v1/playlists/{id}/items 201".
+	Calls   map[string]int `json:"calls"`
+	Grants  []GrantState   `json:"grants"`
+	Revoked []RevokedGrant `json:"revoked"`
+	// MaxRate is the most requests seen in one wall-clock second, per provider.
+	MaxRate map[providers.Name]int `json:"max_rate_per_second"`
+	// QuotaUsed is today's YouTube units used per client ID (project).
+	QuotaUsed map[string]int `json:"youtube_quota_used"`
+}
+
+func keys(m map[string]bool) []string {
+	out := slices.Collect(maps.Keys(m))
+	sort.Strings(out)
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+func (u *user) snapshot(p providers.Name, id string) UserState {
+	pl := make(map[string][]string, len(u.playlists))
+	for k, v := range u.playlists {
+		pl[k] = slices.Clone(v)
+	}
+	return UserState{
+		Provider: p, ID: id, Albums: keys(u.albums), Tracks: keys(u.tracks),
+		Artists: keys(u.artists), Likes: keys(u.likes), Playlists: pl,
+	}
+}
+
+// State returns a deep copy of the fake's state.
+func (s *Server) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := State{
+		Calls:     maps.Clone(s.calls),
+		Revoked:   slices.Clone(s.revoked),
+		MaxRate:   map[providers.Name]int{},
+		QuotaUsed: map[string]int{},
+		Users:     []UserState{},
+		Grants:    []GrantState{},
+	}
+	for k, u := range s.users {
+		st.Users = append(st.Users, u.snapshot(k.p, k.id))
+	}
+	sort.Slice(st.Users, func(i, j int) bool {
+		a, b := st.Users[i], st.Users[j]
+		return a.Provider < b.Provider || (a.Provider == b.Provider && a.ID < b.ID)
+	})
+	for _, g := range s.grants {
+		st.Grants = append(st.Grants, GrantState{Provider: g.p, User: g.user, ClientID: g.clientID, Scopes: slices.Clone(g.scopes), Revoked: g.revoked})
+	}
+	for p, m := range s.rates {
+		st.MaxRate[p] = m.max
+	}
+	now := s.now()
+	for c := range s.quota {
+		st.QuotaUsed[c] = s.quotaLocked(c, now).used
+	}
+	return st
+}
+
+// User returns one user's state (empty if unknown).
+func (s *Server) User(p providers.Name, id string) UserState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.users[userKey{p, id}]; ok {
+		return u.snapshot(p, id)
+	}
+	return (&user{}).snapshot(p, id)
+}
+
+// Playlist returns the items of a user's playlist in order, duplicates
+// included: Spotify track URIs or YouTube video IDs.
+func (s *Server) Playlist(p providers.Name, userID, playlistID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.users[userKey{p, userID}]; ok {
+		return slices.Clone(u.playlists[playlistID])
+	}
+	return nil
+}
+
+// Calls returns how many requests to route (e.g. "PUT /v1/me/library")
+// were answered with status.
+func (s *Server) Calls(route string, status int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[route+" "+strconv.Itoa(status)]
+}
+
+// Revoked returns the grants revoked through Google's revoke endpoint.
+func (s *Server) Revoked() []RevokedGrant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.revoked)
+}
+
+// SetLatency delays every request to p by d (0 disables).
+func (s *Server) SetLatency(p providers.Name, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[p].latency = d
+}
+
+// SetRateLimit limits API requests to p to rps per second per app (client
+// ID) with the given burst, answering 429 with Retry-After beyond it.
+// rps <= 0 disables the limit.
+func (s *Server) SetRateLimit(p providers.Name, rps float64, burst int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults[p]
+	f.rps, f.burst = rps, max(burst, 1)
+	clear(f.tat)
+}
+
+// SetErrorRate answers the given fraction (0..1) of API requests to p with 503.
+func (s *Server) SetErrorRate(p providers.Name, fraction float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[p].errorRate = fraction
+}
+
+// ExhaustQuota makes p answer quota errors until until: Spotify 429 with
+// "reason":"QUOTA_EXCEEDED", YouTube 403 quotaExceeded. A zero until means
+// the next midnight Pacific time (YouTube's reset) or one hour (Spotify).
+func (s *Server) ExhaustQuota(p providers.Name, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until.IsZero() {
+		if p == providers.YouTube {
+			until = s.nextPacificMidnight(s.now())
+		} else {
+			until = s.now().Add(time.Hour)
+		}
+	}
+	s.faults[p].quotaUntil = until
+}
+
+// ResetQuota ends a forced quota exhaustion and clears YouTube usage.
+func (s *Server) ResetQuota(p providers.Name) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[p].quotaUntil = time.Time{}
+	if p == providers.YouTube {
+		clear(s.quota)
+	}
+}
+
+// SetDailyQuota sets YouTube's per-project daily unit budget.
+func (s *Server) SetDailyQuota(units int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dailyLim = units
+}
+
+// QuotaUsed returns the YouTube units a project (client ID) used today.
+func (s *Server) QuotaUsed(clientID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quotaLocked(clientID, s.now()).used
+}
+
+// RevokeUser revokes every grant userID gave at p, as if the fan removed
+// the app: access tokens answer 401 and refreshes invalid_grant. It
+// returns the number of grants revoked.
+func (s *Server) RevokeUser(p providers.Name, userID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, g := range s.grants {
+		if g.p == p && g.user == userID && !g.revoked {
+			s.revokeGrantLocked(g)
+			n++
+		}
+	}
+	return n
+}
+
+// ExpireAccessTokens expires userID's access tokens at p on the server
+// side only, so the client still believes them valid and must handle 401.
+func (s *Server) ExpireAccessTokens(p providers.Name, userID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, at := range s.access {
+		if at.g.p == p && at.g.user == userID {
+			at.expires = time.Time{}
+		}
+	}
+}
+
+// SetNotLiveUntil makes id (a Spotify album/track/artist/playlist ID or a
+// YouTube video/playlist ID) answer 404 until until; zero clears it.
+func (s *Server) SetNotLiveUntil(id string, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until.IsZero() {
+		delete(s.notLive, id)
+		return
+	}
+	s.notLive[id] = until
+}
+
+// SetRotation chooses whether refreshes at p rotate the refresh token.
+func (s *Server) SetRotation(p providers.Name, rotate bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotate[p] = rotate
+}
+
+// SetAccessTokenTTL sets the lifetime of access tokens issued from now on.
+func (s *Server) SetAccessTokenTTL(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl = d
+}
+
+// SetLegacyForbidden makes Spotify's pre-2026 endpoints (/me/albums,
+// /me/tracks, /me/following, /playlists/{id}/tracks) answer 403, as they
+// do for development-mode apps since March 2026.
+func (s *Server) SetLegacyForbidden(forbidden bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.legacy403 = forbidden
+}
+
+// controlRoutes serves the fault-injection and state API under /_fake/.
+func (s *Server) controlRoutes(m *http.ServeMux) {
+	m.HandleFunc("GET /_fake/state", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.State())
+	})
+	m.HandleFunc("POST /_fake/faults", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Provider       providers.Name `json:"provider"`
+			Latency        *string        `json:"latency"` // Go duration, e.g. "150ms"
+			RateLimitRPS   *float64       `json:"rate_limit_rps"`
+			RateLimitBurst int            `json:"rate_limit_burst"`
+			ErrorRate      *float64       `json:"error_rate"`
+		}
+		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+			return
+		}
+		if req.Latency != nil {
+			d, err := time.ParseDuration(*req.Latency)
+			if err != nil {
+				http.Error(w, "latency: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			s.SetLatency(req.Provider, d)
+		}
+		if req.RateLimitRPS != nil {
+			s.SetRateLimit(req.Provider, *req.RateLimitRPS, req.RateLimitBurst)
+		}
+		if req.ErrorRate != nil {
+			s.SetErrorRate(req.Provider, *req.ErrorRate)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	m.HandleFunc("POST /_fake/quota", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Provider   providers.Name `json:"provider"`
+			Exhausted  bool           `json:"exhausted"`
+			Until      time.Time      `json:"until"`
+			Reset      bool           `json:"reset"`
+			DailyLimit int            `json:"daily_limit"`
+		}
+		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+			return
+		}
+		if req.Reset {
+			s.ResetQuota(req.Provider)
+		}
+		if req.Exhausted {
+			s.ExhaustQuota(req.Provider, req.Until)
+		}
+		if req.DailyLimit > 0 {
+			s.SetDailyQuota(req.DailyLimit)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	m.HandleFunc("POST /_fake/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Provider providers.Name `json:"provider"`
+			User     string         `json:"user"`
+		}
+		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"revoked": s.RevokeUser(req.Provider, req.User)})
+	})
+	m.HandleFunc("POST /_fake/expire", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Provider providers.Name `json:"provider"`
+			User     string         `json:"user"`
+		}
+		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+			return
+		}
+		s.ExpireAccessTokens(req.Provider, req.User)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	m.HandleFunc("POST /_fake/notlive", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID    string    `json:"id"`
+			Until time.Time `json:"until"` // zero clears
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		if req.ID == "" {
+			http.Error(w, "id required", http.StatusBadRequest)
+			return
+		}
+		s.SetNotLiveUntil(req.ID, req.Until)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	m.HandleFunc("POST /_fake/rotation", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Provider providers.Name `json:"provider"`
+			Rotate   bool           `json:"rotate"`
+		}
+		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+			return
+		}
+		s.SetRotation(req.Provider, req.Rotate)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	m.HandleFunc("POST /_fake/legacy", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Forbidden bool `json:"forbidden"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		s.SetLegacyForbidden(req.Forbidden)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(v); err != nil {
+		http.Error(w, "bad JSON: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func validProvider(w http.ResponseWriter, p providers.Name) bool {
+	if !p.Valid() {
+		http.Error(w, `provider must be "spotify" or "youtube"`, http.StatusBadRequest)
+		return false
+	}
+	return true
+}

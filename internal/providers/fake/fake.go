@@ -1,0 +1,273 @@
+// Package fake is an in-process stand-in for Spotify (accounts + Web API)
+// and Google (OAuth + YouTube Data API), served by one http.Handler so a
+// single base URL configures everything. It is the test double for
+// internal/providers: the real client libraries talk to it over real HTTP.
+//
+// Layout under one base URL (see URLs):
+//
+//	/authorize, /api/token                 Spotify accounts
+//	/v1/...                                Spotify Web API (library and legacy endpoints)
+//	/o/oauth2/auth                         Google consent (auto-approves)
+//	/google/token, /google/revoke          Google token and revoke endpoints
+//	/google/v1/userinfo                    OpenID userinfo (only "sub")
+//	/youtube/v3/...                        YouTube Data API
+//	/_fake/...                             fault injection and state (JSON)
+//
+// Consent auto-approves: the user is the "user" query parameter of the
+// authorize URL if present, else a generated ID; "deny=1" answers
+// error=access_denied. State, faults and counters are guarded by one mutex
+// that is never held while sleeping for injected latency.
+package fake
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	_ "time/tzdata" // quota resets at midnight America/Los_Angeles wherever we run
+
+	"github.com/presave/presave/internal/providers"
+)
+
+// Options configure a Server. The zero value is usable.
+type Options struct {
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// AccessTokenTTL is the lifetime of access tokens (default 1h).
+	AccessTokenTTL time.Duration
+	// RotateRefreshTokens makes every refresh issue a new refresh token
+	// and invalidate the old one, for both providers (see SetRotation).
+	RotateRefreshTokens bool
+	// YouTubeDailyQuota is the per-project unit budget (default 10,000).
+	YouTubeDailyQuota int
+	// Logger receives one debug line per request (never a token); nil discards.
+	Logger *slog.Logger
+}
+
+// URLSet is every base URL a client needs to use the fake at base.
+type URLSet struct {
+	SpotifyAccountsURL string // SPOTIFY_ACCOUNTS_URL
+	SpotifyAPIURL      string // SPOTIFY_API_URL
+	GoogleAuthURL      string // GOOGLE_AUTH_URL
+	GoogleTokenURL     string // GOOGLE_TOKEN_URL
+	GoogleRevokeURL    string // GOOGLE_REVOKE_URL
+	GoogleUserinfoURL  string // GOOGLE_USERINFO_URL
+	YouTubeAPIURL      string // YOUTUBE_API_URL
+}
+
+// URLs returns the URLs of the fake served at base (e.g. "http://127.0.0.1:8090").
+func URLs(base string) URLSet {
+	base = strings.TrimRight(base, "/")
+	return URLSet{
+		SpotifyAccountsURL: base,
+		SpotifyAPIURL:      base + "/v1/",
+		GoogleAuthURL:      base + "/o/oauth2/auth",
+		GoogleTokenURL:     base + "/google/token",
+		GoogleRevokeURL:    base + "/google/revoke",
+		GoogleUserinfoURL:  base + "/google/v1/userinfo",
+		YouTubeAPIURL:      base + "/",
+	}
+}
+
+// Env returns the URLs as environment variable settings, in a stable order.
+func (u URLSet) Env() [][2]string {
+	return [][2]string{
+		{"SPOTIFY_ACCOUNTS_URL", u.SpotifyAccountsURL},
+		{"SPOTIFY_API_URL", u.SpotifyAPIURL},
+		{"GOOGLE_AUTH_URL", u.GoogleAuthURL},
+		{"GOOGLE_TOKEN_URL", u.GoogleTokenURL},
+		{"GOOGLE_REVOKE_URL", u.GoogleRevokeURL},
+		{"GOOGLE_USERINFO_URL", u.GoogleUserinfoURL},
+		{"YOUTUBE_API_URL", u.YouTubeAPIURL},
+	}
+}
+
+// Server is the fake provider. Create it with New.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+	pt   *time.Location
+
+	mu        sync.Mutex
+	ttl       time.Duration
+	rotate    map[providers.Name]bool
+	codes     map[string]*authCode
+	access    map[string]*accessToken
+	refresh   map[string]*grant
+	grants    []*grant
+	users     map[userKey]*user
+	faults    map[providers.Name]*faults
+	notLive   map[string]time.Time
+	calls     map[string]int
+	revoked   []RevokedGrant
+	quota     map[string]*quotaDay // YouTube, per client ID (project)
+	dailyLim  int
+	rates     map[providers.Name]*rateMeter
+	legacy403 bool
+}
+
+type userKey struct {
+	p  providers.Name
+	id string
+}
+
+type user struct {
+	albums, tracks, artists, likes map[string]bool
+	playlists                      map[string][]string
+}
+
+type authCode struct {
+	p           providers.Name
+	clientID    string
+	redirectURI string
+	challenge   string
+	method      string
+	scopes      []string
+	user        string
+	expires     time.Time
+}
+
+type grant struct {
+	p        providers.Name
+	clientID string
+	user     string
+	scopes   []string
+	refresh  string
+	revoked  bool
+}
+
+type accessToken struct {
+	g       *grant
+	expires time.Time
+}
+
+type faults struct {
+	latency    time.Duration
+	rps        float64
+	burst      int
+	tat        map[string]time.Time // GCRA theoretical arrival time per client ID
+	errorRate  float64
+	quotaUntil time.Time // forced quota exhaustion
+}
+
+type quotaDay struct {
+	day  string
+	used int
+}
+
+type rateMeter struct {
+	sec   int64
+	count int
+	max   int
+}
+
+// New returns a fake provider.
+func New(opts Options) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.AccessTokenTTL <= 0 {
+		opts.AccessTokenTTL = time.Hour
+	}
+	if opts.YouTubeDailyQuota <= 0 {
+		opts.YouTubeDailyQuota = 10000
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	pt, err := time.LoadLocation("America/Los_Angeles")
+	if err != nil {
+		panic(err) // time/tzdata is embedded: cannot happen
+	}
+	s := &Server{
+		opts: opts, log: lg, pt: pt,
+		ttl:      opts.AccessTokenTTL,
+		rotate:   map[providers.Name]bool{providers.Spotify: opts.RotateRefreshTokens, providers.YouTube: opts.RotateRefreshTokens},
+		codes:    map[string]*authCode{},
+		access:   map[string]*accessToken{},
+		refresh:  map[string]*grant{},
+		users:    map[userKey]*user{},
+		faults:   map[providers.Name]*faults{providers.Spotify: newFaults(), providers.YouTube: newFaults()},
+		notLive:  map[string]time.Time{},
+		calls:    map[string]int{},
+		quota:    map[string]*quotaDay{},
+		dailyLim: opts.YouTubeDailyQuota,
+		rates:    map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}},
+	}
+	s.routes()
+	return s
+}
+
+func newFaults() *faults { return &faults{tat: map[string]time.Time{}} }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) now() time.Time { return s.opts.Now() }
+
+func randomToken(prefix string) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return prefix + hex.EncodeToString(b)
+}
+
+// randomDigits returns n random decimal digits, like a Google "sub".
+func randomDigits(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = '0' + b[i]%10
+	}
+	if b[0] == '0' {
+		b[0] = '1'
+	}
+	return string(b)
+}
+
+func s256(verifier string) string {
+	h := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// userLocked returns (creating) the state of user id at p. s.mu must be held.
+func (s *Server) userLocked(p providers.Name, id string) *user {
+	k := userKey{p, id}
+	u := s.users[k]
+	if u == nil {
+		u = &user{
+			albums: map[string]bool{}, tracks: map[string]bool{}, artists: map[string]bool{},
+			likes: map[string]bool{}, playlists: map[string][]string{},
+		}
+		s.users[k] = u
+	}
+	return u
+}
+
+// notLiveLocked reports whether id is not live yet. s.mu must be held.
+func (s *Server) notLiveLocked(id string) bool {
+	until, ok := s.notLive[id]
+	return ok && s.now().Before(until)
+}
+
+func hasScope(scopes []string, want ...string) bool {
+	for _, w := range want {
+		if slices.Contains(scopes, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextPacificMidnight is when YouTube quotas reset after t.
+func (s *Server) nextPacificMidnight(t time.Time) time.Time {
+	lt := t.In(s.pt)
+	return time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, s.pt)
+}

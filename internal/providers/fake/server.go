@@ -1,0 +1,440 @@
+package fake
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/presave/presave/internal/providers"
+)
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	s.mux = m
+	sp, yt := providers.Spotify, providers.YouTube
+
+	// Spotify accounts.
+	s.handle(m, "GET /authorize", sp, s.authorize(sp))
+	s.handle(m, "POST /api/token", sp, s.token(sp))
+	// Spotify Web API.
+	s.handle(m, "GET /v1/me", sp, s.api(sp, 0, s.spMe))
+	s.handle(m, "PUT /v1/me/library", sp, s.api(sp, 0, s.spLibraryPut))
+	s.handle(m, "GET /v1/me/library/contains", sp, s.api(sp, 0, s.spLibraryContains))
+	s.handle(m, "PUT /v1/me/albums", sp, s.api(sp, 0, s.spLegacyPut("album")))
+	s.handle(m, "PUT /v1/me/tracks", sp, s.api(sp, 0, s.spLegacyPut("track")))
+	s.handle(m, "PUT /v1/me/following", sp, s.api(sp, 0, s.spLegacyPut("artist")))
+	s.handle(m, "GET /v1/me/albums/contains", sp, s.api(sp, 0, s.spLegacyContains("album")))
+	s.handle(m, "GET /v1/me/tracks/contains", sp, s.api(sp, 0, s.spLegacyContains("track")))
+	s.handle(m, "GET /v1/me/following/contains", sp, s.api(sp, 0, s.spLegacyContains("artist")))
+	s.handle(m, "GET /v1/playlists/{id}/items", sp, s.api(sp, 0, s.spPlaylistGet(false)))
+	s.handle(m, "GET /v1/playlists/{id}/tracks", sp, s.api(sp, 0, s.spPlaylistGet(true)))
+	s.handle(m, "POST /v1/playlists/{id}/items", sp, s.api(sp, 0, s.spPlaylistAdd(false)))
+	s.handle(m, "POST /v1/playlists/{id}/tracks", sp, s.api(sp, 0, s.spPlaylistAdd(true)))
+	// Google OAuth and YouTube. Costs are YouTube Data API quota units.
+	s.handle(m, "GET /o/oauth2/auth", yt, s.authorize(yt))
+	s.handle(m, "POST /google/token", yt, s.token(yt))
+	s.handle(m, "POST /google/revoke", yt, s.googleRevoke)
+	s.handle(m, "GET /google/v1/userinfo", yt, s.api(yt, 0, s.ytUserinfo))
+	s.handle(m, "GET /youtube/v3/videos/getRating", yt, s.api(yt, 1, s.ytGetRating))
+	s.handle(m, "POST /youtube/v3/videos/rate", yt, s.api(yt, 50, s.ytRate))
+	s.handle(m, "GET /youtube/v3/playlistItems", yt, s.api(yt, 1, s.ytPlaylistList))
+	s.handle(m, "POST /youtube/v3/playlistItems", yt, s.api(yt, 50, s.ytPlaylistInsert))
+	// Control plane (not counted, no faults).
+	s.controlRoutes(m)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// handle registers h under pattern, with injected latency, the request-rate
+// meter and a call counter keyed "pattern status".
+func (s *Server) handle(m *http.ServeMux, pattern string, p providers.Name, h http.HandlerFunc) {
+	m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		s.mu.Lock()
+		lat := s.faults[p].latency
+		s.meterLocked(p, start)
+		s.mu.Unlock()
+		if lat > 0 {
+			t := time.NewTimer(lat)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		s.mu.Lock()
+		s.calls[pattern+" "+strconv.Itoa(sw.status)]++
+		s.mu.Unlock()
+		// Only the route and status: query strings may carry codes or tokens.
+		s.log.Debug("fake request", "provider", string(p), "route", pattern, "status", sw.status)
+	})
+}
+
+// meterLocked tracks the busiest second seen per provider. s.mu must be held.
+func (s *Server) meterLocked(p providers.Name, t time.Time) {
+	m := s.rates[p]
+	sec := t.Unix()
+	if sec != m.sec {
+		m.sec, m.count = sec, 0
+	}
+	m.count++
+	m.max = max(m.max, m.count)
+}
+
+type apiHandler func(w http.ResponseWriter, r *http.Request, g *grant)
+
+// api authenticates the bearer token, then applies the rate limit, the 5xx
+// fraction and the quota before calling h. cost is YouTube quota units.
+func (s *Server) api(p providers.Name, cost int, h apiHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		now := s.now()
+		s.mu.Lock()
+		at := s.access[tok]
+		switch {
+		case !ok || at == nil || at.g.p != p || at.g.revoked:
+			s.mu.Unlock()
+			s.unauthorized(w, p, "Invalid access token")
+			return
+		case !now.Before(at.expires):
+			s.mu.Unlock()
+			s.unauthorized(w, p, "The access token expired")
+			return
+		}
+		g := at.g
+		f := s.faults[p]
+		if wait, limited := f.limitLocked(g.clientID, now); limited {
+			s.mu.Unlock()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			if p == providers.Spotify {
+				spError(w, http.StatusTooManyRequests, "API rate limit exceeded", "")
+			} else {
+				gError(w, http.StatusTooManyRequests, "rateLimitExceeded", "usageLimits", "Rate limit exceeded.")
+			}
+			return
+		}
+		if f.errorRate > 0 && rand.Float64() < f.errorRate {
+			s.mu.Unlock()
+			if p == providers.Spotify {
+				spError(w, http.StatusServiceUnavailable, "Service unavailable", "")
+			} else {
+				gError(w, http.StatusServiceUnavailable, "backendError", "global", "The service is currently unavailable.")
+			}
+			return
+		}
+		if p == providers.Spotify && now.Before(f.quotaUntil) {
+			s.mu.Unlock()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.quotaUntil.Sub(now).Seconds()))))
+			spError(w, http.StatusTooManyRequests, "Quota exceeded", "QUOTA_EXCEEDED")
+			return
+		}
+		if p == providers.YouTube && cost > 0 {
+			q := s.quotaLocked(g.clientID, now)
+			if now.Before(f.quotaUntil) || q.used+cost > s.dailyLim {
+				s.mu.Unlock()
+				gError(w, http.StatusForbidden, "quotaExceeded", "youtube.quota",
+					"The request cannot be completed because you have exceeded your quota.")
+				return
+			}
+			q.used += cost
+		}
+		s.mu.Unlock()
+		h(w, r, g)
+	}
+}
+
+// limitLocked applies GCRA (a token bucket of size burst refilled at rps)
+// per client ID, and returns how long to wait when over the limit.
+func (f *faults) limitLocked(client string, now time.Time) (time.Duration, bool) {
+	if f.rps <= 0 {
+		return 0, false
+	}
+	interval := time.Duration(float64(time.Second) / f.rps)
+	tat := f.tat[client]
+	if tat.Before(now) {
+		tat = now
+	}
+	allowAt := tat.Add(-time.Duration(max(f.burst, 1)-1) * interval)
+	if now.Before(allowAt) {
+		return allowAt.Sub(now), true
+	}
+	f.tat[client] = tat.Add(interval)
+	return 0, false
+}
+
+// quotaLocked returns today's (Pacific) quota use of a project.
+func (s *Server) quotaLocked(client string, now time.Time) *quotaDay {
+	day := now.In(s.pt).Format(time.DateOnly)
+	q := s.quota[client]
+	if q == nil || q.day != day {
+		q = &quotaDay{day: day}
+		s.quota[client] = q
+	}
+	return q
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, p providers.Name, msg string) {
+	if p == providers.Spotify {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="spotify", error="invalid_token"`)
+		spError(w, http.StatusUnauthorized, msg, "")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/", error="invalid_token"`)
+	gError(w, http.StatusUnauthorized, "authError", "global", "Request had invalid authentication credentials.")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// spError writes Spotify's error shape.
+func spError(w http.ResponseWriter, status int, msg, reason string) {
+	e := map[string]any{"status": status, "message": msg}
+	if reason != "" {
+		e["reason"] = reason
+	}
+	writeJSON(w, status, map[string]any{"error": e})
+}
+
+// gError writes Google's error shape.
+func gError(w http.ResponseWriter, code int, reason, domain, msg string) {
+	writeJSON(w, code, map[string]any{"error": map[string]any{
+		"code":    code,
+		"message": msg,
+		"errors":  []map[string]string{{"message": msg, "domain": domain, "reason": reason}},
+		"status":  googleStatus(code),
+	}})
+}
+
+func googleStatus(code int) string {
+	switch code {
+	case 400:
+		return "INVALID_ARGUMENT"
+	case 401:
+		return "UNAUTHENTICATED"
+	case 403:
+		return "PERMISSION_DENIED"
+	case 404:
+		return "NOT_FOUND"
+	case 429:
+		return "RESOURCE_EXHAUSTED"
+	}
+	return "UNAVAILABLE"
+}
+
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// authorize auto-approves the consent screen and redirects with a code.
+func (s *Server) authorize(p providers.Name) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		redirect, err := url.Parse(q.Get("redirect_uri"))
+		if err != nil || q.Get("redirect_uri") == "" || !redirect.IsAbs() {
+			http.Error(w, "invalid redirect_uri", http.StatusBadRequest)
+			return
+		}
+		if q.Get("client_id") == "" || q.Get("response_type") != "code" {
+			http.Error(w, "invalid client_id or response_type", http.StatusBadRequest)
+			return
+		}
+		rq := redirect.Query()
+		if st := q.Get("state"); st != "" {
+			rq.Set("state", st)
+		}
+		if q.Get("deny") == "1" {
+			rq.Set("error", "access_denied")
+			redirect.RawQuery = rq.Encode()
+			http.Redirect(w, r, redirect.String(), http.StatusFound)
+			return
+		}
+		if m := q.Get("code_challenge_method"); q.Get("code_challenge") != "" && m != "S256" {
+			rq.Set("error", "invalid_request")
+			redirect.RawQuery = rq.Encode()
+			http.Redirect(w, r, redirect.String(), http.StatusFound)
+			return
+		}
+		uid := q.Get("user")
+		if uid == "" {
+			if p == providers.Spotify {
+				uid = randomToken("user")[:16]
+			} else {
+				uid = randomDigits(21)
+			}
+		}
+		code := randomToken("code-")
+		s.mu.Lock()
+		s.codes[code] = &authCode{
+			p: p, clientID: q.Get("client_id"), redirectURI: q.Get("redirect_uri"),
+			challenge: q.Get("code_challenge"), method: q.Get("code_challenge_method"),
+			scopes: strings.Fields(q.Get("scope")), user: uid, expires: s.now().Add(10 * time.Minute),
+		}
+		s.mu.Unlock()
+		rq.Set("code", code)
+		redirect.RawQuery = rq.Encode()
+		http.Redirect(w, r, redirect.String(), http.StatusFound)
+	}
+}
+
+// token implements the authorization_code (with PKCE) and refresh_token grants.
+func (s *Server) token(p providers.Name) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "bad form")
+			return
+		}
+		clientID := r.PostForm.Get("client_id")
+		if id, _, ok := r.BasicAuth(); ok {
+			clientID = id
+		}
+		if clientID == "" {
+			oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+			return
+		}
+		now := s.now()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var g *grant
+		rotated := false
+		switch r.PostForm.Get("grant_type") {
+		case "authorization_code":
+			code := r.PostForm.Get("code")
+			c := s.codes[code]
+			delete(s.codes, code) // single use, even when the exchange fails
+			switch {
+			case c == nil || c.p != p || !now.Before(c.expires):
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid authorization code")
+				return
+			case c.clientID != clientID:
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "client mismatch")
+				return
+			case c.redirectURI != r.PostForm.Get("redirect_uri"):
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid redirect URI")
+				return
+			case c.challenge != "" && s256(r.PostForm.Get("code_verifier")) != c.challenge:
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier was incorrect")
+				return
+			}
+			g = &grant{p: p, clientID: clientID, user: c.user, scopes: c.scopes, refresh: randomToken("rt-")}
+			s.grants = append(s.grants, g)
+			s.refresh[g.refresh] = g
+			rotated = true
+		case "refresh_token":
+			g = s.refresh[r.PostForm.Get("refresh_token")]
+			if g == nil || g.revoked || g.p != p || g.clientID != clientID {
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "Refresh token revoked")
+				return
+			}
+			if s.rotate[p] {
+				delete(s.refresh, g.refresh)
+				g.refresh = randomToken("rt-")
+				s.refresh[g.refresh] = g
+				rotated = true
+			}
+		default:
+			oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
+			return
+		}
+		at := randomToken("at-")
+		s.access[at] = &accessToken{g: g, expires: now.Add(s.ttl)}
+		resp := map[string]any{
+			"access_token": at,
+			"token_type":   "Bearer",
+			"expires_in":   int(s.ttl.Seconds()),
+			"scope":        strings.Join(g.scopes, " "),
+		}
+		if rotated {
+			resp["refresh_token"] = g.refresh
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+// googleRevoke revokes the grant an access or refresh token belongs to.
+func (s *Server) googleRevoke(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "bad form")
+		return
+	}
+	tok := r.Form.Get("token")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.refresh[tok]
+	if at := s.access[tok]; g == nil && at != nil {
+		g = at.g
+	}
+	if g == nil || g.revoked || g.p != providers.YouTube {
+		oauthError(w, http.StatusBadRequest, "invalid_token", "Token expired or revoked")
+		return
+	}
+	s.revokeGrantLocked(g)
+	s.revoked = append(s.revoked, RevokedGrant{Provider: g.p, User: g.user, ClientID: g.clientID, At: s.now()})
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// revokeGrantLocked kills a grant and every access token issued under it.
+func (s *Server) revokeGrantLocked(g *grant) {
+	g.revoked = true
+	delete(s.refresh, g.refresh)
+	for k, at := range s.access {
+		if at.g == g {
+			delete(s.access, k)
+		}
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// parseURI splits "spotify:track:ID".
+func parseURI(u string) (kind, id string, err error) {
+	parts := strings.Split(u, ":")
+	if len(parts) != 3 || parts[0] != "spotify" || parts[2] == "" {
+		return "", "", fmt.Errorf("invalid uri %q", u)
+	}
+	switch parts[1] {
+	case "album", "track", "artist":
+		return parts[1], parts[2], nil
+	}
+	return "", "", fmt.Errorf("unsupported uri type %q", parts[1])
+}

@@ -1,0 +1,214 @@
+// Package providers defines what presave needs from a music provider
+// (Spotify, YouTube): OAuth 2.0 with PKCE, the account ID, token refresh
+// with rotation reporting, idempotent pre-save actions and grant
+// revocation. Every error a provider returns is classified here, in one
+// place, so the API and the workers decide retry/wait/defer/give-up the
+// same way.
+//
+// Provider HTTP lives only under this package (ARCHITECTURE.md, invariant 5).
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Name identifies a provider. The values are stored in PostgreSQL.
+type Name string
+
+// The providers presave supports.
+const (
+	Spotify Name = "spotify"
+	YouTube Name = "youtube"
+)
+
+// Names lists every supported provider.
+var Names = []Name{Spotify, YouTube}
+
+// Valid reports whether n is a supported provider.
+func (n Name) Valid() bool { return n == Spotify || n == YouTube }
+
+// Action is one thing a fan consents to. The values are stored in
+// PostgreSQL and shown to fans, so they never change meaning.
+type Action string
+
+// The pre-save actions.
+const (
+	// ActionSave saves the release's albums and tracks to the fan's Spotify library.
+	ActionSave Action = "save"
+	// ActionFollow follows the release's artists on Spotify.
+	ActionFollow Action = "follow"
+	// ActionPlaylist adds the release's tracks (Spotify) or video (YouTube)
+	// to the release's playlist in the fan's account, once.
+	ActionPlaylist Action = "playlist"
+	// ActionLike likes the release's YouTube video.
+	ActionLike Action = "like"
+)
+
+// Target is what a release asks of one provider. Spotify uses the
+// album/track/artist IDs; YouTube uses VideoID. Both use PlaylistID.
+type Target struct {
+	AlbumIDs   []string
+	TrackIDs   []string
+	ArtistIDs  []string
+	VideoID    string
+	PlaylistID string
+}
+
+// Outcome is the result of a successful action.
+type Outcome string
+
+// Outcomes recorded per action.
+const (
+	OutcomeOK      Outcome = "ok"      // we performed it
+	OutcomeAlready Outcome = "already" // it was already in effect; nothing sent
+)
+
+// Grant is what a completed authorization yields.
+type Grant struct {
+	Token     *oauth2.Token // access + refresh token and expiry
+	AccountID string        // the provider's account ID (Spotify user ID, Google "sub")
+	Scopes    []string      // scopes granted
+}
+
+// Provider is one music provider.
+type Provider interface {
+	// Name is the provider's name.
+	Name() Name
+	// Actions lists the actions t makes possible on this provider, in a
+	// stable order.
+	Actions(t Target) []Action
+	// Scopes returns the minimum OAuth scopes the actions need.
+	Scopes(actions []Action) []string
+	// AuthCodeURL returns the consent-screen URL for the state, with a
+	// PKCE S256 challenge derived from verifier (oauth2.GenerateVerifier).
+	AuthCodeURL(state, verifier string, scopes []string) string
+	// Exchange trades an authorization code (and the PKCE verifier) for a
+	// token and reads the provider account ID.
+	Exchange(ctx context.Context, code, verifier string) (Grant, error)
+	// Client returns a client acting for the fan holding tok. It refreshes
+	// the access token when needed; after every refresh it calls onRefresh
+	// (if non-nil) with the new token, whose RefreshToken is the rotated
+	// one when the provider rotated it and the old one otherwise.
+	Client(ctx context.Context, tok *oauth2.Token, onRefresh func(*oauth2.Token)) Client
+	// Revoke revokes the grant at the provider. It returns
+	// ErrRevokeUnsupported when the provider has no revoke endpoint.
+	Revoke(ctx context.Context, refreshToken string) error
+	// QuotaCost is the provider quota units one attempt of a costs (YouTube
+	// writes cost 50 units of a daily per-project budget); 0 when the
+	// provider has no unit quota.
+	QuotaCost(a Action) int
+}
+
+// Client performs pre-save actions for one fan.
+type Client interface {
+	// Perform applies a to t idempotently: it checks first and returns
+	// OutcomeAlready without writing when the action is already in
+	// effect, so a retry after a crash never duplicates anything.
+	Perform(ctx context.Context, a Action, t Target) (Outcome, error)
+	// InEffect reports whether a is already in effect for t.
+	InEffect(ctx context.Context, a Action, t Target) (bool, error)
+}
+
+// ErrRevokeUnsupported is returned by Revoke when the provider offers no
+// way to revoke a grant (Spotify): deleting our copy is all we can do.
+var ErrRevokeUnsupported = errors.New("provider has no revoke endpoint")
+
+// Class says what a caller should do about an error.
+type Class int
+
+// Error classes, from most to least hopeful.
+const (
+	// Retryable: 5xx, network trouble, timeouts. Retry with backoff.
+	Retryable Class = iota + 1
+	// RateLimited: 429. Wait Error.RetryAfter; not a failure.
+	RateLimited
+	// QuotaExhausted: a daily unit quota is spent. Wait until Error.ResetAt; not a failure.
+	QuotaExhausted
+	// NotLiveYet: the target does not exist yet (release not out). Retry later, bounded.
+	NotLiveYet
+	// GrantInvalid: invalid_grant or revoked. The fan must reconnect; never retry.
+	GrantInvalid
+	// Permanent: anything else that will not change by retrying.
+	Permanent
+)
+
+func (c Class) String() string {
+	switch c {
+	case Retryable:
+		return "retryable"
+	case RateLimited:
+		return "rate_limited"
+	case QuotaExhausted:
+		return "quota_exhausted"
+	case NotLiveYet:
+		return "not_live_yet"
+	case GrantInvalid:
+		return "grant_invalid"
+	case Permanent:
+		return "permanent"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Error is a classified provider error.
+type Error struct {
+	Provider   Name
+	Op         string        // what we were doing, e.g. "save", "exchange", "refresh"
+	Class      Class         // what to do about it
+	Status     int           // HTTP status, 0 if none
+	Reason     string        // machine-readable reason, e.g. "quotaExceeded", "invalid_grant"
+	RetryAfter time.Duration // RateLimited: how long to wait
+	ResetAt    time.Time     // QuotaExhausted: when the quota resets
+	Err        error         // the underlying error, never carrying a token
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s %s: %s", e.Provider, e.Op, e.Class)
+	if e.Status != 0 {
+		s += fmt.Sprintf(" (HTTP %d", e.Status)
+		if e.Reason != "" {
+			s += " " + e.Reason
+		}
+		s += ")"
+	} else if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf classifies any error: a *Error carries its class; context
+// deadlines and network errors are Retryable; a canceled context is
+// Retryable too (the work was interrupted, not refused); anything else is
+// Permanent.
+func ClassOf(err error) Class {
+	if err == nil {
+		return 0
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Class
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &ne) {
+		return Retryable
+	}
+	return Permanent
+}
+
+// AsError returns err's *Error, if it has one.
+func AsError(err error) (*Error, bool) {
+	var pe *Error
+	ok := errors.As(err, &pe)
+	return pe, ok
+}

@@ -1,0 +1,364 @@
+// Package spotify implements providers.Provider for Spotify.
+//
+// It uses github.com/zmb3/spotify/v2 where the library fits (the account
+// ID, and the pre-2026 "legacy" library, follow and playlist endpoints) and
+// calls the 2026 endpoints it lacks (/me/library, /playlists/{id}/items)
+// directly through the same authenticated client. zmb3's WithRetry is never
+// used: it retries without a cap and loses POST bodies; the workers own
+// retries. Every error leaves this package as a classified *providers.Error.
+package spotify
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	zspotify "github.com/zmb3/spotify/v2"
+	"golang.org/x/oauth2"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/internal/oauthx"
+)
+
+// Modes select which Spotify endpoints the client uses.
+const (
+	// ModeLibrary uses /me/library and /playlists/{id}/items, the only
+	// endpoints development-mode apps may call since March 2026.
+	ModeLibrary = "library"
+	// ModeLegacy uses /me/albums, /me/tracks, /me/following and
+	// /playlists/{id}/tracks, still open to extended-quota apps.
+	ModeLegacy = "legacy"
+)
+
+// Scopes used by the actions.
+const (
+	ScopeLibraryModify   = "user-library-modify"
+	ScopeLibraryRead     = "user-library-read"
+	ScopeFollowModify    = "user-follow-modify"
+	ScopeFollowRead      = "user-follow-read"
+	ScopePlaylistPublic  = "playlist-modify-public"
+	ScopePlaylistPrivate = "playlist-modify-private"
+	ScopePlaylistRead    = "playlist-read-private"
+)
+
+// Config configures the Spotify provider. Empty URLs default to Spotify's.
+type Config struct {
+	ClientID     string
+	ClientSecret string
+	RedirectURL  string
+	// AccountsURL is the accounts service base (default https://accounts.spotify.com).
+	AccountsURL string
+	// APIURL is the Web API base, ending in "/" (default https://api.spotify.com/v1/).
+	APIURL string
+	// Mode is ModeLibrary (default) or ModeLegacy.
+	Mode string
+	// HTTPClient is the base client for every call (default: 30s timeout).
+	HTTPClient *http.Client
+}
+
+// Provider is Spotify. Create it with New.
+type Provider struct {
+	cfg   Config
+	oauth *oauth2.Config
+	base  *http.Client
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New returns the Spotify provider.
+func New(cfg Config) *Provider {
+	if cfg.AccountsURL == "" {
+		cfg.AccountsURL = "https://accounts.spotify.com"
+	}
+	cfg.AccountsURL = strings.TrimRight(cfg.AccountsURL, "/")
+	if cfg.APIURL == "" {
+		cfg.APIURL = "https://api.spotify.com/v1/"
+	}
+	if !strings.HasSuffix(cfg.APIURL, "/") {
+		cfg.APIURL += "/"
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeLibrary
+	}
+	return &Provider{
+		cfg:  cfg,
+		base: oauthx.BaseClient(cfg.HTTPClient),
+		// spotifyauth cannot point its token endpoint elsewhere, so the
+		// config is built here.
+		oauth: &oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			RedirectURL:  cfg.RedirectURL,
+			Endpoint: oauth2.Endpoint{
+				AuthURL:   cfg.AccountsURL + "/authorize",
+				TokenURL:  cfg.AccountsURL + "/api/token",
+				AuthStyle: oauth2.AuthStyleInParams,
+			},
+		},
+	}
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() providers.Name { return providers.Spotify }
+
+// Mode returns the endpoint mode in use.
+func (p *Provider) Mode() string { return p.cfg.Mode }
+
+// Actions implements providers.Provider.
+func (p *Provider) Actions(t providers.Target) []providers.Action {
+	var out []providers.Action
+	if len(t.AlbumIDs) > 0 || len(t.TrackIDs) > 0 {
+		out = append(out, providers.ActionSave)
+	}
+	if len(t.ArtistIDs) > 0 {
+		out = append(out, providers.ActionFollow)
+	}
+	if t.PlaylistID != "" && len(t.TrackIDs) > 0 {
+		out = append(out, providers.ActionPlaylist)
+	}
+	return out
+}
+
+// Scopes implements providers.Provider. In library mode a follow is a
+// library write (PUT /me/library with an artist URI), so it needs the
+// library scopes; in legacy mode it needs the follow scopes.
+func (p *Provider) Scopes(actions []providers.Action) []string {
+	var out []string
+	add := func(s ...string) {
+		for _, x := range s {
+			if !containsStr(out, x) {
+				out = append(out, x)
+			}
+		}
+	}
+	for _, a := range actions {
+		switch a {
+		case providers.ActionSave:
+			add(ScopeLibraryModify, ScopeLibraryRead)
+		case providers.ActionFollow:
+			if p.cfg.Mode == ModeLegacy {
+				add(ScopeFollowModify, ScopeFollowRead)
+			} else {
+				add(ScopeLibraryModify, ScopeLibraryRead)
+			}
+		case providers.ActionPlaylist:
+			add(ScopePlaylistPublic, ScopePlaylistPrivate, ScopePlaylistRead)
+		}
+	}
+	return out
+}
+
+func containsStr(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthCodeURL implements providers.Provider.
+func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
+	c := *p.oauth
+	c.Scopes = scopes
+	return c.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+}
+
+// Exchange implements providers.Provider.
+func (p *Provider) Exchange(ctx context.Context, code, verifier string) (providers.Grant, error) {
+	tok, err := p.oauth.Exchange(oauthx.WithBase(ctx, p.base), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return providers.Grant{}, classify("exchange", err, oauthx.Failure{})
+	}
+	hc := oauthx.NewClient(oauthx.NewSource(p.oauth, p.base, tok, nil), p.base)
+	cctx, failure := oauthx.WithCapture(ctx)
+	// /v1/me: only the "id" is kept; no profile scope is requested.
+	me, err := zspotify.New(hc, zspotify.WithBaseURL(p.cfg.APIURL)).CurrentUser(cctx)
+	if err != nil {
+		return providers.Grant{}, classify("account", err, failure())
+	}
+	if me.ID == "" {
+		return providers.Grant{}, &providers.Error{Provider: providers.Spotify, Op: "account", Class: providers.Permanent, Reason: "no_account_id"}
+	}
+	var scopes []string
+	if s, ok := tok.Extra("scope").(string); ok {
+		scopes = strings.Fields(s)
+	}
+	return providers.Grant{Token: tok, AccountID: me.ID, Scopes: scopes}, nil
+}
+
+// Revoke implements providers.Provider: Spotify has no revoke endpoint.
+func (p *Provider) Revoke(context.Context, string) error { return providers.ErrRevokeUnsupported }
+
+// QuotaCost implements providers.Provider: Spotify has no unit quota.
+func (p *Provider) QuotaCost(providers.Action) int { return 0 }
+
+// Client implements providers.Provider. Refreshes run within the context
+// of the call that needs them.
+func (p *Provider) Client(_ context.Context, tok *oauth2.Token, onRefresh func(*oauth2.Token)) providers.Client {
+	src := oauthx.NewSource(p.oauth, p.base, tok, onRefresh)
+	hc := oauthx.NewClient(src, p.base)
+	return &client{
+		p:   p,
+		src: src,
+		hc:  hc,
+		sp:  zspotify.New(hc, zspotify.WithBaseURL(p.cfg.APIURL)),
+	}
+}
+
+type client struct {
+	p   *Provider
+	src *oauthx.Source
+	hc  *http.Client
+	sp  *zspotify.Client
+}
+
+// call runs fn, and once more after a forced refresh if Spotify answered
+// 401 (the access token died early); errors come back classified.
+func (c *client) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		cctx, failure := oauthx.WithCapture(ctx)
+		err := fn(cctx)
+		if err == nil {
+			return nil
+		}
+		f := failure()
+		if f.Status == http.StatusUnauthorized && attempt == 0 {
+			c.src.Invalidate()
+			continue
+		}
+		return classify(op, err, f)
+	}
+}
+
+// Perform implements providers.Client.
+func (c *client) Perform(ctx context.Context, a providers.Action, t providers.Target) (providers.Outcome, error) {
+	var out providers.Outcome
+	err := c.call(ctx, string(a), func(ctx context.Context) error {
+		var err error
+		out, err = c.perform(ctx, a, t, true)
+		return err
+	})
+	return out, err
+}
+
+// InEffect implements providers.Client.
+func (c *client) InEffect(ctx context.Context, a providers.Action, t providers.Target) (bool, error) {
+	var out providers.Outcome
+	err := c.call(ctx, string(a), func(ctx context.Context) error {
+		var err error
+		out, err = c.perform(ctx, a, t, false)
+		return err
+	})
+	return out == providers.OutcomeAlready, err
+}
+
+// perform checks what is missing and, if write, adds it. It returns
+// OutcomeAlready when nothing was missing.
+func (c *client) perform(ctx context.Context, a providers.Action, t providers.Target, write bool) (providers.Outcome, error) {
+	switch a {
+	case providers.ActionSave:
+		if len(t.AlbumIDs) == 0 && len(t.TrackIDs) == 0 {
+			return "", errNothing(a)
+		}
+		return c.saveItems(ctx, append(uris("album", t.AlbumIDs), uris("track", t.TrackIDs)...), write)
+	case providers.ActionFollow:
+		if len(t.ArtistIDs) == 0 {
+			return "", errNothing(a)
+		}
+		return c.saveItems(ctx, uris("artist", t.ArtistIDs), write)
+	case providers.ActionPlaylist:
+		if t.PlaylistID == "" || len(t.TrackIDs) == 0 {
+			return "", errNothing(a)
+		}
+		return c.playlist(ctx, t.PlaylistID, uris("track", t.TrackIDs), write)
+	}
+	return "", &providers.Error{Provider: providers.Spotify, Op: string(a), Class: providers.Permanent, Reason: "unsupported_action"}
+}
+
+func errNothing(a providers.Action) error {
+	return &providers.Error{Provider: providers.Spotify, Op: string(a), Class: providers.Permanent, Reason: "empty_target"}
+}
+
+// uris turns IDs into "spotify:kind:id", dropping duplicates.
+func uris(kind string, ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		u := "spotify:" + kind + ":" + id
+		if !containsStr(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func chunks[T any](s []T, n int) [][]T {
+	var out [][]T
+	for len(s) > n {
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	if len(s) > 0 {
+		out = append(out, s)
+	}
+	return out
+}
+
+// saveItems saves (or follows) the URIs not yet in the library.
+func (c *client) saveItems(ctx context.Context, all []string, write bool) (providers.Outcome, error) {
+	var missing []string
+	if c.p.cfg.Mode == ModeLegacy {
+		m, err := c.legacyMissing(ctx, all)
+		if err != nil {
+			return "", err
+		}
+		missing = m
+	} else {
+		m, err := c.libraryMissing(ctx, all)
+		if err != nil {
+			return "", err
+		}
+		missing = m
+	}
+	if len(missing) == 0 {
+		return providers.OutcomeAlready, nil
+	}
+	if !write {
+		return providers.OutcomeOK, nil
+	}
+	if c.p.cfg.Mode == ModeLegacy {
+		return providers.OutcomeOK, c.legacySave(ctx, missing)
+	}
+	for _, part := range chunks(missing, 40) {
+		if err := c.do(ctx, http.MethodPut, "me/library?"+urisQuery(part), nil, nil, http.StatusOK, http.StatusNoContent); err != nil {
+			return "", err
+		}
+	}
+	return providers.OutcomeOK, nil
+}
+
+func (c *client) libraryMissing(ctx context.Context, all []string) ([]string, error) {
+	var missing []string
+	for _, part := range chunks(all, 40) {
+		var has []bool
+		if err := c.do(ctx, http.MethodGet, "me/library/contains?"+urisQuery(part), nil, &has, http.StatusOK); err != nil {
+			return nil, err
+		}
+		if len(has) != len(part) {
+			return nil, fmt.Errorf("spotify: library/contains answered %d values for %d URIs", len(has), len(part))
+		}
+		for i, ok := range has {
+			if !ok {
+				missing = append(missing, part[i])
+			}
+		}
+	}
+	return missing, nil
+}
+
+// urisQuery encodes the "uris" parameter of the library endpoints.
+func urisQuery(u []string) string {
+	return url.Values{"uris": {strings.Join(u, ",")}}.Encode()
+}
