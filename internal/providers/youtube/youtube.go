@@ -1,0 +1,440 @@
+// Package youtube implements providers.Provider for YouTube, through
+// google.golang.org/api/youtube/v3 over an OAuth client, with Google's
+// OpenID userinfo for the account ID ("sub" only) and Google's revoke
+// endpoint. Every error leaves this package as a classified
+// *providers.Error.
+package youtube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // quota resets at midnight America/Los_Angeles wherever we run
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+	yt "google.golang.org/api/youtube/v3"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/internal/oauthx"
+)
+
+// Scopes presave requests: "openid" for the account's "sub", and the
+// YouTube scope that rating videos and editing playlists need. Nothing
+// else: no e-mail, no profile.
+const (
+	ScopeOpenID  = "openid"
+	ScopeYouTube = "https://www.googleapis.com/auth/youtube"
+)
+
+// Quota units of the YouTube Data API calls presave makes.
+const (
+	CostRead  = 1  // videos.getRating, playlistItems.list
+	CostWrite = 50 // videos.rate, playlistItems.insert
+)
+
+// Config configures the YouTube provider. Empty URLs default to Google's.
+type Config struct {
+	ClientID     string
+	ClientSecret string
+	RedirectURL  string
+	AuthURL      string // default https://accounts.google.com/o/oauth2/auth
+	TokenURL     string // default https://oauth2.googleapis.com/token
+	RevokeURL    string // default https://oauth2.googleapis.com/revoke
+	UserinfoURL  string // default https://openidconnect.googleapis.com/v1/userinfo
+	APIURL       string // default https://youtube.googleapis.com/
+	// HTTPClient is the base client for every call (default: 30s timeout).
+	HTTPClient *http.Client
+}
+
+// Provider is YouTube. Create it with New.
+type Provider struct {
+	cfg   Config
+	oauth *oauth2.Config
+	base  *http.Client
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+func def(v *string, d string) {
+	if *v == "" {
+		*v = d
+	}
+}
+
+// New returns the YouTube provider.
+func New(cfg Config) *Provider {
+	def(&cfg.AuthURL, "https://accounts.google.com/o/oauth2/auth")
+	def(&cfg.TokenURL, "https://oauth2.googleapis.com/token")
+	def(&cfg.RevokeURL, "https://oauth2.googleapis.com/revoke")
+	def(&cfg.UserinfoURL, "https://openidconnect.googleapis.com/v1/userinfo")
+	def(&cfg.APIURL, "https://youtube.googleapis.com/")
+	if !strings.HasSuffix(cfg.APIURL, "/") {
+		cfg.APIURL += "/"
+	}
+	return &Provider{
+		cfg:  cfg,
+		base: oauthx.BaseClient(cfg.HTTPClient),
+		oauth: &oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			RedirectURL:  cfg.RedirectURL,
+			Endpoint: oauth2.Endpoint{
+				AuthURL:   cfg.AuthURL,
+				TokenURL:  cfg.TokenURL,
+				AuthStyle: oauth2.AuthStyleInParams,
+			},
+		},
+	}
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() providers.Name { return providers.YouTube }
+
+// Actions implements providers.Provider.
+func (p *Provider) Actions(t providers.Target) []providers.Action {
+	if t.VideoID == "" {
+		return nil
+	}
+	out := []providers.Action{providers.ActionLike}
+	if t.PlaylistID != "" {
+		out = append(out, providers.ActionPlaylist)
+	}
+	return out
+}
+
+// Scopes implements providers.Provider.
+func (p *Provider) Scopes(actions []providers.Action) []string {
+	out := []string{ScopeOpenID}
+	for _, a := range actions {
+		if a == providers.ActionLike || a == providers.ActionPlaylist {
+			return append(out, ScopeYouTube)
+		}
+	}
+	return out
+}
+
+// AuthCodeURL implements providers.Provider. It asks for offline access
+// (a refresh token) and forces the consent screen, without which Google
+// omits the refresh token on a second authorization.
+func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
+	c := *p.oauth
+	c.Scopes = scopes
+	return c.AuthCodeURL(state, oauth2.AccessTypeOffline, oauth2.ApprovalForce, oauth2.S256ChallengeOption(verifier))
+}
+
+// QuotaCost implements providers.Provider: one Perform reads once, then
+// writes at most once (like: getRating + rate; playlist: list + insert).
+func (p *Provider) QuotaCost(a providers.Action) int {
+	switch a {
+	case providers.ActionLike, providers.ActionPlaylist:
+		return CostRead + CostWrite
+	}
+	return 0
+}
+
+// Exchange implements providers.Provider.
+func (p *Provider) Exchange(ctx context.Context, code, verifier string) (providers.Grant, error) {
+	tok, err := p.oauth.Exchange(oauthx.WithBase(ctx, p.base), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return providers.Grant{}, classify("exchange", err)
+	}
+	hc := oauthx.NewClient(oauthx.NewSource(p.oauth, p.base, tok, nil), p.base)
+	sub, err := p.subject(ctx, hc)
+	if err != nil {
+		return providers.Grant{}, classify("account", err)
+	}
+	var scopes []string
+	if s, ok := tok.Extra("scope").(string); ok {
+		scopes = strings.Fields(s)
+	}
+	return providers.Grant{Token: tok, AccountID: sub, Scopes: scopes}, nil
+}
+
+// subject reads the OpenID "sub" from userinfo, and nothing else.
+func (p *Provider) subject(ctx context.Context, hc *http.Client) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.UserinfoURL, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return "", googleapi.CheckResponseWithBody(resp, body)
+	}
+	var info struct {
+		Sub string `json:"sub"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return "", fmt.Errorf("youtube: decode userinfo: %w", err)
+	}
+	if info.Sub == "" {
+		return "", &providers.Error{Provider: providers.YouTube, Op: "account", Class: providers.Permanent, Reason: "no_sub"}
+	}
+	return info.Sub, nil
+}
+
+// Revoke implements providers.Provider. A token Google no longer knows
+// ("invalid_token") counts as revoked: the purge wanted exactly that.
+func (p *Provider) Revoke(ctx context.Context, refreshToken string) error {
+	form := url.Values{"token": {refreshToken}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.RevokeURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return classify("revoke", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := p.base.Do(req)
+	if err != nil {
+		// *url.Error carries the revoke URL only; the token is in the body.
+		return classify("revoke", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var oe struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(body, &oe)
+	if resp.StatusCode == http.StatusBadRequest && oe.Error == "invalid_token" {
+		return nil
+	}
+	e := &providers.Error{Provider: providers.YouTube, Op: "revoke", Status: resp.StatusCode, Reason: oe.Error}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e.Class, e.RetryAfter = providers.RateLimited, retryAfter(resp.Header.Get("Retry-After"))
+	case resp.StatusCode >= 500:
+		e.Class = providers.Retryable
+	default:
+		e.Class = providers.Permanent
+	}
+	return e
+}
+
+// Client implements providers.Provider. Refreshes run within the context
+// of the call that needs them.
+func (p *Provider) Client(ctx context.Context, tok *oauth2.Token, onRefresh func(*oauth2.Token)) providers.Client {
+	src := oauthx.NewSource(p.oauth, p.base, tok, onRefresh)
+	hc := oauthx.NewClient(src, p.base)
+	svc, err := yt.NewService(ctx, option.WithHTTPClient(hc), option.WithEndpoint(p.cfg.APIURL))
+	return &client{src: src, svc: svc, err: err}
+}
+
+type client struct {
+	src *oauthx.Source
+	svc *yt.Service
+	err error // from NewService (it only fails on bad options)
+}
+
+// call runs fn, and once more after a forced refresh if Google answered
+// 401 (the access token died early); errors come back classified.
+func (c *client) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	if c.err != nil {
+		return &providers.Error{Provider: providers.YouTube, Op: op, Class: providers.Permanent, Reason: "client_setup", Err: c.err}
+	}
+	for attempt := 0; ; attempt++ {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		var ge *googleapi.Error
+		if errors.As(err, &ge) && ge.Code == http.StatusUnauthorized && attempt == 0 {
+			c.src.Invalidate()
+			continue
+		}
+		return classify(op, err)
+	}
+}
+
+// Perform implements providers.Client.
+func (c *client) Perform(ctx context.Context, a providers.Action, t providers.Target) (providers.Outcome, error) {
+	var out providers.Outcome
+	err := c.call(ctx, string(a), func(ctx context.Context) error {
+		done, err := c.inEffect(ctx, a, t)
+		if err != nil {
+			return err
+		}
+		if done {
+			out = providers.OutcomeAlready
+			return nil
+		}
+		if err := c.write(ctx, a, t); err != nil {
+			return err
+		}
+		out = providers.OutcomeOK
+		return nil
+	})
+	return out, err
+}
+
+// InEffect implements providers.Client.
+func (c *client) InEffect(ctx context.Context, a providers.Action, t providers.Target) (bool, error) {
+	var done bool
+	err := c.call(ctx, string(a), func(ctx context.Context) error {
+		var err error
+		done, err = c.inEffect(ctx, a, t)
+		return err
+	})
+	return done, err
+}
+
+func badTarget(a providers.Action, reason string) error {
+	return &providers.Error{Provider: providers.YouTube, Op: string(a), Class: providers.Permanent, Reason: reason}
+}
+
+func (c *client) inEffect(ctx context.Context, a providers.Action, t providers.Target) (bool, error) {
+	if t.VideoID == "" {
+		return false, badTarget(a, "empty_target")
+	}
+	switch a {
+	case providers.ActionLike:
+		res, err := c.svc.Videos.GetRating([]string{t.VideoID}).Context(ctx).Do()
+		if err != nil {
+			return false, err
+		}
+		for _, r := range res.Items {
+			if r.VideoId == t.VideoID && r.Rating == "like" {
+				return true, nil
+			}
+		}
+		return false, nil
+	case providers.ActionPlaylist:
+		if t.PlaylistID == "" {
+			return false, badTarget(a, "empty_target")
+		}
+		// Filtered by videoId: one read unit, however long the playlist.
+		res, err := c.svc.PlaylistItems.List([]string{"id"}).PlaylistId(t.PlaylistID).
+			VideoId(t.VideoID).MaxResults(1).Context(ctx).Do()
+		if err != nil {
+			return false, err
+		}
+		return len(res.Items) > 0, nil
+	}
+	return false, badTarget(a, "unsupported_action")
+}
+
+func (c *client) write(ctx context.Context, a providers.Action, t providers.Target) error {
+	switch a {
+	case providers.ActionLike:
+		return c.svc.Videos.Rate(t.VideoID, "like").Context(ctx).Do()
+	case providers.ActionPlaylist:
+		_, err := c.svc.PlaylistItems.Insert([]string{"snippet"}, &yt.PlaylistItem{
+			Snippet: &yt.PlaylistItemSnippet{
+				PlaylistId: t.PlaylistID,
+				ResourceId: &yt.ResourceId{Kind: "youtube#video", VideoId: t.VideoID},
+			},
+		}).Context(ctx).Do()
+		return err
+	}
+	return badTarget(a, "unsupported_action")
+}
+
+var pacific = func() *time.Location {
+	l, err := time.LoadLocation("America/Los_Angeles")
+	if err != nil {
+		panic(err) // time/tzdata is embedded: cannot happen
+	}
+	return l
+}()
+
+// NextQuotaReset is when the YouTube daily quota next resets after t:
+// midnight Pacific time.
+func NextQuotaReset(t time.Time) time.Time {
+	lt := t.In(pacific)
+	return time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, pacific)
+}
+
+// classify turns any error into a *providers.Error.
+//
+// Judgement on 404: videoNotFound means the release's video is not public
+// yet (NotLiveYet, retry later); playlistNotFound means the configured
+// playlist does not exist in the fan's account, which waiting will not
+// fix (Permanent).
+func classify(op string, err error) error {
+	if pe, ok := providers.AsError(err); ok {
+		return pe
+	}
+	e := &providers.Error{Provider: providers.YouTube, Op: op, Err: err}
+	// Token endpoint failures first: they arrive inside *url.Error, which
+	// would otherwise pass for a network error.
+	if re, ok := oauthx.RetrieveError(err); ok {
+		e.Reason = re.ErrorCode
+		e.Err = &oauthx.Quiet{Msg: "token endpoint refused: " + re.ErrorCode, Err: re}
+		if re.Response != nil {
+			e.Status = re.Response.StatusCode
+		}
+		switch {
+		case re.ErrorCode == "invalid_grant":
+			// Revoked, expired (7-day test-mode tokens too): reconnect.
+			e.Class = providers.GrantInvalid
+		case e.Status == http.StatusTooManyRequests:
+			e.Class, e.RetryAfter = providers.RateLimited, retryAfter(re.Response.Header.Get("Retry-After"))
+		case e.Status >= 500:
+			e.Class = providers.Retryable
+		default:
+			e.Class = providers.Permanent
+		}
+		return e
+	}
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &ne) {
+			e.Class = providers.Retryable
+		} else {
+			e.Class = providers.Permanent
+		}
+		return e
+	}
+	// The googleapi message is Google's text; drop the raw body from view.
+	e.Err = &oauthx.Quiet{Msg: "youtube api: " + ge.Message, Err: err}
+	e.Status = ge.Code
+	if len(ge.Errors) > 0 {
+		e.Reason = ge.Errors[0].Reason
+	}
+	switch {
+	case e.Reason == "quotaExceeded" || e.Reason == "dailyLimitExceeded":
+		e.Class, e.ResetAt = providers.QuotaExhausted, NextQuotaReset(time.Now())
+	case e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded" || ge.Code == http.StatusTooManyRequests:
+		e.Class, e.RetryAfter = providers.RateLimited, retryAfter(ge.Header.Get("Retry-After"))
+	case ge.Code == http.StatusUnauthorized:
+		// Still 401 after a forced refresh.
+		e.Class = providers.GrantInvalid
+	case e.Reason == "playlistNotFound":
+		e.Class = providers.Permanent
+	case ge.Code == http.StatusNotFound:
+		e.Class = providers.NotLiveYet
+	case ge.Code >= 500:
+		e.Class = providers.Retryable
+	default:
+		// forbidden, videoRatingDisabled, playlistContainsMaximumNumberOfVideos,
+		// insufficientPermissions and any other 4xx.
+		e.Class = providers.Permanent
+	}
+	return e
+}
+
+// retryAfter parses Retry-After seconds (or an HTTP date); 1s when absent.
+func retryAfter(v string) time.Duration {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), time.Second)
+	}
+	return time.Second
+}
