@@ -1,0 +1,492 @@
+package spotify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/providers/spotify"
+)
+
+const clientID = "presave-spotify"
+
+type env struct {
+	fake *fake.Server
+	p    *spotify.Provider
+	user string
+	tok  *oauth2.Token
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newEnv starts a fake, connects a fan through the full OAuth flow with
+// the given actions' scopes, and returns the grant's token.
+func newEnv(t *testing.T, mode string, actions ...providers.Action) *env {
+	t.Helper()
+	f := fake.New(fake.Options{})
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	u := fake.URLs(srv.URL)
+	p := spotify.New(spotify.Config{
+		ClientID: clientID, ClientSecret: "secret", RedirectURL: "http://app.test/callback",
+		AccountsURL: u.SpotifyAccountsURL, APIURL: u.SpotifyAPIURL, Mode: mode,
+	})
+	if len(actions) == 0 {
+		actions = []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist}
+	}
+	e := &env{fake: f, p: p, user: "fan-" + strings.ReplaceAll(t.Name(), "/", "-")}
+	e.tok = e.connect(t, p.Scopes(actions))
+	return e
+}
+
+func (e *env) connect(t *testing.T, scopes []string) *oauth2.Token {
+	t.Helper()
+	ctx := ctxT(t)
+	verifier := oauth2.GenerateVerifier()
+	q, err := fake.Consent(ctx, fake.WithUser(e.p.AuthCodeURL("state-1", verifier, scopes), e.user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Get("state") != "state-1" || q.Get("code") == "" {
+		t.Fatalf("callback query = %v, want state and code", q)
+	}
+	g, err := e.p.Exchange(ctx, q.Get("code"), verifier)
+	if err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	if g.AccountID != e.user {
+		t.Fatalf("AccountID = %q, want %q", g.AccountID, e.user)
+	}
+	if g.Token.AccessToken == "" || g.Token.RefreshToken == "" {
+		t.Fatal("grant lacks access or refresh token")
+	}
+	return g.Token
+}
+
+func (e *env) client(ctx context.Context, onRefresh func(*oauth2.Token)) providers.Client {
+	return e.p.Client(ctx, e.tok, onRefresh)
+}
+
+var modes = []string{spotify.ModeLibrary, spotify.ModeLegacy}
+
+var target = providers.Target{
+	AlbumIDs:   []string{"album1"},
+	TrackIDs:   []string{"track1", "track2"},
+	ArtistIDs:  []string{"artist1", "artist2"},
+	PlaylistID: "pl1",
+}
+
+func TestOAuth(t *testing.T) {
+	e := newEnv(t, spotify.ModeLibrary)
+	ctx := ctxT(t)
+
+	authURL := e.p.AuthCodeURL("s", oauth2.GenerateVerifier(), e.p.Scopes([]providers.Action{providers.ActionSave}))
+	for _, want := range []string{"code_challenge_method=S256", "code_challenge=", "scope=user-library-modify+user-library-read", "client_id=" + clientID} {
+		if !strings.Contains(authURL, want) {
+			t.Errorf("AuthCodeURL %q lacks %q", authURL, want)
+		}
+	}
+
+	t.Run("generated user", func(t *testing.T) {
+		v := oauth2.GenerateVerifier()
+		q, err := fake.Consent(ctx, e.p.AuthCodeURL("s", v, []string{"user-library-read"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := e.p.Exchange(ctx, q.Get("code"), v)
+		if err != nil || g.AccountID == "" || !slices.Equal(g.Scopes, []string{"user-library-read"}) {
+			t.Fatalf("Exchange = %+v, %v; want an account ID and the scope", g.AccountID, err)
+		}
+	})
+	t.Run("denied", func(t *testing.T) {
+		q, err := fake.Consent(ctx, e.p.AuthCodeURL("s", oauth2.GenerateVerifier(), nil)+"&deny=1")
+		if err != nil || q.Get("error") != "access_denied" || q.Get("code") != "" || q.Get("state") != "s" {
+			t.Fatalf("deny callback = %v, %v", q, err)
+		}
+	})
+	t.Run("wrong PKCE verifier", func(t *testing.T) {
+		q, err := fake.Consent(ctx, e.p.AuthCodeURL("s", oauth2.GenerateVerifier(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.p.Exchange(ctx, q.Get("code"), oauth2.GenerateVerifier())
+		if providers.ClassOf(err) != providers.GrantInvalid {
+			t.Fatalf("Exchange with wrong verifier: %v (class %v), want grant_invalid", err, providers.ClassOf(err))
+		}
+		if strings.Contains(err.Error(), q.Get("code")) {
+			t.Fatal("error message carries the authorization code")
+		}
+		// The code was spent by the failed attempt.
+		if _, err := e.p.Exchange(ctx, q.Get("code"), oauth2.GenerateVerifier()); err == nil {
+			t.Fatal("code reused")
+		}
+	})
+}
+
+func TestActionsAndIdempotency(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, mode)
+			ctx := ctxT(t)
+			c := e.client(ctx, nil)
+
+			if got, want := e.p.Actions(target), []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist}; !slices.Equal(got, want) {
+				t.Fatalf("Actions = %v, want %v", got, want)
+			}
+			for _, a := range e.p.Actions(target) {
+				in, err := c.InEffect(ctx, a, target)
+				if err != nil || in {
+					t.Fatalf("%s InEffect before = %v, %v; want false", a, in, err)
+				}
+				for i, want := range []providers.Outcome{providers.OutcomeOK, providers.OutcomeAlready} {
+					got, err := c.Perform(ctx, a, target)
+					if err != nil || got != want {
+						t.Fatalf("%s Perform #%d = %q, %v; want %q", a, i+1, got, err, want)
+					}
+				}
+				if in, err := c.InEffect(ctx, a, target); err != nil || !in {
+					t.Fatalf("%s InEffect after = %v, %v; want true", a, in, err)
+				}
+			}
+			// A new client (a worker after a crash) sees it all done.
+			for _, a := range e.p.Actions(target) {
+				if got, err := e.client(ctx, nil).Perform(ctx, a, target); err != nil || got != providers.OutcomeAlready {
+					t.Fatalf("%s retry = %q, %v; want already", a, got, err)
+				}
+			}
+
+			u := e.fake.User(providers.Spotify, e.user)
+			if !slices.Equal(u.Albums, []string{"album1"}) || !slices.Equal(u.Tracks, []string{"track1", "track2"}) ||
+				!slices.Equal(u.Artists, []string{"artist1", "artist2"}) {
+				t.Fatalf("library = %+v", u)
+			}
+			if got, want := e.fake.Playlist(providers.Spotify, e.user, "pl1"), []string{"spotify:track:track1", "spotify:track:track2"}; !slices.Equal(got, want) {
+				t.Fatalf("playlist = %v, want exactly %v", got, want)
+			}
+
+			writes := map[string][]string{
+				spotify.ModeLibrary: {"PUT /v1/me/library 200", "POST /v1/playlists/{id}/items 201"},
+				spotify.ModeLegacy:  {"PUT /v1/me/albums 200", "PUT /v1/me/tracks 200", "PUT /v1/me/following 204", "POST /v1/playlists/{id}/tracks 201"},
+			}[mode]
+			st := e.fake.State()
+			for _, k := range writes {
+				want := 1
+				if k == "PUT /v1/me/library 200" {
+					want = 2 // save, then follow
+				}
+				if st.Calls[k] != want {
+					t.Errorf("calls[%q] = %d, want %d (all: %v)", k, st.Calls[k], want, st.Calls)
+				}
+			}
+			if mode == spotify.ModeLibrary {
+				for k := range st.Calls {
+					if strings.Contains(k, "/me/albums") || strings.Contains(k, "/me/tracks") || strings.Contains(k, "/me/following") || strings.Contains(k, "/tracks ") {
+						t.Errorf("library mode called legacy endpoint %q", k)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPlaylistAddsOnlyMissingAcrossPages(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, mode, providers.ActionPlaylist)
+			ctx := ctxT(t)
+			c := e.client(ctx, nil)
+			// 130 tracks: two POSTs (100 per call) and three pages to read back.
+			var ids []string
+			for i := range 130 {
+				ids = append(ids, fmt.Sprintf("t%03d", i))
+			}
+			first := providers.Target{PlaylistID: "big", TrackIDs: ids[:120]}
+			if got, err := c.Perform(ctx, providers.ActionPlaylist, first); err != nil || got != providers.OutcomeOK {
+				t.Fatalf("first Perform = %q, %v", got, err)
+			}
+			// The retry asks for more: only the 10 missing ones are added.
+			all := providers.Target{PlaylistID: "big", TrackIDs: ids}
+			if got, err := c.Perform(ctx, providers.ActionPlaylist, all); err != nil || got != providers.OutcomeOK {
+				t.Fatalf("second Perform = %q, %v", got, err)
+			}
+			if got, err := c.Perform(ctx, providers.ActionPlaylist, all); err != nil || got != providers.OutcomeAlready {
+				t.Fatalf("third Perform = %q, %v", got, err)
+			}
+			pl := e.fake.Playlist(providers.Spotify, e.user, "big")
+			if len(pl) != 130 {
+				t.Fatalf("playlist has %d items, want 130", len(pl))
+			}
+			seen := map[string]bool{}
+			for i, uri := range pl {
+				if seen[uri] {
+					t.Fatalf("duplicate %s", uri)
+				}
+				seen[uri] = true
+				if want := "spotify:track:" + ids[i]; uri != want {
+					t.Fatalf("item %d = %s, want %s", i, uri, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	for _, rotate := range []bool{true, false} {
+		t.Run(fmt.Sprintf("rotate=%v", rotate), func(t *testing.T) {
+			e := newEnv(t, spotify.ModeLibrary, providers.ActionSave)
+			e.fake.SetRotation(providers.Spotify, rotate)
+			ctx := ctxT(t)
+			old := *e.tok
+			e.tok.Expiry = time.Now().Add(-time.Minute) // expired: refresh first
+
+			var mu sync.Mutex
+			var got []*oauth2.Token
+			c := e.client(ctx, func(t *oauth2.Token) { mu.Lock(); got = append(got, t); mu.Unlock() })
+			if _, err := c.Perform(ctx, providers.ActionSave, target); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 1 {
+				t.Fatalf("onRefresh called %d times, want 1", len(got))
+			}
+			nt := got[0]
+			if nt.AccessToken == old.AccessToken || !nt.Valid() {
+				t.Fatal("refresh did not yield a new valid access token")
+			}
+			if rotate && (nt.RefreshToken == old.RefreshToken || nt.RefreshToken == "") {
+				t.Fatal("rotated refresh token not reported")
+			}
+			if !rotate && nt.RefreshToken != old.RefreshToken {
+				t.Fatalf("refresh without rotation changed the refresh token")
+			}
+			if rotate {
+				// The old refresh token is dead; the reported one works.
+				stale := old
+				stale.Expiry = time.Now().Add(-time.Minute)
+				_, err := e.p.Client(ctx, &stale, nil).InEffect(ctx, providers.ActionSave, target)
+				if providers.ClassOf(err) != providers.GrantInvalid {
+					t.Fatalf("old refresh token: %v, want grant_invalid", err)
+				}
+				fresh := *nt
+				fresh.Expiry = time.Now().Add(-time.Minute)
+				if _, err := e.p.Client(ctx, &fresh, nil).InEffect(ctx, providers.ActionSave, target); err != nil {
+					t.Fatalf("reported refresh token: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// A 401 on a token we believed valid forces one refresh and one retry.
+func TestUnauthorizedRefreshesOnce(t *testing.T) {
+	e := newEnv(t, spotify.ModeLibrary, providers.ActionSave)
+	ctx := ctxT(t)
+	var n int
+	var mu sync.Mutex
+	c := e.client(ctx, func(*oauth2.Token) { mu.Lock(); n++; mu.Unlock() })
+	e.fake.ExpireAccessTokens(providers.Spotify, e.user)
+	if got, err := c.Perform(ctx, providers.ActionSave, target); err != nil || got != providers.OutcomeOK {
+		t.Fatalf("Perform after server-side expiry = %q, %v", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n != 1 {
+		t.Fatalf("refreshed %d times, want 1", n)
+	}
+	if got := e.fake.Calls("GET /v1/me/library/contains", 401); got != 1 {
+		t.Fatalf("401s = %d, want 1", got)
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	future := time.Now().Add(time.Hour)
+	cases := []struct {
+		name    string
+		mode    string
+		action  providers.Action
+		target  providers.Target
+		scopes  []providers.Action // connect with these scopes only (default: all)
+		setup   func(e *env)
+		class   providers.Class
+		status  int
+		reason  string
+		check   func(t *testing.T, pe *providers.Error)
+		recover func(e *env) // after which the action succeeds
+	}{
+		{
+			name: "rate limited", action: providers.ActionSave, target: target,
+			// 0.5/s, burst 1: contains passes, the PUT waits 2s.
+			setup: func(e *env) { e.fake.SetRateLimit(providers.Spotify, 0.5, 1) },
+			class: providers.RateLimited, status: 429,
+			check: func(t *testing.T, pe *providers.Error) {
+				if pe.RetryAfter != 2*time.Second {
+					t.Errorf("RetryAfter = %v, want 2s", pe.RetryAfter)
+				}
+			},
+			recover: func(e *env) { e.fake.SetRateLimit(providers.Spotify, 0, 0) },
+		},
+		{
+			name: "quota exceeded", action: providers.ActionFollow, target: target,
+			setup: func(e *env) { e.fake.ExhaustQuota(providers.Spotify, time.Now().Add(90*time.Second)) },
+			class: providers.QuotaExhausted, status: 429, reason: "QUOTA_EXCEEDED",
+			check: func(t *testing.T, pe *providers.Error) {
+				if d := time.Until(pe.ResetAt); d < 80*time.Second || d > 92*time.Second {
+					t.Errorf("ResetAt in %v, want ~90s", d)
+				}
+			},
+			recover: func(e *env) { e.fake.ResetQuota(providers.Spotify) },
+		},
+		{
+			name: "5xx", mode: spotify.ModeLegacy, action: providers.ActionSave, target: target,
+			setup:   func(e *env) { e.fake.SetErrorRate(providers.Spotify, 1) },
+			class:   providers.Retryable, status: 503,
+			recover: func(e *env) { e.fake.SetErrorRate(providers.Spotify, 0) },
+		},
+		{
+			name: "revoked grant", action: providers.ActionPlaylist, target: target,
+			setup: func(e *env) { e.fake.RevokeUser(providers.Spotify, e.user) },
+			class: providers.GrantInvalid, reason: "invalid_grant",
+			check: func(t *testing.T, pe *providers.Error) {
+				if pe.Status != 400 {
+					t.Errorf("Status = %d, want 400 from the token endpoint", pe.Status)
+				}
+			},
+		},
+		{
+			name: "album not live", action: providers.ActionSave, target: target,
+			setup:   func(e *env) { e.fake.SetNotLiveUntil("album1", future) },
+			class:   providers.NotLiveYet, status: 404,
+			recover: func(e *env) { e.fake.SetNotLiveUntil("album1", time.Time{}) },
+		},
+		{
+			name: "track not live (legacy playlist)", mode: spotify.ModeLegacy, action: providers.ActionPlaylist, target: target,
+			setup:   func(e *env) { e.fake.SetNotLiveUntil("track2", future) },
+			class:   providers.NotLiveYet, status: 404,
+			recover: func(e *env) { e.fake.SetNotLiveUntil("track2", time.Time{}) },
+		},
+		{
+			name: "playlist missing", action: providers.ActionPlaylist, target: target,
+			setup: func(e *env) { e.fake.SetNotLiveUntil("pl1", future) },
+			class: providers.Permanent, status: 404, reason: "playlist_not_found",
+		},
+		{
+			name: "legacy endpoints forbidden (development mode)", mode: spotify.ModeLegacy, action: providers.ActionFollow, target: target,
+			setup:   func(e *env) { e.fake.SetLegacyForbidden(true) },
+			class:   providers.Permanent, status: 403, reason: "forbidden",
+			recover: func(e *env) { e.fake.SetLegacyForbidden(false) },
+		},
+		{
+			name: "scope not granted", action: providers.ActionPlaylist, target: target,
+			scopes: []providers.Action{providers.ActionSave},
+			class:  providers.Permanent, status: 403, reason: "forbidden",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mode := tc.mode
+			if mode == "" {
+				mode = spotify.ModeLibrary
+			}
+			e := newEnv(t, mode, tc.scopes...)
+			ctx := ctxT(t)
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			c := e.client(ctx, nil)
+			_, err := c.Perform(ctx, tc.action, tc.target)
+			pe, ok := providers.AsError(err)
+			if !ok {
+				t.Fatalf("Perform error = %v, want *providers.Error", err)
+			}
+			if pe.Class != tc.class || pe.Provider != providers.Spotify || pe.Op != string(tc.action) {
+				t.Fatalf("error = %v (class %v), want class %v", err, pe.Class, tc.class)
+			}
+			if tc.status != 0 && pe.Status != tc.status {
+				t.Errorf("Status = %d, want %d", pe.Status, tc.status)
+			}
+			if tc.reason != "" && pe.Reason != tc.reason {
+				t.Errorf("Reason = %q, want %q", pe.Reason, tc.reason)
+			}
+			if strings.Contains(err.Error(), e.tok.AccessToken) || strings.Contains(err.Error(), e.tok.RefreshToken) {
+				t.Fatal("error message carries a token")
+			}
+			if tc.check != nil {
+				tc.check(t, pe)
+			}
+			if tc.recover != nil {
+				tc.recover(e)
+				if got, err := c.Perform(ctx, tc.action, tc.target); err != nil || got != providers.OutcomeOK {
+					t.Fatalf("after recovery: %q, %v", got, err)
+				}
+			}
+		})
+	}
+}
+
+func TestNetworkErrorIsRetryable(t *testing.T) {
+	srv := httptest.NewServer(fake.New(fake.Options{}))
+	base := srv.URL
+	srv.Close() // nothing listens any more
+	p := spotify.New(spotify.Config{ClientID: clientID, AccountsURL: base, APIURL: base + "/v1/"})
+	ctx := ctxT(t)
+	tok := &oauth2.Token{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(time.Hour)}
+	_, err := p.Client(ctx, tok, nil).Perform(ctx, providers.ActionSave, target)
+	if providers.ClassOf(err) != providers.Retryable {
+		t.Fatalf("err = %v, want retryable", err)
+	}
+}
+
+func TestRevokeUnsupportedAndNoQuota(t *testing.T) {
+	p := spotify.New(spotify.Config{})
+	if err := p.Revoke(context.Background(), "rt"); !errors.Is(err, providers.ErrRevokeUnsupported) {
+		t.Fatalf("Revoke = %v", err)
+	}
+	for _, a := range []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist} {
+		if p.QuotaCost(a) != 0 {
+			t.Errorf("QuotaCost(%s) = %d", a, p.QuotaCost(a))
+		}
+	}
+	if p.Name() != providers.Spotify || p.Mode() != spotify.ModeLibrary {
+		t.Fatalf("Name/Mode = %s/%s", p.Name(), p.Mode())
+	}
+}
+
+func TestScopesAndActions(t *testing.T) {
+	lib := spotify.New(spotify.Config{})
+	leg := spotify.New(spotify.Config{Mode: spotify.ModeLegacy})
+	all := []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist}
+	if got, want := lib.Scopes(all), []string{"user-library-modify", "user-library-read", "playlist-modify-public", "playlist-modify-private", "playlist-read-private"}; !slices.Equal(got, want) {
+		t.Errorf("library scopes = %v, want %v", got, want)
+	}
+	if got, want := leg.Scopes([]providers.Action{providers.ActionFollow}), []string{"user-follow-modify", "user-follow-read"}; !slices.Equal(got, want) {
+		t.Errorf("legacy follow scopes = %v, want %v", got, want)
+	}
+	for _, tc := range []struct {
+		t    providers.Target
+		want []providers.Action
+	}{
+		{providers.Target{}, nil},
+		{providers.Target{AlbumIDs: []string{"a"}}, []providers.Action{providers.ActionSave}},
+		{providers.Target{ArtistIDs: []string{"a"}, PlaylistID: "p"}, []providers.Action{providers.ActionFollow}},
+		{providers.Target{TrackIDs: []string{"t"}, PlaylistID: "p"}, []providers.Action{providers.ActionSave, providers.ActionPlaylist}},
+	} {
+		if got := lib.Actions(tc.t); !slices.Equal(got, tc.want) {
+			t.Errorf("Actions(%+v) = %v, want %v", tc.t, got, tc.want)
+		}
+	}
+}
