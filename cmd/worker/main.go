@@ -1,0 +1,104 @@
+// Command worker executes presave's background work from asynq: release-day
+// pre-saves, token purges and maintenance. Run as many as you like.
+//
+//	worker              run the worker
+//	worker migrate      apply migrations and exit
+//	worker rotate-keys  re-seal every stored token under the primary key
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/health"
+	"github.com/presave/presave/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	env := config.Env(getenv)
+	if len(args) > 1 && args[1] == "healthcheck" {
+		return health.Check(ctx, env.String("WORKER_ADDR", "127.0.0.1:9090"))
+	}
+	cfg, err := config.LoadCommon(env)
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger(stdout)
+	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Ring)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if len(args) > 1 {
+		switch args[1] {
+		case "migrate":
+			fmt.Fprintln(stdout, "migrations applied")
+			return nil
+		case "rotate-keys":
+			return rotateKeys(ctx, st, stdout)
+		default:
+			return fmt.Errorf("unknown command %q (want: migrate or rotate-keys)", args[1])
+		}
+	}
+
+	addr := env.String("WORKER_ADDR", "127.0.0.1:9090")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("worker health endpoint listening", "addr", addr)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// rotateKeys re-seals tokens in batches until none is left under an old
+// key; afterwards the old keys can be removed from TOKEN_KEYS.
+func rotateKeys(ctx context.Context, st *store.Store, stdout io.Writer) error {
+	total := 0
+	for {
+		n, err := st.RotateKeys(ctx, 500)
+		if err != nil {
+			return fmt.Errorf("rotate-keys after %d re-sealed: %w", total, err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	fmt.Fprintf(stdout, "re-sealed %d values under the primary key; keys other than the first in TOKEN_KEYS can now be removed\n", total)
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package jobs defines presave's background work: the asynq task types,
+// their payloads (IDs only, never a token: ARCHITECTURE.md invariant 2),
+// the queues, and the scheduling entry point shared by the API and the
+// workers.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/presave/presave/internal/providers"
+)
+
+// Task types.
+const (
+	// TypePresave runs one pre-save: every consented action on one provider.
+	TypePresave = "presave:run"
+	// TypePurge revokes a grant at the provider after its token row was deleted.
+	TypePurge = "token:purge"
+	// TypeRelay moves pre-saves due soon from PostgreSQL into the queues.
+	TypeRelay = "maintenance:relay"
+	// TypeSweep is the safety net: purges unneeded tokens, revives stuck pre-saves.
+	TypeSweep = "maintenance:sweep"
+)
+
+// Queues. Pre-saves are queued per provider so one provider's trouble
+// (rate limits, quota) never starves the other.
+const (
+	QueueSpotify     = "spotify"
+	QueueYouTube     = "youtube"
+	QueuePurge       = "purge"
+	QueueMaintenance = "maintenance"
+)
+
+// QueueFor is the queue of a provider's pre-saves.
+func QueueFor(p providers.Name) string {
+	if p == providers.YouTube {
+		return QueueYouTube
+	}
+	return QueueSpotify
+}
+
+// PresavePayload names a pre-save and the generation the task was made
+// for. A task whose generation is older than the pre-save's is stale (the
+// release moved, or the fan consented again) and does nothing.
+type PresavePayload struct {
+	PresaveID  uuid.UUID `json:"presave_id"`
+	Generation int       `json:"generation"`
+}
+
+// PurgePayload names a token_revocations row.
+type PurgePayload struct {
+	RevocationID uuid.UUID `json:"revocation_id"`
+}
+
+// PresaveTaskID is the asynq TaskID of a pre-save's generation: enqueuing
+// the same generation twice is harmless (ErrTaskIDConflict), and a new
+// generation is never blocked by an archived old one.
+func PresaveTaskID(id uuid.UUID, generation int) string {
+	return fmt.Sprintf("presave:%s:%d", id, generation)
+}
+
+// PurgeTaskID is the asynq TaskID of a revocation.
+func PurgeTaskID(id uuid.UUID) string { return "purge:" + id.String() }
+
+// Scheduler puts work into asynq. It is the one entry point the API and
+// the relay use.
+type Scheduler struct {
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	// PresaveMaxRetry caps asynq's retries of a pre-save task.
+	PresaveMaxRetry int
+	// PurgeMaxRetry caps retries of a purge (with backoff, they span days).
+	PurgeMaxRetry int
+}
+
+// EnqueuePresave queues a pre-save generation to run at dueAt. Already
+// queued (ErrTaskIDConflict) is success.
+func (s *Scheduler) EnqueuePresave(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) error {
+	payload, err := json.Marshal(PresavePayload{PresaveID: id, Generation: generation})
+	if err != nil {
+		return err
+	}
+	maxRetry := s.PresaveMaxRetry
+	if maxRetry == 0 {
+		maxRetry = 25
+	}
+	_, err = s.Client.EnqueueContext(ctx, asynq.NewTask(TypePresave, payload),
+		asynq.TaskID(PresaveTaskID(id, generation)), asynq.Queue(QueueFor(p)),
+		asynq.ProcessAt(dueAt), asynq.MaxRetry(maxRetry), asynq.Timeout(2*time.Minute))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue presave %s: %w", id, err)
+	}
+	return nil
+}
+
+// EnqueuePurge queues the revocation of a grant. Already queued is success.
+func (s *Scheduler) EnqueuePurge(ctx context.Context, revocationID uuid.UUID) error {
+	payload, err := json.Marshal(PurgePayload{RevocationID: revocationID})
+	if err != nil {
+		return err
+	}
+	maxRetry := s.PurgeMaxRetry
+	if maxRetry == 0 {
+		maxRetry = 40 // asynq's default backoff over 40 tries spans several days
+	}
+	_, err = s.Client.EnqueueContext(ctx, asynq.NewTask(TypePurge, payload),
+		asynq.TaskID(PurgeTaskID(revocationID)), asynq.Queue(QueuePurge),
+		asynq.MaxRetry(maxRetry), asynq.Timeout(time.Minute))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("jobs: enqueue purge: %w", err)
+	}
+	return nil
+}
+
+// DropPresaveTask deletes a stale generation's task from the queue, if it
+// is still waiting there. Not finding it is fine: the task also checks its
+// generation when it runs.
+func (s *Scheduler) DropPresaveTask(id uuid.UUID, generation int, p providers.Name) error {
+	if s.Inspector == nil {
+		return nil
+	}
+	err := s.Inspector.DeleteTask(QueueFor(p), PresaveTaskID(id, generation))
+	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return nil
+	}
+	return fmt.Errorf("jobs: drop presave task: %w", err)
+}

@@ -1,0 +1,373 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presave/presave/internal/providers"
+)
+
+// PresaveStatus is a pre-save's lifecycle state.
+type PresaveStatus string
+
+// Pre-save statuses. Pending, enqueued and running are open: they still
+// need the fan's token. The others are final.
+const (
+	PresavePending   PresaveStatus = "pending"
+	PresaveEnqueued  PresaveStatus = "enqueued"
+	PresaveRunning   PresaveStatus = "running"
+	PresaveDone      PresaveStatus = "done"
+	PresavePartial   PresaveStatus = "partial"
+	PresaveFailed    PresaveStatus = "failed"
+	PresaveCancelled PresaveStatus = "cancelled"
+)
+
+// Open reports whether the pre-save still needs to run.
+func (s PresaveStatus) Open() bool {
+	return s == PresavePending || s == PresaveEnqueued || s == PresaveRunning
+}
+
+// ActionResult is what happened to one consented action.
+type ActionResult struct {
+	Outcome string    `json:"outcome"` // ok | already | failed
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Presave is one fan's pre-save of one release on one provider, with its
+// consent record.
+type Presave struct {
+	ID             uuid.UUID
+	FanID          uuid.UUID
+	ReleaseID      uuid.UUID
+	Provider       providers.Name
+	Actions        []providers.Action
+	ConsentedAt    time.Time
+	ConsentVersion string
+	FanZone        string
+	ClientIPPrefix *netip.Prefix
+	DueAt          time.Time
+	Generation     int
+	Status         PresaveStatus
+	Results        map[providers.Action]ActionResult
+	Attempts       int
+	LastError      string
+	EnqueuedAt     *time.Time
+	StartedAt      *time.Time
+	CompletedAt    *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+const presaveColumns = `id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone,
+	client_ip_prefix, due_at, generation, status, results, attempts, last_error, enqueued_at, started_at,
+	completed_at, created_at, updated_at`
+
+func scanPresave(row pgx.Row) (Presave, error) {
+	var p Presave
+	var results []byte
+	var lastErr *string
+	err := row.Scan(&p.ID, &p.FanID, &p.ReleaseID, &p.Provider, &p.Actions, &p.ConsentedAt, &p.ConsentVersion, &p.FanZone,
+		&p.ClientIPPrefix, &p.DueAt, &p.Generation, &p.Status, &results, &p.Attempts, &lastErr, &p.EnqueuedAt,
+		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt)
+	if err != nil {
+		return Presave{}, notFound(err)
+	}
+	p.LastError = deref(lastErr)
+	if err := json.Unmarshal(results, &p.Results); err != nil {
+		return Presave{}, fmt.Errorf("results: %w", err)
+	}
+	return p, nil
+}
+
+// Presave reads a pre-save by ID.
+func (s *Store) Presave(ctx context.Context, id uuid.UUID) (Presave, error) {
+	p, err := scanPresave(s.pool.QueryRow(ctx, `SELECT `+presaveColumns+` FROM presaves WHERE id = $1`, id))
+	if err != nil {
+		return Presave{}, fmt.Errorf("store: presave: %w", err)
+	}
+	return p, nil
+}
+
+// AnonymizeIP truncates an address to its /24 (IPv4) or /48 (IPv6), which
+// is what the consent record keeps.
+func AnonymizeIP(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	bits := 48
+	if addr.Is4() {
+		bits = 24
+	}
+	p, _ := addr.Prefix(bits)
+	return p
+}
+
+// Consent is a fan's consent to pre-save one release on one provider, as
+// the OAuth callback has it.
+type Consent struct {
+	// FanID is the fan already known to the caller (a fan token came
+	// with the request); uuid.Nil otherwise. The provider account decides
+	// when it is already linked to a fan.
+	FanID          uuid.UUID
+	Provider       providers.Name
+	AccountID      string
+	Token          Token // FanID and Provider are filled in by Consent
+	ReleaseID      uuid.UUID
+	Actions        []providers.Action
+	ConsentedAt    time.Time
+	ConsentVersion string
+	FanZone        string
+	ClientIPPrefix *netip.Prefix
+	DueAt          time.Time
+}
+
+// Consented is the result of recording a consent.
+type Consented struct {
+	FanID      uuid.UUID
+	FanCreated bool
+	Presave    Presave
+	// FanToken is a new self-service token for the fan (shown once; only
+	// its hash is stored).
+	FanToken string
+}
+
+// ErrAccountTaken: the provider account belongs to another fan than the
+// one the request proved to be.
+var ErrAccountTaken = errors.New("provider account is linked to another fan")
+
+// RecordConsent stores a consent in one transaction: the fan (created or
+// found by provider account), the account link, the sealed token, the
+// pre-save with its consent record and due time, and a fresh fan token. A
+// repeated consent to the same release and provider updates the pre-save
+// and bumps its generation (unless it already finished).
+func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func() (string, error)) (Consented, error) {
+	var out Consented
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var existing uuid.UUID
+		err := tx.QueryRow(ctx, `SELECT fan_id FROM fan_accounts WHERE provider = $1 AND account_id = $2 FOR UPDATE`, c.Provider, c.AccountID).Scan(&existing)
+		switch {
+		case err == nil:
+			if c.FanID != uuid.Nil && c.FanID != existing {
+				return ErrAccountTaken
+			}
+			out.FanID = existing
+		case errors.Is(err, pgx.ErrNoRows):
+			out.FanID = c.FanID
+			if out.FanID == uuid.Nil {
+				out.FanID = uuid.Must(uuid.NewV7())
+				if _, err := tx.Exec(ctx, `INSERT INTO fans (id) VALUES ($1)`, out.FanID); err != nil {
+					return err
+				}
+				out.FanCreated = true
+			}
+			// A fan has one account per provider: connecting another
+			// account of the same provider replaces the link.
+			if _, err := tx.Exec(ctx, `DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, out.FanID, c.Provider); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO fan_accounts (provider, account_id, fan_id) VALUES ($1, $2, $3)`, c.Provider, c.AccountID, out.FanID); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		tok := c.Token
+		tok.FanID, tok.Provider = out.FanID, c.Provider
+		if err := s.putToken(ctx, tx, tok); err != nil {
+			return err
+		}
+		id := uuid.Must(uuid.NewV7())
+		out.Presave, err = scanPresave(tx.QueryRow(ctx, `
+			INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
+				actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
+				fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
+				generation = presaves.generation + 1,
+				status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE 'pending' END,
+				completed_at = CASE WHEN presaves.status IN ('done') THEN presaves.completed_at END,
+				enqueued_at = NULL, last_error = NULL, updated_at = now()
+			RETURNING `+presaveColumns,
+			id, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt))
+		if err != nil {
+			return err
+		}
+		if newFanToken != nil {
+			if out.FanToken, err = newFanToken(); err != nil {
+				return err
+			}
+			h := sha256.Sum256([]byte(out.FanToken))
+			if _, err := tx.Exec(ctx, `INSERT INTO fan_sessions (token_hash, fan_id) VALUES ($1, $2)`, h[:], out.FanID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Consented{}, fmt.Errorf("store: record consent: %w", err)
+	}
+	return out, nil
+}
+
+// FanByToken finds the fan a self-service token belongs to. ErrNotFound
+// for an unknown token (or a deleted fan).
+func (s *Store) FanByToken(ctx context.Context, token string) (uuid.UUID, error) {
+	h := sha256.Sum256([]byte(token))
+	var id uuid.UUID
+	if err := s.pool.QueryRow(ctx, `SELECT fan_id FROM fan_sessions WHERE token_hash = $1`, h[:]).Scan(&id); err != nil {
+		return uuid.Nil, fmt.Errorf("store: fan by token: %w", notFound(err))
+	}
+	return id, nil
+}
+
+// WithdrawPresave cancels one of the fan's pre-saves and purges its token
+// if nothing else needs it. ErrNotFound when the pre-save is not the fan's.
+func (s *Store) WithdrawPresave(ctx context.Context, fanID, presaveID uuid.UUID, revocable Revocable) (Cancelled, error) {
+	var out Cancelled
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var owner uuid.UUID
+		if err := tx.QueryRow(ctx, `SELECT fan_id FROM presaves WHERE id = $1`, presaveID).Scan(&owner); err != nil || owner != fanID {
+			return ErrNotFound
+		}
+		var err error
+		out, err = s.cancelPresaves(ctx, tx, `id = $1`, []any{presaveID}, revocable, "consent_withdrawn")
+		return err
+	})
+	if err != nil {
+		return Cancelled{}, fmt.Errorf("store: withdraw: %w", err)
+	}
+	return out, nil
+}
+
+// Disconnect cancels the fan's open pre-saves on p and deletes the token
+// and the account link, whatever else it was needed for.
+func (s *Store) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.Name, revocable Revocable) (Cancelled, error) {
+	var out Cancelled
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if out, err = s.cancelPresaves(ctx, tx, `fan_id = $1 AND provider = $2`, []any{fanID, p}, revocable, "disconnected"); err != nil {
+			return err
+		}
+		if len(out.Purges) == 0 {
+			pt, err := s.purgeToken(ctx, tx, fanID, p, revocable != nil && revocable(p), "disconnected")
+			if err != nil {
+				return err
+			}
+			if pt.Deleted {
+				out.Purges = append(out.Purges, PurgedToken{FanID: fanID, Provider: p, Purge: pt})
+			}
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, fanID, p)
+		return err
+	})
+	if err != nil {
+		return Cancelled{}, fmt.Errorf("store: disconnect: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteFan deletes everything about the fan, irreversibly: it cancels
+// the open pre-saves, moves revocable grants to token_revocations (bound
+// to the revocation, not the fan) and deletes the fan, which cascades to
+// accounts, sessions, tokens and pre-saves. ErrNotFound when the fan is
+// already gone.
+func (s *Store) DeleteFan(ctx context.Context, fanID uuid.UUID, revocable Revocable) (Cancelled, error) {
+	var out Cancelled
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM fans WHERE id = $1 FOR UPDATE`, fanID).Scan(&one); err != nil {
+			return notFound(err)
+		}
+		var err error
+		if out, err = s.cancelPresaves(ctx, tx, `fan_id = $1`, []any{fanID}, revocable, "account_deleted"); err != nil {
+			return err
+		}
+		for _, p := range providers.Names {
+			pt, err := s.purgeToken(ctx, tx, fanID, p, revocable != nil && revocable(p), "account_deleted")
+			if err != nil {
+				return err
+			}
+			if pt.Deleted {
+				out.Purges = append(out.Purges, PurgedToken{FanID: fanID, Provider: p, Purge: pt})
+			}
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM fans WHERE id = $1`, fanID)
+		return err
+	})
+	if err != nil {
+		return Cancelled{}, fmt.Errorf("store: delete fan: %w", err)
+	}
+	return out, nil
+}
+
+// FanExport is everything presave holds about a fan, without any secret.
+type FanExport struct {
+	FanID     uuid.UUID
+	CreatedAt time.Time
+	Accounts  []ExportedAccount
+	Tokens    []ExportedToken
+	Presaves  []Presave
+}
+
+// ExportedAccount is a linked provider account.
+type ExportedAccount struct {
+	Provider  providers.Name
+	AccountID string
+	CreatedAt time.Time
+}
+
+// ExportedToken says a grant is stored, never the grant itself.
+type ExportedToken struct {
+	Provider     providers.Name
+	Scopes       []string
+	AuthorizedAt time.Time
+	CreatedAt    time.Time
+}
+
+// ExportFan gathers everything about the fan.
+func (s *Store) ExportFan(ctx context.Context, fanID uuid.UUID) (FanExport, error) {
+	out := FanExport{FanID: fanID}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT created_at FROM fans WHERE id = $1`, fanID).Scan(&out.CreatedAt); err != nil {
+			return notFound(err)
+		}
+		rows, err := tx.Query(ctx, `SELECT provider, account_id, created_at FROM fan_accounts WHERE fan_id = $1 ORDER BY provider`, fanID)
+		if err != nil {
+			return err
+		}
+		if out.Accounts, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ExportedAccount]); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT provider, scopes, authorized_at, created_at FROM provider_tokens WHERE fan_id = $1 ORDER BY provider`, fanID)
+		if err != nil {
+			return err
+		}
+		if out.Tokens, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ExportedToken]); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT `+presaveColumns+` FROM presaves WHERE fan_id = $1 ORDER BY created_at`, fanID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			p, err := scanPresave(rows)
+			if err != nil {
+				return err
+			}
+			out.Presaves = append(out.Presaves, p)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return FanExport{}, fmt.Errorf("store: export: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,411 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presave/presave/internal/providers"
+)
+
+// Timing says when a release goes live.
+type Timing string
+
+// Release timings.
+const (
+	// TimingFixed: one instant for everybody (Release.ReleaseAt).
+	TimingFixed Timing = "fixed"
+	// TimingLocal: 00:00 of Release.ReleaseDate in each fan's own zone, as
+	// Spotify releases go live.
+	TimingLocal Timing = "local"
+)
+
+// ReleaseStatus is a release's lifecycle state.
+type ReleaseStatus string
+
+// Release statuses.
+const (
+	ReleaseScheduled ReleaseStatus = "scheduled"
+	ReleaseReleased  ReleaseStatus = "released"
+	ReleaseCancelled ReleaseStatus = "cancelled"
+)
+
+// Release is an upcoming release and what pre-saving it does.
+type Release struct {
+	ID     uuid.UUID
+	Slug   string
+	Title  string
+	Artist string
+
+	Timing      Timing
+	ReleaseAt   time.Time // TimingFixed, UTC
+	ReleaseDate time.Time // TimingLocal: the calendar date (midnight UTC of it)
+	DefaultZone string    // TimingLocal: used when a fan's zone is unknown
+
+	SpotifyAlbumIDs   []string
+	SpotifyTrackIDs   []string
+	SpotifyArtistIDs  []string
+	SpotifyPlaylistID string
+	YouTubeVideoID    string
+	YouTubePlaylistID string
+
+	Status    ReleaseStatus
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Target is what the release asks of provider p.
+func (r Release) Target(p providers.Name) providers.Target {
+	switch p {
+	case providers.Spotify:
+		return providers.Target{AlbumIDs: r.SpotifyAlbumIDs, TrackIDs: r.SpotifyTrackIDs, ArtistIDs: r.SpotifyArtistIDs, PlaylistID: r.SpotifyPlaylistID}
+	case providers.YouTube:
+		return providers.Target{VideoID: r.YouTubeVideoID, PlaylistID: r.YouTubePlaylistID}
+	}
+	return providers.Target{}
+}
+
+// DueAt is when the release goes live for a fan in zone (an IANA name;
+// empty means the release's default zone).
+func (r Release) DueAt(zone string) (time.Time, error) {
+	if r.Timing == TimingFixed {
+		return r.ReleaseAt.UTC(), nil
+	}
+	if zone == "" {
+		zone = r.DefaultZone
+	}
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("zone %q: %w", zone, err)
+	}
+	y, m, d := r.ReleaseDate.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, loc).UTC(), nil
+}
+
+const releaseColumns = `id, slug, title, artist, timing, release_at, release_date, default_zone,
+	spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_playlist_id,
+	youtube_video_id, youtube_playlist_id, status, created_at, updated_at`
+
+func scanRelease(row pgx.Row) (Release, error) {
+	var r Release
+	var at, date *time.Time
+	var zone, spl, yv, ypl *string
+	err := row.Scan(&r.ID, &r.Slug, &r.Title, &r.Artist, &r.Timing, &at, &date, &zone,
+		&r.SpotifyAlbumIDs, &r.SpotifyTrackIDs, &r.SpotifyArtistIDs, &spl, &yv, &ypl,
+		&r.Status, &r.CreatedAt, &r.UpdatedAt)
+	if err != nil {
+		return Release{}, notFound(err)
+	}
+	if at != nil {
+		r.ReleaseAt = at.UTC()
+	}
+	if date != nil {
+		r.ReleaseDate = *date
+	}
+	r.DefaultZone, r.SpotifyPlaylistID, r.YouTubeVideoID, r.YouTubePlaylistID = deref(zone), deref(spl), deref(yv), deref(ypl)
+	return r, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// releaseArgs returns the column values in releaseColumns order after id.
+func releaseArgs(r Release) []any {
+	var at, date *time.Time
+	if r.Timing == TimingFixed {
+		t := r.ReleaseAt.UTC()
+		at = &t
+	} else {
+		y, m, d := r.ReleaseDate.Date()
+		t := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+		date = &t
+	}
+	return []any{r.Slug, r.Title, r.Artist, r.Timing, at, date, nullable(r.DefaultZone),
+		nonNil(r.SpotifyAlbumIDs), nonNil(r.SpotifyTrackIDs), nonNil(r.SpotifyArtistIDs), nullable(r.SpotifyPlaylistID),
+		nullable(r.YouTubeVideoID), nullable(r.YouTubePlaylistID)}
+}
+
+// CreateRelease stores a new release (validated by the caller) and returns
+// it with its ID. ErrConflict when the slug is taken.
+func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
+	r.ID = uuid.Must(uuid.NewV7())
+	args := append([]any{r.ID}, releaseArgs(r)...)
+	row := s.pool.QueryRow(ctx, `
+		INSERT INTO releases (id, slug, title, artist, timing, release_at, release_date, default_zone,
+			spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_playlist_id,
+			youtube_video_id, youtube_playlist_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		RETURNING `+releaseColumns, args...)
+	out, err := scanRelease(row)
+	if err != nil {
+		if isUniqueViolation(err) {
+			return Release{}, fmt.Errorf("store: release slug %q: %w", r.Slug, ErrConflict)
+		}
+		return Release{}, fmt.Errorf("store: create release: %w", err)
+	}
+	return out, nil
+}
+
+// Release reads a release by ID.
+func (s *Store) Release(ctx context.Context, id uuid.UUID) (Release, error) {
+	r, err := scanRelease(s.pool.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE id = $1`, id))
+	if err != nil {
+		return Release{}, fmt.Errorf("store: release: %w", err)
+	}
+	return r, nil
+}
+
+// ReleaseBySlug reads a release by slug.
+func (s *Store) ReleaseBySlug(ctx context.Context, slug string) (Release, error) {
+	r, err := scanRelease(s.pool.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE slug = $1`, slug))
+	if err != nil {
+		return Release{}, fmt.Errorf("store: release %q: %w", slug, err)
+	}
+	return r, nil
+}
+
+// ListReleases lists releases newest first, after the cursor (a release
+// ID; uuid.Nil for the first page). IDs are UUIDv7, so they sort by
+// creation time.
+func (s *Store) ListReleases(ctx context.Context, after uuid.UUID, limit int) ([]Release, error) {
+	q := `SELECT ` + releaseColumns + ` FROM releases WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2`
+	var cursor *uuid.UUID
+	if after != uuid.Nil {
+		cursor = &after
+	}
+	rows, err := s.pool.Query(ctx, q, cursor, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: list releases: %w", err)
+	}
+	defer rows.Close()
+	var out []Release
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Rescheduled is a pre-save whose due time an update moved.
+type Rescheduled struct {
+	PresaveID     uuid.UUID
+	OldGeneration int
+	Generation    int
+	DueAt         time.Time
+}
+
+// UpdateRelease replaces a scheduled release's fields (not its ID, status
+// or timestamps). When the release time changes, every not-yet-running
+// pre-save of it gets its new due_at and a new generation and goes back to
+// pending, so a task already queued for the old time finds itself stale
+// and does nothing (see Presave.Generation); the returned list lets the
+// caller delete those tasks from the queue at once.
+func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Rescheduled, error) {
+	var out Release
+	var moved []Rescheduled
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		old, err := scanRelease(tx.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE id = $1 FOR UPDATE`, r.ID))
+		if err != nil {
+			return err
+		}
+		if old.Status != ReleaseScheduled {
+			return fmt.Errorf("release is %s: %w", old.Status, ErrConflict)
+		}
+		args := append([]any{r.ID}, releaseArgs(r)...)
+		out, err = scanRelease(tx.QueryRow(ctx, `
+			UPDATE releases SET slug = $2, title = $3, artist = $4, timing = $5, release_at = $6, release_date = $7,
+				default_zone = $8, spotify_album_ids = $9, spotify_track_ids = $10, spotify_artist_ids = $11,
+				spotify_playlist_id = $12, youtube_video_id = $13, youtube_playlist_id = $14, updated_at = now()
+			WHERE id = $1 RETURNING `+releaseColumns, args...))
+		if err != nil {
+			if isUniqueViolation(err) {
+				return fmt.Errorf("release slug %q: %w", r.Slug, ErrConflict)
+			}
+			return err
+		}
+		if old.Timing == out.Timing && old.ReleaseAt.Equal(out.ReleaseAt) && old.ReleaseDate.Equal(out.ReleaseDate) && old.DefaultZone == out.DefaultZone {
+			return nil
+		}
+		// Local timing: midnight of the date in each fan's zone, computed by
+		// PostgreSQL from the same IANA names.
+		rows, err := tx.Query(ctx, `
+			UPDATE presaves p SET
+				due_at = CASE WHEN r.timing = 'fixed' THEN r.release_at
+				              ELSE (r.release_date::timestamp AT TIME ZONE p.fan_zone) END,
+				generation = p.generation + 1, status = 'pending', enqueued_at = NULL, updated_at = now()
+			FROM releases r
+			WHERE r.id = p.release_id AND p.release_id = $1 AND p.status IN ('pending', 'enqueued')
+			RETURNING p.id, p.generation - 1, p.generation, p.due_at`, r.ID)
+		if err != nil {
+			return err
+		}
+		moved, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Rescheduled, error) {
+			var m Rescheduled
+			err := row.Scan(&m.PresaveID, &m.OldGeneration, &m.Generation, &m.DueAt)
+			return m, err
+		})
+		return err
+	})
+	if err != nil {
+		return Release{}, nil, fmt.Errorf("store: update release: %w", err)
+	}
+	return out, moved, nil
+}
+
+// Cancelled is what cancelling a release (or a fan's pre-saves) ended.
+type Cancelled struct {
+	// Presaves lists the cancelled pre-saves with the generation whose
+	// queued task (if any) is now stale.
+	Presaves []Rescheduled
+	// Purges lists the tokens deleted because nothing needs them any more;
+	// a non-nil RevocationID needs a purge task.
+	Purges []PurgedToken
+}
+
+// PurgedToken is one token deleted by a cancellation.
+type PurgedToken struct {
+	FanID    uuid.UUID
+	Provider providers.Name
+	Purge
+}
+
+// Revocable says whether a provider has a revoke endpoint; the store
+// keeps a sealed copy of a grant only for those.
+type Revocable func(providers.Name) bool
+
+// CancelRelease cancels a scheduled release and its pending pre-saves, and
+// purges the tokens that nothing else needs, in one transaction.
+func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID, revocable Revocable) (Cancelled, error) {
+	var out Cancelled
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var status ReleaseStatus
+		if err := tx.QueryRow(ctx, `SELECT status FROM releases WHERE id = $1 FOR UPDATE`, id).Scan(&status); err != nil {
+			return notFound(err)
+		}
+		if status == ReleaseCancelled {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE releases SET status = 'cancelled', updated_at = now() WHERE id = $1`, id); err != nil {
+			return err
+		}
+		var err error
+		out, err = s.cancelPresaves(ctx, tx, `release_id = $1`, []any{id}, revocable, "release_cancelled")
+		return err
+	})
+	if err != nil {
+		return Cancelled{}, fmt.Errorf("store: cancel release: %w", err)
+	}
+	return out, nil
+}
+
+// cancelPresaves cancels the not-finished pre-saves matching where (a
+// condition on presaves with its args), then purges every token of the
+// affected fans that no open pre-save needs any more.
+func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, args []any, revocable Revocable, reason string) (Cancelled, error) {
+	var out Cancelled
+	rows, err := tx.Query(ctx, `
+		UPDATE presaves SET status = 'cancelled', generation = generation + 1, completed_at = now(),
+			last_error = `+fmt.Sprintf("$%d", len(args)+1)+`, updated_at = now()
+		WHERE `+where+` AND status IN ('pending', 'enqueued', 'running')
+		RETURNING id, generation - 1, generation, due_at, fan_id, provider`, append(args, reason)...)
+	if err != nil {
+		return out, err
+	}
+	type fp struct {
+		fan uuid.UUID
+		p   providers.Name
+	}
+	seen := map[fp]bool{}
+	var owners []fp
+	for rows.Next() {
+		var m Rescheduled
+		var o fp
+		if err := rows.Scan(&m.PresaveID, &m.OldGeneration, &m.Generation, &m.DueAt, &o.fan, &o.p); err != nil {
+			rows.Close()
+			return out, err
+		}
+		out.Presaves = append(out.Presaves, m)
+		if !seen[o] {
+			seen[o] = true
+			owners = append(owners, o)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	for _, o := range owners {
+		pt, err := s.purgeIfUnneeded(ctx, tx, o.fan, o.p, revocable, reason)
+		if err != nil {
+			return out, err
+		}
+		if pt.Deleted {
+			out.Purges = append(out.Purges, PurgedToken{FanID: o.fan, Provider: o.p, Purge: pt})
+		}
+	}
+	return out, nil
+}
+
+// purgeIfUnneeded purges the fan's token at p when no open pre-save needs
+// it. It locks the token row first so a concurrent consent that is about
+// to rely on the token waits for the decision.
+func (s *Store) purgeIfUnneeded(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p providers.Name, revocable Revocable, reason string) (Purge, error) {
+	var needed bool
+	err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM presaves WHERE fan_id = $1 AND provider = $2 AND status IN ('pending', 'enqueued', 'running'))
+		FROM provider_tokens WHERE fan_id = $1 AND provider = $2 FOR UPDATE`, fan, p).Scan(&needed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Purge{}, nil
+	}
+	if err != nil || needed {
+		return Purge{}, err
+	}
+	return s.purgeToken(ctx, tx, fan, p, revocable != nil && revocable(p), reason)
+}
+
+// ReleaseCounts counts a release's pre-saves by provider and status.
+func (s *Store) ReleaseCounts(ctx context.Context, id uuid.UUID) (map[providers.Name]map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT provider, status, count(*) FROM presaves WHERE release_id = $1 GROUP BY provider, status`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: release counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[providers.Name]map[string]int{}
+	for rows.Next() {
+		var p providers.Name
+		var st string
+		var n int
+		if err := rows.Scan(&p, &st, &n); err != nil {
+			return nil, err
+		}
+		if out[p] == nil {
+			out[p] = map[string]int{}
+		}
+		out[p][st] = n
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,100 @@
+// Package store is presave's PostgreSQL layer: every SQL statement lives
+// here (ARCHITECTURE.md, invariant 5). Tokens are sealed and opened at this
+// boundary, so no plaintext token ever reaches the database.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/presave/presave/internal/seal"
+	"github.com/presave/presave/migrations"
+)
+
+// Errors callers check with errors.Is.
+var (
+	// ErrNotFound: no such row (or not this fan's).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique value (e.g. a release slug) is taken.
+	ErrConflict = errors.New("conflict")
+)
+
+// Store is presave's database. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	ring *seal.Ring
+}
+
+// Open connects to databaseURL. ring seals and opens tokens.
+func Open(ctx context.Context, databaseURL string, ring *seal.Ring) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: DATABASE_URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	return New(pool, ring), nil
+}
+
+// New wraps an existing pool.
+func New(pool *pgxpool.Pool, ring *seal.Ring) *Store {
+	return &Store{pool: pool, ring: ring}
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that PostgreSQL answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Pool exposes the pool to tests and tools in this module that need a raw
+// connection (e.g. the benchmark's bulk loader). Application code calls
+// Store methods instead.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Migrate applies every pending migration from migrations.FS. tern holds a
+// PostgreSQL advisory lock while it migrates, so several binaries starting
+// at once apply each migration exactly once; running it again is a no-op.
+func Migrate(ctx context.Context, databaseURL string) error {
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	m, err := migrate.NewMigrator(ctx, conn, "schema_version")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := m.LoadMigrations(migrations.FS); err != nil {
+		return fmt.Errorf("migrate: load: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction, committing if it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}

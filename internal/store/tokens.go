@@ -1,0 +1,343 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/seal"
+)
+
+// Token is a fan's grant at one provider, in plaintext. It exists only in
+// memory; the store seals it on every write.
+type Token struct {
+	FanID        uuid.UUID
+	Provider     providers.Name
+	RefreshToken string
+	AccessToken  string    // may be empty
+	Expiry       time.Time // of the access token
+	Scopes       []string
+	AuthorizedAt time.Time // the fan's original authorization
+	KeyID        string    // the key the row is sealed under (read only)
+	CreatedAt    time.Time
+	RotatedAt    *time.Time
+}
+
+func tokenOwner(fanID uuid.UUID, p providers.Name, which string) []byte {
+	return seal.Owner("token", fanID.String(), string(p), which)
+}
+
+// sealToken seals both halves under the primary key, so one key_id
+// describes the whole row.
+func (s *Store) sealToken(t Token) (keyID string, refresh, access []byte, err error) {
+	keyID, refresh, err = s.ring.Seal([]byte(t.RefreshToken), tokenOwner(t.FanID, t.Provider, "refresh"))
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if t.AccessToken != "" {
+		if _, access, err = s.ring.Seal([]byte(t.AccessToken), tokenOwner(t.FanID, t.Provider, "access")); err != nil {
+			return "", nil, nil, err
+		}
+	}
+	return keyID, refresh, access, nil
+}
+
+func (s *Store) putToken(ctx context.Context, q pgx.Tx, t Token) error {
+	keyID, refresh, access, err := s.sealToken(t)
+	if err != nil {
+		return err
+	}
+	var expiry *time.Time
+	if access != nil && !t.Expiry.IsZero() {
+		expiry = &t.Expiry
+	}
+	if t.Scopes == nil {
+		t.Scopes = []string{}
+	}
+	_, err = q.Exec(ctx, `
+		INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (fan_id, provider) DO UPDATE SET
+			key_id = EXCLUDED.key_id, refresh_sealed = EXCLUDED.refresh_sealed,
+			access_sealed = EXCLUDED.access_sealed, access_expires_at = EXCLUDED.access_expires_at,
+			scopes = EXCLUDED.scopes, authorized_at = EXCLUDED.authorized_at, rotated_at = now()`,
+		t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt)
+	if err != nil {
+		return fmt.Errorf("store: put token: %w", err)
+	}
+	return nil
+}
+
+// Token opens the fan's grant at provider p. ErrNotFound when none is
+// stored (purged, never connected).
+func (s *Store) Token(ctx context.Context, fanID uuid.UUID, p providers.Name) (Token, error) {
+	t := Token{FanID: fanID, Provider: p}
+	var refresh, access []byte
+	var expiry *time.Time
+	err := s.pool.QueryRow(ctx, `
+		SELECT key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at, created_at, rotated_at
+		FROM provider_tokens WHERE fan_id = $1 AND provider = $2`, fanID, p).
+		Scan(&t.KeyID, &refresh, &access, &expiry, &t.Scopes, &t.AuthorizedAt, &t.CreatedAt, &t.RotatedAt)
+	if err != nil {
+		return Token{}, fmt.Errorf("store: token: %w", notFound(err))
+	}
+	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
+	if err != nil {
+		return Token{}, fmt.Errorf("store: open refresh token: %w", err)
+	}
+	t.RefreshToken = string(rt)
+	if access != nil {
+		at, err := s.ring.Open(access, tokenOwner(fanID, p, "access"))
+		if err != nil {
+			return Token{}, fmt.Errorf("store: open access token: %w", err)
+		}
+		t.AccessToken = string(at)
+		if expiry != nil {
+			t.Expiry = *expiry
+		}
+	}
+	return t, nil
+}
+
+// UpdateToken stores a refreshed token (new access token and expiry, and
+// the rotated refresh token if the provider rotated it), sealed under the
+// primary key. It does nothing (and returns ErrNotFound) when the row was
+// purged meanwhile: a purge always wins over a refresh.
+func (s *Store) UpdateToken(ctx context.Context, t Token) error {
+	keyID, refresh, access, err := s.sealToken(t)
+	if err != nil {
+		return err
+	}
+	var expiry *time.Time
+	if access != nil && !t.Expiry.IsZero() {
+		expiry = &t.Expiry
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE provider_tokens SET key_id = $3, refresh_sealed = $4, access_sealed = $5, access_expires_at = $6, rotated_at = now()
+		WHERE fan_id = $1 AND provider = $2`, t.FanID, t.Provider, keyID, refresh, access, expiry)
+	if err != nil {
+		return fmt.Errorf("store: update token: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: update token: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// HasToken reports whether a grant is stored for the fan at p.
+func (s *Store) HasToken(ctx context.Context, fanID uuid.UUID, p providers.Name) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM provider_tokens WHERE fan_id = $1 AND provider = $2)`, fanID, p).Scan(&ok)
+	return ok, err
+}
+
+// Purge is the outcome of purging a token.
+type Purge struct {
+	// Deleted is true when a token row was deleted.
+	Deleted bool
+	// RevocationID names the token_revocations row to revoke at the
+	// provider; uuid.Nil when there is nothing to revoke (no row, or the
+	// provider has no revoke endpoint).
+	RevocationID uuid.UUID
+}
+
+// purgeToken deletes the fan's token at p inside tx. When revocable, the
+// sealed refresh token moves to token_revocations, re-sealed so that it is
+// bound to the revocation row and no longer to the fan.
+func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, revocable bool, reason string) (Purge, error) {
+	var refresh []byte
+	err := tx.QueryRow(ctx, `DELETE FROM provider_tokens WHERE fan_id = $1 AND provider = $2 RETURNING refresh_sealed`, fanID, p).Scan(&refresh)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Purge{}, nil
+		}
+		return Purge{}, fmt.Errorf("store: purge token: %w", err)
+	}
+	if !revocable {
+		return Purge{Deleted: true}, nil
+	}
+	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
+	if err != nil {
+		// Unreadable (key removed): nothing to revoke, but the row is gone.
+		return Purge{Deleted: true}, nil
+	}
+	id := uuid.Must(uuid.NewV7())
+	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
+	if err != nil {
+		return Purge{}, err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
+		id, p, keyID, sealed, reason); err != nil {
+		return Purge{}, fmt.Errorf("store: queue revocation: %w", err)
+	}
+	return Purge{Deleted: true, RevocationID: id}, nil
+}
+
+func revocationOwner(id uuid.UUID, p providers.Name) []byte {
+	return seal.Owner("revocation", id.String(), string(p))
+}
+
+// PurgeToken deletes the fan's token at p now (see purgeToken). Callers
+// enqueue a purge task for Purge.RevocationID when it is set.
+func (s *Store) PurgeToken(ctx context.Context, fanID uuid.UUID, p providers.Name, revocable bool, reason string) (Purge, error) {
+	var out Purge
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = s.purgeToken(ctx, tx, fanID, p, revocable, reason)
+		return err
+	})
+	return out, err
+}
+
+// Revocation is a grant waiting to be revoked at the provider.
+type Revocation struct {
+	ID           uuid.UUID
+	Provider     providers.Name
+	RefreshToken string
+	Reason       string
+	Attempts     int
+	CreatedAt    time.Time
+}
+
+// Revocation opens a pending revocation. ErrNotFound when it is done.
+func (s *Store) Revocation(ctx context.Context, id uuid.UUID) (Revocation, error) {
+	r := Revocation{ID: id}
+	var sealed []byte
+	err := s.pool.QueryRow(ctx, `SELECT provider, token_sealed, reason, attempts, created_at FROM token_revocations WHERE id = $1`, id).
+		Scan(&r.Provider, &sealed, &r.Reason, &r.Attempts, &r.CreatedAt)
+	if err != nil {
+		return Revocation{}, fmt.Errorf("store: revocation: %w", notFound(err))
+	}
+	rt, err := s.ring.Open(sealed, revocationOwner(id, r.Provider))
+	if err != nil {
+		return Revocation{}, fmt.Errorf("store: open revocation: %w", err)
+	}
+	r.RefreshToken = string(rt)
+	return r, nil
+}
+
+// RevocationFailed records a failed revoke attempt (the error must not
+// carry the token).
+func (s *Store) RevocationFailed(ctx context.Context, id uuid.UUID, errText string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE token_revocations SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, id, errText)
+	return err
+}
+
+// DeleteRevocation forgets a revocation: it succeeded or was given up.
+func (s *Store) DeleteRevocation(ctx context.Context, id uuid.UUID) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM token_revocations WHERE id = $1`, id)
+	return err
+}
+
+// PendingRevocations lists revocations, oldest first (for the sweeper to
+// re-enqueue after Redis lost them).
+func (s *Store) PendingRevocations(ctx context.Context, limit int) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM token_revocations ORDER BY created_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+}
+
+// RotateKeys re-seals up to batch token rows and pending revocations that
+// are not under the primary key. (OAuth states live ten minutes: rotating
+// them is not worth it; states sealed under a removed key simply expire.) It returns how many it
+// re-sealed; call it until it returns 0.
+func (s *Store) RotateKeys(ctx context.Context, batch int) (int, error) {
+	primary := s.ring.Primary()
+	n := 0
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT fan_id, provider, refresh_sealed, access_sealed FROM provider_tokens
+			WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, primary, batch)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			fan  uuid.UUID
+			p    providers.Name
+			r, a []byte
+		}
+		var todo []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.fan, &r.p, &r.r, &r.a); err != nil {
+				return err
+			}
+			todo = append(todo, r)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range todo {
+			rt, err := s.ring.Open(r.r, tokenOwner(r.fan, r.p, "refresh"))
+			if err != nil {
+				return fmt.Errorf("rotate: fan %s %s: %w", r.fan, r.p, err)
+			}
+			newRefresh, newAccess := []byte(nil), []byte(nil)
+			var keyID string
+			if keyID, newRefresh, err = s.ring.Seal(rt, tokenOwner(r.fan, r.p, "refresh")); err != nil {
+				return err
+			}
+			if r.a != nil {
+				at, err := s.ring.Open(r.a, tokenOwner(r.fan, r.p, "access"))
+				if err != nil {
+					return fmt.Errorf("rotate: fan %s %s access: %w", r.fan, r.p, err)
+				}
+				if _, newAccess, err = s.ring.Seal(at, tokenOwner(r.fan, r.p, "access")); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Exec(ctx, `UPDATE provider_tokens SET key_id = $3, refresh_sealed = $4, access_sealed = $5 WHERE fan_id = $1 AND provider = $2`,
+				r.fan, r.p, keyID, newRefresh, newAccess); err != nil {
+				return err
+			}
+			n++
+		}
+		if n >= batch {
+			return nil
+		}
+		// Revocations in the same pass.
+		rrows, err := tx.Query(ctx, `SELECT id, provider, token_sealed FROM token_revocations WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, primary, batch-n)
+		if err != nil {
+			return err
+		}
+		type rev struct {
+			id uuid.UUID
+			p  providers.Name
+			s  []byte
+		}
+		var revs []rev
+		for rrows.Next() {
+			var r rev
+			if err := rrows.Scan(&r.id, &r.p, &r.s); err != nil {
+				return err
+			}
+			revs = append(revs, r)
+		}
+		if err := rrows.Err(); err != nil {
+			return err
+		}
+		for _, r := range revs {
+			pt, err := s.ring.Open(r.s, revocationOwner(r.id, r.p))
+			if err != nil {
+				return fmt.Errorf("rotate: revocation %s: %w", r.id, err)
+			}
+			keyID, sealed, err := s.ring.Seal(pt, revocationOwner(r.id, r.p))
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE token_revocations SET key_id = $2, token_sealed = $3 WHERE id = $1`, r.id, keyID, sealed); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Makes PostgreSQL and Redis available for presave's tests, demo and
+# development:
+#   - reuses the ones already answering on DATABASE_URL / REDIS_URL;
+#   - otherwise installs them from Debian's packages (when root and
+#     missing) and starts project-local instances: data under .local/
+#     (ignored by git), listening on loopback only, nothing kept for Redis.
+# Also installs the tools the test suite drives when they are missing and
+# we are root: pg_dump (with PostgreSQL), docker-compose (to validate
+# compose.yaml) and chromium (the browser tests).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOCAL="$ROOT/.local"
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+# host and port of a URL like scheme://user@host:port/db?x
+url_host() { local h=${1#*://}; h=${h#*@}; h=${h%%/*}; h=${h%%\?*}; printf '%s' "${h%:*}"; }
+url_port() { local h=${1#*://}; h=${h#*@}; h=${h%%/*}; h=${h%%\?*}; [[ $h == *:* ]] && printf '%s' "${h##*:}" || printf '%s' "$2"; }
+url_db() { local p=${1#*://}; p=${p#*/}; p=${p%%\?*}; printf '%s' "${p:-postgres}"; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+APT_UPDATED=0
+apt_install() {
+  if [[ $(id -u) -ne 0 ]]; then
+    log "need to install $* but not root: install them yourself (apt-get install $*)"
+    return 1
+  fi
+  if [[ $APT_UPDATED -eq 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  log "installing $* from Debian's packages"
+  # policy-rc.d keeps the packages from starting system-wide services.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [[ -n $d ]] && printf '%s' "$d"
+}
+
+ensure_postgres() {
+  local host port db
+  host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432); db=$(url_db "$DATABASE_URL")
+  if ! command -v psql >/dev/null || [[ -z $(pg_bin) ]]; then
+    apt_install postgresql postgresql-client
+  fi
+  if psql "$DATABASE_URL" -Atqc 'select 1' >/dev/null 2>&1; then
+    log "PostgreSQL answers on $host:$port/$db"
+    return
+  fi
+  if port_open "$host" "$port"; then
+    # A server answers but not to our URL: most likely the database is missing.
+    if psql "${DATABASE_URL%/*}/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
+      psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE \"$db\"" >/dev/null
+      log "created database $db on $host:$port"
+      return
+    fi
+    log "something listens on $host:$port but refuses $DATABASE_URL; fix DATABASE_URL"
+    exit 1
+  fi
+  local bin data owner
+  bin=$(pg_bin); data="$LOCAL/postgres"
+  mkdir -p "$LOCAL"
+  # initdb and postgres refuse to run as root: run them as the postgres user.
+  if [[ $(id -u) -eq 0 ]]; then owner=postgres; else owner=$(id -un); fi
+  as_owner() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  if [[ ! -f $data/PG_VERSION ]]; then
+    log "initialising a project-local PostgreSQL in $data"
+    mkdir -p "$data"; chown "$owner" "$data"; chmod 700 "$data"
+    chmod o+x "$LOCAL" "$ROOT" 2>/dev/null || true
+    as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  log "starting PostgreSQL on $host:$port"
+  as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-c listen_addresses=$host -p $port -c unix_socket_directories=$data -c max_connections=300 -c fsync=off" start >/dev/null
+  psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE \"$db\"" >/dev/null 2>&1 || true
+  psql "$DATABASE_URL" -Atqc 'select 1' >/dev/null
+  log "PostgreSQL answers on $host:$port/$db"
+}
+
+ensure_redis() {
+  local host port
+  host=$(url_host "$REDIS_URL"); port=$(url_port "$REDIS_URL" 6379)
+  if port_open "$host" "$port"; then
+    log "Redis answers on $host:$port"
+    return
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p "$LOCAL/redis"
+  log "starting Redis on $host:$port"
+  redis-server --daemonize yes --bind "$host" --port "$port" --save "" --appendonly no \
+    --dir "$LOCAL/redis" --logfile "$LOCAL/redis/redis.log" --pidfile "$LOCAL/redis/redis-$port.pid"
+  for _ in $(seq 50); do port_open "$host" "$port" && { log "Redis answers on $host:$port"; return; }; sleep 0.1; done
+  log "Redis did not start; see $LOCAL/redis/redis.log"
+  exit 1
+}
+
+ensure_tools() {
+  local missing=()
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v chromium >/dev/null || missing+=(chromium)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_install "${missing[@]}" || log "without ${missing[*]} some tests will be skipped"
+  fi
+}
+
+case "${1:-all}" in
+  all) ensure_postgres; ensure_redis; ensure_tools ;;
+  db) ensure_postgres; ensure_redis ;;
+  *) echo "usage: $0 [all|db]" >&2; exit 2 ;;
+esac
