@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
 )
 
 // Task types.
@@ -72,12 +73,33 @@ func PurgeTaskID(id uuid.UUID) string { return "purge:" + id.String() }
 // Scheduler puts work into asynq. It is the one entry point the API and
 // the relay use.
 type Scheduler struct {
+	Store     *store.Store
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
+	// Window is how far ahead work goes into Redis; pre-saves due later
+	// stay in PostgreSQL until the relay claims them.
+	Window time.Duration
 	// PresaveMaxRetry caps asynq's retries of a pre-save task.
 	PresaveMaxRetry int
 	// PurgeMaxRetry caps retries of a purge (with backoff, they span days).
 	PurgeMaxRetry int
+}
+
+// Schedule is called after a pre-save was created or changed: when it is
+// due within the window it is marked enqueued and queued now; otherwise
+// the relay will claim it in time. It reports whether it queued the task.
+func (s *Scheduler) Schedule(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) (bool, error) {
+	if time.Until(dueAt) > s.Window {
+		return false, nil
+	}
+	ok, err := s.Store.MarkEnqueued(ctx, id, generation)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := s.EnqueuePresave(ctx, id, generation, p, dueAt); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // EnqueuePresave queues a pre-save generation to run at dueAt. Already
