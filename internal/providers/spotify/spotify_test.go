@@ -353,8 +353,8 @@ func TestErrorClasses(t *testing.T) {
 		},
 		{
 			name: "5xx", mode: spotify.ModeLegacy, action: providers.ActionSave, target: target,
-			setup:   func(e *env) { e.fake.SetErrorRate(providers.Spotify, 1) },
-			class:   providers.Retryable, status: 503,
+			setup: func(e *env) { e.fake.SetErrorRate(providers.Spotify, 1) },
+			class: providers.Retryable, status: 503,
 			recover: func(e *env) { e.fake.SetErrorRate(providers.Spotify, 0) },
 		},
 		{
@@ -369,14 +369,14 @@ func TestErrorClasses(t *testing.T) {
 		},
 		{
 			name: "album not live", action: providers.ActionSave, target: target,
-			setup:   func(e *env) { e.fake.SetNotLiveUntil("album1", future) },
-			class:   providers.NotLiveYet, status: 404,
+			setup: func(e *env) { e.fake.SetNotLiveUntil("album1", future) },
+			class: providers.NotLiveYet, status: 404,
 			recover: func(e *env) { e.fake.SetNotLiveUntil("album1", time.Time{}) },
 		},
 		{
 			name: "track not live (legacy playlist)", mode: spotify.ModeLegacy, action: providers.ActionPlaylist, target: target,
-			setup:   func(e *env) { e.fake.SetNotLiveUntil("track2", future) },
-			class:   providers.NotLiveYet, status: 404,
+			setup: func(e *env) { e.fake.SetNotLiveUntil("track2", future) },
+			class: providers.NotLiveYet, status: 404,
 			recover: func(e *env) { e.fake.SetNotLiveUntil("track2", time.Time{}) },
 		},
 		{
@@ -386,8 +386,8 @@ func TestErrorClasses(t *testing.T) {
 		},
 		{
 			name: "legacy endpoints forbidden (development mode)", mode: spotify.ModeLegacy, action: providers.ActionFollow, target: target,
-			setup:   func(e *env) { e.fake.SetLegacyForbidden(true) },
-			class:   providers.Permanent, status: 403, reason: "forbidden",
+			setup: func(e *env) { e.fake.SetLegacyForbidden(true) },
+			class: providers.Permanent, status: 403, reason: "forbidden",
 			recover: func(e *env) { e.fake.SetLegacyForbidden(false) },
 		},
 		{
