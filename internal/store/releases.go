@@ -213,7 +213,9 @@ func (s *Store) ListReleases(ctx context.Context, after uuid.UUID, limit int) ([
 
 // Rescheduled is a pre-save whose due time an update moved.
 type Rescheduled struct {
-	PresaveID     uuid.UUID
+	PresaveID uuid.UUID
+	// Provider says which queue the pre-save's task is in.
+	Provider      providers.Name
 	OldGeneration int
 	Generation    int
 	DueAt         time.Time
@@ -260,13 +262,13 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Resche
 				generation = p.generation + 1, status = 'pending', enqueued_at = NULL, updated_at = now()
 			FROM releases r
 			WHERE r.id = p.release_id AND p.release_id = $1 AND p.status IN ('pending', 'enqueued')
-			RETURNING p.id, p.generation - 1, p.generation, p.due_at`, r.ID)
+			RETURNING p.id, p.provider, p.generation - 1, p.generation, p.due_at`, r.ID)
 		if err != nil {
 			return err
 		}
 		moved, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Rescheduled, error) {
 			var m Rescheduled
-			err := row.Scan(&m.PresaveID, &m.OldGeneration, &m.Generation, &m.DueAt)
+			err := row.Scan(&m.PresaveID, &m.Provider, &m.OldGeneration, &m.Generation, &m.DueAt)
 			return m, err
 		})
 		return err
@@ -349,6 +351,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 			rows.Close()
 			return out, err
 		}
+		m.Provider = o.p
 		out.Presaves = append(out.Presaves, m)
 		if !seen[o] {
 			seen[o] = true

@@ -1,0 +1,119 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/seal"
+)
+
+// ErrStateExpired: an OAuth state was found but is past its expiry. It is
+// deleted all the same, so it cannot be tried again.
+var ErrStateExpired = errors.New("oauth state expired")
+
+// OAuthState is what the API remembers between sending a fan to a
+// provider's consent screen and the provider's callback. The state string
+// itself is never stored, only its SHA-256; the PKCE verifier is sealed
+// and bound to that hash.
+type OAuthState struct {
+	Provider       providers.Name
+	ReleaseID      uuid.UUID
+	Verifier       string
+	Actions        []providers.Action
+	FanZone        string
+	ConsentVersion string
+	ClientIPPrefix *netip.Prefix
+	// FanID is the fan who started the connection with a valid fan token;
+	// uuid.Nil for an anonymous start.
+	FanID     uuid.UUID
+	ExpiresAt time.Time
+}
+
+func stateHash(state string) []byte {
+	h := sha256.Sum256([]byte(state))
+	return h[:]
+}
+
+func verifierOwner(hash []byte) []byte {
+	return seal.Owner("oauth_state", hex.EncodeToString(hash))
+}
+
+// expiredStatesPerCall bounds the opportunistic clean-up done by
+// CreateOAuthState, so a start never pays for a large backlog.
+const expiredStatesPerCall = 100
+
+// CreateOAuthState stores a one-time state. It also deletes a bounded
+// batch of states that expired, so the table stays small without a
+// separate job; SKIP LOCKED keeps concurrent starts from waiting on each
+// other's clean-up.
+func (s *Store) CreateOAuthState(ctx context.Context, state string, st OAuthState) error {
+	hash := stateHash(state)
+	keyID, sealed, err := s.ring.Seal([]byte(st.Verifier), verifierOwner(hash))
+	if err != nil {
+		return fmt.Errorf("store: seal verifier: %w", err)
+	}
+	var fan *uuid.UUID
+	if st.FanID != uuid.Nil {
+		fan = &st.FanID
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM oauth_states WHERE state_hash IN (
+				SELECT state_hash FROM oauth_states WHERE expires_at < now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+			expiredStatesPerCall); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			INSERT INTO oauth_states (state_hash, provider, release_id, key_id, verifier_sealed, actions, fan_zone,
+				consent_version, client_ip_prefix, fan_id, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			hash, st.Provider, st.ReleaseID, keyID, sealed, st.Actions, st.FanZone, st.ConsentVersion,
+			st.ClientIPPrefix, fan, st.ExpiresAt)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: create oauth state: %w", err)
+	}
+	return nil
+}
+
+// ConsumeOAuthState deletes the state and returns what it held, in one
+// statement, so a state is used at most once even under concurrent
+// callbacks. ErrNotFound for an unknown or already used state,
+// ErrStateExpired when it expired before now (it is deleted either way).
+func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Time) (OAuthState, error) {
+	hash := stateHash(state)
+	var st OAuthState
+	var fan *uuid.UUID
+	var sealed []byte
+	err := s.pool.QueryRow(ctx, `
+		DELETE FROM oauth_states WHERE state_hash = $1
+		RETURNING provider, release_id, verifier_sealed, actions, fan_zone, consent_version, client_ip_prefix, fan_id, expires_at`,
+		hash).Scan(&st.Provider, &st.ReleaseID, &sealed, &st.Actions, &st.FanZone, &st.ConsentVersion,
+		&st.ClientIPPrefix, &fan, &st.ExpiresAt)
+	if err != nil {
+		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", notFound(err))
+	}
+	if !now.Before(st.ExpiresAt) {
+		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", ErrStateExpired)
+	}
+	if fan != nil {
+		st.FanID = *fan
+	}
+	v, err := s.ring.Open(sealed, verifierOwner(hash))
+	if err != nil {
+		// Sealed under a key that was removed since: as good as expired.
+		return OAuthState{}, fmt.Errorf("store: open verifier: %w", err)
+	}
+	st.Verifier = string(v)
+	return st, nil
+}
