@@ -273,6 +273,10 @@ func (s *Server) SetLegacyForbidden(forbidden bool) {
 
 // controlRoutes serves the fault-injection and state API under /_fake/.
 func (s *Server) controlRoutes(m *http.ServeMux) {
+	// Liveness for process supervisors (the demo, the reliability suite).
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	m.HandleFunc("GET /_fake/state", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.State())
 	})
