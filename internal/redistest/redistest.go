@@ -35,21 +35,32 @@ type DB struct {
 	Index  int
 }
 
-// New leases a free database (1..15), flushes it, and releases it (flushed
-// again) in t.Cleanup. It waits while all are taken.
+// New leases a free database (1..15), flushes it, and releases it
+// (flushed again) in t.Cleanup. It waits while all are taken.
 func New(t testing.TB) DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	base := BaseURL()
+	db, release, err := Lease(ctx, BaseURL())
+	if err != nil {
+		t.Fatalf("redistest: %v (is Redis running? scripts/services.sh starts it)", err)
+	}
+	t.Cleanup(release)
+	return db
+}
+
+// Lease takes a free logical database of the Redis at base and flushes
+// it; release flushes it again and frees it. Tests call New; the
+// benchmark calls Lease.
+func Lease(ctx context.Context, base string) (DB, func(), error) {
 	opt, err := redis.ParseURL(base)
 	if err != nil {
-		t.Fatalf("redistest: REDIS_URL %q: %v", base, err)
+		return DB{}, nil, fmt.Errorf("REDIS_URL %q: %w", base, err)
 	}
 	ctl := redis.NewClient(opt)
 	defer ctl.Close()
 	if err := ctl.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redistest: Redis is not reachable at %s (run scripts/services.sh): %v", base, err)
+		return DB{}, nil, fmt.Errorf("Redis at %s: %w", base, err)
 	}
 	leaseValue := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
 	for {
@@ -57,7 +68,7 @@ func New(t testing.TB) DB {
 			key := "presave:test-lease:" + strconv.Itoa(i)
 			ok, err := ctl.SetNX(ctx, key, leaseValue, 30*time.Minute).Result()
 			if err != nil {
-				t.Fatalf("redistest: lease: %v", err)
+				return DB{}, nil, fmt.Errorf("lease: %w", err)
 			}
 			if !ok {
 				continue
@@ -66,9 +77,10 @@ func New(t testing.TB) DB {
 			o.DB = i
 			c := redis.NewClient(&o)
 			if err := c.FlushDB(ctx).Err(); err != nil {
-				t.Fatalf("redistest: flush: %v", err)
+				c.Close()
+				return DB{}, nil, fmt.Errorf("flush: %w", err)
 			}
-			t.Cleanup(func() {
+			release := func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				_ = c.FlushDB(ctx).Err()
@@ -78,14 +90,14 @@ func New(t testing.TB) DB {
 				if v, _ := rel.Get(ctx, key).Result(); v == leaseValue {
 					rel.Del(ctx, key)
 				}
-			})
+			}
 			u, _ := url.Parse(base)
 			u.Path = "/" + strconv.Itoa(i)
-			return DB{URL: u.String(), Opt: &o, Client: c, Index: i}
+			return DB{URL: u.String(), Opt: &o, Client: c, Index: i}, release, nil
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal("redistest: no free Redis database for 5 minutes")
+			return DB{}, nil, fmt.Errorf("no free Redis database: %w", ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -48,55 +48,76 @@ func New(t testing.TB) Bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
 	name := strings.ToLower(t.Name())
 	if len(name) > 30 {
 		name = name[:30]
 	}
-	schema := "t_" + unsafe.ReplaceAllString(name, "_") + "_" + hex.EncodeToString(b[:])
+	b, drop, err := Create(ctx, BaseURL(), "t_"+name)
+	if err != nil {
+		t.Fatalf("storetest: %v (is PostgreSQL running? scripts/services.sh starts it)", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("storetest: %v", err)
+		}
+	})
+	return b
+}
 
-	base := BaseURL()
+// Create makes a fresh schema named prefix plus a random suffix in the
+// database at base, migrates it and opens a Store on it with a random key
+// ring. drop closes the store and drops the schema. Tests call New; the
+// benchmark calls Create.
+func Create(ctx context.Context, base, prefix string) (b Bundle, drop func() error, err error) {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	schema := unsafe.ReplaceAllString(strings.ToLower(prefix), "_") + "_" + hex.EncodeToString(r[:])
+
 	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("storetest: PostgreSQL is not reachable at %s (run scripts/services.sh): %v", base, err)
+		return Bundle{}, nil, fmt.Errorf("connect %s: %w", base, err)
 	}
 	defer admin.Close(context.Background())
 	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("storetest: create schema: %v", err)
+		return Bundle{}, nil, fmt.Errorf("create schema: %w", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var st *store.Store
+	drop = func() error {
+		if st != nil {
+			st.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, base)
 		if err != nil {
-			t.Errorf("storetest: cleanup connect: %v", err)
-			return
+			return fmt.Errorf("drop schema %s: %w", schema, err)
 		}
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("storetest: drop schema %s: %v", schema, err)
+			return fmt.Errorf("drop schema %s: %w", schema, err)
 		}
-	})
-
+		return nil
+	}
+	fail := func(err error) (Bundle, func() error, error) {
+		_ = drop()
+		return Bundle{}, nil, err
+	}
 	u, err := WithSearchPath(base, schema)
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	if err := store.Migrate(ctx, u); err != nil {
-		t.Fatalf("storetest: migrate: %v", err)
+		return fail(err)
 	}
 	keys := RandomKeys("test")
 	ring, err := seal.ParseRing(keys)
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
-	st, err := store.Open(ctx, u, ring)
-	if err != nil {
-		t.Fatal(err)
+	if st, err = store.Open(ctx, u, ring); err != nil {
+		return fail(err)
 	}
-	t.Cleanup(st.Close)
-	return Bundle{Store: st, Ring: ring, Keys: keys, URL: u, Schema: schema}
+	return Bundle{Store: st, Ring: ring, Keys: keys, URL: u, Schema: schema}, drop, nil
 }
 
 // WithSearchPath returns databaseURL with its search_path set to schema.
