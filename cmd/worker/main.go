@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +18,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/health"
+	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -62,27 +71,83 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
+	wcfg, err := jobs.LoadConfig(env)
+	if err != nil {
+		return err
+	}
+	// The worker never redirects a fan; the redirect URI only has to match
+	// what the API registered, so PUBLIC_URL is read the same way.
+	provs, err := registry.FromEnv(env, env.String("PUBLIC_URL", "http://127.0.0.1:8080"))
+	if err != nil {
+		return err
+	}
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	gopt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(gopt)
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := jobs.New(jobs.Deps{Store: st, Providers: provs, Redis: redisOpt, RDB: rdb, Log: log, Registerer: reg}, wcfg)
+	if err != nil {
+		return err
+	}
+
 	addr := env.String("WORKER_ADDR", "127.0.0.1:9090")
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(rw, `{"status":"ok"}`)
 	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		rw.Header().Set("Content-Type", "application/json")
+		if err := w.Ready(ctx); err != nil {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(rw).Encode(map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+		_, _ = io.WriteString(rw, `{"status":"ok"}`)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
+	wctx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(wctx) }()
 	log.Info("worker health endpoint listening", "addr", addr)
+	var runErr error
 	select {
-	case err := <-errc:
-		return err
+	case runErr = <-errc:
+	case runErr = <-workerDone:
+		workerDone = nil
 	case <-ctx.Done():
+	}
+	// Graceful: stop taking tasks, let in-flight ones finish (up to
+	// SHUTDOWN_TIMEOUT), then close the endpoint.
+	stopWorker()
+	if workerDone != nil {
+		if err := <-workerDone; err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
 }
 
 // rotateKeys re-seals tokens in batches until none is left under an old

@@ -83,6 +83,9 @@ type Scheduler struct {
 	PresaveMaxRetry int
 	// PurgeMaxRetry caps retries of a purge (with backoff, they span days).
 	PurgeMaxRetry int
+	// PresaveTimeout is asynq's deadline for one pre-save attempt (0: 2
+	// minutes). The worker also bounds each attempt itself.
+	PresaveTimeout time.Duration
 }
 
 // Schedule is called after a pre-save was created or changed: when it is
@@ -105,28 +108,48 @@ func (s *Scheduler) Schedule(ctx context.Context, id uuid.UUID, generation int, 
 // EnqueuePresave queues a pre-save generation to run at dueAt. Already
 // queued (ErrTaskIDConflict) is success.
 func (s *Scheduler) EnqueuePresave(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) error {
+	_, err := s.enqueuePresave(ctx, id, generation, p, dueAt)
+	return err
+}
+
+// enqueuePresave is EnqueuePresave reporting whether a task was created
+// (false: it was already there).
+func (s *Scheduler) enqueuePresave(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) (bool, error) {
 	payload, err := json.Marshal(PresavePayload{PresaveID: id, Generation: generation})
 	if err != nil {
-		return err
+		return false, err
 	}
 	maxRetry := s.PresaveMaxRetry
 	if maxRetry == 0 {
 		maxRetry = 25
 	}
+	timeout := s.PresaveTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
 	_, err = s.Client.EnqueueContext(ctx, asynq.NewTask(TypePresave, payload),
 		asynq.TaskID(PresaveTaskID(id, generation)), asynq.Queue(QueueFor(p)),
-		asynq.ProcessAt(dueAt), asynq.MaxRetry(maxRetry), asynq.Timeout(2*time.Minute))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return fmt.Errorf("jobs: enqueue presave %s: %w", id, err)
+		asynq.ProcessAt(dueAt), asynq.MaxRetry(maxRetry), asynq.Timeout(timeout))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return false, nil
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("jobs: enqueue presave %s: %w", id, err)
+	}
+	return true, nil
 }
 
 // EnqueuePurge queues the revocation of a grant. Already queued is success.
 func (s *Scheduler) EnqueuePurge(ctx context.Context, revocationID uuid.UUID) error {
+	_, err := s.enqueuePurge(ctx, revocationID)
+	return err
+}
+
+// enqueuePurge is EnqueuePurge reporting whether a task was created.
+func (s *Scheduler) enqueuePurge(ctx context.Context, revocationID uuid.UUID) (bool, error) {
 	payload, err := json.Marshal(PurgePayload{RevocationID: revocationID})
 	if err != nil {
-		return err
+		return false, err
 	}
 	maxRetry := s.PurgeMaxRetry
 	if maxRetry == 0 {
@@ -135,10 +158,13 @@ func (s *Scheduler) EnqueuePurge(ctx context.Context, revocationID uuid.UUID) er
 	_, err = s.Client.EnqueueContext(ctx, asynq.NewTask(TypePurge, payload),
 		asynq.TaskID(PurgeTaskID(revocationID)), asynq.Queue(QueuePurge),
 		asynq.MaxRetry(maxRetry), asynq.Timeout(time.Minute))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return fmt.Errorf("jobs: enqueue purge: %w", err)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return false, nil
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("jobs: enqueue purge: %w", err)
+	}
+	return true, nil
 }
 
 // DropPresaveTask deletes a stale generation's task from the queue, if it

@@ -1,0 +1,255 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// handlePurge revokes one purged grant at its provider. The token row is
+// already gone; token_revocations holds the sealed grant (bound to the
+// revocation, not the fan) until the provider confirms or we give up.
+func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
+	var pl PurgePayload
+	if err := json.Unmarshal(t.Payload(), &pl); err != nil || pl.RevocationID == uuid.Nil {
+		return fmt.Errorf("jobs: bad purge payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	log := w.log.With("revocation_id", pl.RevocationID)
+	rev, err := w.st.Revocation(ctx, pl.RevocationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // done by an earlier run
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("provider", rev.Provider)
+	prov, ok := w.provs.Get(rev.Provider)
+	if !ok {
+		err = fmt.Errorf("provider %q is not configured", rev.Provider)
+	} else {
+		err = prov.Revoke(ctx, rev.RefreshToken)
+	}
+	outcome := "revoked"
+	switch {
+	case err == nil:
+	case errors.Is(err, providers.ErrRevokeUnsupported):
+		outcome = "deleted" // Spotify: deleting our copy is all there is
+	case alreadyRevoked(err):
+		outcome = "already_revoked"
+	case providers.ClassOf(err) == providers.RateLimited:
+		pe, _ := providers.AsError(err)
+		wait := time.Second
+		if pe != nil && pe.RetryAfter > 0 {
+			wait = pe.RetryAfter
+		}
+		return &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}
+	default:
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+		defer cancel()
+		// The error never carries the token (the providers keep it in
+		// the request body only).
+		if ferr := w.st.RevocationFailed(bctx, rev.ID, err.Error()); ferr != nil {
+			log.Warn("recording revoke failure failed", "err", ferr)
+		}
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if retried < maxRetry && providers.ClassOf(err) != providers.Permanent {
+			w.metrics.Purges.WithLabelValues(string(rev.Provider), "failed").Inc()
+			return err
+		}
+		// Given up: forget the grant rather than keep it forever.
+		log.Warn("giving up revoking a grant", "attempts", rev.Attempts+1, "err", err)
+		outcome = "given_up"
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if err := w.st.DeleteRevocation(bctx, rev.ID); err != nil {
+		return err
+	}
+	w.metrics.Purges.WithLabelValues(string(rev.Provider), outcome).Inc()
+	log.Info("grant purged", "outcome", outcome, "reason", rev.Reason)
+	return nil
+}
+
+// alreadyRevoked: the provider no longer knows the grant, which is what
+// the purge wanted.
+func alreadyRevoked(err error) bool {
+	if providers.ClassOf(err) == providers.GrantInvalid {
+		return true
+	}
+	pe, ok := providers.AsError(err)
+	return ok && (pe.Reason == "invalid_grant" || pe.Reason == "invalid_token")
+}
+
+// tick queues a maintenance task of type typ every interval, from every
+// worker process. The TaskID names the tick (wall-clock time truncated to
+// the interval) and completed ticks are retained for a while, so however
+// many processes tick, one task per tick runs cluster-wide. asynq's own
+// Scheduler cannot vary the TaskID per tick.
+func (w *Worker) tick(ctx context.Context, typ string, interval time.Duration) {
+	enqueue := func(now time.Time) {
+		id := typ + ":" + strconv.FormatInt(now.Truncate(interval).UnixMilli(), 10)
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := w.client.EnqueueContext(ectx, asynq.NewTask(typ, nil), asynq.TaskID(id), asynq.Queue(QueueMaintenance),
+			asynq.MaxRetry(0), asynq.Timeout(max(interval, time.Minute)), asynq.Retention(2*interval+time.Minute))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && ctx.Err() == nil {
+			w.log.Warn("enqueue maintenance task failed", "type", typ, "err", err)
+		}
+	}
+	enqueue(time.Now())
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			enqueue(now)
+		}
+	}
+}
+
+// maxClaimsPerRelay bounds one relay run, so that a huge backlog is
+// claimed over several ticks instead of one endless task.
+const maxClaimsPerRelay = 50
+
+// handleRelay moves pre-saves due within the window from PostgreSQL into
+// asynq, then (every RescueInterval) puts back tasks Redis lost.
+func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
+	total := 0
+	for range maxClaimsPerRelay {
+		claimed, ran, err := w.st.ClaimDuePresaves(ctx, w.cfg.RelayWindow, w.cfg.RelayBatch)
+		if err != nil {
+			return err
+		}
+		if !ran {
+			return nil // another relay is at work
+		}
+		for _, d := range claimed {
+			// A failure leaves the row enqueued without a task: the rescue
+			// below finds it.
+			if _, err := w.sched.enqueuePresave(ctx, d.ID, d.Generation, d.Provider, d.DueAt); err != nil {
+				w.log.Warn("relay: enqueue failed", "presave_id", d.ID, "err", err)
+			}
+		}
+		total += len(claimed)
+		w.metrics.Relayed.WithLabelValues("claimed").Add(float64(len(claimed)))
+		if len(claimed) < w.cfg.RelayBatch {
+			break
+		}
+	}
+	if total > 0 {
+		w.log.Info("relay claimed", "count", total)
+	}
+	// The gate lives in Redis: after a FLUSHALL it is gone too, so the
+	// very next relay run rescues.
+	ok, err := w.rdb.SetNX(ctx, "presave:relay:rescue-gate", "1", w.cfg.RescueInterval).Result()
+	if err != nil || !ok {
+		return err
+	}
+	return w.rescue(ctx)
+}
+
+// rescue re-enqueues every in-flight pre-save due within the window whose
+// task no longer exists; an existing task answers ErrTaskIDConflict and
+// is left alone.
+func (w *Worker) rescue(ctx context.Context) error {
+	var cur store.InFlightCursor
+	n := 0
+	for {
+		page, err := w.st.InFlightPresaves(ctx, w.cfg.RelayWindow, cur, w.cfg.RelayBatch)
+		if err != nil {
+			return err
+		}
+		for _, d := range page {
+			created, err := w.sched.enqueuePresave(ctx, d.ID, d.Generation, d.Provider, d.DueAt)
+			if err != nil {
+				return err
+			}
+			if created {
+				n++
+			}
+		}
+		if len(page) < w.cfg.RelayBatch {
+			break
+		}
+		last := page[len(page)-1]
+		cur = store.InFlightCursor{DueAt: last.DueAt, ID: last.ID}
+	}
+	if n > 0 {
+		w.metrics.Relayed.WithLabelValues("rescued").Add(float64(n))
+		w.log.Warn("relay: re-enqueued pre-saves whose task had vanished", "count", n)
+	}
+	return nil
+}
+
+// handleSweep is the safety net: it revives pre-saves stuck running past
+// RunningTimeout, purges tokens nothing needs, and queues every pending
+// revocation again (Redis may have lost its purge task).
+func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
+	var errs []error
+	for {
+		revived, err := w.st.ReviveStuckPresaves(ctx, w.cfg.RunningTimeout, w.cfg.RelayBatch)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		for _, d := range revived {
+			if _, err := w.sched.enqueuePresave(ctx, d.ID, d.Generation, d.Provider, d.DueAt); err != nil {
+				w.log.Warn("sweep: enqueue revived failed", "presave_id", d.ID, "err", err)
+			}
+		}
+		if len(revived) > 0 {
+			w.metrics.Relayed.WithLabelValues("revived").Add(float64(len(revived)))
+			w.log.Warn("sweep: revived pre-saves stuck running", "count", len(revived))
+		}
+		if len(revived) < w.cfg.RelayBatch {
+			break
+		}
+	}
+	purged, err := w.st.PurgeUnneededTokens(ctx, w.cfg.TokenGrace, w.cfg.RelayBatch, w.provs.Revocable)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(purged) > 0 {
+		w.log.Warn("sweep: purged tokens no pre-save needed", "count", len(purged))
+	}
+	// The purged tokens' revocations are queued by the walk below.
+	after := uuid.Nil
+	queued := 0
+	for {
+		ids, err := w.st.RevocationIDsAfter(ctx, after, w.cfg.RelayBatch)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		for _, id := range ids {
+			created, err := w.sched.enqueuePurge(ctx, id)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			if created {
+				queued++
+			}
+		}
+		if len(ids) < w.cfg.RelayBatch {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	if queued > 0 {
+		w.metrics.Relayed.WithLabelValues("purge").Add(float64(queued))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,464 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/youtube"
+	"github.com/presave/presave/internal/ratelimit"
+	"github.com/presave/presave/internal/store"
+)
+
+// bookkeepingTimeout bounds the database writes after an attempt, which
+// run even when the attempt's context ended (shutdown, timeout) so that
+// no result is lost.
+const bookkeepingTimeout = 10 * time.Second
+
+// Outcomes stored per action (store.ActionResult.Outcome).
+const (
+	outcomeOK      = string(providers.OutcomeOK)
+	outcomeAlready = string(providers.OutcomeAlready)
+	outcomeFailed  = "failed"
+)
+
+// Failure reasons recorded on pre-saves and actions.
+const (
+	ReasonReconnect        = "reconnect_required"
+	ReasonNotLive          = "not_live"
+	ReasonRetriesExhausted = "retries_exhausted"
+	ReasonNotConfigured    = "not_configured"
+)
+
+// handlePresave runs one generation of one pre-save.
+func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
+	var pl PresavePayload
+	if err := json.Unmarshal(t.Payload(), &pl); err != nil || pl.PresaveID == uuid.Nil {
+		return fmt.Errorf("jobs: bad presave payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	log := w.log.With("presave_id", pl.PresaveID, "generation", pl.Generation)
+	ps, err := w.st.Presave(ctx, pl.PresaveID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the fan was deleted; nothing to do
+	}
+	if err != nil {
+		return err
+	}
+	if ps.Generation != pl.Generation || (ps.Status != store.PresaveEnqueued && ps.Status != store.PresaveRunning) {
+		log.Debug("stale presave task", "status", ps.Status, "current_generation", ps.Generation)
+		return nil
+	}
+	if wait := time.Until(ps.DueAt); wait > 0 {
+		switch {
+		case wait <= 5*time.Second:
+			// Clock skew between the enqueuer and us: just wait.
+			if err := sleepCtx(ctx, wait); err != nil {
+				return err
+			}
+		case wait <= w.cfg.RelayWindow:
+			w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_due").Inc()
+			return &Deferral{Reason: "not_due", Until: ps.DueAt}
+		default:
+			// Moved far out: back to PostgreSQL until the relay claims it.
+			_, err := w.st.PostponePresave(ctx, ps.ID, ps.Generation)
+			return err
+		}
+	}
+
+	// One attempt at a time per fan and provider: it keeps a reschedule's
+	// new generation from racing an old one that is still running, and
+	// keeps two pre-saves of one fan from both refreshing (and rotating)
+	// the same grant.
+	unlock, ok, err := w.lockGrant(ctx, ps.FanID, ps.Provider)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "busy").Inc()
+		return &Deferral{Reason: "busy", Until: time.Now().Add(2 * time.Second)}
+	}
+	defer unlock()
+
+	actx, cancel := context.WithTimeout(ctx, w.cfg.PresaveTimeout)
+	defer cancel()
+	ps, ok, err = w.st.StartPresave(actx, pl.PresaveID, pl.Generation)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		log.Debug("stale presave task at start")
+		return nil
+	}
+	first := ps.Attempts == 1
+	if first {
+		w.metrics.StartLag.WithLabelValues(string(ps.Provider)).Observe(time.Since(ps.DueAt).Seconds())
+	}
+	return w.runPresave(actx, log.With("provider", ps.Provider), ps, first)
+}
+
+// runPresave performs the pre-save's remaining actions and records the
+// outcome. ps is marked running.
+func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, ps store.Presave, first bool) error {
+	prov, ok := w.provs.Get(ps.Provider)
+	if !ok {
+		return w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, nil, "provider_unavailable"), "provider_unavailable", false)
+	}
+	rel, err := w.st.Release(ctx, ps.ReleaseID)
+	if err != nil {
+		return w.requeue(ctx, log, ps, err, err)
+	}
+	tok, err := w.st.Token(ctx, ps.FanID, ps.Provider)
+	if errors.Is(err, store.ErrNotFound) {
+		// Purged meanwhile (an invalid grant seen by another pre-save).
+		return w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, nil, ReasonReconnect), ReasonReconnect, true)
+	}
+	if err != nil {
+		return w.requeue(ctx, log, ps, err, err)
+	}
+	client := prov.Client(ctx, &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry},
+		func(nt *oauth2.Token) {
+			// Store the new access token (and a rotated refresh token) so
+			// the fan's other actions and pre-saves share one refresh.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			defer cancel()
+			err := w.st.UpdateToken(bctx, store.Token{FanID: ps.FanID, Provider: ps.Provider,
+				RefreshToken: nt.RefreshToken, AccessToken: nt.AccessToken, Expiry: nt.Expiry})
+			if err != nil {
+				log.Warn("storing refreshed token failed", "err", err)
+			}
+		})
+	target := rel.Target(ps.Provider)
+	available := prov.Actions(target)
+	results := map[providers.Action]store.ActionResult{}
+	var (
+		retryErr  error
+		notLive   error
+		deferral  *Deferral
+		grantErr  error
+		firstCall = true
+	)
+actions:
+	for _, a := range ps.Actions {
+		if _, done := ps.Results[a]; done {
+			continue // ok, already or permanently failed in an earlier attempt
+		}
+		if !slices.Contains(available, a) {
+			w.record(ctx, log, ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
+			continue
+		}
+		if ctx.Err() != nil {
+			retryErr = ctx.Err()
+			break
+		}
+		budget, units, d, err := w.pace(ctx, prov, a, target)
+		if d != nil {
+			deferral = d
+			break
+		}
+		if err != nil {
+			retryErr = err
+			break
+		}
+		if first && firstCall {
+			lag := time.Since(ps.DueAt)
+			w.metrics.FirstActionLag.WithLabelValues(string(ps.Provider)).Observe(lag.Seconds())
+			log.Debug("first action", "lag_ms", lag.Milliseconds())
+		}
+		firstCall = false
+		start := time.Now()
+		out, err := client.Perform(ctx, a, target)
+		class := providers.ClassOf(err)
+		className := ""
+		if err != nil {
+			className = class.String()
+		}
+		w.metrics.CallSeconds.WithLabelValues(string(ps.Provider), string(a), className).Observe(time.Since(start).Seconds())
+		if err == nil && out == providers.OutcomeAlready && ps.Provider == providers.YouTube {
+			// Only the check ran: hand back the write's units.
+			_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, units-youtube.CostRead)
+		}
+		pe, _ := providers.AsError(err)
+		switch {
+		case err == nil:
+			w.record(ctx, log, ps, a, store.ActionResult{Outcome: string(out), At: time.Now()}, results)
+		case class == providers.GrantInvalid:
+			grantErr = err
+			break actions
+		case class == providers.RateLimited:
+			wait := time.Second
+			if pe != nil && pe.RetryAfter > 0 {
+				wait = pe.RetryAfter
+			}
+			// Everybody pauses this provider, so a 429 storm does not
+			// become a retry storm.
+			if cerr := w.limiter.Cooldown(ctx, string(ps.Provider), wait); cerr != nil {
+				log.Warn("setting provider cooldown failed", "err", cerr)
+			}
+			w.metrics.RateLimited.WithLabelValues(string(ps.Provider), "provider").Inc()
+			deferral = &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}
+			break actions
+		case class == providers.QuotaExhausted:
+			until := time.Now().Add(time.Hour)
+			if pe != nil && !pe.ResetAt.IsZero() {
+				until = pe.ResetAt
+			}
+			deferral = &Deferral{Reason: "quota", Until: until, Err: err}
+			break actions
+		case class == providers.NotLiveYet:
+			if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
+				w.record(ctx, log, ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotLive, At: time.Now()}, results)
+				continue
+			}
+			notLive = err
+		case class == providers.Retryable:
+			retryErr = err
+		default:
+			reason := class.String()
+			if pe != nil && pe.Reason != "" {
+				reason = pe.Reason
+			}
+			w.record(ctx, log, ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: time.Now()}, results)
+		}
+	}
+
+	switch {
+	case grantErr != nil:
+		// The fan must reconnect: no retry, and the dead grant goes now.
+		log.Info("grant invalid: presave failed", "err", grantErr)
+		if err := w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, results, ReasonReconnect), ReasonReconnect, true); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %w", asynq.SkipRetry, grantErr)
+	case deferral != nil:
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), deferral.Reason).Inc()
+		return w.requeue(ctx, log, ps, deferral, deferral)
+	case retryErr != nil:
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if retried >= maxRetry {
+			if err := w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, results, ReasonRetriesExhausted), ReasonRetriesExhausted, false); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %w", asynq.SkipRetry, retryErr)
+		}
+		return w.requeue(ctx, log, ps, retryErr, retryErr)
+	case notLive != nil:
+		until := time.Now().Add(w.cfg.NotLiveRetry)
+		if giveUp := ps.DueAt.Add(w.cfg.NotLiveGiveUp); until.After(giveUp) {
+			until = giveUp.Add(time.Second)
+		}
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_live").Inc()
+		d := &Deferral{Reason: "not_live", Until: until, Err: notLive}
+		return w.requeue(ctx, log, ps, d, d)
+	}
+	all := map[providers.Action]store.ActionResult{}
+	for a, r := range ps.Results {
+		all[a] = r
+	}
+	for a, r := range results {
+		all[a] = r
+	}
+	status, lastErr := finalStatus(ps.Actions, all)
+	return w.finish(ctx, log, ps, status, results, lastErr, false)
+}
+
+// finalStatus is done when every action is ok or already, failed when
+// every one failed, partial otherwise.
+func finalStatus(actions []providers.Action, results map[providers.Action]store.ActionResult) (store.PresaveStatus, string) {
+	failed, lastErr := 0, ""
+	for _, a := range actions {
+		if r := results[a]; r.Outcome == outcomeFailed || r.Outcome == "" {
+			failed++
+			lastErr = string(a) + ": " + r.Reason
+		}
+	}
+	switch {
+	case failed == 0:
+		return store.PresaveDone, ""
+	case failed == len(actions):
+		return store.PresaveFailed, lastErr
+	}
+	return store.PresavePartial, lastErr
+}
+
+// failRemaining returns results plus a failure with reason for every
+// action that has no result yet.
+func (w *Worker) failRemaining(ps store.Presave, results map[providers.Action]store.ActionResult, reason string) map[providers.Action]store.ActionResult {
+	out := map[providers.Action]store.ActionResult{}
+	for a, r := range results {
+		out[a] = r
+	}
+	now := time.Now()
+	for _, a := range ps.Actions {
+		if _, done := ps.Results[a]; done {
+			continue
+		}
+		if _, done := out[a]; !done {
+			out[a] = store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: now}
+			w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), outcomeFailed).Inc()
+		}
+	}
+	return out
+}
+
+// record stores one action's result at once (a crash later does not
+// repeat it) and counts it.
+func (w *Worker) record(ctx context.Context, log *slog.Logger, ps store.Presave, a providers.Action, r store.ActionResult, results map[providers.Action]store.ActionResult) {
+	results[a] = r
+	w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), r.Outcome).Inc()
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if _, err := w.st.RecordActionResult(bctx, ps.ID, ps.Generation, a, r); err != nil {
+		// finish or requeue writes it again; the action is idempotent anyway.
+		log.Warn("recording action result failed", "action", a, "err", err)
+	}
+}
+
+// requeue hands the pre-save back to its queue (status enqueued) and
+// returns ret for asynq to retry the task.
+func (w *Worker) requeue(ctx context.Context, log *slog.Logger, ps store.Presave, why error, ret error) error {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if _, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, why.Error()); err != nil {
+		log.Warn("requeue failed", "err", err)
+	}
+	return ret
+}
+
+// finish records a final status and purges the fan's token when nothing
+// else needs it, then queues the revocation at the provider.
+func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave, status store.PresaveStatus,
+	results map[providers.Action]store.ActionResult, lastErr string, purgeAlways bool) error {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	f, err := w.st.FinishPresave(bctx, store.Finish{
+		ID: ps.ID, Generation: ps.Generation, Status: status, Results: results, LastError: lastErr,
+		PurgeAlways: purgeAlways, PurgeReason: purgeReason(purgeAlways),
+	}, w.provs.Revocable)
+	if err != nil {
+		return err
+	}
+	if !f.Applied {
+		log.Debug("presave moved on before finishing")
+		return nil
+	}
+	w.metrics.Finished.WithLabelValues(string(ps.Provider), string(status)).Inc()
+	log.Info("presave finished", "status", status, "reason", lastErr, "token_purged", f.Purge.Deleted)
+	if f.Purge.RevocationID != uuid.Nil {
+		if err := w.sched.EnqueuePurge(bctx, f.Purge.RevocationID); err != nil {
+			// The sweeper queues every pending revocation again.
+			log.Warn("enqueue purge failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// purgeReason is recorded with a revocation: an invalid grant, or a
+// pre-save that finished (the store's default).
+func purgeReason(grantInvalid bool) string {
+	if grantInvalid {
+		return ReasonReconnect
+	}
+	return ""
+}
+
+// pace takes what one action needs from the shared budgets: YouTube
+// units for the day, then a slot of the provider's request rate. It
+// returns a deferral when the task should wait elsewhere than in a
+// worker slot.
+func (w *Worker) pace(ctx context.Context, prov providers.Provider, a providers.Action, t providers.Target) (budget string, units int, d *Deferral, err error) {
+	name := prov.Name()
+	if units = prov.QuotaCost(a); units > 0 && name == providers.YouTube {
+		budget, err = w.ytBudget.Take(ctx, units)
+		var se *ratelimit.SpentError
+		if errors.As(err, &se) {
+			return "", 0, &Deferral{Reason: "quota", Until: se.ResetAt, Err: err}, nil
+		}
+		if err != nil {
+			return "", 0, nil, err
+		}
+	}
+	err = w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait)
+	if err == nil {
+		return budget, units, nil, nil
+	}
+	_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, units)
+	var we *ratelimit.WaitError
+	if errors.As(err, &we) {
+		w.metrics.RateLimited.WithLabelValues(string(name), "limiter").Inc()
+		return "", 0, &Deferral{Reason: "rate_limited", Until: we.Until, Err: err}, nil
+	}
+	return "", 0, nil, err
+}
+
+// callsFor is how many provider requests one Perform of a makes when it
+// writes: a check, then the write, per chunk of IDs (see the provider
+// clients). The limiter cannot see individual requests, so it is paid
+// per action up front; an action found already in effect pays for a
+// write it did not make.
+func callsFor(p providers.Name, a providers.Action, t providers.Target) int {
+	if p == providers.YouTube {
+		return 2 // getRating/list, then rate/insert
+	}
+	chunks := func(n, k int) int { return max(1, (n+k-1)/k) }
+	switch a {
+	case providers.ActionSave:
+		return 2 * chunks(len(t.AlbumIDs)+len(t.TrackIDs), 40)
+	case providers.ActionFollow:
+		return 2 * chunks(len(t.ArtistIDs), 40)
+	case providers.ActionPlaylist:
+		return 1 + chunks(len(t.TrackIDs), 100)
+	}
+	return 1
+}
+
+// lockGrant takes the per-(fan, provider) execution lock in Redis. It
+// expires by itself after the longest an attempt can run, so a dead
+// worker's lock never blocks for long.
+func (w *Worker) lockGrant(ctx context.Context, fan uuid.UUID, p providers.Name) (func(), bool, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	tokenVal := hex.EncodeToString(b[:])
+	key := "presave:lock:grant:" + fan.String() + ":" + string(p)
+	ok, err := w.rdb.SetNX(ctx, key, tokenVal, w.cfg.PresaveTimeout+bookkeepingTimeout+5*time.Second).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("jobs: lock: %w", err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = unlockScript.Run(ctx, w.rdb, []string{key}, tokenVal).Err()
+	}, true, nil
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,405 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/providers/youtube"
+	"github.com/presave/presave/internal/ratelimit"
+	"github.com/presave/presave/internal/store"
+)
+
+// Config tunes a Worker. LoadConfig reads it from the environment; the
+// zero value of a field means its default.
+type Config struct {
+	// Concurrency is how many tasks one process runs at once.
+	Concurrency int
+	// Queues are asynq's queue weights.
+	Queues map[string]int
+	// DelayedTaskCheckInterval is how often asynq moves due scheduled and
+	// retry tasks to pending: the floor of release-day lateness.
+	DelayedTaskCheckInterval time.Duration
+	// TaskCheckInterval is how long an idle processor sleeps between polls.
+	TaskCheckInterval time.Duration
+	// ShutdownTimeout is how long in-flight tasks may finish on shutdown
+	// before asynq hands them back to the queue.
+	ShutdownTimeout time.Duration
+
+	// RelayWindow: pre-saves due within it are moved into Redis.
+	RelayWindow time.Duration
+	// RelayInterval is the relay's period.
+	RelayInterval time.Duration
+	// RelayBatch is how many pre-saves one claim takes.
+	RelayBatch int
+	// RescueInterval is how often the relay checks that every in-flight
+	// pre-save still has its task (after Redis lost data).
+	RescueInterval time.Duration
+	// SweepInterval is the sweeper's period.
+	SweepInterval time.Duration
+	// RunningTimeout: a pre-save running longer than this lost its worker.
+	// It must exceed PresaveTimeout plus bookkeeping.
+	RunningTimeout time.Duration
+	// TokenGrace: the sweeper leaves tokens written more recently alone.
+	TokenGrace time.Duration
+
+	// PresaveTimeout bounds one pre-save attempt.
+	PresaveTimeout time.Duration
+	// PresaveMaxRetry and PurgeMaxRetry cap asynq's failure retries.
+	PresaveMaxRetry int
+	PurgeMaxRetry   int
+	// RetryBackoff paces retries of retryable pre-save errors.
+	RetryBackoff Backoff
+	// PurgeBackoff paces retries of purges (with PurgeMaxRetry, days).
+	PurgeBackoff Backoff
+	// NotLiveRetry is the wait before checking again whether a release
+	// went live; NotLiveGiveUp is how long after due_at we stop.
+	NotLiveRetry  time.Duration
+	NotLiveGiveUp time.Duration
+
+	// Rates are the per-provider request rates shared by all workers.
+	Rates map[providers.Name]ratelimit.Rate
+	// MaxLimiterWait: a task needing a longer wait for the limiter or a
+	// cooldown is deferred instead of holding a worker slot.
+	MaxLimiterWait time.Duration
+	// YouTubeDailyUnits is the YouTube Data API budget per Pacific day.
+	YouTubeDailyUnits int
+}
+
+// DefaultQueues are the default queue weights: purges first (the privacy
+// promise), both providers alike, maintenance last.
+var DefaultQueues = map[string]int{QueuePurge: 6, QueueSpotify: 3, QueueYouTube: 3, QueueMaintenance: 1}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 50
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = DefaultQueues
+	}
+	def(&c.DelayedTaskCheckInterval, 200*time.Millisecond)
+	def(&c.TaskCheckInterval, 200*time.Millisecond)
+	def(&c.ShutdownTimeout, 25*time.Second)
+	def(&c.RelayWindow, 10*time.Minute)
+	def(&c.RelayInterval, 2*time.Second)
+	if c.RelayBatch <= 0 {
+		c.RelayBatch = 1000
+	}
+	def(&c.RescueInterval, 30*time.Second)
+	def(&c.SweepInterval, 30*time.Second)
+	def(&c.PresaveTimeout, 2*time.Minute)
+	def(&c.RunningTimeout, c.PresaveTimeout+time.Minute)
+	def(&c.TokenGrace, time.Minute)
+	if c.PresaveMaxRetry <= 0 {
+		c.PresaveMaxRetry = 25
+	}
+	if c.PurgeMaxRetry <= 0 {
+		c.PurgeMaxRetry = 40
+	}
+	def(&c.RetryBackoff.Base, time.Second)
+	def(&c.RetryBackoff.Max, 10*time.Minute)
+	def(&c.PurgeBackoff.Base, 10*time.Second)
+	def(&c.PurgeBackoff.Max, 6*time.Hour)
+	def(&c.NotLiveRetry, 5*time.Minute)
+	def(&c.NotLiveGiveUp, 72*time.Hour)
+	def(&c.MaxLimiterWait, 30*time.Second)
+	if c.YouTubeDailyUnits == 0 {
+		c.YouTubeDailyUnits = 10000
+	}
+	if c.Rates == nil {
+		c.Rates = map[providers.Name]ratelimit.Rate{}
+	}
+}
+
+func (c Config) validate() error {
+	// A live handler must never outlast RunningTimeout, or the sweeper
+	// would revive its pre-save while it still runs.
+	if c.RunningTimeout < c.PresaveTimeout+bookkeepingTimeout+5*time.Second {
+		return fmt.Errorf("RUNNING_TIMEOUT (%s) must exceed PRESAVE_TIMEOUT (%s) by at least %s",
+			c.RunningTimeout, c.PresaveTimeout, bookkeepingTimeout+5*time.Second)
+	}
+	for q, w := range c.Queues {
+		switch q {
+		case QueueSpotify, QueueYouTube, QueuePurge, QueueMaintenance:
+		default:
+			return fmt.Errorf("QUEUE_WEIGHTS: unknown queue %q", q)
+		}
+		if w <= 0 {
+			return fmt.Errorf("QUEUE_WEIGHTS: %s=%d: weights must be positive", q, w)
+		}
+	}
+	for _, q := range []string{QueueSpotify, QueueYouTube, QueuePurge, QueueMaintenance} {
+		if _, ok := c.Queues[q]; !ok {
+			return fmt.Errorf("QUEUE_WEIGHTS: queue %q is missing (its work would never run)", q)
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads the worker's settings (see the README's configuration
+// table): WORKER_CONCURRENCY, QUEUE_WEIGHTS, DELAYED_TASK_CHECK_INTERVAL,
+// TASK_CHECK_INTERVAL, SHUTDOWN_TIMEOUT, RELAY_WINDOW, RELAY_INTERVAL,
+// RELAY_BATCH, RELAY_RESCUE_INTERVAL, SWEEP_INTERVAL, RUNNING_TIMEOUT,
+// TOKEN_GRACE, PRESAVE_TIMEOUT, PRESAVE_MAX_RETRY, PURGE_MAX_RETRY,
+// RETRY_BASE_DELAY, RETRY_MAX_DELAY, PURGE_RETRY_MAX_DELAY,
+// NOT_LIVE_RETRY, NOT_LIVE_GIVE_UP, SPOTIFY_RPS, SPOTIFY_BURST,
+// YOUTUBE_RPS, YOUTUBE_BURST, LIMITER_MAX_WAIT, YOUTUBE_DAILY_UNITS.
+func LoadConfig(env config.Env) (Config, error) {
+	var c Config
+	var errs []error
+	intv := func(name string, dst *int) {
+		v, err := env.Int(name, 0)
+		errs = append(errs, err)
+		*dst = v
+	}
+	durv := func(name string, dst *time.Duration) {
+		v, err := env.Duration(name, 0)
+		errs = append(errs, err)
+		*dst = v
+	}
+	intv("WORKER_CONCURRENCY", &c.Concurrency)
+	durv("DELAYED_TASK_CHECK_INTERVAL", &c.DelayedTaskCheckInterval)
+	durv("TASK_CHECK_INTERVAL", &c.TaskCheckInterval)
+	durv("SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	durv("RELAY_WINDOW", &c.RelayWindow)
+	durv("RELAY_INTERVAL", &c.RelayInterval)
+	intv("RELAY_BATCH", &c.RelayBatch)
+	durv("RELAY_RESCUE_INTERVAL", &c.RescueInterval)
+	durv("SWEEP_INTERVAL", &c.SweepInterval)
+	durv("RUNNING_TIMEOUT", &c.RunningTimeout)
+	durv("TOKEN_GRACE", &c.TokenGrace)
+	durv("PRESAVE_TIMEOUT", &c.PresaveTimeout)
+	intv("PRESAVE_MAX_RETRY", &c.PresaveMaxRetry)
+	intv("PURGE_MAX_RETRY", &c.PurgeMaxRetry)
+	durv("RETRY_BASE_DELAY", &c.RetryBackoff.Base)
+	durv("RETRY_MAX_DELAY", &c.RetryBackoff.Max)
+	durv("PURGE_RETRY_MAX_DELAY", &c.PurgeBackoff.Max)
+	durv("NOT_LIVE_RETRY", &c.NotLiveRetry)
+	durv("NOT_LIVE_GIVE_UP", &c.NotLiveGiveUp)
+	durv("LIMITER_MAX_WAIT", &c.MaxLimiterWait)
+	intv("YOUTUBE_DAILY_UNITS", &c.YouTubeDailyUnits)
+	c.Rates = map[providers.Name]ratelimit.Rate{}
+	for _, p := range []struct {
+		name      providers.Name
+		rps       float64
+		burst     int
+		rpsV, brV string
+	}{
+		// Defaults stay under what the providers tolerate for one app:
+		// Spotify publishes no number (its window is 30 s); YouTube's
+		// per-user-per-100s limits are generous, its daily units are not.
+		{providers.Spotify, 20, 4, "SPOTIFY_RPS", "SPOTIFY_BURST"},
+		{providers.YouTube, 20, 4, "YOUTUBE_RPS", "YOUTUBE_BURST"},
+	} {
+		rps, err := env.Float(p.rpsV, p.rps)
+		errs = append(errs, err)
+		burst, err := env.Int(p.brV, p.burst)
+		errs = append(errs, err)
+		c.Rates[p.name] = ratelimit.Rate{PerSecond: rps, Burst: burst}
+	}
+	if v := env.String("QUEUE_WEIGHTS", ""); v != "" {
+		q, err := ParseQueueWeights(v)
+		errs = append(errs, err)
+		c.Queues = q
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	c.defaults()
+	return c, c.validate()
+}
+
+// ParseQueueWeights parses "purge=6,spotify=3,youtube=3,maintenance=1".
+func ParseQueueWeights(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, w, ok := strings.Cut(part, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if !ok || err != nil || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("QUEUE_WEIGHTS: %q is not queue=weight", part)
+		}
+		out[strings.TrimSpace(name)] = n
+	}
+	return out, nil
+}
+
+// Deps are what a Worker works with.
+type Deps struct {
+	Store     *store.Store
+	Providers registry.Set
+	// Redis is asynq's connection (asynq.ParseRedisURI).
+	Redis asynq.RedisConnOpt
+	// RDB is a go-redis client on the same database, for rate limits,
+	// cooldowns, quotas and locks.
+	RDB *redis.Client
+	Log *slog.Logger
+	// Registerer receives the metrics (nil: unregistered).
+	Registerer prometheus.Registerer
+}
+
+// Worker runs presave's background work: the asynq server with the
+// pre-save, purge, relay and sweep handlers, and the tickers that feed
+// the relay and the sweeper.
+type Worker struct {
+	cfg      Config
+	st       *store.Store
+	provs    registry.Set
+	rdb      *redis.Client
+	log      *slog.Logger
+	limiter  *ratelimit.Limiter
+	ytBudget *ratelimit.Budget
+	metrics  *Metrics
+	sched    *Scheduler
+	client   *asynq.Client
+	insp     *asynq.Inspector
+	srv      *asynq.Server
+	mux      *asynq.ServeMux
+}
+
+// New builds a Worker. Close it (Run does) to release its connections.
+func New(d Deps, cfg Config) (*Worker, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{cfg: cfg, st: d.Store, provs: d.Providers, rdb: d.RDB, log: d.Log}
+	rates := map[string]ratelimit.Rate{}
+	for p, r := range cfg.Rates {
+		rates[string(p)] = r
+	}
+	w.limiter = ratelimit.New(d.RDB, rates)
+	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.YouTubeDailyUnits, pacificDay)
+	w.metrics = NewMetrics(d.Registerer)
+	w.client = asynq.NewClient(d.Redis)
+	w.insp = asynq.NewInspector(d.Redis)
+	w.sched = &Scheduler{
+		Store: d.Store, Client: w.client, Inspector: w.insp, Window: cfg.RelayWindow,
+		PresaveMaxRetry: cfg.PresaveMaxRetry, PurgeMaxRetry: cfg.PurgeMaxRetry, PresaveTimeout: cfg.PresaveTimeout,
+	}
+	w.mux = asynq.NewServeMux()
+	w.mux.HandleFunc(TypePresave, w.handlePresave)
+	w.mux.HandleFunc(TypePurge, w.handlePurge)
+	w.mux.HandleFunc(TypeRelay, w.handleRelay)
+	w.mux.HandleFunc(TypeSweep, w.handleSweep)
+	w.srv = asynq.NewServer(d.Redis, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		IsFailure:                isFailure,
+		RetryDelayFunc:           w.retryDelay,
+		Logger:                   asynqLogger{d.Log},
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if isFailure(err) {
+				id, _ := asynq.GetTaskID(ctx)
+				d.Log.Warn("task failed", "type", t.Type(), "task_id", id, "err", err)
+			}
+		}),
+	})
+	return w, nil
+}
+
+// Scheduler is the worker's enqueue entry point (the relay's and the
+// handlers').
+func (w *Worker) Scheduler() *Scheduler { return w.sched }
+
+// Handler is the ServeMux routing task types to handlers.
+func (w *Worker) Handler() asynq.Handler { return w.mux }
+
+// Ready reports whether PostgreSQL and Redis answer.
+func (w *Worker) Ready(ctx context.Context) error {
+	if err := w.st.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := w.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// Run processes tasks and feeds the relay and the sweeper until ctx ends,
+// then shuts down gracefully: in-flight tasks get ShutdownTimeout to
+// finish, after which asynq hands them back to their queues.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.client.Close()
+	defer w.insp.Close()
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("jobs: start asynq server: %w", err)
+	}
+	tctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { w.tick(tctx, TypeRelay, w.cfg.RelayInterval); done <- struct{}{} }()
+	go func() { w.tick(tctx, TypeSweep, w.cfg.SweepInterval); done <- struct{}{} }()
+	w.log.Info("worker running", "concurrency", w.cfg.Concurrency, "queues", fmtQueues(w.cfg.Queues),
+		"relay_window", w.cfg.RelayWindow, "delayed_task_check_interval", w.cfg.DelayedTaskCheckInterval)
+	<-ctx.Done()
+	stop()
+	<-done
+	<-done
+	w.srv.Shutdown()
+	w.log.Info("worker stopped")
+	return nil
+}
+
+func fmtQueues(q map[string]int) string {
+	names := make([]string, 0, len(q))
+	for n := range q {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%d", n, q[n])
+	}
+	return b.String()
+}
+
+// pacificDay names YouTube's quota day containing t and when it ends.
+func pacificDay(t time.Time) (string, time.Time) {
+	end := youtube.NextQuotaReset(t)
+	return end.Add(-time.Hour).In(end.Location()).Format(time.DateOnly), end
+}
+
+// asynqLogger sends asynq's own logging to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+
+// Fatal honours asynq's contract: log, then exit.
+func (a asynqLogger) Fatal(args ...any) {
+	a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true)
+	os.Exit(1)
+}

@@ -1,0 +1,263 @@
+// Package ratelimit paces calls to the music providers across every worker
+// process: a GCRA limiter per provider in Redis (redis_rate), a shared
+// cooldown that a provider's 429 sets for everybody, and a daily unit
+// budget (YouTube's quota) counted per quota day.
+//
+// State lives in Redis only. Losing it (FLUSHALL) forgets pacing for a
+// moment and a spent budget for the rest of the day; the provider's own
+// 429/quota answers then take over, so nothing is lost, only re-learned.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Rate is a sustained rate with a burst, in events.
+type Rate struct {
+	// PerSecond is the sustained rate; <= 0 means unlimited.
+	PerSecond float64
+	// Burst is how many events may go at once after a quiet spell
+	// (at least 1, and at least the largest n a caller asks for).
+	Burst int
+}
+
+// limit converts r to redis_rate's integer form: Rate events per Period.
+// Using a 1000 s period keeps three decimals of a fractional rate.
+func (r Rate) limit() redis_rate.Limit {
+	return redis_rate.Limit{
+		Rate:   max(1, int(math.Round(r.PerSecond*1000))),
+		Period: 1000 * time.Second,
+		Burst:  max(1, r.Burst),
+	}
+}
+
+// WaitError says a wait would exceed the caller's bound; the caller
+// defers its work until Until instead of holding a worker slot.
+type WaitError struct {
+	Key   string
+	Until time.Time
+	// Cooldown is true when a shared cooldown (a provider's 429), not the
+	// limiter's pacing, is what blocks.
+	Cooldown bool
+}
+
+func (e *WaitError) Error() string {
+	what := "rate limit"
+	if e.Cooldown {
+		what = "cooldown"
+	}
+	return fmt.Sprintf("ratelimit: %s %s until %s", e.Key, what, e.Until.Format(time.RFC3339Nano))
+}
+
+// Limiter paces named keys (one per provider). It is safe for concurrent
+// use and shared by every worker through Redis.
+type Limiter struct {
+	rdb    redis.UniversalClient
+	lim    *redis_rate.Limiter
+	rates  map[string]Rate
+	prefix string
+}
+
+// New returns a limiter over rdb with the given rates by key. Keys without
+// a rate are unlimited (but still honour cooldowns).
+func New(rdb redis.UniversalClient, rates map[string]Rate) *Limiter {
+	return &Limiter{rdb: rdb, lim: redis_rate.NewLimiter(rdb), rates: rates, prefix: "presave:"}
+}
+
+// Rate returns the configured rate of key.
+func (l *Limiter) Rate(key string) Rate { return l.rates[key] }
+
+func (l *Limiter) cooldownKey(key string) string { return l.prefix + "cooldown:" + key }
+
+// Wait blocks until n events of key may happen, taking them from the
+// shared budget, or returns a *WaitError when that would take longer than
+// maxWait. It honours a cooldown set by Cooldown first.
+func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Duration) error {
+	deadline := time.Now().Add(maxWait)
+	for {
+		pttl, err := l.rdb.PTTL(ctx, l.cooldownKey(key)).Result()
+		if err != nil {
+			return fmt.Errorf("ratelimit: cooldown %s: %w", key, err)
+		}
+		if pttl > 0 {
+			if time.Now().Add(pttl).After(deadline) {
+				return &WaitError{Key: key, Until: time.Now().Add(pttl), Cooldown: true}
+			}
+			if err := sleep(ctx, pttl); err != nil {
+				return err
+			}
+			continue
+		}
+		r, ok := l.rates[key]
+		if !ok || r.PerSecond <= 0 {
+			return nil
+		}
+		lim := r.limit()
+		if n > lim.Burst {
+			// GCRA never admits more than the burst at once; take what
+			// fits, which paces the rest the same.
+			n = lim.Burst
+		}
+		res, err := l.lim.AllowN(ctx, l.prefix+"rate:"+key, lim, n)
+		if err != nil {
+			return fmt.Errorf("ratelimit: %s: %w", key, err)
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		wait := res.RetryAfter
+		if wait <= 0 {
+			wait = time.Millisecond
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return &WaitError{Key: key, Until: time.Now().Add(wait)}
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// Cooldown pauses key for every worker for d (a provider said 429 with
+// Retry-After d). A longer cooldown already in place is kept.
+func (l *Limiter) Cooldown(ctx context.Context, key string, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	ms := d.Milliseconds()
+	err := extendScript.Run(ctx, l.rdb, []string{l.cooldownKey(key)}, ms).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("ratelimit: set cooldown %s: %w", key, err)
+	}
+	return nil
+}
+
+// CooldownLeft returns how long key stays paused (0 when it is not).
+func (l *Limiter) CooldownLeft(ctx context.Context, key string) (time.Duration, error) {
+	d, err := l.rdb.PTTL(ctx, l.cooldownKey(key)).Result()
+	if err != nil {
+		return 0, err
+	}
+	return max(d, 0), nil
+}
+
+// extendScript sets KEYS[1] to expire in ARGV[1] ms unless it already
+// expires later.
+var extendScript = redis.NewScript(`
+local left = redis.call("PTTL", KEYS[1])
+if left < tonumber(ARGV[1]) then
+  redis.call("SET", KEYS[1], "1", "PX", ARGV[1])
+end
+return left`)
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Budget is a unit budget per period (YouTube's daily quota), counted in
+// Redis by every worker.
+type Budget struct {
+	rdb   redis.UniversalClient
+	key   string
+	units int
+	// period returns the name of the period containing t and when it ends.
+	period func(t time.Time) (name string, end time.Time)
+}
+
+// NewBudget returns a budget of units per period; units <= 0 means
+// unlimited.
+func NewBudget(rdb redis.UniversalClient, key string, units int, period func(time.Time) (string, time.Time)) *Budget {
+	return &Budget{rdb: rdb, key: "presave:budget:" + key, units: units, period: period}
+}
+
+// ErrBudgetSpent is wrapped by the error Take returns when the period's
+// budget cannot cover the request.
+var ErrBudgetSpent = errors.New("budget spent")
+
+// SpentError says the budget is spent until ResetAt.
+type SpentError struct {
+	Key     string
+	ResetAt time.Time
+}
+
+func (e *SpentError) Error() string {
+	return fmt.Sprintf("ratelimit: %s budget spent until %s", e.Key, e.ResetAt.Format(time.RFC3339))
+}
+
+func (e *SpentError) Unwrap() error { return ErrBudgetSpent }
+
+// Take reserves units from the current period, or returns a *SpentError
+// (errors.Is ErrBudgetSpent) naming the reset time. It returns the period
+// name to hand back to Refund.
+func (b *Budget) Take(ctx context.Context, units int) (string, error) {
+	name, end := b.period(time.Now())
+	if b.units <= 0 || units <= 0 {
+		return name, nil
+	}
+	k := b.key + ":" + name
+	used, err := takeScript.Run(ctx, b.rdb, []string{k}, units, b.units, time.Until(end).Milliseconds()+int64(time.Hour/time.Millisecond)).Int64()
+	if err != nil {
+		return "", fmt.Errorf("ratelimit: budget %s: %w", b.key, err)
+	}
+	if used < 0 {
+		return "", &SpentError{Key: b.key, ResetAt: end}
+	}
+	return name, nil
+}
+
+// Refund gives units back to the period name (the work used fewer than it
+// reserved, e.g. a read found the action already in effect).
+func (b *Budget) Refund(ctx context.Context, name string, units int) error {
+	if b.units <= 0 || units <= 0 || name == "" {
+		return nil
+	}
+	k := b.key + ":" + name
+	return refundScript.Run(ctx, b.rdb, []string{k}, units).Err()
+}
+
+// Used returns the units used in the current period.
+func (b *Budget) Used(ctx context.Context) (int, error) {
+	name, _ := b.period(time.Now())
+	v, err := b.rdb.Get(ctx, b.key+":"+name).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}
+
+// takeScript adds ARGV[1] to KEYS[1] unless that passes ARGV[2]; returns
+// the new total, or -1 when refused. The key expires after its period.
+var takeScript = redis.NewScript(`
+local used = tonumber(redis.call("GET", KEYS[1]) or "0")
+local n = tonumber(ARGV[1])
+if used + n > tonumber(ARGV[2]) then
+  return -1
+end
+used = redis.call("INCRBY", KEYS[1], n)
+redis.call("PEXPIRE", KEYS[1], ARGV[3])
+return used`)
+
+var refundScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  local v = redis.call("DECRBY", KEYS[1], ARGV[1])
+  if v < 0 then redis.call("SET", KEYS[1], "0", "KEEPTTL") end
+end
+return 0`)
