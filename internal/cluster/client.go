@@ -1,0 +1,529 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/presave/presave/internal/providers/fake"
+)
+
+// This file holds the client side of the real HTTP flows, as the demo, the
+// benchmark and the reliability suite play them: an operator creating and
+// moving releases, fans connecting through the consent screen, and reads
+// of the fake provider's state.
+
+// RequestTimeout bounds each HTTP request these helpers make when the
+// caller's context has no earlier deadline.
+const RequestTimeout = 30 * time.Second
+
+// NewHTTPClient returns a client sized for parallel fans talking to one
+// API on loopback: enough idle connections per host that a burst of
+// parallel requests reuses them instead of exhausting ephemeral ports.
+func NewHTTPClient(parallel int) *http.Client {
+	if parallel < 2 {
+		parallel = 2
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // loopback only; never route through a proxy from the environment
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4 * parallel,
+		MaxIdleConnsPerHost: 2 * parallel,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &http.Client{Transport: tr, Timeout: RequestTimeout}
+}
+
+// HTTPError is a non-2xx answer: the request, the status and, when the
+// body is the API's error shape {"error":{"code","message"}}, its code and
+// message. Check it with errors.As.
+type HTTPError struct {
+	Method  string
+	URL     string // without its query: a callback's query holds a code and a state
+	Status  int
+	Code    string
+	Message string
+	// RetryAfter is the Retry-After header, when the answer had one.
+	RetryAfter time.Duration
+}
+
+func (e *HTTPError) Error() string {
+	s := fmt.Sprintf("%s %s: HTTP %d", e.Method, e.URL, e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Temporary reports whether the request may be retried as is: rate
+// limited or the server briefly unavailable.
+func (e *HTTPError) Temporary() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable ||
+		e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout
+}
+
+// redact drops a URL's query and fragment so an error message never
+// carries a code or a state.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
+}
+
+func httpError(req *http.Request, resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	e := &HTTPError{Method: req.Method, URL: redact(req.URL.String()), Status: resp.StatusCode}
+	var api struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &api) == nil && api.Error.Code != "" {
+		e.Code, e.Message = api.Error.Code, api.Error.Message
+	} else {
+		e.Message = strings.TrimSpace(string(body))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200] + "…"
+		}
+	}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			e.RetryAfter = time.Duration(n) * time.Second
+		}
+	}
+	return e
+}
+
+// withDeadline gives ctx a deadline of RequestTimeout unless it has an
+// earlier one.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < RequestTimeout {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, RequestTimeout)
+}
+
+// doJSON sends body (JSON unless nil) and decodes a 2xx answer into out
+// (unless nil). A non-2xx answer is an *HTTPError.
+func doJSON(ctx context.Context, hc *http.Client, method, rawURL, bearer string, body, out any) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("cluster: encode %s %s: %w", method, redact(rawURL), err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
+	if err != nil {
+		return fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		// The *url.Error would quote the full URL: rebuild it without the query.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return httpError(req, resp)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("cluster: %s %s: decode answer: %w", method, redact(rawURL), err)
+	}
+	return nil
+}
+
+// SpotifyTarget is what a release asks of Spotify (POST /v1/releases).
+type SpotifyTarget struct {
+	AlbumIDs   []string `json:"album_ids,omitempty"`
+	TrackIDs   []string `json:"track_ids,omitempty"`
+	ArtistIDs  []string `json:"artist_ids,omitempty"`
+	PlaylistID string   `json:"playlist_id,omitempty"`
+}
+
+// YouTubeTarget is what a release asks of YouTube.
+type YouTubeTarget struct {
+	VideoID    string `json:"video_id,omitempty"`
+	PlaylistID string `json:"playlist_id,omitempty"`
+}
+
+// ReleaseSpec is the body of POST /v1/releases. Give ReleaseAt (fixed
+// timing) or ReleaseDate with DefaultZone (local timing: midnight in each
+// fan's zone).
+type ReleaseSpec struct {
+	Slug        string         `json:"slug"`
+	Title       string         `json:"title"`
+	Artist      string         `json:"artist"`
+	ReleaseAt   *time.Time     `json:"release_at,omitempty"`
+	ReleaseDate string         `json:"release_date,omitempty"`
+	DefaultZone string         `json:"default_zone,omitempty"`
+	Spotify     *SpotifyTarget `json:"spotify,omitempty"`
+	YouTube     *YouTubeTarget `json:"youtube,omitempty"`
+}
+
+// Release is the API's view of a release, the fields these tools use.
+type Release struct {
+	ID          string     `json:"id"`
+	Slug        string     `json:"slug"`
+	Timing      string     `json:"timing"`
+	ReleaseAt   *time.Time `json:"release_at,omitempty"`
+	ReleaseDate string     `json:"release_date,omitempty"`
+	DefaultZone string     `json:"default_zone,omitempty"`
+	Status      string     `json:"status"`
+	// Actions per provider ("spotify", "youtube").
+	Actions map[string][]string `json:"actions"`
+	// Counts: pre-saves by provider and status (GET of one release).
+	Counts map[string]map[string]int `json:"counts,omitempty"`
+	// Rescheduled: pre-saves moved by a PATCH.
+	Rescheduled *int `json:"rescheduled,omitempty"`
+}
+
+// Total is the number of pre-saves in Counts with any of the statuses
+// (all of them when none is given).
+func (r Release) Total(statuses ...string) int {
+	n := 0
+	for _, byStatus := range r.Counts {
+		for s, c := range byStatus {
+			if len(statuses) == 0 || contains(statuses, s) {
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// CreateRelease creates a release as the operator. body is a ReleaseSpec
+// or anything that marshals to the API's JSON.
+func CreateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken string, body any) (Release, error) {
+	var r Release
+	if err := doJSON(ctx, hc, http.MethodPost, strings.TrimRight(apiURL, "/")+"/v1/releases", adminToken, body, &r); err != nil {
+		return Release{}, fmt.Errorf("create release: %w", err)
+	}
+	return r, nil
+}
+
+// UpdateRelease patches a release (absent fields keep their value), e.g.
+// map[string]any{"release_at": t} to move it.
+func UpdateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string, body any) (Release, error) {
+	var r Release
+	u := strings.TrimRight(apiURL, "/") + "/v1/releases/" + url.PathEscape(id)
+	if err := doJSON(ctx, hc, http.MethodPatch, u, adminToken, body, &r); err != nil {
+		return Release{}, fmt.Errorf("update release: %w", err)
+	}
+	return r, nil
+}
+
+// GetRelease reads a release with its pre-save counts.
+func GetRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string) (Release, error) {
+	var r Release
+	u := strings.TrimRight(apiURL, "/") + "/v1/releases/" + url.PathEscape(id)
+	if err := doJSON(ctx, hc, http.MethodGet, u, adminToken, nil, &r); err != nil {
+		return Release{}, fmt.Errorf("get release: %w", err)
+	}
+	return r, nil
+}
+
+// ConnectResult is what a fan gets back from the callback.
+type ConnectResult struct {
+	// FanToken is the fan's self-service credential (a secret: never log it).
+	FanToken  string
+	FanID     string
+	PresaveID string
+	// DueAt is when the pre-save will run, when the answer says.
+	DueAt time.Time
+	// Raw is the callback's whole JSON answer.
+	Raw json.RawMessage
+}
+
+// connectAttempts bounds the retries of the steps of Connect that are safe
+// to repeat (start and the consent screen) when rate limited.
+const connectAttempts = 5
+
+// Connect plays one fan through the real flow: POST
+// /v1/connect/{provider}/start for release (slug or ID) in zone with
+// consent → GET the authorize URL on the fake as user, without following
+// its redirect → GET our callback from the redirect's Location, as a
+// browser would → the callback's JSON. hc must not carry cookies between
+// fans (a nil Jar, the default).
+func Connect(ctx context.Context, hc *http.Client, apiURL, provider, release, zone, user string) (ConnectResult, error) {
+	return ConnectWith(ctx, hc, apiURL, ConnectRequest{Provider: provider, Release: release, Zone: zone, User: user})
+}
+
+// ConnectRequest is one fan's connection, for ConnectWith.
+type ConnectRequest struct {
+	Provider string // "spotify" or "youtube"
+	Release  string // slug or ID
+	Zone     string // IANA zone, e.g. "Europe/Paris"
+	User     string // the fan's account ID at the fake
+	// Actions limits the consent to some of the release's actions; nil
+	// means all of them.
+	Actions []string
+}
+
+// ConnectWith is Connect with every option.
+func ConnectWith(ctx context.Context, hc *http.Client, apiURL string, cr ConnectRequest) (ConnectResult, error) {
+	base := strings.TrimRight(apiURL, "/")
+	startBody := map[string]any{"release": cr.Release, "zone": cr.Zone, "consent": true}
+	if cr.Actions != nil {
+		startBody["actions"] = cr.Actions
+	}
+	var started struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	startURL := base + "/v1/connect/" + url.PathEscape(cr.Provider) + "/start"
+	if err := retryTemporary(ctx, func() error {
+		return doJSON(ctx, hc, http.MethodPost, startURL, "", startBody, &started)
+	}); err != nil {
+		return ConnectResult{}, fmt.Errorf("connect %s as %s: start: %w", cr.Provider, cr.User, err)
+	}
+	if started.AuthorizeURL == "" {
+		return ConnectResult{}, fmt.Errorf("connect %s as %s: start answered no authorize_url", cr.Provider, cr.User)
+	}
+
+	// The consent screen: the fake approves at once and redirects to our
+	// callback; the browser would follow that Location, and so do we, by hand.
+	var callback string
+	if err := retryTemporary(ctx, func() error {
+		var err error
+		callback, err = consent(ctx, hc, fake.WithUser(started.AuthorizeURL, cr.User))
+		return err
+	}); err != nil {
+		return ConnectResult{}, fmt.Errorf("connect %s as %s: consent screen: %w", cr.Provider, cr.User, err)
+	}
+
+	// Not retried: the code is single-use, so a second call could only fail.
+	var raw json.RawMessage
+	if err := doJSON(ctx, hc, http.MethodGet, callback, "", nil, &raw); err != nil {
+		return ConnectResult{}, fmt.Errorf("connect %s as %s: callback: %w", cr.Provider, cr.User, err)
+	}
+	res, err := parseConnected(raw)
+	if err != nil {
+		return ConnectResult{}, fmt.Errorf("connect %s as %s: callback: %w", cr.Provider, cr.User, err)
+	}
+	return res, nil
+}
+
+// consent GETs the authorize URL without following the redirect and
+// returns the redirect's Location.
+func consent(ctx context.Context, hc *http.Client, authURL string) (string, error) {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	noFollow.Jar = nil
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	if err != nil {
+		return "", fmt.Errorf("authorize URL: %w", err)
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("GET %s: %w", redact(authURL), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+		return "", httpError(req, resp)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return "", fmt.Errorf("GET %s: redirect without a usable Location: %w", redact(authURL), err)
+	}
+	if e := loc.Query().Get("error"); e != "" {
+		return "", fmt.Errorf("consent screen answered error=%s", e)
+	}
+	return loc.String(), nil
+}
+
+// parseConnected reads the callback's answer. It accepts the fields at the
+// top level or nested under "presave" / "fan", so a reshaped answer fails
+// loudly only when the pre-save ID is really missing.
+func parseConnected(raw json.RawMessage) (ConnectResult, error) {
+	var v struct {
+		FanToken  string    `json:"fan_token"`
+		Token     string    `json:"token"`
+		FanID     string    `json:"fan_id"`
+		PresaveID string    `json:"presave_id"`
+		DueAt     time.Time `json:"due_at"`
+		Fan       *struct {
+			ID    string `json:"id"`
+			Token string `json:"token"`
+		} `json:"fan"`
+		Presave *struct {
+			ID    string    `json:"id"`
+			FanID string    `json:"fan_id"`
+			DueAt time.Time `json:"due_at"`
+		} `json:"presave"`
+		Presaves []struct {
+			ID    string    `json:"id"`
+			DueAt time.Time `json:"due_at"`
+		} `json:"presaves"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return ConnectResult{}, fmt.Errorf("decode answer: %w", err)
+	}
+	r := ConnectResult{FanToken: v.FanToken, FanID: v.FanID, PresaveID: v.PresaveID, DueAt: v.DueAt, Raw: raw}
+	if r.FanToken == "" {
+		r.FanToken = v.Token
+	}
+	if v.Fan != nil {
+		r.FanID = cmpOr(r.FanID, v.Fan.ID)
+		r.FanToken = cmpOr(r.FanToken, v.Fan.Token)
+	}
+	if v.Presave != nil {
+		r.PresaveID = cmpOr(r.PresaveID, v.Presave.ID)
+		r.FanID = cmpOr(r.FanID, v.Presave.FanID)
+		if r.DueAt.IsZero() {
+			r.DueAt = v.Presave.DueAt
+		}
+	}
+	if r.PresaveID == "" && len(v.Presaves) > 0 {
+		r.PresaveID = v.Presaves[0].ID
+		if r.DueAt.IsZero() {
+			r.DueAt = v.Presaves[0].DueAt
+		}
+	}
+	if r.PresaveID == "" {
+		return r, errors.New("answer names no pre-save")
+	}
+	return r, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// retryTemporary runs f until it succeeds, fails for good, or has been
+// tried connectAttempts times; rate-limited answers wait their
+// Retry-After (at most 5 s) before the next try.
+func retryTemporary(ctx context.Context, f func() error) error {
+	var err error
+	for i := range connectAttempts {
+		if err = f(); err == nil {
+			return nil
+		}
+		var he *HTTPError
+		if !errors.As(err, &he) || !he.Temporary() {
+			return err
+		}
+		wait := min(max(he.RetryAfter, time.Duration(i+1)*200*time.Millisecond), 5*time.Second)
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	return err
+}
+
+// fakeClient talks to the fake's control API; a state read of a large run
+// is a few megabytes, hence the generous timeout.
+var fakeClient = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+
+// FakeState reads the fake provider's state (GET /_fake/state).
+func FakeState(ctx context.Context, fakeURL string) (fake.State, error) {
+	var st fake.State
+	if err := doJSON(ctx, fakeClient, http.MethodGet, strings.TrimRight(fakeURL, "/")+"/_fake/state", "", nil, &st); err != nil {
+		return fake.State{}, fmt.Errorf("fake state: %w", err)
+	}
+	return st, nil
+}
+
+// FakeControl posts a fault-injection request to the fake, e.g.
+// FakeControl(ctx, url, "faults", map[string]any{"provider": "spotify",
+// "error_rate": 0.2}). path is relative to /_fake/.
+func FakeControl(ctx context.Context, fakeURL, path string, body any) error {
+	u := strings.TrimRight(fakeURL, "/") + "/_fake/" + strings.TrimLeft(path, "/")
+	if err := doJSON(ctx, fakeClient, http.MethodPost, u, "", body, nil); err != nil {
+		return fmt.Errorf("fake %s: %w", path, err)
+	}
+	return nil
+}
+
+// Duplicates counts the surplus entries in every user's library, follows,
+// likes and playlists: an entry present k times counts k-1. Zero means
+// every action happened at most once.
+func Duplicates(st fake.State) int {
+	n := 0
+	for _, u := range st.Users {
+		for _, list := range [][]string{u.Albums, u.Tracks, u.Artists, u.Likes} {
+			n += surplus(list)
+		}
+		for _, items := range u.Playlists {
+			n += surplus(items)
+		}
+	}
+	return n
+}
+
+func surplus(list []string) int {
+	seen := make(map[string]int, len(list))
+	n := 0
+	for _, v := range list {
+		if seen[v] > 0 {
+			n++
+		}
+		seen[v]++
+	}
+	return n
+}
+
+// Entries counts every entry in every user's library, follows, likes and
+// playlists: the provider-side effects of the actions done.
+func Entries(st fake.State) int {
+	n := 0
+	for _, u := range st.Users {
+		n += len(u.Albums) + len(u.Tracks) + len(u.Artists) + len(u.Likes)
+		for _, items := range u.Playlists {
+			n += len(items)
+		}
+	}
+	return n
+}
