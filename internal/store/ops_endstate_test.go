@@ -46,9 +46,9 @@ func TestEndStateReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[store.PresaveTally]bool{
-		{Provider: "spotify", Status: store.PresaveDone, N: 2}:                                true,
+		{Provider: "spotify", Status: store.PresaveDone, N: 2}:                                 true,
 		{Provider: "youtube", Status: store.PresaveFailed, Reason: "reconnect_required", N: 1}: true,
-		{Provider: "youtube", Status: store.PresavePending, N: 1}:                             true,
+		{Provider: "youtube", Status: store.PresavePending, N: 1}:                              true,
 	}
 	if len(tally) != len(want) {
 		t.Fatalf("tally = %+v", tally)
