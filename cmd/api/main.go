@@ -1,5 +1,9 @@
 // Command api is presave's HTTP API: releases, the OAuth connect and
-// consent flow, fan self-service and operations endpoints.
+// consent flow, fan self-service and operations endpoints. The server
+// itself is internal/api; main only wires.
+//
+//	api              run the API (applies migrations first)
+//	api healthcheck  GET /healthz on API_ADDR (for container healthchecks)
 package main
 
 import (
@@ -13,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
+	"github.com/presave/presave/internal/api"
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/health"
+	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -31,14 +35,23 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	env := config.Env(getenv)
+	addr := env.String("API_ADDR", "127.0.0.1:8080")
 	if len(args) > 1 && args[1] == "healthcheck" {
-		return health.Check(ctx, env.String("API_ADDR", "127.0.0.1:8080"))
+		return health.Check(ctx, addr)
 	}
 	cfg, err := config.LoadCommon(env)
 	if err != nil {
 		return err
 	}
 	log := cfg.Logger(stdout)
+	acfg, err := api.ConfigFromEnv(env, cfg, log)
+	if err != nil {
+		return err
+	}
+	provs, err := registry.FromEnv(env, acfg.PublicURL)
+	if err != nil {
+		return err
+	}
 	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
@@ -47,16 +60,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer st.Close()
+	srv, err := api.New(acfg, st, provs, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
 
-	addr := env.String("API_ADDR", "127.0.0.1:8080")
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	srv := &http.Server{Addr: addr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
-
+	hs := srv.HTTPServer(addr)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("api listening", "addr", addr)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("api listening", "addr", addr, "public_url", acfg.PublicURL)
 	select {
 	case err := <-errc:
 		return err
@@ -65,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log.Info("api shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

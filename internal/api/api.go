@@ -1,0 +1,245 @@
+// Package api is presave's HTTP API: releases for the artist team
+// (admin token), the OAuth connect-and-consent flow and self-service for
+// fans (fan token), and the operator endpoints (/healthz, /readyz,
+// /metrics, /monitoring). Handlers are thin: SQL lives in internal/store,
+// provider HTTP in internal/providers, queueing in internal/jobs.
+//
+// Every route is registered in routes.go and documented in openapi.json,
+// which is served at /openapi.json. Every error answers
+// {"error":{"code":"...","message":"..."}} (see errors.go).
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	_ "time/tzdata" // fans' zones must load even where the image has no zoneinfo
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/store"
+)
+
+// DevAdminToken is the admin token in dev mode when ADMIN_TOKEN is unset.
+// It is public: never use it outside a developer's machine.
+const DevAdminToken = "dev-admin-token"
+
+// Defaults of the settings read by ConfigFromEnv.
+const (
+	DefaultPublicURL      = "http://127.0.0.1:8080"
+	DefaultConsentVersion = "2026-11-v1"
+	DefaultFanRateLimit   = 10
+	DefaultFanRateBurst   = 30
+	DefaultRelayWindow    = 10 * time.Minute
+	DefaultRequestTimeout = 30 * time.Second
+	// BodyLimit caps every request body; releases and starts are small.
+	BodyLimit = 64 << 10
+	// StateTTL is how long a fan has to come back from the consent screen.
+	StateTTL = 10 * time.Minute
+	// SpotifyHorizon is how far after the authorization a Spotify pre-save
+	// may be due: Spotify refresh tokens expire six months after the
+	// fan's authorization, so a later pre-save could never run. 182 days
+	// stays inside six months whatever the months' lengths.
+	SpotifyHorizon = 182 * 24 * time.Hour
+)
+
+// Config is the API's configuration. ConfigFromEnv reads it from the
+// environment; tests fill it in directly.
+type Config struct {
+	// PublicURL is the API's externally visible base URL (OAuth redirect
+	// URIs, the Secure flag of the fan cookie).
+	PublicURL string
+	// AdminToken guards the release endpoints and, with the monitoring
+	// credentials, /monitoring.
+	AdminToken string
+	// MonitoringUser and MonitoringPassword enable HTTP basic auth on
+	// /monitoring (for a browser); the admin bearer token works as well.
+	MonitoringUser     string
+	MonitoringPassword string
+	// MonitoringReadOnly makes asynqmon view-only.
+	MonitoringReadOnly bool
+	// ConsentVersion is the version of the consent wording fans agree to.
+	ConsentVersion string
+	// FanRateLimit (requests per second) and FanRateBurst limit each
+	// client IP on the fan endpoints.
+	FanRateLimit float64
+	FanRateBurst int
+	// TrustProxyHeaders takes the client IP from X-Forwarded-For (only
+	// behind a proxy that sets it); otherwise the peer address is used.
+	TrustProxyHeaders bool
+	// RelayWindow is how far ahead work goes into Redis (shared with the
+	// worker's relay).
+	RelayWindow time.Duration
+	// RequestTimeout bounds each request's context.
+	RequestTimeout time.Duration
+	// RedisURL is the asynq Redis.
+	RedisURL string
+	// Now is the clock; time.Now when nil. Tests move it to expire states.
+	Now func() time.Time
+}
+
+// ConfigFromEnv reads the API settings. common supplies REDIS_URL and dev
+// mode; log receives the dev-mode warning.
+func ConfigFromEnv(env config.Env, common config.Common, log *slog.Logger) (Config, error) {
+	c := Config{
+		PublicURL:          strings.TrimRight(env.String("PUBLIC_URL", DefaultPublicURL), "/"),
+		AdminToken:         env.String("ADMIN_TOKEN", ""),
+		MonitoringUser:     env.String("MONITORING_USER", ""),
+		MonitoringPassword: env.String("MONITORING_PASSWORD", ""),
+		ConsentVersion:     env.String("CONSENT_VERSION", DefaultConsentVersion),
+		RedisURL:           common.RedisURL,
+	}
+	var err error
+	if c.MonitoringReadOnly, err = env.Bool("MONITORING_READONLY", false); err != nil {
+		return c, err
+	}
+	if c.TrustProxyHeaders, err = env.Bool("TRUST_PROXY_HEADERS", false); err != nil {
+		return c, err
+	}
+	if c.FanRateLimit, err = env.Float("FAN_RATE_LIMIT", DefaultFanRateLimit); err != nil {
+		return c, err
+	}
+	if c.FanRateBurst, err = env.Int("FAN_RATE_BURST", DefaultFanRateBurst); err != nil {
+		return c, err
+	}
+	if c.RelayWindow, err = env.Duration("RELAY_WINDOW", DefaultRelayWindow); err != nil {
+		return c, err
+	}
+	if c.RequestTimeout, err = env.Duration("REQUEST_TIMEOUT", DefaultRequestTimeout); err != nil {
+		return c, err
+	}
+	if c.AdminToken == "" {
+		if !common.Dev {
+			return c, errors.New("ADMIN_TOKEN is not set: the release endpoints need an operator token. Set ADMIN_TOKEN to a long random value (e.g. head -c 32 /dev/urandom | base64), or PRESAVE_DEV=1 for a development default")
+		}
+		c.AdminToken = DevAdminToken
+		log.Warn("ADMIN_TOKEN is not set: using the public development admin token; never do this in production")
+	}
+	if (c.MonitoringUser == "") != (c.MonitoringPassword == "") {
+		return c, errors.New("MONITORING_USER and MONITORING_PASSWORD must be set together")
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("PUBLIC_URL=%q: want an absolute http(s) URL such as https://presave.example.com", c.PublicURL)
+	}
+	if c.AdminToken == "" {
+		return errors.New("api: admin token is empty")
+	}
+	if c.FanRateLimit <= 0 || c.FanRateBurst <= 0 {
+		return fmt.Errorf("FAN_RATE_LIMIT and FAN_RATE_BURST must be positive (got %v and %d)", c.FanRateLimit, c.FanRateBurst)
+	}
+	if c.RelayWindow <= 0 || c.RequestTimeout <= 0 {
+		return errors.New("RELAY_WINDOW and REQUEST_TIMEOUT must be positive durations")
+	}
+	if c.ConsentVersion == "" {
+		return errors.New("CONSENT_VERSION is empty")
+	}
+	return nil
+}
+
+// Server is the API. Create it with New, serve Handler, Close it after.
+type Server struct {
+	cfg       Config
+	store     *store.Store
+	providers registry.Set
+	sched     *jobs.Scheduler
+	log       *slog.Logger
+	echo      *echo.Echo
+	redis     redis.UniversalClient
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	monitor   *asynqmon.HTTPHandler
+	metrics   *httpMetrics
+	registry  *prometheus.Registry
+
+	// RenderCallback, when set, answers the OAuth callback instead of the
+	// JSON default: the fan page renders HTML from the same outcome. err
+	// is nil or an *Error; res is set when err is nil.
+	RenderCallback func(c echo.Context, res *Connected, err error) error
+}
+
+// New builds the API. It connects to Redis lazily; Close releases it.
+func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Server, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.RelayWindow == 0 {
+		cfg.RelayWindow = DefaultRelayWindow
+	}
+	if cfg.ConsentVersion == "" {
+		cfg.ConsentVersion = DefaultConsentVersion
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("REDIS_URL: unsupported connection type %T", opt)
+	}
+	s := &Server{
+		cfg: cfg, store: st, providers: provs, log: log, redis: rc,
+		client:    asynq.NewClientFromRedisClient(rc),
+		inspector: asynq.NewInspectorFromRedisClient(rc),
+		monitor:   asynqmon.New(asynqmon.Options{RootPath: monitoringRoot, RedisConnOpt: opt, ReadOnly: cfg.MonitoringReadOnly}),
+	}
+	s.sched = &jobs.Scheduler{Store: st, Client: s.client, Inspector: s.inspector, Window: cfg.RelayWindow}
+	s.registry, s.metrics = newMetrics(s.inspector)
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Handler is the API's http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Echo exposes the router so a front end (the fan page) can add its own
+// routes next to the API's and reuse its middleware and error shape.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// HTTPServer returns an http.Server for addr with conservative timeouts;
+// the handler's own per-request timeout is Config.RequestTimeout.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.RequestTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// Close releases the Redis connections (the asynq client and inspector
+// share s.redis, so closing it closes them).
+func (s *Server) Close() error {
+	return errors.Join(s.monitor.Close(), s.redis.Close())
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// ctxOf is the request's context (with the request timeout applied).
+func ctxOf(c echo.Context) context.Context { return c.Request().Context() }

@@ -1,0 +1,197 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// ConsentView is the consent record of a pre-save.
+type ConsentView struct {
+	ConsentedAt time.Time `json:"consented_at"`
+	Version     string    `json:"version"`
+	Zone        string    `json:"zone"`
+	// ClientIPPrefix is the fan's address truncated to /24 or /48.
+	ClientIPPrefix string `json:"client_ip_prefix,omitempty"`
+}
+
+// ReleaseRef names a release in a fan's export.
+type ReleaseRef struct {
+	Slug   string `json:"slug"`
+	Title  string `json:"title"`
+	Artist string `json:"artist"`
+}
+
+// PresaveView is a pre-save as a fan sees it.
+type PresaveView struct {
+	ID          uuid.UUID                                    `json:"id"`
+	ReleaseID   uuid.UUID                                    `json:"release_id"`
+	Release     *ReleaseRef                                  `json:"release,omitempty"`
+	Provider    providers.Name                               `json:"provider"`
+	Actions     []providers.Action                           `json:"actions"`
+	Status      store.PresaveStatus                          `json:"status"`
+	DueAt       time.Time                                    `json:"due_at"`
+	Consent     ConsentView                                  `json:"consent"`
+	Results     map[providers.Action]store.ActionResult      `json:"results"`
+	Attempts    int                                          `json:"attempts"`
+	LastError   string                                       `json:"last_error,omitempty"`
+	CompletedAt *time.Time                                   `json:"completed_at,omitempty"`
+	CreatedAt   time.Time                                    `json:"created_at"`
+	UpdatedAt   time.Time                                    `json:"updated_at"`
+}
+
+func presaveView(p store.Presave, r *store.Release) PresaveView {
+	v := PresaveView{
+		ID: p.ID, ReleaseID: p.ReleaseID, Provider: p.Provider, Actions: p.Actions, Status: p.Status, DueAt: p.DueAt,
+		Consent:  ConsentView{ConsentedAt: p.ConsentedAt, Version: p.ConsentVersion, Zone: p.FanZone},
+		Results:  p.Results,
+		Attempts: p.Attempts, LastError: p.LastError, CompletedAt: p.CompletedAt, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}
+	if p.ClientIPPrefix != nil {
+		v.Consent.ClientIPPrefix = p.ClientIPPrefix.String()
+	}
+	if v.Results == nil {
+		v.Results = map[providers.Action]store.ActionResult{}
+	}
+	if r != nil {
+		v.Release = &ReleaseRef{Slug: r.Slug, Title: r.Title, Artist: r.Artist}
+	}
+	return v
+}
+
+// FanExportView is everything presave holds about a fan: accounts by
+// provider ID, which providers hold a stored grant (never the grant), and
+// every pre-save with its consent record and results.
+type FanExportView struct {
+	FanID        uuid.UUID     `json:"fan_id"`
+	CreatedAt    time.Time     `json:"created_at"`
+	Accounts     []AccountView `json:"accounts"`
+	StoredGrants []GrantView   `json:"stored_grants"`
+	Presaves     []PresaveView `json:"presaves"`
+}
+
+// AccountView is a linked provider account: its provider ID only.
+type AccountView struct {
+	Provider    providers.Name `json:"provider"`
+	AccountID   string         `json:"account_id"`
+	ConnectedAt time.Time      `json:"connected_at"`
+}
+
+// GrantView says that a grant is stored, never the grant itself.
+type GrantView struct {
+	Provider     providers.Name `json:"provider"`
+	Scopes       []string       `json:"scopes"`
+	AuthorizedAt time.Time      `json:"authorized_at"`
+	StoredAt     time.Time      `json:"stored_at"`
+}
+
+func (s *Server) exportMe(c echo.Context) error {
+	ctx := ctxOf(c)
+	ex, err := s.store.ExportFan(ctx, fanOf(c))
+	if errors.Is(err, store.ErrNotFound) {
+		return errFanGone
+	}
+	if err != nil {
+		return err
+	}
+	ids := make([]uuid.UUID, 0, len(ex.Presaves))
+	for _, p := range ex.Presaves {
+		ids = append(ids, p.ReleaseID)
+	}
+	releases, err := s.store.ReleasesByID(ctx, ids)
+	if err != nil {
+		return err
+	}
+	out := FanExportView{FanID: ex.FanID, CreatedAt: ex.CreatedAt,
+		Accounts: []AccountView{}, StoredGrants: []GrantView{}, Presaves: []PresaveView{}}
+	for _, a := range ex.Accounts {
+		out.Accounts = append(out.Accounts, AccountView{Provider: a.Provider, AccountID: a.AccountID, ConnectedAt: a.CreatedAt})
+	}
+	for _, t := range ex.Tokens {
+		out.StoredGrants = append(out.StoredGrants, GrantView{Provider: t.Provider, Scopes: orEmpty(t.Scopes), AuthorizedAt: t.AuthorizedAt, StoredAt: t.CreatedAt})
+	}
+	for _, p := range ex.Presaves {
+		var rp *store.Release
+		if r, ok := releases[p.ReleaseID]; ok {
+			rp = &r
+		}
+		out.Presaves = append(out.Presaves, presaveView(p, rp))
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(http.StatusOK, out)
+}
+
+var (
+	errFanGone         = errorf(http.StatusUnauthorized, "fan_token_invalid", "This fan token is not valid (or the account was deleted).")
+	errPresaveNotFound = errorf(http.StatusNotFound, "presave_not_found", "You have no such pre-save.")
+)
+
+// purgedAny reports whether a cancellation deleted a stored grant.
+func purgedAny(c store.Cancelled) bool { return len(c.Purges) > 0 }
+
+func (s *Server) withdraw(c echo.Context) error {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return errPresaveNotFound
+	}
+	ctx := ctxOf(c)
+	fan := fanOf(c)
+	cancelled, err := s.store.WithdrawPresave(ctx, fan, id, s.providers.Revocable)
+	if errors.Is(err, store.ErrNotFound) {
+		return errPresaveNotFound
+	}
+	if err != nil {
+		return err
+	}
+	s.afterCancel(ctx, cancelled)
+	p, err := s.store.Presave(ctx, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		Presave      PresaveView `json:"presave"`
+		GrantDeleted bool        `json:"grant_deleted"`
+	}{presaveView(p, nil), purgedAny(cancelled)})
+}
+
+func (s *Server) disconnect(c echo.Context) error {
+	p, err := s.provider(c.Param("provider"))
+	if err != nil {
+		return err
+	}
+	ctx := ctxOf(c)
+	cancelled, err := s.store.Disconnect(ctx, fanOf(c), p.Name(), s.providers.Revocable)
+	if err != nil {
+		return err
+	}
+	s.afterCancel(ctx, cancelled)
+	return c.JSON(http.StatusOK, struct {
+		Provider     providers.Name `json:"provider"`
+		Cancelled    int            `json:"cancelled"`
+		GrantDeleted bool           `json:"grant_deleted"`
+	}{p.Name(), len(cancelled.Presaves), purgedAny(cancelled)})
+}
+
+func (s *Server) deleteMe(c echo.Context) error {
+	ctx := ctxOf(c)
+	cancelled, err := s.store.DeleteFan(ctx, fanOf(c), s.providers.Revocable)
+	if errors.Is(err, store.ErrNotFound) {
+		return errFanGone
+	}
+	if err != nil {
+		return err
+	}
+	s.afterCancel(ctx, cancelled)
+	s.clearFanCookie(c)
+	return c.JSON(http.StatusOK, struct {
+		Deleted      bool `json:"deleted"`
+		Cancelled    int  `json:"cancelled"`
+		GrantsPurged int  `json:"grants_purged"`
+	}{true, len(cancelled.Presaves), len(cancelled.Purges)})
+}

@@ -1,0 +1,582 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// Identifier formats. YouTube playlist IDs: "PL" (user playlists) plus
+// 16 to 64 characters (16 and 32 are common), or the other prefixes
+// YouTube issues (UU uploads, FL favourites, LL likes, OL "OLAK5uy_"
+// album playlists, RD mixes) plus 10 to 64 characters.
+var (
+	slugPattern            = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	spotifyIDPattern       = regexp.MustCompile(`^[0-9A-Za-z]{22}$`)
+	youtubeVideoPattern    = regexp.MustCompile(`^[A-Za-z0-9_-]{11}$`)
+	youtubePlaylistPattern = regexp.MustCompile(`^(?:PL[A-Za-z0-9_-]{16,64}|(?:UU|FL|LL|OL|RD)[A-Za-z0-9_-]{10,64})$`)
+)
+
+const (
+	maxSlug     = 100
+	maxText     = 200
+	maxIDs      = 50 // per list; a Spotify library write takes 50 IDs at most
+	maxZoneName = 64
+	dateLayout  = "2006-01-02"
+)
+
+// SpotifyTarget is what a release asks of Spotify, as JSON.
+type SpotifyTarget struct {
+	AlbumIDs   []string `json:"album_ids"`
+	TrackIDs   []string `json:"track_ids"`
+	ArtistIDs  []string `json:"artist_ids"`
+	PlaylistID string   `json:"playlist_id"`
+}
+
+// YouTubeTarget is what a release asks of YouTube, as JSON.
+type YouTubeTarget struct {
+	VideoID    string `json:"video_id"`
+	PlaylistID string `json:"playlist_id"`
+}
+
+// releaseCreate is the body of POST /v1/releases. Exactly one of
+// release_at (fixed timing) and release_date (+ default_zone; local
+// timing: midnight in each fan's zone) is given.
+type releaseCreate struct {
+	Slug        string         `json:"slug"`
+	Title       string         `json:"title"`
+	Artist      string         `json:"artist"`
+	ReleaseAt   *string        `json:"release_at"`
+	ReleaseDate *string        `json:"release_date"`
+	DefaultZone *string        `json:"default_zone"`
+	Spotify     *SpotifyTarget `json:"spotify"`
+	YouTube     *YouTubeTarget `json:"youtube"`
+}
+
+// releasePatch is the body of PATCH /v1/releases/{id}: absent fields keep
+// their value; a list or ID given replaces the old one ("" clears an ID).
+type releasePatch struct {
+	Slug        *string `json:"slug"`
+	Title       *string `json:"title"`
+	Artist      *string `json:"artist"`
+	ReleaseAt   *string `json:"release_at"`
+	ReleaseDate *string `json:"release_date"`
+	DefaultZone *string `json:"default_zone"`
+	Spotify     *struct {
+		AlbumIDs   *[]string `json:"album_ids"`
+		TrackIDs   *[]string `json:"track_ids"`
+		ArtistIDs  *[]string `json:"artist_ids"`
+		PlaylistID *string   `json:"playlist_id"`
+	} `json:"spotify"`
+	YouTube *struct {
+		VideoID    *string `json:"video_id"`
+		PlaylistID *string `json:"playlist_id"`
+	} `json:"youtube"`
+}
+
+// ReleaseView is a release as the API shows it.
+type ReleaseView struct {
+	ID          uuid.UUID                             `json:"id"`
+	Slug        string                                `json:"slug"`
+	Title       string                                `json:"title"`
+	Artist      string                                `json:"artist"`
+	Timing      store.Timing                          `json:"timing"`
+	ReleaseAt   *time.Time                            `json:"release_at,omitempty"`
+	ReleaseDate string                                `json:"release_date,omitempty"`
+	DefaultZone string                                `json:"default_zone,omitempty"`
+	Spotify     SpotifyTarget                         `json:"spotify"`
+	YouTube     YouTubeTarget                         `json:"youtube"`
+	Actions     map[providers.Name][]providers.Action `json:"actions"`
+	Status      store.ReleaseStatus                   `json:"status"`
+	CreatedAt   time.Time                             `json:"created_at"`
+	UpdatedAt   time.Time                             `json:"updated_at"`
+	// Counts: pre-saves by provider and status (single-release answers).
+	Counts map[providers.Name]map[store.PresaveStatus]int `json:"counts,omitempty"`
+	// Rescheduled: pre-saves moved by this update (PATCH only).
+	Rescheduled *int `json:"rescheduled,omitempty"`
+}
+
+var allStatuses = []store.PresaveStatus{store.PresavePending, store.PresaveEnqueued, store.PresaveRunning,
+	store.PresaveDone, store.PresavePartial, store.PresaveFailed, store.PresaveCancelled}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *Server) releaseView(r store.Release) ReleaseView {
+	v := ReleaseView{
+		ID: r.ID, Slug: r.Slug, Title: r.Title, Artist: r.Artist, Timing: r.Timing, DefaultZone: r.DefaultZone,
+		Spotify: SpotifyTarget{AlbumIDs: orEmpty(r.SpotifyAlbumIDs), TrackIDs: orEmpty(r.SpotifyTrackIDs),
+			ArtistIDs: orEmpty(r.SpotifyArtistIDs), PlaylistID: r.SpotifyPlaylistID},
+		YouTube:   YouTubeTarget{VideoID: r.YouTubeVideoID, PlaylistID: r.YouTubePlaylistID},
+		Actions:   map[providers.Name][]providers.Action{},
+		Status:    r.Status,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	if r.Timing == store.TimingFixed {
+		at := r.ReleaseAt
+		v.ReleaseAt = &at
+	} else {
+		v.ReleaseDate = r.ReleaseDate.Format(dateLayout)
+	}
+	for _, n := range providers.Names {
+		acts := []providers.Action{}
+		if p, ok := s.providers.Get(n); ok {
+			acts = append(acts, p.Actions(r.Target(n))...)
+		}
+		v.Actions[n] = acts
+	}
+	return v
+}
+
+// withCounts adds the release's pre-save counts, every provider and
+// status present (zero included) so clients need no defaults.
+func (s *Server) withCounts(ctx context.Context, v ReleaseView) (ReleaseView, error) {
+	counts, err := s.store.ReleaseCounts(ctx, v.ID)
+	if err != nil {
+		return v, err
+	}
+	v.Counts = map[providers.Name]map[store.PresaveStatus]int{}
+	for _, n := range providers.Names {
+		m := map[store.PresaveStatus]int{}
+		for _, st := range allStatuses {
+			m[st] = counts[n][string(st)]
+		}
+		v.Counts[n] = m
+	}
+	return v, nil
+}
+
+func badRequest(code, format string, args ...any) *Error {
+	return errorf(http.StatusBadRequest, code, format, args...)
+}
+
+func parseReleaseAt(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, badRequest("invalid_release_at", "release_at must be an RFC 3339 time such as 2026-12-04T00:00:00Z.")
+	}
+	return t.UTC(), nil
+}
+
+func parseReleaseDate(s string) (time.Time, error) {
+	d, err := time.Parse(dateLayout, s)
+	if err != nil {
+		return time.Time{}, badRequest("invalid_release_date", "release_date must be a date such as 2026-12-04.")
+	}
+	return d, nil
+}
+
+// checkZone accepts an IANA zone name that both Go and PostgreSQL know.
+func (s *Server) checkZone(ctx context.Context, field, name string) error {
+	bad := badRequest("invalid_zone", "%s must be an IANA time zone name such as Europe/Paris.", field)
+	if name == "" || len(name) > maxZoneName || name == "Local" || strings.ContainsAny(name, " \\") {
+		return bad
+	}
+	if _, err := time.LoadLocation(name); err != nil {
+		return bad
+	}
+	ok, err := s.store.ZoneKnown(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return bad
+	}
+	return nil
+}
+
+func checkText(field, v string) error {
+	if strings.TrimSpace(v) == "" || utf8.RuneCountInString(v) > maxText || !utf8.ValidString(v) {
+		return badRequest("invalid_"+field, "%s must be 1 to %d characters.", field, maxText)
+	}
+	return nil
+}
+
+func checkIDs(field string, ids []string, pattern *regexp.Regexp, what string) error {
+	if len(ids) > maxIDs {
+		return badRequest("too_many_ids", "%s holds more than %d IDs.", field, maxIDs)
+	}
+	seen := map[string]bool{}
+	for i, id := range ids {
+		if !pattern.MatchString(id) {
+			return badRequest("invalid_spotify_id", "%s[%d] is not %s.", field, i, what)
+		}
+		if seen[id] {
+			return badRequest("duplicate_id", "%s lists %s twice.", field, id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// validateRelease checks a complete release. checkTime also demands that
+// it goes live in the future (on create, and when an update moves it).
+func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime bool) error {
+	if len(r.Slug) > maxSlug || !slugPattern.MatchString(r.Slug) {
+		return badRequest("invalid_slug", "slug must be lower-case letters and digits in words joined by single hyphens, at most %d characters.", maxSlug)
+	}
+	if err := checkText("title", r.Title); err != nil {
+		return err
+	}
+	if err := checkText("artist", r.Artist); err != nil {
+		return err
+	}
+	if r.Timing == store.TimingLocal {
+		if err := s.checkZone(ctx, "default_zone", r.DefaultZone); err != nil {
+			return err
+		}
+	}
+	if checkTime {
+		due, err := r.DueAt("")
+		if err != nil {
+			return badRequest("invalid_zone", "default_zone does not load.")
+		}
+		if !due.After(s.now()) {
+			return badRequest("release_in_past", "The release must go live in the future.")
+		}
+	}
+	const spotifyID = "a Spotify ID (22 letters and digits)"
+	if err := checkIDs("spotify.album_ids", r.SpotifyAlbumIDs, spotifyIDPattern, spotifyID); err != nil {
+		return err
+	}
+	if err := checkIDs("spotify.track_ids", r.SpotifyTrackIDs, spotifyIDPattern, spotifyID); err != nil {
+		return err
+	}
+	if err := checkIDs("spotify.artist_ids", r.SpotifyArtistIDs, spotifyIDPattern, spotifyID); err != nil {
+		return err
+	}
+	if r.SpotifyPlaylistID != "" {
+		if !spotifyIDPattern.MatchString(r.SpotifyPlaylistID) {
+			return badRequest("invalid_spotify_playlist_id", "spotify.playlist_id is not a Spotify playlist ID (22 letters and digits).")
+		}
+		if len(r.SpotifyTrackIDs) == 0 {
+			return badRequest("playlist_needs_tracks", "spotify.playlist_id needs spotify.track_ids to add to it.")
+		}
+	}
+	if r.YouTubeVideoID != "" && !youtubeVideoPattern.MatchString(r.YouTubeVideoID) {
+		return badRequest("invalid_youtube_video_id", "youtube.video_id is not a YouTube video ID (11 characters of A-Z, a-z, 0-9, _ and -).")
+	}
+	if r.YouTubePlaylistID != "" {
+		if !youtubePlaylistPattern.MatchString(r.YouTubePlaylistID) {
+			return badRequest("invalid_youtube_playlist_id", "youtube.playlist_id is not a YouTube playlist ID (such as PL followed by 16 to 64 characters).")
+		}
+		if r.YouTubeVideoID == "" {
+			return badRequest("playlist_needs_video", "youtube.playlist_id needs youtube.video_id to add to it.")
+		}
+	}
+	offered := false
+	for _, n := range providers.Names {
+		if p, ok := s.providers.Get(n); ok && len(p.Actions(r.Target(n))) > 0 {
+			offered = true
+		}
+	}
+	if !offered {
+		return badRequest("no_targets", "A release needs at least one target: Spotify album, track or artist IDs, or a YouTube video ID.")
+	}
+	return nil
+}
+
+// setTiming applies release_at / release_date / default_zone to r.
+func setTiming(r *store.Release, at, date, zone *string) error {
+	switch {
+	case at != nil && date != nil:
+		return badRequest("invalid_timing", "Give either release_at (one instant) or release_date with default_zone (midnight in each fan's zone), not both.")
+	case at != nil:
+		if zone != nil && *zone != "" {
+			return badRequest("invalid_timing", "default_zone applies only to a release_date.")
+		}
+		t, err := parseReleaseAt(*at)
+		if err != nil {
+			return err
+		}
+		r.Timing, r.ReleaseAt, r.ReleaseDate, r.DefaultZone = store.TimingFixed, t, time.Time{}, ""
+	case date != nil:
+		d, err := parseReleaseDate(*date)
+		if err != nil {
+			return err
+		}
+		if zone != nil {
+			r.DefaultZone = *zone
+		} else if r.Timing != store.TimingLocal {
+			r.DefaultZone = ""
+		}
+		if r.DefaultZone == "" {
+			return badRequest("invalid_zone", "A release_date needs a default_zone, an IANA time zone name such as Europe/Paris.")
+		}
+		r.Timing, r.ReleaseDate, r.ReleaseAt = store.TimingLocal, d, time.Time{}
+	case zone != nil:
+		if r.Timing != store.TimingLocal {
+			return badRequest("invalid_timing", "default_zone applies only to a release_date.")
+		}
+		r.DefaultZone = *zone
+	}
+	return nil
+}
+
+func (s *Server) createRelease(c echo.Context) error {
+	var in releaseCreate
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.ReleaseAt == nil && in.ReleaseDate == nil {
+		return badRequest("invalid_timing", "Give release_at (one instant) or release_date with default_zone (midnight in each fan's zone).")
+	}
+	r := store.Release{Slug: in.Slug, Title: in.Title, Artist: in.Artist}
+	if err := setTiming(&r, in.ReleaseAt, in.ReleaseDate, in.DefaultZone); err != nil {
+		return err
+	}
+	if in.Spotify != nil {
+		r.SpotifyAlbumIDs, r.SpotifyTrackIDs, r.SpotifyArtistIDs = in.Spotify.AlbumIDs, in.Spotify.TrackIDs, in.Spotify.ArtistIDs
+		r.SpotifyPlaylistID = in.Spotify.PlaylistID
+	}
+	if in.YouTube != nil {
+		r.YouTubeVideoID, r.YouTubePlaylistID = in.YouTube.VideoID, in.YouTube.PlaylistID
+	}
+	ctx := ctxOf(c)
+	if err := s.validateRelease(ctx, r, true); err != nil {
+		return err
+	}
+	out, err := s.store.CreateRelease(ctx, r)
+	if errors.Is(err, store.ErrConflict) {
+		return errorf(http.StatusConflict, "slug_taken", "Another release already uses the slug %q.", r.Slug)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := s.withCounts(ctx, s.releaseView(out))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, v)
+}
+
+func (s *Server) listReleases(c echo.Context) error {
+	limit := 50
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			return badRequest("invalid_limit", "limit must be a number from 1 to 200.")
+		}
+		limit = n
+	}
+	after := uuid.Nil
+	if v := c.QueryParam("after"); v != "" {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			return badRequest("invalid_cursor", "after must be a release ID from a previous page's next.")
+		}
+		after = id
+	}
+	rs, err := s.store.ListReleases(ctxOf(c), after, limit)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Releases []ReleaseView `json:"releases"`
+		Next     *uuid.UUID    `json:"next"`
+	}{Releases: []ReleaseView{}}
+	for _, r := range rs {
+		out.Releases = append(out.Releases, s.releaseView(r))
+	}
+	if len(rs) == limit {
+		out.Next = &rs[len(rs)-1].ID
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+var errReleaseNotFound = errorf(http.StatusNotFound, "release_not_found", "There is no such release.")
+
+// releaseParam reads the release named by the :id path parameter.
+func (s *Server) releaseParam(c echo.Context) (store.Release, error) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return store.Release{}, errReleaseNotFound
+	}
+	r, err := s.store.Release(ctxOf(c), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Release{}, errReleaseNotFound
+	}
+	return r, err
+}
+
+func (s *Server) getRelease(c echo.Context) error {
+	r, err := s.releaseParam(c)
+	if err != nil {
+		return err
+	}
+	v, err := s.withCounts(ctxOf(c), s.releaseView(r))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func releaseNotScheduled(r store.Release) *Error {
+	return errorf(http.StatusConflict, "release_not_scheduled", "The release is %s; only a scheduled release can change.", r.Status)
+}
+
+func (s *Server) patchRelease(c echo.Context) error {
+	old, err := s.releaseParam(c)
+	if err != nil {
+		return err
+	}
+	var in releasePatch
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if old.Status != store.ReleaseScheduled {
+		return releaseNotScheduled(old)
+	}
+	r := old
+	if in.Slug != nil {
+		r.Slug = *in.Slug
+	}
+	if in.Title != nil {
+		r.Title = *in.Title
+	}
+	if in.Artist != nil {
+		r.Artist = *in.Artist
+	}
+	if err := setTiming(&r, in.ReleaseAt, in.ReleaseDate, in.DefaultZone); err != nil {
+		return err
+	}
+	if sp := in.Spotify; sp != nil {
+		if sp.AlbumIDs != nil {
+			r.SpotifyAlbumIDs = *sp.AlbumIDs
+		}
+		if sp.TrackIDs != nil {
+			r.SpotifyTrackIDs = *sp.TrackIDs
+		}
+		if sp.ArtistIDs != nil {
+			r.SpotifyArtistIDs = *sp.ArtistIDs
+		}
+		if sp.PlaylistID != nil {
+			r.SpotifyPlaylistID = *sp.PlaylistID
+		}
+	}
+	if yt := in.YouTube; yt != nil {
+		if yt.VideoID != nil {
+			r.YouTubeVideoID = *yt.VideoID
+		}
+		if yt.PlaylistID != nil {
+			r.YouTubePlaylistID = *yt.PlaylistID
+		}
+	}
+	moves := r.Timing != old.Timing || !r.ReleaseAt.Equal(old.ReleaseAt) || !r.ReleaseDate.Equal(old.ReleaseDate) || r.DefaultZone != old.DefaultZone
+	ctx := ctxOf(c)
+	if err := s.validateRelease(ctx, r, moves); err != nil {
+		return err
+	}
+	out, moved, err := s.store.UpdateRelease(ctx, r)
+	if errors.Is(err, store.ErrConflict) {
+		// Either the slug is taken or the release stopped being scheduled
+		// meanwhile; read it again to say which.
+		if cur, rerr := s.store.Release(ctx, r.ID); rerr == nil && cur.Status != store.ReleaseScheduled {
+			return releaseNotScheduled(cur)
+		}
+		return errorf(http.StatusConflict, "slug_taken", "Another release already uses the slug %q.", r.Slug)
+	}
+	if err != nil {
+		return err
+	}
+	s.reschedule(ctx, moved)
+	v, err := s.withCounts(ctx, s.releaseView(out))
+	if err != nil {
+		return err
+	}
+	n := len(moved)
+	v.Rescheduled = &n
+	return c.JSON(http.StatusOK, v)
+}
+
+func (s *Server) cancelRelease(c echo.Context) error {
+	r, err := s.releaseParam(c)
+	if err != nil {
+		return err
+	}
+	ctx := ctxOf(c)
+	cancelled, err := s.store.CancelRelease(ctx, r.ID, s.providers.Revocable)
+	if err != nil {
+		return err
+	}
+	s.afterCancel(ctx, cancelled)
+	if r, err = s.store.Release(ctx, r.ID); err != nil {
+		return err
+	}
+	v, err := s.withCounts(ctx, s.releaseView(r))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+// queueParallelism bounds the Redis calls made at once after a release
+// moves or is cancelled.
+const queueParallelism = 16
+
+// reschedule drops the queued tasks of moved pre-saves' old generations
+// and schedules the new ones. PostgreSQL already holds the truth: a stale
+// task that could not be dropped does nothing when it runs (its
+// generation is old), and a pre-save that could not be queued stays
+// pending for the relay; so failures here are logged, not returned.
+func (s *Server) reschedule(ctx context.Context, moved []store.Rescheduled) {
+	var g errgroup.Group
+	g.SetLimit(queueParallelism)
+	for _, m := range moved {
+		g.Go(func() error {
+			if err := s.sched.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
+				s.log.WarnContext(ctx, "dropping a stale pre-save task", "presave_id", m.PresaveID, "err", err)
+			}
+			if _, err := s.sched.Schedule(ctx, m.PresaveID, m.Generation, m.Provider, m.DueAt); err != nil {
+				s.log.WarnContext(ctx, "scheduling a moved pre-save; the relay will queue it", "presave_id", m.PresaveID, "err", err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// afterCancel drops the cancelled pre-saves' queued tasks and queues the
+// revocation of purged grants. Both are safety-netted (stale tasks do
+// nothing; the sweeper re-queues pending revocations), so failures are
+// logged.
+func (s *Server) afterCancel(ctx context.Context, c store.Cancelled) {
+	var g errgroup.Group
+	g.SetLimit(queueParallelism)
+	for _, m := range c.Presaves {
+		g.Go(func() error {
+			if err := s.sched.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
+				s.log.WarnContext(ctx, "dropping a cancelled pre-save task", "presave_id", m.PresaveID, "err", err)
+			}
+			return nil
+		})
+	}
+	for _, p := range c.Purges {
+		if p.RevocationID == uuid.Nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := s.sched.EnqueuePurge(ctx, p.RevocationID); err != nil {
+				s.log.WarnContext(ctx, "queueing a grant revocation; the sweeper will retry", "revocation_id", p.RevocationID, "err", err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+}

@@ -1,0 +1,444 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presave/presave/internal/api"
+	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/redistest"
+	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/storetest"
+)
+
+const adminToken = "test-admin-token-0123456789"
+
+// Valid identifiers for test releases.
+const (
+	spAlbum    = "4aawyAB9vmqN3uQ7FjRGTy"
+	spTrack    = "11dFghVXANMlKmJXsNCbNl"
+	spArtist   = "0OdUWJ0sBjDrqHygGUXeCF"
+	spPlaylist = "37i9dQZF1DXcBWIGoYBM5M"
+	ytVideo    = "dQw4w9WgXcQ"
+	ytPlaylist = "PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf"
+)
+
+// clock is the API's clock; tests move it forward to expire states.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// bundle is one test's world: its own PostgreSQL schema and Redis
+// database, the fake provider, and the API over real HTTP.
+type bundle struct {
+	t     *testing.T
+	db    storetest.Bundle
+	st    *store.Store
+	rdb   redistest.DB
+	fake  *fake.Server
+	srv   *api.Server
+	url   string
+	insp  *asynq.Inspector
+	clock *clock
+	hc    *http.Client
+}
+
+// setup builds a bundle; opts adjust the API configuration.
+func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
+	t.Helper()
+	b := &bundle{t: t, db: storetest.New(t), rdb: redistest.New(t), fake: fake.New(fake.Options{}), clock: &clock{}}
+	b.st = b.db.Store
+	fs := httptest.NewServer(b.fake)
+	t.Cleanup(fs.Close)
+
+	// The API's URL must be known before the providers are built (it is
+	// their redirect URI), so the server starts with a forwarding handler.
+	var h http.Handler
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	t.Cleanup(as.Close)
+	b.url = as.URL
+
+	vars := map[string]string{}
+	for _, kv := range fake.URLs(fs.URL).Env() {
+		vars[kv[0]] = kv[1]
+	}
+	provs, err := registry.FromEnv(config.Env(func(k string) string { return vars[k] }), as.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := api.Config{
+		PublicURL: as.URL, AdminToken: adminToken,
+		MonitoringUser: "ops", MonitoringPassword: "ops-password",
+		ConsentVersion: "test-v1", FanRateLimit: 1000, FanRateBurst: 1000,
+		RelayWindow: 10 * time.Minute, RequestTimeout: 30 * time.Second,
+		RedisURL: b.rdb.URL, Now: b.clock.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{t}, nil))
+	}
+	b.srv, err = api.New(cfg, b.st, provs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.srv.Close() })
+	h = b.srv.Handler()
+	b.insp = asynq.NewInspector(asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Opt.DB, Password: b.rdb.Opt.Password})
+	t.Cleanup(func() { _ = b.insp.Close() })
+	b.hc = &http.Client{
+		Timeout:       time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return b
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (b *bundle) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	b.t.Cleanup(cancel)
+	return ctx
+}
+
+// response is an answered request.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	cookie []*http.Cookie
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.Body, err)
+	}
+}
+
+// errorCode returns the code of an error answer, failing the test when
+// the body is not the one error shape.
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+		t.Fatalf("not the error shape (HTTP %d): %s", r.Status, r.Body)
+	}
+	return e.Error.Code
+}
+
+func (r response) cookieValue(name string) (*http.Cookie, bool) {
+	for _, c := range r.cookie {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// req is a request to send: raw body bytes, or a value to encode as JSON.
+type req struct {
+	method, path string
+	json         any
+	body         []byte
+	contentType  string
+	header       map[string]string
+}
+
+func (b *bundle) do(r req) response {
+	b.t.Helper()
+	var body io.Reader
+	ct := r.contentType
+	switch {
+	case r.body != nil:
+		body = bytes.NewReader(r.body)
+	case r.json != nil:
+		buf, err := json.Marshal(r.json)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		body = bytes.NewReader(buf)
+		if ct == "" {
+			ct = "application/json"
+		}
+	}
+	target := r.path
+	if !strings.HasPrefix(target, "http") {
+		target = b.url + r.path
+	}
+	hr, err := http.NewRequestWithContext(b.ctx(), r.method, target, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if ct != "" {
+		hr.Header.Set("Content-Type", ct)
+	}
+	for k, v := range r.header {
+		hr.Header.Set(k, v)
+	}
+	resp, err := b.hc.Do(hr)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", r.method, r.path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: out, cookie: resp.Cookies()}
+}
+
+func adminHeader() map[string]string {
+	return map[string]string{"Authorization": "Bearer " + adminToken}
+}
+
+func fanHeader(tok string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + tok}
+}
+
+// admin sends an admin request and demands status want.
+func (b *bundle) admin(method, path string, body any, want int) response {
+	b.t.Helper()
+	r := b.do(req{method: method, path: path, json: body, header: adminHeader()})
+	if r.Status != want {
+		b.t.Fatalf("%s %s: HTTP %d, want %d: %s", method, path, r.Status, want, r.Body)
+	}
+	return r
+}
+
+// releaseBody is a valid release offering every action on both providers.
+func releaseBody(slug string, at time.Time) map[string]any {
+	return map[string]any{
+		"slug": slug, "title": "The Album", "artist": "The Artist",
+		"release_at": at.UTC().Format(time.RFC3339),
+		"spotify": map[string]any{
+			"album_ids": []string{spAlbum}, "track_ids": []string{spTrack},
+			"artist_ids": []string{spArtist}, "playlist_id": spPlaylist,
+		},
+		"youtube": map[string]any{"video_id": ytVideo, "playlist_id": ytPlaylist},
+	}
+}
+
+type releaseJSON struct {
+	ID          string                    `json:"id"`
+	Slug        string                    `json:"slug"`
+	Timing      string                    `json:"timing"`
+	ReleaseAt   *time.Time                `json:"release_at"`
+	ReleaseDate string                    `json:"release_date"`
+	Status      string                    `json:"status"`
+	Actions     map[string][]string       `json:"actions"`
+	Counts      map[string]map[string]int `json:"counts"`
+	Rescheduled *int                      `json:"rescheduled"`
+	Spotify     map[string]any            `json:"spotify"`
+	YouTube     map[string]any            `json:"youtube"`
+}
+
+func (b *bundle) createRelease(body map[string]any) releaseJSON {
+	b.t.Helper()
+	var r releaseJSON
+	b.admin(http.MethodPost, "/v1/releases", body, http.StatusCreated).decode(b.t, &r)
+	return r
+}
+
+// connected is the outcome of a full connect as a test sees it.
+type connected struct {
+	FanID    string `json:"fan_id"`
+	FanToken string `json:"fan_token"`
+	NewFan   bool   `json:"new_fan"`
+	Queued   bool   `json:"queued"`
+	Presave  struct {
+		ID       string            `json:"id"`
+		Provider string            `json:"provider"`
+		Actions  []string          `json:"actions"`
+		Status   string            `json:"status"`
+		DueAt    time.Time         `json:"due_at"`
+		Consent  map[string]string `json:"consent"`
+	} `json:"presave"`
+	resp response
+}
+
+// startURL runs the start step and returns the consent-screen URL.
+func (b *bundle) startURL(p providers.Name, body map[string]any, fanToken string) string {
+	b.t.Helper()
+	r := req{method: http.MethodPost, path: "/v1/connect/" + string(p) + "/start", json: body}
+	if fanToken != "" {
+		r.header = fanHeader(fanToken)
+	}
+	resp := b.do(r)
+	if resp.Status != http.StatusOK {
+		b.t.Fatalf("start %s: HTTP %d: %s", p, resp.Status, resp.Body)
+	}
+	var out struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	resp.decode(b.t, &out)
+	return out.AuthorizeURL
+}
+
+// consent plays the fan on the fake's consent screen (as user, if set)
+// and returns the callback query.
+func (b *bundle) consent(authURL, user string) url.Values {
+	b.t.Helper()
+	if user != "" {
+		authURL = fake.WithUser(authURL, user)
+	}
+	q, err := fake.Consent(b.ctx(), authURL)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return q
+}
+
+// callback calls our callback with the provider's query, carrying the
+// fan cookie when fanToken is set.
+func (b *bundle) callback(p providers.Name, q url.Values, fanToken string) response {
+	b.t.Helper()
+	r := req{method: http.MethodGet, path: registry.CallbackPath(p) + "?" + q.Encode()}
+	if fanToken != "" {
+		r.header = map[string]string{"Cookie": api.FanCookie + "=" + fanToken}
+	}
+	return b.do(r)
+}
+
+// connect runs start → consent screen → callback and demands success.
+func (b *bundle) connect(p providers.Name, release, user, fanToken string) connected {
+	b.t.Helper()
+	authURL := b.startURL(p, map[string]any{"release": release, "consent": true, "zone": "Europe/Paris"}, fanToken)
+	resp := b.callback(p, b.consent(authURL, user), fanToken)
+	if resp.Status != http.StatusOK {
+		b.t.Fatalf("callback %s: HTTP %d: %s", p, resp.Status, resp.Body)
+	}
+	var c connected
+	resp.decode(b.t, &c)
+	c.resp = resp
+	return c
+}
+
+// fingerprint is every table's row count and content hash: equal
+// fingerprints mean nothing was written.
+func (b *bundle) fingerprint(except ...string) map[string]string {
+	b.t.Helper()
+	ctx := b.ctx()
+	rows, err := b.st.Pool().Query(ctx, `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'schema_version' ORDER BY 1`)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if len(tables) < 8 {
+		b.t.Fatalf("fingerprint sees only tables %v", tables)
+	}
+	out := map[string]string{}
+next:
+	for _, tb := range tables {
+		for _, e := range except {
+			if e == tb {
+				continue next
+			}
+		}
+		var n int
+		var sum string
+		q := `SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ` + pgx.Identifier{tb}.Sanitize() + ` t`
+		if err := b.st.Pool().QueryRow(ctx, q).Scan(&n, &sum); err != nil {
+			b.t.Fatal(err)
+		}
+		out[tb] = fmt.Sprintf("%d rows %s", n, sum)
+	}
+	return out
+}
+
+func (b *bundle) sameFingerprint(before, after map[string]string, what string) {
+	b.t.Helper()
+	for k, v := range before {
+		if after[k] != v {
+			b.t.Errorf("%s: table %s changed: %s -> %s", what, k, v, after[k])
+		}
+	}
+}
+
+// count counts rows of a table matching a condition.
+func (b *bundle) count(table, where string, args ...any) int {
+	b.t.Helper()
+	if where == "" {
+		where = "true"
+	}
+	var n int
+	if err := b.st.Pool().QueryRow(b.ctx(), `SELECT count(*) FROM `+pgx.Identifier{table}.Sanitize()+` WHERE `+where, args...).Scan(&n); err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
+
+// taskExists reports whether asynq holds the task (in any state).
+func (b *bundle) taskExists(queue, id string) bool {
+	b.t.Helper()
+	_, err := b.insp.GetTaskInfo(queue, id)
+	return err == nil
+}
+
+// purgeTasks lists the revocation IDs queued in the purge queue.
+func (b *bundle) purgeTasks() []string {
+	b.t.Helper()
+	tasks, err := b.insp.ListPendingTasks("purge")
+	if err != nil && !strings.Contains(err.Error(), "not found") {
+		b.t.Fatal(err)
+	}
+	var ids []string
+	for _, task := range tasks {
+		var p struct {
+			RevocationID string `json:"revocation_id"`
+		}
+		if err := json.Unmarshal(task.Payload, &p); err != nil {
+			b.t.Fatal(err)
+		}
+		ids = append(ids, p.RevocationID)
+	}
+	return ids
+}
