@@ -30,20 +30,20 @@ type ReleaseRef struct {
 
 // PresaveView is a pre-save as a fan sees it.
 type PresaveView struct {
-	ID          uuid.UUID                                    `json:"id"`
-	ReleaseID   uuid.UUID                                    `json:"release_id"`
-	Release     *ReleaseRef                                  `json:"release,omitempty"`
-	Provider    providers.Name                               `json:"provider"`
-	Actions     []providers.Action                           `json:"actions"`
-	Status      store.PresaveStatus                          `json:"status"`
-	DueAt       time.Time                                    `json:"due_at"`
-	Consent     ConsentView                                  `json:"consent"`
-	Results     map[providers.Action]store.ActionResult      `json:"results"`
-	Attempts    int                                          `json:"attempts"`
-	LastError   string                                       `json:"last_error,omitempty"`
-	CompletedAt *time.Time                                   `json:"completed_at,omitempty"`
-	CreatedAt   time.Time                                    `json:"created_at"`
-	UpdatedAt   time.Time                                    `json:"updated_at"`
+	ID          uuid.UUID                               `json:"id"`
+	ReleaseID   uuid.UUID                               `json:"release_id"`
+	Release     *ReleaseRef                             `json:"release,omitempty"`
+	Provider    providers.Name                          `json:"provider"`
+	Actions     []providers.Action                      `json:"actions"`
+	Status      store.PresaveStatus                     `json:"status"`
+	DueAt       time.Time                               `json:"due_at"`
+	Consent     ConsentView                             `json:"consent"`
+	Results     map[providers.Action]store.ActionResult `json:"results"`
+	Attempts    int                                     `json:"attempts"`
+	LastError   string                                  `json:"last_error,omitempty"`
+	CompletedAt *time.Time                              `json:"completed_at,omitempty"`
+	CreatedAt   time.Time                               `json:"created_at"`
+	UpdatedAt   time.Time                               `json:"updated_at"`
 }
 
 func presaveView(p store.Presave, r *store.Release) PresaveView {
