@@ -56,17 +56,24 @@ func nonNilIDs(ids []uuid.UUID) []uuid.UUID {
 // Secrets counts what is left of fans' grants: token rows and
 // revocations still waiting to be done at the provider.
 type Secrets struct {
-	Tokens      int
+	Tokens int
+	// Unneeded counts the token rows no open pre-save needs: they should
+	// have been purged (ARCHITECTURE.md invariant 4).
+	Unneeded    int
 	Revocations int
 }
 
-// CountSecrets counts token rows and pending revocations in the whole
-// database (schema).
+// CountSecrets counts token rows (all, and those no open pre-save
+// needs) and pending revocations in the whole database (schema).
 func (s *Store) CountSecrets(ctx context.Context) (Secrets, error) {
 	var c Secrets
 	err := s.pool.QueryRow(ctx, `
-		SELECT (SELECT count(*) FROM provider_tokens), (SELECT count(*) FROM token_revocations)`).
-		Scan(&c.Tokens, &c.Revocations)
+		SELECT (SELECT count(*) FROM provider_tokens),
+			(SELECT count(*) FROM provider_tokens t WHERE NOT EXISTS (
+				SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
+					AND p.status IN ('pending', 'enqueued', 'running'))),
+			(SELECT count(*) FROM token_revocations)`).
+		Scan(&c.Tokens, &c.Unneeded, &c.Revocations)
 	if err != nil {
 		return Secrets{}, fmt.Errorf("store: count secrets: %w", err)
 	}

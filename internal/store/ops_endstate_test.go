@@ -23,7 +23,7 @@ func TestEndStateReads(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO releases (id, slug, title, artist, timing, release_at) VALUES ($1, 'r', 't', 'a', 'fixed', $2)`, rel, due); err != nil {
 		t.Fatal(err)
 	}
-	insert := func(provider, status, lastErr, results string) {
+	insert := func(provider, status, lastErr, results string) uuid.UUID {
 		t.Helper()
 		fan := uuid.New()
 		if _, err := pool.Exec(ctx, `INSERT INTO fans (id) VALUES ($1)`, fan); err != nil {
@@ -34,12 +34,13 @@ func TestEndStateReads(t *testing.T) {
 			uuid.New(), fan, rel, provider, due, status, lastErr, results); err != nil {
 			t.Fatal(err)
 		}
+		return fan
 	}
 	at := func(d time.Duration) string { return due.Add(d).Format(time.RFC3339Nano) }
-	insert("spotify", "done", "", `{"save":{"outcome":"ok","at":"`+at(time.Second)+`"},"follow":{"outcome":"ok","at":"`+at(3*time.Second)+`"}}`)
+	doneFan := insert("spotify", "done", "", `{"save":{"outcome":"ok","at":"`+at(time.Second)+`"},"follow":{"outcome":"ok","at":"`+at(3*time.Second)+`"}}`)
 	insert("spotify", "done", "", `{"save":{"outcome":"already","at":"`+at(2*time.Second)+`"}}`)
 	insert("youtube", "failed", "reconnect_required", `{"like":{"outcome":"failed","reason":"reconnect_required","at":"`+at(-5*time.Second)+`"}}`)
-	insert("youtube", "pending", "", `{}`)
+	pendingFan := insert("youtube", "pending", "", `{}`)
 
 	tally, err := b.Store.TallyPresaves(ctx, rel)
 	if err != nil {
@@ -74,8 +75,16 @@ func TestEndStateReads(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, 'youtube', 'k', '\x00', 'x')`, uuid.New()); err != nil {
 		t.Fatal(err)
 	}
+	for _, tok := range []struct {
+		fan      uuid.UUID
+		provider string
+	}{{doneFan, "spotify"}, {pendingFan, "youtube"}} {
+		if _, err := pool.Exec(ctx, `INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, authorized_at) VALUES ($1, $2, 'k', '\x00', now())`, tok.fan, tok.provider); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sec, err := b.Store.CountSecrets(ctx)
-	if err != nil || sec != (store.Secrets{Tokens: 0, Revocations: 1}) {
+	if err != nil || sec != (store.Secrets{Tokens: 2, Unneeded: 1, Revocations: 1}) {
 		t.Fatalf("secrets = %+v, %v", sec, err)
 	}
 }
