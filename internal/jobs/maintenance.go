@@ -188,7 +188,9 @@ func (w *Worker) rescue(ctx context.Context) error {
 	}
 	if n > 0 {
 		w.metrics.Relayed.WithLabelValues("rescued").Add(float64(n))
-		w.log.Warn("relay: re-enqueued pre-saves whose task had vanished", "count", n)
+		// Also counts tasks that finished between the page read and the
+		// enqueue; those run once more and find themselves stale.
+		w.log.Info("relay: re-enqueued in-flight pre-saves without a task", "count", n)
 	}
 	return nil
 }

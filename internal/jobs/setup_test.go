@@ -1,0 +1,411 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"golang.org/x/oauth2"
+
+	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/redistest"
+	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/storetest"
+)
+
+// bundle is one test's world: its own schema, Redis database, fake
+// provider and in-process worker(s).
+type bundle struct {
+	t      *testing.T
+	db     storetest.Bundle
+	st     *store.Store
+	rd     redistest.DB
+	fake   *fake.Server
+	srv    *httptest.Server
+	meter  *meter
+	env    map[string]string
+	provs  registry.Set
+	sched  *jobs.Scheduler
+	client *asynq.Client
+}
+
+// testEnv is the worker configuration tests start from: fast ticks, short
+// backoffs, no pacing unless a test sets it.
+func testEnv() map[string]string {
+	return map[string]string{
+		"WORKER_CONCURRENCY":          "20",
+		"RELAY_INTERVAL":              "500ms",
+		"RELAY_RESCUE_INTERVAL":       "2s",
+		"SWEEP_INTERVAL":              "2s",
+		"DELAYED_TASK_CHECK_INTERVAL": "100ms",
+		"TASK_CHECK_INTERVAL":         "100ms",
+		"RETRY_BASE_DELAY":            "100ms",
+		"RETRY_MAX_DELAY":             "2s",
+		"NOT_LIVE_RETRY":              "1s",
+		"PRESAVE_TIMEOUT":             "20s",
+		"RUNNING_TIMEOUT":             "40s",
+		"SHUTDOWN_TIMEOUT":            "5s",
+		"SPOTIFY_RPS":                 "0",
+		"YOUTUBE_RPS":                 "0",
+		"YOUTUBE_DAILY_UNITS":         "1000000",
+		"LOG_LEVEL":                   "warn",
+	}
+}
+
+// setup builds the bundle; env overrides testEnv. It does not start a
+// worker (startWorker does), so tests can prepare state first.
+func setup(t *testing.T, env map[string]string) *bundle {
+	t.Helper()
+	b := &bundle{t: t, db: storetest.New(t), rd: redistest.New(t), fake: fake.New(fake.Options{})}
+	b.st = b.db.Store
+	b.fake.SetDailyQuota(1_000_000)
+	b.meter = &meter{next: b.fake}
+	b.srv = httptest.NewServer(b.meter)
+	t.Cleanup(b.srv.Close)
+	b.env = testEnv()
+	for k, v := range env {
+		b.env[k] = v
+	}
+	for _, kv := range fake.URLs(b.srv.URL).Env() {
+		b.env[kv[0]] = kv[1]
+	}
+	b.env["DATABASE_URL"] = b.db.URL
+	b.env["REDIS_URL"] = b.rd.URL
+	b.env["TOKEN_KEYS"] = b.db.Keys
+	provs, err := registry.FromEnv(b.getenv, "http://127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.provs = provs
+	b.client = asynq.NewClient(asynq.RedisClientOpt{Addr: b.rd.Opt.Addr, DB: b.rd.Opt.DB, Password: b.rd.Opt.Password})
+	t.Cleanup(func() { b.client.Close() })
+	b.sched = &jobs.Scheduler{Store: b.st, Client: b.client, Window: 10 * time.Minute}
+	return b
+}
+
+func (b *bundle) getenv(k string) string { return b.env[k] }
+
+// startWorker runs one in-process worker until the test ends.
+func (b *bundle) startWorker() *jobs.Worker {
+	t := b.t
+	t.Helper()
+	cfg, err := jobs.LoadConfig(config.Env(b.getenv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("JOBS_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	w, err := jobs.New(jobs.Deps{
+		Store: b.st, Providers: b.provs,
+		Redis: asynq.RedisClientOpt{Addr: b.rd.Opt.Addr, DB: b.rd.Opt.DB, Password: b.rd.Opt.Password},
+		RDB:   b.rd.Client, Log: log,
+	}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	return w
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Targets the tests' releases ask for.
+var (
+	spAlbum, spTrack1, spTrack2, spArtist, spPlaylist = "alb1", "trk1", "trk2", "art1", "plsp1"
+	ytVideo, ytPlaylist                               = "vid1", "plyt1"
+)
+
+// newRelease creates a fixed-time release with every action available on
+// both providers.
+func (b *bundle) newRelease(slug string, at time.Time) store.Release {
+	b.t.Helper()
+	r, err := b.st.CreateRelease(context.Background(), store.Release{
+		Slug: slug, Title: "T", Artist: "A", Timing: store.TimingFixed, ReleaseAt: at.UTC(),
+		SpotifyAlbumIDs: []string{spAlbum}, SpotifyTrackIDs: []string{spTrack1, spTrack2},
+		SpotifyArtistIDs: []string{spArtist}, SpotifyPlaylistID: spPlaylist,
+		YouTubeVideoID: ytVideo, YouTubePlaylistID: ytPlaylist,
+	})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+var allActions = map[providers.Name][]providers.Action{
+	providers.Spotify: {providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist},
+	providers.YouTube: {providers.ActionLike, providers.ActionPlaylist},
+}
+
+// authURL starts one fan's consent. The providers' AuthCodeURL copies
+// an oauth2.Config that Exchange updates concurrently (a data race in
+// internal/providers, reported), so tests compute every URL before any
+// exchange runs.
+func (b *bundle) authURL(p providers.Name, user string) (string, string) {
+	prov := b.provs[p]
+	verifier := oauth2.GenerateVerifier()
+	return fake.WithUser(prov.AuthCodeURL("state-"+user, verifier, prov.Scopes(allActions[p])), user), verifier
+}
+
+// consent plays one fan through the fake's consent screen and records the
+// consent, as the API's callback does. It returns the pre-save.
+func (b *bundle) consent(ctx context.Context, p providers.Name, authURL, verifier string, rel store.Release) (store.Presave, error) {
+	prov := b.provs[p]
+	q, err := fake.Consent(ctx, authURL)
+	if err != nil {
+		return store.Presave{}, err
+	}
+	g, err := prov.Exchange(ctx, q.Get("code"), verifier)
+	if err != nil {
+		return store.Presave{}, err
+	}
+	due, _ := rel.DueAt("")
+	now := time.Now()
+	c, err := b.st.RecordConsent(ctx, store.Consent{
+		Provider: p, AccountID: g.AccountID,
+		Token:     store.Token{RefreshToken: g.Token.RefreshToken, AccessToken: g.Token.AccessToken, Expiry: g.Token.Expiry, Scopes: g.Scopes, AuthorizedAt: now},
+		ReleaseID: rel.ID, Actions: allActions[p], ConsentedAt: now, ConsentVersion: "test-1", FanZone: "UTC", DueAt: due,
+	}, nil)
+	if err != nil {
+		return store.Presave{}, err
+	}
+	return c.Presave, nil
+}
+
+// fan is one consented user.
+type fan struct {
+	user     string
+	provider providers.Name
+	presave  store.Presave
+}
+
+// consentMany consents n users on each of provs, in parallel.
+func (b *bundle) consentMany(rel store.Release, prefix string, n int, provs ...providers.Name) []fan {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type job struct {
+		user, url, verifier string
+		p                   providers.Name
+	}
+	var todo []job
+	for i := range n {
+		for _, p := range provs {
+			user := fmt.Sprintf("%s-%d", prefix, i)
+			u, v := b.authURL(p, user)
+			todo = append(todo, job{user: user, url: u, verifier: v, p: p})
+		}
+	}
+	var mu sync.Mutex
+	var out []fan
+	var firstErr error
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, j := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ps, err := b.consent(ctx, j.p, j.url, j.verifier, rel)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("consent %s on %s: %w", j.user, j.p, err)
+			}
+			out = append(out, fan{user: j.user, provider: j.p, presave: ps})
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		b.t.Fatal(firstErr)
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the (generous) deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", d, what, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// statuses counts the fans' pre-saves by status.
+func (b *bundle) statuses(fans []fan) map[store.PresaveStatus]int {
+	out := map[store.PresaveStatus]int{}
+	for _, f := range fans {
+		ps, err := b.st.Presave(context.Background(), f.presave.ID)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		out[ps.Status]++
+	}
+	return out
+}
+
+// waitFinal waits until every fan's pre-save reached a final status.
+func (b *bundle) waitFinal(fans []fan, d time.Duration) map[store.PresaveStatus]int {
+	b.t.Helper()
+	var st map[store.PresaveStatus]int
+	waitFor(b.t, d, "every pre-save to finish", func() (bool, string) {
+		st = b.statuses(fans)
+		open := st[store.PresavePending] + st[store.PresaveEnqueued] + st[store.PresaveRunning]
+		return open == 0, fmt.Sprint(st)
+	})
+	return st
+}
+
+// assertExactlyOnce checks the fake's state: every action of every fan in
+// effect exactly once.
+func (b *bundle) assertExactlyOnce(fans []fan) {
+	b.t.Helper()
+	for _, f := range fans {
+		u := b.fake.User(f.provider, f.user)
+		switch f.provider {
+		case providers.Spotify:
+			expectOnce(b.t, f, "albums", u.Albums, spAlbum)
+			expectOnce(b.t, f, "tracks", u.Tracks, spTrack1, spTrack2)
+			expectOnce(b.t, f, "artists", u.Artists, spArtist)
+			expectOnce(b.t, f, "playlist", u.Playlists[spPlaylist], "spotify:track:"+spTrack1, "spotify:track:"+spTrack2)
+		case providers.YouTube:
+			expectOnce(b.t, f, "likes", u.Likes, ytVideo)
+			expectOnce(b.t, f, "playlist", u.Playlists[ytPlaylist], ytVideo)
+		}
+	}
+}
+
+func expectOnce(t *testing.T, f fan, what string, got []string, want ...string) {
+	t.Helper()
+	counts := map[string]int{}
+	for _, g := range got {
+		counts[g]++
+	}
+	for _, w := range want {
+		if counts[w] != 1 {
+			t.Errorf("%s %s: %s has %q %d times (all: %v), want once", f.provider, f.user, what, w, counts[w], got)
+		}
+	}
+}
+
+// assertTokensGone checks invariant 4: no token left for any fan.
+func (b *bundle) assertTokensGone(fans []fan) {
+	b.t.Helper()
+	for _, f := range fans {
+		ps, err := b.st.Presave(context.Background(), f.presave.ID)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		has, err := b.st.HasToken(context.Background(), ps.FanID, f.provider)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		if has {
+			b.t.Errorf("%s %s: token still stored after the pre-save finished", f.provider, f.user)
+		}
+	}
+}
+
+// waitRevocationsDone waits until no revocation is pending.
+func (b *bundle) waitRevocationsDone(d time.Duration) {
+	b.t.Helper()
+	waitFor(b.t, d, "every revocation to be processed", func() (bool, string) {
+		ids, err := b.st.RevocationIDsAfter(context.Background(), uuid.Nil, 1000)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		return len(ids) == 0, fmt.Sprintf("%d pending", len(ids))
+	})
+}
+
+// meter wraps the fake and records when each provider API request
+// arrived, so a test can check the busiest second of a period it chooses
+// (the fake's own MaxRate also counts the consent phase).
+type meter struct {
+	next http.Handler
+	mu   sync.Mutex
+	on   bool
+	at   map[providers.Name][]time.Time
+}
+
+func (m *meter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var p providers.Name
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/"):
+		p = providers.Spotify
+	case strings.HasPrefix(r.URL.Path, "/youtube/v3/"):
+		p = providers.YouTube
+	}
+	if p != "" {
+		now := time.Now()
+		m.mu.Lock()
+		if m.on {
+			if m.at == nil {
+				m.at = map[providers.Name][]time.Time{}
+			}
+			m.at[p] = append(m.at[p], now)
+		}
+		m.mu.Unlock()
+	}
+	m.next.ServeHTTP(w, r)
+}
+
+func (m *meter) start() {
+	m.mu.Lock()
+	m.on = true
+	m.mu.Unlock()
+}
+
+// maxInWindow is the most requests to p that arrived within any window
+// of length d, and the total.
+func (m *meter) maxInWindow(p providers.Name, d time.Duration) (int, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ts := m.at[p]
+	best, j := 0, 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= d {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best, len(ts)
+}

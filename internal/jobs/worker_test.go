@@ -1,0 +1,245 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// TestReleaseDayDrain: 200 fans × both providers due in a few seconds.
+// Every action is done exactly once at the fake, every token row is gone,
+// and Google saw a revoke for every YouTube grant. It also reports the
+// lateness from due_at to the start of each pre-save.
+func TestReleaseDayDrain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	rel := b.newRelease("drain", time.Now().Add(6*time.Second))
+	fans := b.consentMany(rel, "drain", 200, providers.Spotify, providers.YouTube)
+	b.startWorker()
+
+	st := b.waitFinal(fans, 2*time.Minute)
+	if st[store.PresaveDone] != len(fans) {
+		t.Fatalf("statuses %v, want all %d done", st, len(fans))
+	}
+	b.assertExactlyOnce(fans)
+	b.assertTokensGone(fans)
+	b.waitRevocationsDone(time.Minute)
+	revoked := map[string]int{}
+	for _, r := range b.fake.Revoked() {
+		if r.Provider == providers.YouTube {
+			revoked[r.User]++
+		}
+	}
+	for _, f := range fans {
+		if f.provider == providers.YouTube && revoked[f.user] != 1 {
+			t.Errorf("youtube %s: revoked %d times, want 1", f.user, revoked[f.user])
+		}
+	}
+	reportLateness(t, b, fans)
+}
+
+// reportLateness logs percentiles of started_at - due_at (not asserted:
+// speed belongs to benchmarks).
+func reportLateness(t *testing.T, b *bundle, fans []fan) {
+	var lags []time.Duration
+	for _, f := range fans {
+		ps, err := b.st.Presave(context.Background(), f.presave.ID)
+		if err != nil || ps.StartedAt == nil {
+			continue
+		}
+		lags = append(lags, ps.StartedAt.Sub(ps.DueAt))
+	}
+	if len(lags) == 0 {
+		return
+	}
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	pct := func(p float64) time.Duration { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
+	t.Logf("lateness due_at→start over %d pre-saves: p50=%s p90=%s p99=%s max=%s",
+		len(lags), pct(0.5), pct(0.9), pct(0.99), lags[len(lags)-1])
+}
+
+// TestFaultsAndRateLimit: 20% of API calls answer 503 and the fake
+// enforces a rate limit. Everything completes without duplicates, and the
+// fake never sees more than its limit plus a small tolerance in any
+// second, because every worker paces through the shared limiter.
+func TestFaultsAndRateLimit(t *testing.T) {
+	t.Parallel()
+	const rps, fakeBurst = 25, 4
+	b := setup(t, map[string]string{
+		"SPOTIFY_RPS": fmt.Sprint(rps), "SPOTIFY_BURST": "2",
+		"YOUTUBE_RPS": fmt.Sprint(rps), "YOUTUBE_BURST": "2",
+	})
+	rel := b.newRelease("faults", time.Now().Add(4*time.Second))
+	fans := b.consentMany(rel, "faults", 40, providers.Spotify, providers.YouTube)
+	for _, p := range providers.Names {
+		b.fake.SetErrorRate(p, 0.2)
+		b.fake.SetRateLimit(p, rps, fakeBurst)
+	}
+	b.meter.start()
+	// Two workers share the limiter through Redis.
+	b.startWorker()
+	b.startWorker()
+
+	st := b.waitFinal(fans, 3*time.Minute)
+	if st[store.PresaveDone] != len(fans) {
+		t.Fatalf("statuses %v, want all %d done", st, len(fans))
+	}
+	b.assertExactlyOnce(fans)
+	b.assertTokensGone(fans)
+	for _, p := range providers.Names {
+		busiest, total := b.meter.maxInWindow(p, time.Second)
+		t.Logf("%s: %d API requests, busiest second %d (limit %d/s, burst %d), 503s seen: %d",
+			p, total, busiest, rps, fakeBurst, count503(b, p))
+		if limit := rps + fakeBurst + 2; busiest > limit {
+			t.Errorf("%s: fake saw %d requests in one second, want at most %d", p, busiest, limit)
+		}
+	}
+}
+
+func count503(b *bundle, p providers.Name) int {
+	prefix := " /v1/"
+	if p == providers.YouTube {
+		prefix = " /youtube/"
+	}
+	n := 0
+	for k, v := range b.fake.State().Calls {
+		if strings.Contains(k, prefix) && strings.HasSuffix(k, " 503") {
+			n += v
+		}
+	}
+	return n
+}
+
+// TestRevokedGrantAndNotLive: a fan who revoked the app fails with
+// reconnect_required and loses the token; a release not live at its due
+// time is retried until it is.
+func TestRevokedGrantAndNotLive(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	rel := b.newRelease("revoked", time.Now().Add(3*time.Second))
+	fans := b.consentMany(rel, "rv", 2, providers.Spotify, providers.YouTube)
+	// rv-0 revokes at both providers; rv-1 stays.
+	b.fake.RevokeUser(providers.Spotify, "rv-0")
+	b.fake.RevokeUser(providers.YouTube, "rv-0")
+	// Nothing of the release is out until a few seconds after due.
+	live := time.Now().Add(6 * time.Second)
+	for _, id := range []string{spAlbum, spTrack1, spTrack2, ytVideo} {
+		b.fake.SetNotLiveUntil(id, live)
+	}
+	b.startWorker()
+	b.waitFinal(fans, time.Minute)
+	for _, f := range fans {
+		ps, err := b.st.Presave(ctx, f.presave.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		has, err := b.st.HasToken(ctx, ps.FanID, f.provider)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has {
+			t.Errorf("%s %s: token still stored", f.provider, f.user)
+		}
+		switch f.user {
+		case "rv-0":
+			if ps.Status != store.PresaveFailed || ps.LastError != jobs.ReasonReconnect {
+				t.Errorf("%s %s: status %s (%q), want failed (%s)", f.provider, f.user, ps.Status, ps.LastError, jobs.ReasonReconnect)
+			}
+			for a, r := range ps.Results {
+				if r.Outcome != "failed" || r.Reason != jobs.ReasonReconnect {
+					t.Errorf("%s %s: action %s result %+v, want failed/%s", f.provider, f.user, a, r, jobs.ReasonReconnect)
+				}
+			}
+		case "rv-1":
+			if ps.Status != store.PresaveDone {
+				t.Errorf("%s %s: status %s (%q), want done", f.provider, f.user, ps.Status, ps.LastError)
+			}
+			if ps.Attempts < 2 {
+				t.Errorf("%s %s: %d attempts, want retries while not live", f.provider, f.user, ps.Attempts)
+			}
+			if ps.CompletedAt != nil && ps.CompletedAt.Before(live) {
+				t.Errorf("%s %s: completed %s before the release went live %s", f.provider, f.user, ps.CompletedAt, live)
+			}
+		}
+	}
+	for _, f := range fans {
+		if f.user == "rv-1" {
+			b.assertExactlyOnce([]fan{f})
+		}
+	}
+	b.waitRevocationsDone(time.Minute)
+}
+
+// TestReleaseMovedLater: a release moved after its pre-saves were queued
+// runs at the new time; the task queued for the old time is stale.
+func TestReleaseMovedLater(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	rel := b.newRelease("moved", time.Now().Add(3*time.Second))
+	fans := b.consentMany(rel, "mv", 5, providers.Spotify, providers.YouTube)
+	b.startWorker()
+	waitFor(t, 30*time.Second, "the relay to queue the pre-saves", func() (bool, string) {
+		st := b.statuses(fans)
+		return st[store.PresaveEnqueued] == len(fans), fmt.Sprint(st)
+	})
+	newAt := time.Now().Add(8 * time.Second)
+	rel.ReleaseAt = newAt.UTC()
+	if _, moved, err := b.st.UpdateRelease(ctx, rel); err != nil || len(moved) != len(fans) {
+		t.Fatalf("UpdateRelease: moved %d, err %v", len(moved), err)
+	}
+	// No DropPresaveTask: the old tasks stay queued and must find
+	// themselves stale.
+	b.waitFinal(fans, time.Minute)
+	for _, f := range fans {
+		ps, err := b.st.Presave(ctx, f.presave.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ps.Status != store.PresaveDone || ps.Generation != f.presave.Generation+1 {
+			t.Errorf("%s %s: status %s generation %d", f.provider, f.user, ps.Status, ps.Generation)
+		}
+		// One attempt, started at or after the new time: the old
+		// generation never started.
+		if ps.Attempts != 1 || ps.StartedAt == nil || ps.StartedAt.Before(newAt.Add(-time.Second)) {
+			t.Errorf("%s %s: attempts %d started %v, want 1 attempt at/after %s", f.provider, f.user, ps.Attempts, ps.StartedAt, newAt)
+		}
+		for a, r := range ps.Results {
+			if r.At.Before(newAt.Add(-time.Second)) {
+				t.Errorf("%s %s: action %s done at %s, before the new release time %s", f.provider, f.user, a, r.At, newAt)
+			}
+		}
+	}
+	b.assertExactlyOnce(fans)
+}
+
+// TestRedisFlushed: FLUSHDB (the test's FLUSHALL) after the pre-saves were
+// queued loses nothing: the relay re-enqueues them from PostgreSQL.
+func TestRedisFlushed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	rel := b.newRelease("flushed", time.Now().Add(5*time.Second))
+	fans := b.consentMany(rel, "fl", 20, providers.Spotify, providers.YouTube)
+	b.startWorker()
+	waitFor(t, 30*time.Second, "the relay to queue the pre-saves", func() (bool, string) {
+		st := b.statuses(fans)
+		return st[store.PresaveEnqueued] == len(fans), fmt.Sprint(st)
+	})
+	if err := b.rd.Client.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := b.waitFinal(fans, time.Minute)
+	if st[store.PresaveDone] != len(fans) {
+		t.Fatalf("statuses %v, want all done", st)
+	}
+	b.assertExactlyOnce(fans)
+	b.assertTokensGone(fans)
+}
