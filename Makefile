@@ -39,5 +39,9 @@ bench: ## release-day benchmark (N=2000 for a small run); writes bench/results.j
 	@./scripts/services.sh db
 	@if [ -d cmd/bench ]; then $(GO) run ./cmd/bench $(if $(N),-n $(N)); else echo "no benchmark yet"; fi
 
+demo: ## the first thing to run: 1,000 fans pre-save a release due in 20 s (FANS=, DELAY=, DEMO_EXIT=1)
+	@./scripts/services.sh db
+	$(GO) run ./cmd/demo $(if $(FANS),-fans $(FANS)) $(if $(DELAY),-delay $(DELAY))
+
 clean: ## remove build output and project-local service data
 	rm -rf bin .local

@@ -1,0 +1,286 @@
+// Command demo is presave's one-command demonstration (`make demo`): it
+// runs the fake provider, the API and two workers as real processes on an
+// isolated PostgreSQL schema and Redis database, creates a release due in
+// a few seconds, has simulated fans pre-save it through the real HTTP
+// flow (start → the fake's consent screen → callback), shows the release
+// draining, and prints what happened: actions done, duplicates found on
+// the fake, tokens left, lateness. It then waits for Ctrl-C (or exits at
+// once with -exit / DEMO_EXIT=1) and cleans everything up.
+//
+// It needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL; `make demo`
+// starts them with scripts/services.sh). It exits non-zero if a duplicate
+// or a token is left.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/cluster"
+	"github.com/presave/presave/internal/config"
+)
+
+type options struct {
+	fans     int
+	delay    time.Duration
+	workers  int
+	parallel int
+	exit     bool
+	local    bool
+	rps      int
+	timeout  time.Duration
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o := options{}
+	fs := flag.NewFlagSet("demo", flag.ExitOnError)
+	fs.IntVar(&o.fans, "fans", 1000, "simulated fans (half Spotify, half YouTube)")
+	fs.DurationVar(&o.delay, "delay", 20*time.Second, "the release is due this long after the demo starts")
+	fs.IntVar(&o.workers, "workers", 2, "worker processes")
+	fs.IntVar(&o.parallel, "parallel", 32, "fans connecting at once")
+	fs.BoolVar(&o.local, "local", false, "also create a local-timing release (midnight in each fan's zone) for a tenth of the fans, to show per-zone scheduling")
+	fs.IntVar(&o.rps, "rps", 200, "request rate per provider shared by the workers (production default: 20)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up if the release has not drained this long after it was due")
+	exitDefault, _ := strconv.ParseBool(os.Getenv("DEMO_EXIT"))
+	fs.BoolVar(&o.exit, "exit", exitDefault, "exit after the summary instead of waiting for Ctrl-C (also DEMO_EXIT=1)")
+	_ = fs.Parse(os.Args[1:])
+
+	code, err := run(ctx, o, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// terminal reports whether w is a terminal, where a refreshing line works.
+func terminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, o options, out io.Writer) (int, error) {
+	if o.fans < 2 || o.delay < 0 || o.workers < 1 {
+		return 2, errors.New("want -fans ≥ 2, -delay ≥ 0 and -workers ≥ 1")
+	}
+	tty := terminal(out)
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+
+	root, err := cluster.ModuleRoot(ctx)
+	if err != nil {
+		return 1, err
+	}
+	runDir := filepath.Join(root, ".local", "demo", time.Now().Format("20060102-150405"))
+	binDir, logDir := filepath.Join(runDir, "bin"), filepath.Join(runDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return 1, err
+	}
+	say("presave demo: building the binaries…")
+	if err := cluster.Build(ctx, binDir); err != nil {
+		return 1, err
+	}
+	// The binaries are rebuilt each run; only the logs are worth keeping.
+	defer os.RemoveAll(binDir)
+
+	say("presave demo: starting the fake provider, the API and %d workers (isolated schema and Redis database)…", o.workers)
+	rps := strconv.Itoa(o.rps)
+	h, err := cluster.Setup(ctx, cluster.HarnessConfig{
+		BinDir: binDir, DatabaseURL: env("DATABASE_URL", config.DefaultDatabaseURL), RedisURL: env("REDIS_URL", config.DefaultRedisURL),
+		Prefix: "demo", Workers: o.workers, LogDir: logDir, Parallel: o.parallel,
+		Env: []string{"SPOTIFY_RPS=" + rps, "YOUTUBE_RPS=" + rps, "LOG_LEVEL=info"},
+	})
+	if err != nil {
+		return 1, err
+	}
+	defer func() {
+		say("presave demo: stopping the processes, dropping schema %s and releasing Redis database %d…", h.DB.Schema, h.Redis.Index)
+		if err := h.Close(); err != nil {
+			say("presave demo: cleanup: %v", err)
+		}
+		say("presave demo: stopped. Process logs: %s", logDir)
+	}()
+	say("  fake provider  %s", h.FakeURL)
+	say("  API            %s", h.APIURL)
+	for _, w := range h.Workers {
+		say("  %-14s http://%s", w.Name, w.Addr)
+	}
+	say("  database       schema %s   Redis database %d", h.DB.Schema, h.Redis.Index)
+	say("  logs           %s", logDir)
+	say("  provider rate  %d requests/s per provider shared by the workers (-rps; production default 20)", o.rps)
+
+	// The releases. The fixed one is due after -delay; the local one is due
+	// at the next midnight of each fan's zone, so its pre-saves wait in
+	// PostgreSQL (not Redis) and only show up as pending here.
+	start := time.Now()
+	due := start.Add(o.delay).Truncate(time.Second).Add(time.Second)
+	slug := "midnight-signals-" + strconv.FormatInt(start.Unix(), 36)
+	rel, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, cluster.SampleRelease(slug, due))
+	if err != nil {
+		return 1, err
+	}
+	relID, err := uuid.Parse(rel.ID)
+	if err != nil {
+		return 1, fmt.Errorf("release ID %q: %w", rel.ID, err)
+	}
+	say("presave demo: release %q due at %s (in %s): Spotify %s, YouTube %s",
+		slug, due.Local().Format("15:04:05"), time.Until(due).Round(time.Second), strings.Join(rel.Actions["spotify"], "+"), strings.Join(rel.Actions["youtube"], "+"))
+
+	fans := cluster.MakeFans(o.fans, "fan")
+	var localFans []cluster.Fan
+	var localSlug string
+	if o.local {
+		localSlug = slug + "-local"
+		spec := cluster.SampleRelease(localSlug, time.Time{})
+		spec.ReleaseAt, spec.ReleaseDate, spec.DefaultZone = nil, time.Now().AddDate(0, 0, 2).Format("2006-01-02"), "UTC"
+		spec.Title = "Midnight Signals (deluxe)"
+		if _, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, spec); err != nil {
+			return 1, err
+		}
+		localFans = fans[:max(o.fans/10, 1)]
+		say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", localSlug, spec.ReleaseDate, len(localFans), min(len(localFans), len(cluster.Zones)))
+	}
+
+	// The fans. Each one goes through the real flow; several at once.
+	connStart := time.Now()
+	p := newPrinter(out, tty)
+	if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, slug, fans, o.parallel, func(n int) {
+		p.line(false, "fans connecting: %d/%d  (%.0f/s)", n, len(fans), float64(n)/time.Since(connStart).Seconds())
+	}); err != nil {
+		p.end()
+		return 1, fmt.Errorf("a fan could not connect: %w\n%s", err, h.TailAll(10))
+	}
+	if len(localFans) > 0 {
+		if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, localSlug, localFans, o.parallel, nil); err != nil {
+			p.end()
+			return 1, fmt.Errorf("a fan could not connect to the local release: %w", err)
+		}
+	}
+	took := time.Since(connStart)
+	msg := fmt.Sprintf("fans connected: %d to %q", len(fans), slug)
+	if len(localFans) > 0 {
+		msg += fmt.Sprintf(" and %d to %q", len(localFans), localSlug)
+	}
+	p.line(true, "%s in %s (%.0f/s through start → consent screen → callback)",
+		msg, took.Round(10*time.Millisecond), float64(len(fans)+len(localFans))/took.Seconds())
+	p.end()
+
+	// The drain, watched from PostgreSQL (the truth).
+	dctx, cancel := context.WithDeadline(ctx, due.Add(o.timeout))
+	defer cancel()
+	var rate rateMeter
+	final, err := cluster.WaitDrained(dctx, h.Store, len(fans), time.Second/2, func(pr cluster.Progress) {
+		now := time.Now()
+		fin := pr.Finished()
+		r := rate.add(now, fin)
+		if now.Before(due) {
+			p.line(false, "waiting for the release: due in %s  |  %d pre-saves: %d in PostgreSQL, %d queued in Redis",
+				due.Sub(now).Round(time.Second), pr.Total, pr.Pending, pr.Queued)
+			return
+		}
+		eta := "–"
+		if r > 0 {
+			eta = (time.Duration(float64(pr.Open())/r*float64(time.Second)) + time.Second/2).Round(time.Second).String()
+		}
+		p.line(false, "draining: pending %d  running %d  done %d  failed %d  |  %.0f/s  ETA %s  |  %s since due",
+			pr.Pending+pr.Queued, pr.Running, pr.Done, pr.Failed+pr.Partial, r, eta, now.Sub(due).Round(time.Second))
+	}, relID)
+	p.end()
+	if err != nil {
+		return 1, fmt.Errorf("%w\n%s", err, h.TailAll(10))
+	}
+	say("presave demo: drained %d pre-saves %s after they were due", final.Total, time.Since(due).Round(100*time.Millisecond))
+
+	// Google grants are revoked by purge tasks after the token row is
+	// deleted; give them a moment so "revocations left" means something.
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	_, _ = cluster.WaitSecretsGone(sctx, h.Store, 250*time.Millisecond)
+	scancel()
+
+	es, err := cluster.ReadEndState(ctx, h.Store, h.FakeURL, len(fans), relID)
+	if err != nil {
+		return 1, err
+	}
+	code := summary(out, es, due, localFans)
+	say("")
+	say("asynqmon (queues, tasks, retries): %s", h.MonitoringURL())
+	say("  user %s   password %s", h.MonitoringUser, h.MonitoringPassword)
+	say("API (admin token for /v1/releases): %s   Authorization: Bearer %s", h.APIURL, h.AdminToken)
+	say("fake provider state: %s/_fake/state", h.FakeURL)
+	if o.exit {
+		return code, nil
+	}
+	say("")
+	say("presave demo: running until Ctrl-C.")
+	<-ctx.Done()
+	fmt.Fprintln(out)
+	return code, nil
+}
+
+// summary prints what the run did and returns the exit code: 1 when a
+// duplicate or a token is left.
+func summary(out io.Writer, es cluster.EndState, due time.Time, localFans []cluster.Fan) int {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	mark := func(ok bool) string {
+		if ok {
+			return "ok"
+		}
+		return "FAIL"
+	}
+	say("")
+	say("summary")
+	say("  pre-saves              %d expected, %d done (Spotify %d, YouTube %d), %d failed, %d open",
+		es.Expected, es.Done, es.DoneBy["spotify"], es.DoneBy["youtube"], es.Failed+es.Partial, es.Open())
+	if r := es.ReasonsString(); r != "" {
+		say("  failure reasons        %s", r)
+	}
+	say("  actions done           %d recorded in PostgreSQL, %d entries on the fake provider", es.Times.Actions, es.Entries)
+	say("  duplicates on the fake %d  %s", es.Duplicates, mark(es.Duplicates == 0))
+	if len(localFans) > 0 {
+		say("  token rows left        %d, all held for pending pre-saves of the local release; %d unneeded  %s", es.Tokens, es.Unneeded, mark(es.Unneeded == 0))
+	} else {
+		say("  token rows left        %d  %s", es.Tokens, mark(es.Tokens == 0))
+	}
+	say("  revocations left       %d  (Google grants still to revoke; Spotify has no revoke endpoint)", es.Revocations)
+	if !es.Times.LastAction.IsZero() {
+		say("  due → last action      %s", es.Times.LastAction.Sub(due).Round(10*time.Millisecond))
+		say("  lateness (due → first action of a pre-save)  p50 %s  p99 %s  max %s",
+			es.Times.P50.Round(time.Millisecond), es.Times.P99.Round(time.Millisecond), es.Times.Max.Round(time.Millisecond))
+	}
+	if es.Times.Early > 0 {
+		say("  actions before due     %d  FAIL", es.Times.Early)
+	}
+	if len(localFans) > 0 {
+		say("  local release          %d pre-saves wait in PostgreSQL for midnight in their fans' zones; their tokens are kept until then", len(localFans))
+	}
+	if es.Duplicates > 0 || es.Unneeded > 0 || (len(localFans) == 0 && es.Tokens > 0) || es.Times.Early > 0 || es.Open() > 0 {
+		return 1
+	}
+	return 0
+}

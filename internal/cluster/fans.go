@@ -1,0 +1,262 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// Zones are the time zones simulated fans live in.
+var Zones = []string{
+	"America/Los_Angeles", "America/New_York", "America/Sao_Paulo", "Europe/London",
+	"Europe/Paris", "Africa/Lagos", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney",
+}
+
+// Fan is one simulated fan.
+type Fan struct {
+	Provider string // "spotify" or "youtube"
+	User     string // account ID at the fake
+	Zone     string
+}
+
+// MakeFans returns n fans, alternately Spotify and YouTube, spread over
+// Zones; prefix keeps runs sharing one fake apart.
+func MakeFans(n int, prefix string) []Fan {
+	fans := make([]Fan, n)
+	for i := range fans {
+		p := "spotify"
+		if i%2 == 1 {
+			p = "youtube"
+		}
+		fans[i] = Fan{Provider: p, User: fmt.Sprintf("%s-%05d", prefix, i), Zone: Zones[i%len(Zones)]}
+	}
+	return fans
+}
+
+// SampleRelease is a release asking every action of both providers, due
+// at due (fixed timing).
+func SampleRelease(slug string, due time.Time) ReleaseSpec {
+	due = due.UTC()
+	return ReleaseSpec{
+		Slug: slug, Title: "Midnight Signals", Artist: "The Fakes", ReleaseAt: &due,
+		Spotify: &SpotifyTarget{AlbumIDs: []string{"4aawyAB9vmqN3uQ7FjRGTy"}, TrackIDs: []string{"3n3Ppam7vgaVa1iaRUc9Lp"},
+			ArtistIDs: []string{"0OdUWJ0sBjDrqHygGUXeCF"}, PlaylistID: "37i9dQZF1DXcBWIGoYBM5M"},
+		YouTube: &YouTubeTarget{VideoID: "dQw4w9WgXcQ", PlaylistID: "PLpresaveDemoPlaylist0001"},
+	}
+}
+
+// ConnectAll connects every fan to release (slug or ID) through the real
+// flow, at most parallel at a time. onDone, when set, is called after each
+// fan with the number connected so far. It stops at the first failure and
+// returns it; results are in fans' order.
+func ConnectAll(ctx context.Context, hc *http.Client, apiURL, release string, fans []Fan, parallel int, onDone func(done int)) ([]ConnectResult, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	out := make([]ConnectResult, len(fans))
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	for range max(parallel, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(fans) || ctx.Err() != nil {
+					return
+				}
+				f := fans[i]
+				r, err := Connect(ctx, hc, apiURL, f.Provider, release, f.Zone, f.User)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				out[i] = r
+				n := done.Add(1)
+				if onDone != nil {
+					onDone(int(n))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// Progress is where a set of pre-saves stands.
+type Progress struct {
+	Total     int
+	Pending   int // pending in PostgreSQL (not due within the relay window)
+	Queued    int // enqueued in asynq
+	Running   int
+	Done      int
+	Partial   int
+	Failed    int
+	Cancelled int
+	// Reasons counts finished, not-done pre-saves by their last error.
+	Reasons map[string]int
+	// ByProvider counts done pre-saves per provider.
+	DoneBy map[providers.Name]int
+}
+
+// Open is how many pre-saves have not finished.
+func (p Progress) Open() int { return p.Pending + p.Queued + p.Running }
+
+// Finished is how many have.
+func (p Progress) Finished() int { return p.Done + p.Partial + p.Failed + p.Cancelled }
+
+// ReasonsString lists Reasons as "reason n, reason n".
+func (p Progress) ReasonsString() string {
+	keys := make([]string, 0, len(p.Reasons))
+	for k := range p.Reasons {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		r := k
+		if r == "" {
+			r = "no reason"
+		}
+		parts[i] = fmt.Sprintf("%s %d", r, p.Reasons[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ReadProgress tallies the pre-saves of releaseIDs (all when none).
+func ReadProgress(ctx context.Context, st *store.Store, releaseIDs ...uuid.UUID) (Progress, error) {
+	tally, err := st.TallyPresaves(ctx, releaseIDs...)
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Reasons: map[string]int{}, DoneBy: map[providers.Name]int{}}
+	for _, t := range tally {
+		p.Total += t.N
+		switch t.Status {
+		case store.PresavePending:
+			p.Pending += t.N
+		case store.PresaveEnqueued:
+			p.Queued += t.N
+		case store.PresaveRunning:
+			p.Running += t.N
+		case store.PresaveDone:
+			p.Done += t.N
+			p.DoneBy[t.Provider] += t.N
+		case store.PresavePartial:
+			p.Partial += t.N
+			p.Reasons[t.Reason] += t.N
+		case store.PresaveFailed:
+			p.Failed += t.N
+			p.Reasons[t.Reason] += t.N
+		case store.PresaveCancelled:
+			p.Cancelled += t.N
+		}
+	}
+	return p, nil
+}
+
+// WaitDrained polls every interval until all expected pre-saves of
+// releaseIDs have finished, calling tick (when set) with each reading. A
+// database error is retried (the reliability suite restarts PostgreSQL);
+// the last one is returned if ctx ends first.
+func WaitDrained(ctx context.Context, st *store.Store, expected int, interval time.Duration, tick func(Progress), releaseIDs ...uuid.UUID) (Progress, error) {
+	var last Progress
+	var lastErr error
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		p, err := ReadProgress(qctx, st, releaseIDs...)
+		cancel()
+		if err == nil {
+			last, lastErr = p, nil
+			if tick != nil {
+				tick(p)
+			}
+			if p.Total >= expected && p.Open() == 0 {
+				return p, nil
+			}
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			err := fmt.Errorf("not drained: %d of %d pre-saves still open (%d pending, %d queued, %d running): %w",
+				last.Open(), expected, last.Pending, last.Queued, last.Running, ctx.Err())
+			return last, errors.Join(err, lastErr)
+		case <-time.After(interval):
+		}
+	}
+}
+
+// EndState is what a run left behind, on the fake and in the database.
+type EndState struct {
+	Expected int
+	Progress
+	// Duplicates and Entries are counted on the fake (see Duplicates).
+	Duplicates int
+	Entries    int
+	store.Secrets
+	Times store.ActionTimes
+}
+
+// ReadEndState reads the end state of releaseIDs (all when none).
+func ReadEndState(ctx context.Context, st *store.Store, fakeURL string, expected int, releaseIDs ...uuid.UUID) (EndState, error) {
+	e := EndState{Expected: expected}
+	var err error
+	if e.Progress, err = ReadProgress(ctx, st, releaseIDs...); err != nil {
+		return e, err
+	}
+	if e.Secrets, err = st.CountSecrets(ctx); err != nil {
+		return e, err
+	}
+	if e.Times, err = st.PresaveActionTimes(ctx, releaseIDs...); err != nil {
+		return e, err
+	}
+	fs, err := FakeState(ctx, fakeURL)
+	if err != nil {
+		return e, err
+	}
+	e.Duplicates, e.Entries = Duplicates(fs), Entries(fs)
+	return e, nil
+}
+
+// Line is the one-line summary the reliability suite prints per scenario.
+func (e EndState) Line(name string) string {
+	failed := fmt.Sprintf("%d", e.Failed+e.Partial)
+	if r := e.ReasonsString(); r != "" {
+		failed += " (" + r + ")"
+	}
+	return fmt.Sprintf("%-18s expected %d  done %d  failed %s  open %d  duplicates %d  tokens left %d  revocations left %d",
+		name, e.Expected, e.Done, failed, e.Open(), e.Duplicates, e.Tokens, e.Revocations)
+}
+
+// WaitSecretsGone polls until no revocation is pending (the purge tasks
+// ran) and no token is left that no open pre-save needs, or ctx ends,
+// and returns the last count.
+func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duration) (store.Secrets, error) {
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := st.CountSecrets(qctx)
+		cancel()
+		if err == nil && s.Unneeded == 0 && s.Revocations == 0 {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s, errors.Join(err, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
