@@ -142,7 +142,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	b := setup(t)
 	r := b.do(req{method: http.MethodGet, path: "/openapi.json"})
 	var doc struct {
-		OpenAPI string                     `json:"openapi"`
+		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
 	}
 	r.decode(t, &doc)
