@@ -142,6 +142,23 @@ func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, ps store.Pres
 	target := rel.Target(ps.Provider)
 	available := prov.Actions(target)
 	results := map[providers.Action]store.ActionResult{}
+
+	// YouTube's daily units are reserved for the whole attempt up front,
+	// so a short budget completes whole pre-saves instead of starting
+	// many and finishing none; what goes unused is handed back.
+	budget, reserved, d, err := w.reserveUnits(ctx, prov, ps, available)
+	if d != nil {
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), d.Reason).Inc()
+		return w.requeue(ctx, log, ps, d, d)
+	}
+	if err != nil {
+		return w.requeue(ctx, log, ps, err, err)
+	}
+	defer func() {
+		if reserved > 0 {
+			_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, reserved)
+		}
+	}()
 	var (
 		retryErr  error
 		notLive   error
@@ -162,7 +179,7 @@ actions:
 			retryErr = ctx.Err()
 			break
 		}
-		budget, units, d, err := w.pace(ctx, prov, a, target)
+		d, err := w.pace(ctx, prov.Name(), a, target)
 		if d != nil {
 			deferral = d
 			break
@@ -185,9 +202,11 @@ actions:
 			className = class.String()
 		}
 		w.metrics.CallSeconds.WithLabelValues(string(ps.Provider), string(a), className).Observe(time.Since(start).Seconds())
-		if err == nil && out == providers.OutcomeAlready && ps.Provider == providers.YouTube {
-			// Only the check ran: hand back the write's units.
-			_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, units-youtube.CostRead)
+		if units := prov.QuotaCost(a); units > 0 {
+			if err == nil && out == providers.OutcomeAlready {
+				units = youtube.CostRead // only the check ran
+			}
+			reserved -= units
 		}
 		pe, _ := providers.AsError(err)
 		switch {
@@ -374,33 +393,47 @@ func purgeReason(grantInvalid bool) string {
 	return ""
 }
 
-// pace takes what one action needs from the shared budgets: YouTube
-// units for the day, then a slot of the provider's request rate. It
-// returns a deferral when the task should wait elsewhere than in a
-// worker slot.
-func (w *Worker) pace(ctx context.Context, prov providers.Provider, a providers.Action, t providers.Target) (budget string, units int, d *Deferral, err error) {
-	name := prov.Name()
-	if units = prov.QuotaCost(a); units > 0 && name == providers.YouTube {
-		budget, err = w.ytBudget.Take(ctx, units)
-		var se *ratelimit.SpentError
-		if errors.As(err, &se) {
-			return "", 0, &Deferral{Reason: "quota", Until: se.ResetAt, Err: err}, nil
-		}
-		if err != nil {
-			return "", 0, nil, err
+// reserveUnits takes the YouTube units the attempt's remaining actions
+// may cost from the shared daily budget, or returns a deferral to the
+// budget's reset.
+func (w *Worker) reserveUnits(ctx context.Context, prov providers.Provider, ps store.Presave, available []providers.Action) (string, int, *Deferral, error) {
+	if prov.Name() != providers.YouTube {
+		return "", 0, nil, nil
+	}
+	units := 0
+	for _, a := range ps.Actions {
+		if _, done := ps.Results[a]; !done && slices.Contains(available, a) {
+			units += prov.QuotaCost(a)
 		}
 	}
-	err = w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait)
+	if units == 0 {
+		return "", 0, nil, nil
+	}
+	name, err := w.ytBudget.Take(ctx, units)
+	var se *ratelimit.SpentError
+	if errors.As(err, &se) {
+		return "", 0, &Deferral{Reason: "quota", Until: se.ResetAt, Err: err}, nil
+	}
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return name, units, nil, nil
+}
+
+// pace takes a slot of the provider's shared request rate for one action,
+// or returns a deferral when the wait would be long enough that the task
+// should wait in the queue rather than in a worker slot.
+func (w *Worker) pace(ctx context.Context, name providers.Name, a providers.Action, t providers.Target) (*Deferral, error) {
+	err := w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait)
 	if err == nil {
-		return budget, units, nil, nil
+		return nil, nil
 	}
-	_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, units)
 	var we *ratelimit.WaitError
 	if errors.As(err, &we) {
 		w.metrics.RateLimited.WithLabelValues(string(name), "limiter").Inc()
-		return "", 0, &Deferral{Reason: "rate_limited", Until: we.Until, Err: err}, nil
+		return &Deferral{Reason: "rate_limited", Until: we.Until, Err: err}, nil
 	}
-	return "", 0, nil, err
+	return nil, err
 }
 
 // callsFor is how many provider requests one Perform of a makes when it

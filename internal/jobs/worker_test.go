@@ -243,3 +243,36 @@ func TestRedisFlushed(t *testing.T) {
 	b.assertExactlyOnce(fans)
 	b.assertTokensGone(fans)
 }
+
+// TestYouTubeDailyBudget: with a daily budget for one fan's two YouTube
+// actions, one pre-save completes and the others are deferred to the next
+// Pacific midnight without failing; the fake never sees the budget
+// exceeded.
+func TestYouTubeDailyBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"YOUTUBE_DAILY_UNITS": "102"}) // 2 × (1 read + 50 write)
+	ctx := context.Background()
+	rel := b.newRelease("budget", time.Now().Add(2*time.Second))
+	fans := b.consentMany(rel, "bu", 3, providers.YouTube)
+	b.startWorker()
+	waitFor(t, time.Minute, "one done and the rest deferred for quota", func() (bool, string) {
+		st := b.statuses(fans)
+		deferred := 0
+		for _, f := range fans {
+			ps, err := b.st.Presave(ctx, f.presave.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ps.Status == store.PresaveEnqueued && strings.Contains(ps.LastError, "quota") {
+				deferred++
+			}
+		}
+		return st[store.PresaveDone] == 1 && deferred == 2, fmt.Sprintf("%v, %d deferred for quota", st, deferred)
+	})
+	if used := b.fake.QuotaUsed("presave-dev"); used > 102 {
+		t.Errorf("fake counted %d units, budget 102", used)
+	}
+	if st := b.statuses(fans); st[store.PresaveFailed] != 0 {
+		t.Errorf("statuses %v: a spent quota must not fail pre-saves", st)
+	}
+}
