@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // fans' zones must load even where the image has no zoneinfo
 
@@ -53,6 +54,8 @@ const (
 	// fan's authorization, so a later pre-save could never run. 182 days
 	// stays inside six months whatever the months' lengths.
 	SpotifyHorizon = 182 * 24 * time.Hour
+	// minAdminToken is the shortest admin token accepted outside dev mode.
+	minAdminToken = 16
 )
 
 // Config is the API's configuration. ConfigFromEnv reads it from the
@@ -127,6 +130,9 @@ func ConfigFromEnv(env config.Env, common config.Common, log *slog.Logger) (Conf
 		c.AdminToken = DevAdminToken
 		log.Warn("ADMIN_TOKEN is not set: using the public development admin token; never do this in production")
 	}
+	if !common.Dev && len(c.AdminToken) < minAdminToken {
+		return c, fmt.Errorf("ADMIN_TOKEN is too short (%d characters): use at least %d random characters", len(c.AdminToken), minAdminToken)
+	}
 	if (c.MonitoringUser == "") != (c.MonitoringPassword == "") {
 		return c, errors.New("MONITORING_USER and MONITORING_PASSWORD must be set together")
 	}
@@ -167,10 +173,14 @@ type Server struct {
 	monitor   *asynqmon.HTTPHandler
 	metrics   *httpMetrics
 	registry  *prometheus.Registry
+	// zones caches the zone names PostgreSQL accepted (a few hundred at
+	// most), so a release-day burst of starts does not ask every time.
+	zones sync.Map
 
 	// RenderCallback, when set, answers the OAuth callback instead of the
 	// JSON default: the fan page renders HTML from the same outcome. err
-	// is nil or an *Error; res is set when err is nil.
+	// is nil or an *Error; res is set when err is nil. Set it before
+	// serving.
 	RenderCallback func(c echo.Context, res *Connected, err error) error
 }
 

@@ -415,7 +415,10 @@ func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 			req.FanToken = ck.Value
 		}
 		res, err := s.CompleteConnect(ctxOf(c), string(name), req)
+		// This URL held a code and a state: keep it out of caches and of
+		// the Referer of anything a rendered page loads.
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		c.Response().Header().Set("Referrer-Policy", "no-referrer")
 		if err == nil {
 			s.SetFanCookie(c, res.FanToken)
 		}

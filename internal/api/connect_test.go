@@ -316,3 +316,43 @@ func TestStartFormAndQueryRedirect(t *testing.T) {
 		t.Errorf("form start without consent: HTTP %d %s", r.Status, r.Body)
 	}
 }
+
+func TestLogsCarryRequestIDsButNoSecret(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rel := b.createRelease(releaseBody("quiet-logs", time.Now().Add(5*time.Minute)))
+	var secrets []string
+	var fanToken string
+	for _, p := range providers.Names {
+		authURL := b.startURL(p, map[string]any{"release": rel.Slug, "consent": true}, fanToken)
+		q := b.consent(authURL, "")
+		secrets = append(secrets, q.Get("state"), q.Get("code"))
+		r := b.callback(p, q, fanToken)
+		var c connected
+		r.decode(t, &c)
+		fanToken = c.FanToken
+		tok, err := b.st.Token(b.ctx(), uuid.MustParse(c.FanID), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, tok.RefreshToken, tok.AccessToken)
+		b.callback(p, q, "") // a refused replay logs too
+	}
+	secrets = append(secrets, fanToken)
+	bad := b.consent(b.startURL(providers.YouTube, map[string]any{"release": rel.Slug, "consent": true}, ""), "")
+	secrets = append(secrets, bad.Get("state"))
+	bad.Set("code", "code-refused-by-the-provider")
+	b.callback(providers.YouTube, bad, "")
+	b.do(req{method: http.MethodGet, path: "/v1/me", header: fanHeader(fanToken)})
+	b.do(req{method: http.MethodDelete, path: "/v1/me", header: fanHeader(fanToken)})
+
+	logs := b.logs.String()
+	if !strings.Contains(logs, "request_id=") || !strings.Contains(logs, "route=/connect/youtube/callback") {
+		t.Errorf("request logs lack request IDs or routes:\n%s", logs)
+	}
+	for _, s := range append(secrets, "code-refused-by-the-provider") {
+		if s == "" || strings.Contains(logs, s) {
+			t.Errorf("a secret (or nothing) was logged: %q", s)
+		}
+	}
+}

@@ -191,6 +191,9 @@ func (s *Server) checkZone(ctx context.Context, field, name string) error {
 	if _, err := time.LoadLocation(name); err != nil {
 		return bad
 	}
+	if _, known := s.zones.Load(name); known {
+		return nil
+	}
 	ok, err := s.store.ZoneKnown(ctx, name)
 	if err != nil {
 		return err
@@ -198,6 +201,7 @@ func (s *Server) checkZone(ctx context.Context, field, name string) error {
 	if !ok {
 		return bad
 	}
+	s.zones.Store(name, true)
 	return nil
 }
 

@@ -71,6 +71,7 @@ type bundle struct {
 	insp  *asynq.Inspector
 	clock *clock
 	hc    *http.Client
+	logs  *logBuffer
 }
 
 // setup builds a bundle; opts adjust the API configuration.
@@ -106,10 +107,8 @@ func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(&testWriter{t}, nil))
-	}
+	b.logs = &logBuffer{t: t}
+	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.srv, err = api.New(cfg, b.st, provs, log)
 	if err != nil {
 		t.Fatal(err)
@@ -125,11 +124,26 @@ func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 	return b
 }
 
-type testWriter struct{ t *testing.T }
+// logBuffer keeps everything the API logged (and shows it with -v).
+type logBuffer struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
 
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+func (w *logBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if testing.Verbose() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return w.buf.Write(p)
+}
+
+func (w *logBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func (b *bundle) ctx() context.Context {
