@@ -1,0 +1,122 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/storetest"
+)
+
+func jobsFixture(t *testing.T, st *store.Store, p providers.Name, due time.Time) store.Presave {
+	t.Helper()
+	ctx := context.Background()
+	rel, err := st.CreateRelease(ctx, store.Release{Slug: "r-" + uuid.NewString()[:8], Title: "T", Artist: "A",
+		Timing: store.TimingFixed, ReleaseAt: due, SpotifyAlbumIDs: []string{"a"}, YouTubeVideoID: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c, err := st.RecordConsent(ctx, store.Consent{Provider: p, AccountID: "acct-" + uuid.NewString(),
+		Token:     store.Token{RefreshToken: "refresh", AccessToken: "access", Expiry: now.Add(time.Hour), AuthorizedAt: now},
+		ReleaseID: rel.ID, Actions: []providers.Action{providers.ActionSave}, ConsentedAt: now, ConsentVersion: "v1",
+		FanZone: "UTC", DueAt: due}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Presave
+}
+
+// The worker's writes are conditioned on the generation: a stale task
+// changes nothing, and finishing the last open pre-save purges the token
+// in the same transaction (queuing a revocation for revocable providers).
+func TestJobsLifecycleAndPurge(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	revocable := func(p providers.Name) bool { return p == providers.YouTube }
+	ps := jobsFixture(t, st, providers.YouTube, time.Now().Add(time.Minute))
+
+	// Pending: a task cannot start it (it was never claimed).
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation); err != nil || ok {
+		t.Fatalf("StartPresave on pending = %v, %v; want false", ok, err)
+	}
+	claimed, ran, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 100)
+	if err != nil || !ran || len(claimed) != 1 || claimed[0].ID != ps.ID {
+		t.Fatalf("ClaimDuePresaves = %v, %v, %v", claimed, ran, err)
+	}
+	if again, _, _ := st.ClaimDuePresaves(ctx, 10*time.Minute, 100); len(again) != 0 {
+		t.Fatalf("claimed twice: %v", again)
+	}
+	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation+1); ok {
+		t.Fatal("a wrong generation started")
+	}
+	run, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation)
+	if err != nil || !ok || run.Status != store.PresaveRunning || run.Attempts != 1 {
+		t.Fatalf("StartPresave = %+v, %v, %v", run, ok, err)
+	}
+	stale, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveDone}, revocable)
+	if err != nil || stale.Applied {
+		t.Fatalf("stale FinishPresave = %+v, %v", stale, err)
+	}
+	res := map[providers.Action]store.ActionResult{providers.ActionSave: {Outcome: "ok", At: time.Now()}}
+	fin, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Status: store.PresaveDone, Results: res}, revocable)
+	if err != nil || !fin.Applied || !fin.Purge.Deleted || fin.Purge.RevocationID == uuid.Nil {
+		t.Fatalf("FinishPresave = %+v, %v; want applied with token purged and a revocation", fin, err)
+	}
+	if has, _ := st.HasToken(ctx, ps.FanID, providers.YouTube); has {
+		t.Fatal("token survived the last pre-save")
+	}
+	got, _ := st.Presave(ctx, ps.ID)
+	if got.Status != store.PresaveDone || got.Results[providers.ActionSave].Outcome != "ok" || got.CompletedAt == nil {
+		t.Fatalf("after finish: %+v", got)
+	}
+	ids, err := st.RevocationIDsAfter(ctx, uuid.Nil, 10)
+	if err != nil || len(ids) != 1 || ids[0] != fin.Purge.RevocationID {
+		t.Fatalf("RevocationIDsAfter = %v, %v", ids, err)
+	}
+}
+
+// A pre-save stuck running past the timeout gets a new generation (the
+// dead worker's task becomes stale) and is enqueued again.
+func TestReviveStuckAndInFlight(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	ps := jobsFixture(t, st, providers.Spotify, time.Now().Add(-time.Second))
+	if _, _, err := st.ClaimDuePresaves(ctx, time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation); !ok || err != nil {
+		t.Fatalf("start: %v %v", ok, err)
+	}
+	if got, err := st.ReviveStuckPresaves(ctx, time.Hour, 10); err != nil || len(got) != 0 {
+		t.Fatalf("revived a fresh run: %v %v", got, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	got, err := st.ReviveStuckPresaves(ctx, time.Second, 10)
+	if err != nil || len(got) != 1 || got[0].Generation != ps.Generation+1 {
+		t.Fatalf("ReviveStuckPresaves = %v, %v", got, err)
+	}
+	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation); ok {
+		t.Fatal("the dead worker's generation could start again")
+	}
+	inflight, err := st.InFlightPresaves(ctx, time.Minute, store.InFlightCursor{}, 10)
+	if err != nil || len(inflight) != 1 || inflight[0].Generation != ps.Generation+1 {
+		t.Fatalf("InFlightPresaves = %v, %v", inflight, err)
+	}
+	// Unneeded tokens: none while the pre-save is open.
+	if purged, err := st.PurgeUnneededTokens(ctx, 0, 10, nil); err != nil || len(purged) != 0 {
+		t.Fatalf("purged a needed token: %v %v", purged, err)
+	}
+	if _, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveFailed, LastError: "x"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); has {
+		t.Fatal("token survived")
+	}
+}
