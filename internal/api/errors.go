@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 // Error is an API error: an HTTP status, a machine-readable code and a
@@ -88,9 +87,6 @@ func fromEchoError(he *echo.HTTPError) *Error {
 		} else {
 			e.Code, e.Message = "bad_request", http.StatusText(he.Code)
 		}
-	}
-	if he == middleware.ErrExtractorError {
-		e.Code, e.Message = "client_address_unknown", "Your address could not be determined."
 	}
 	return e
 }

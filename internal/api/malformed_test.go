@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -183,4 +184,30 @@ func TestMalformedRequestsAreRefusedWithoutWriting(t *testing.T) {
 			b.sameFingerprint(before, b.fingerprint(), tc.name)
 		})
 	}
+}
+
+// TestOversizeChunkedBodyIsRefused covers a body without Content-Length:
+// the limit applies while reading, and still answers 413.
+func TestOversizeChunkedBodyIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	before := b.fingerprint()
+	body := io.MultiReader(strings.NewReader(`{"slug":"x","title":"`), strings.NewReader(strings.Repeat("a", 70<<10)), strings.NewReader(`"}`))
+	hr, err := http.NewRequestWithContext(b.ctx(), http.MethodPost, b.url+"/v1/releases", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := b.hc.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	r := response{Status: resp.StatusCode, Body: out}
+	if hr.ContentLength != 0 || r.Status != http.StatusRequestEntityTooLarge || r.errorCode(t) != "body_too_large" {
+		t.Errorf("chunked oversize body: HTTP %d %s", r.Status, r.Body)
+	}
+	b.sameFingerprint(before, b.fingerprint(), "chunked oversize body")
 }

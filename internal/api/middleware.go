@@ -239,9 +239,5 @@ func jsonError(err error) *Error {
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return errorf(http.StatusBadRequest, "unknown_field", "Unknown field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
-	var ae *Error
-	if errors.As(err, &ae) {
-		return ae
-	}
 	return &Error{Status: http.StatusBadRequest, Code: "invalid_json", Message: fmt.Sprintf("The request body could not be read: %v.", err)}
 }

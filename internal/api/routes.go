@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -31,7 +32,7 @@ func (s *Server) routes() *echo.Echo {
 		middleware.RequestID(),
 		s.observe,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: true}),
-		middleware.BodyLimit("64K"), // = BodyLimit
+		middleware.BodyLimit(strconv.Itoa(BodyLimit)),
 		middleware.ContextTimeout(s.cfg.RequestTimeout),
 	)
 
