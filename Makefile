@@ -43,5 +43,9 @@ demo: ## the first thing to run: 1,000 fans pre-save a release due in 20 s (FANS
 	@./scripts/services.sh db
 	$(GO) run ./cmd/demo $(if $(FANS),-fans $(FANS)) $(if $(DELAY),-delay $(DELAY))
 
+chaos: ## reliability suite: real processes, workers killed, Redis/PostgreSQL restarted, provider faults (CHAOS_FANS=300)
+	@./scripts/services.sh db
+	CHAOS_FANS=$(or $(CHAOS_FANS),300) $(GO) test -count=1 -v -timeout 30m ./internal/chaos 2>&1 | grep -Ev '^\s+time=|^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+
 clean: ## remove build output and project-local service data
 	rm -rf bin .local

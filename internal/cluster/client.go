@@ -527,3 +527,28 @@ func Entries(st fake.State) int {
 	}
 	return n
 }
+
+// DuplicateEntries describes each surplus entry Duplicates counts, as
+// "provider/user list item", for failure messages.
+func DuplicateEntries(st fake.State) []string {
+	var out []string
+	add := func(u fake.UserState, list string, items []string) {
+		seen := map[string]bool{}
+		for _, v := range items {
+			if seen[v] {
+				out = append(out, fmt.Sprintf("%s/%s %s %s", u.Provider, u.ID, list, v))
+			}
+			seen[v] = true
+		}
+	}
+	for _, u := range st.Users {
+		add(u, "albums", u.Albums)
+		add(u, "tracks", u.Tracks)
+		add(u, "artists", u.Artists)
+		add(u, "likes", u.Likes)
+		for id, items := range u.Playlists {
+			add(u, "playlist:"+id, items)
+		}
+	}
+	return out
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -259,4 +260,51 @@ func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duratio
 		case <-time.After(interval):
 		}
 	}
+}
+
+// Missing counts the fans (of those given) whose pre-save is not wholly
+// on the fake: some entry spec asks for is absent from their library,
+// follows, likes or playlist. Zero means nothing was lost.
+func Missing(st fake.State, spec ReleaseSpec, fans []Fan) int {
+	users := make(map[string]fake.UserState, len(st.Users))
+	for _, u := range st.Users {
+		users[string(u.Provider)+"/"+u.ID] = u
+	}
+	n := 0
+	for _, f := range fans {
+		u := users[f.Provider+"/"+f.User]
+		var ok bool
+		switch f.Provider {
+		case "spotify":
+			s := spec.Spotify
+			ok = s == nil || (containsAll(u.Albums, s.AlbumIDs) && containsAll(u.Tracks, s.TrackIDs) &&
+				containsAll(u.Artists, s.ArtistIDs) &&
+				(s.PlaylistID == "" || len(s.TrackIDs) == 0 || containsAll(u.Playlists[s.PlaylistID], trackURIs(s.TrackIDs))))
+		case "youtube":
+			y := spec.YouTube
+			ok = y == nil || y.VideoID == "" || (contains(u.Likes, y.VideoID) &&
+				(y.PlaylistID == "" || contains(u.Playlists[y.PlaylistID], y.VideoID)))
+		}
+		if !ok {
+			n++
+		}
+	}
+	return n
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func trackURIs(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = "spotify:track:" + id
+	}
+	return out
 }
