@@ -161,9 +161,10 @@ func containsStr(s []string, x string) bool {
 
 // AuthCodeURL implements providers.Provider.
 func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
-	c := *p.oauth
-	c.Scopes = scopes
-	return c.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+	// The scopes go in as a parameter: copying p.oauth to set its Scopes
+	// would race with a concurrent Exchange, which updates the config's
+	// auth-style cache.
+	return p.oauth.AuthCodeURL(state, oauth2.SetAuthURLParam("scope", strings.Join(scopes, " ")), oauth2.S256ChallengeOption(verifier))
 }
 
 // Exchange implements providers.Provider.

@@ -127,9 +127,10 @@ func (p *Provider) Scopes(actions []providers.Action) []string {
 // (a refresh token) and forces the consent screen, without which Google
 // omits the refresh token on a second authorization.
 func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
-	c := *p.oauth
-	c.Scopes = scopes
-	return c.AuthCodeURL(state, oauth2.AccessTypeOffline, oauth2.ApprovalForce, oauth2.S256ChallengeOption(verifier))
+	// The scopes go in as a parameter: copying p.oauth to set its Scopes
+	// would race with a concurrent Exchange, which updates the config's
+	// auth-style cache.
+	return p.oauth.AuthCodeURL(state, oauth2.SetAuthURLParam("scope", strings.Join(scopes, " ")), oauth2.AccessTypeOffline, oauth2.ApprovalForce, oauth2.S256ChallengeOption(verifier))
 }
 
 // QuotaCost implements providers.Provider: one Perform reads once, then
