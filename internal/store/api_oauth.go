@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,6 +37,25 @@ type OAuthState struct {
 	// uuid.Nil for an anonymous start.
 	FanID     uuid.UUID
 	ExpiresAt time.Time
+	// Binding is the browser-binding nonce (the fan page's cookie), or ""
+	// for a start not bound to a browser. Only its SHA-256 is stored; a
+	// consumed state holds the hash in bindingHash, checked by BoundTo.
+	Binding     string
+	bindingHash []byte
+}
+
+// Bound reports whether the state was bound to a browser at start.
+func (st OAuthState) Bound() bool { return st.bindingHash != nil }
+
+// BoundTo reports whether nonce is the browser binding the state was
+// created with (constant time). A state without a binding matches
+// nothing: callers check Bound first.
+func (st OAuthState) BoundTo(nonce string) bool {
+	if st.bindingHash == nil || nonce == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(nonce))
+	return subtle.ConstantTimeCompare(h[:], st.bindingHash) == 1
 }
 
 func stateHash(state string) []byte {
@@ -65,6 +85,11 @@ func (s *Store) CreateOAuthState(ctx context.Context, state string, st OAuthStat
 	if st.FanID != uuid.Nil {
 		fan = &st.FanID
 	}
+	var binding []byte
+	if st.Binding != "" {
+		h := sha256.Sum256([]byte(st.Binding))
+		binding = h[:]
+	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			DELETE FROM oauth_states WHERE state_hash IN (
@@ -74,10 +99,10 @@ func (s *Store) CreateOAuthState(ctx context.Context, state string, st OAuthStat
 		}
 		_, err := tx.Exec(ctx, `
 			INSERT INTO oauth_states (state_hash, provider, release_id, key_id, verifier_sealed, actions, fan_zone,
-				consent_version, client_ip_prefix, fan_id, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				consent_version, client_ip_prefix, fan_id, expires_at, browser_binding)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			hash, st.Provider, st.ReleaseID, keyID, sealed, st.Actions, st.FanZone, st.ConsentVersion,
-			st.ClientIPPrefix, fan, st.ExpiresAt)
+			st.ClientIPPrefix, fan, st.ExpiresAt, binding)
 		return err
 	})
 	if err != nil {
@@ -97,9 +122,10 @@ func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Ti
 	var sealed []byte
 	err := s.pool.QueryRow(ctx, `
 		DELETE FROM oauth_states WHERE state_hash = $1
-		RETURNING provider, release_id, verifier_sealed, actions, fan_zone, consent_version, client_ip_prefix, fan_id, expires_at`,
+		RETURNING provider, release_id, verifier_sealed, actions, fan_zone, consent_version, client_ip_prefix, fan_id,
+			expires_at, browser_binding`,
 		hash).Scan(&st.Provider, &st.ReleaseID, &sealed, &st.Actions, &st.FanZone, &st.ConsentVersion,
-		&st.ClientIPPrefix, &fan, &st.ExpiresAt)
+		&st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash)
 	if err != nil {
 		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", notFound(err))
 	}
