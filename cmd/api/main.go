@@ -65,6 +65,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer srv.Close()
+	if err := srv.MountPage(); err != nil {
+		return err
+	}
 
 	hs := srv.HTTPServer(addr)
 	errc := make(chan error, 1)

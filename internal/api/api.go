@@ -178,10 +178,13 @@ type Server struct {
 	zones sync.Map
 
 	// RenderCallback, when set, answers the OAuth callback instead of the
-	// JSON default: the fan page renders HTML from the same outcome. err
-	// is nil or an *Error; res is set when err is nil. Set it before
+	// JSON default (and instead of the built-in fan page, see MountPage).
+	// err is nil or an *Error; res is set when err is nil. Set it before
 	// serving.
 	RenderCallback func(c echo.Context, res *Connected, err error) error
+
+	// page is the fan's pre-save page, once MountPage has added it.
+	page *page
 }
 
 // New builds the API. It connects to Redis lazily; Close releases it.

@@ -36,6 +36,11 @@ type StartRequest struct {
 	// ConsentVersion is the wording the fan saw; empty means the current
 	// one, anything else must equal it.
 	ConsentVersion string `json:"consent_version"`
+	// Binding is the browser-binding nonce (the fan page sets it in a
+	// cookie); its hash is recorded with the state and the callback then
+	// demands the same cookie. Never read from JSON: API clients stay
+	// unbound, as before.
+	Binding string `json:"-"`
 }
 
 // Started is where to send the fan next.
@@ -66,6 +71,16 @@ type CallbackRequest struct {
 	FanToken string
 	// ClientIP is the fan's address.
 	ClientIP netip.Addr
+	// Binding is the browser-binding cookie the request carried, if any.
+	Binding string
+}
+
+// callbackInfo is what a callback learned about its state, even when it
+// failed: whether the state was bound to a browser (the fan page's flow,
+// answered in HTML) and its release.
+type callbackInfo struct {
+	bound   bool
+	release uuid.UUID
 }
 
 func randomToken() (string, error) {
@@ -190,7 +205,7 @@ func (s *Server) StartConnect(ctx context.Context, providerName string, req Star
 	verifier := oauth2.GenerateVerifier()
 	st := store.OAuthState{
 		Provider: p.Name(), ReleaseID: r.ID, Verifier: verifier, Actions: actions, FanZone: zone,
-		ConsentVersion: version, FanID: fanID, ExpiresAt: now.Add(StateTTL),
+		ConsentVersion: version, FanID: fanID, ExpiresAt: now.Add(StateTTL), Binding: req.Binding,
 	}
 	if clientIP.IsValid() {
 		prefix := store.AnonymizeIP(clientIP)
@@ -209,16 +224,40 @@ var providerErrorCode = regexp.MustCompile(`^[a-z_]{1,40}$`)
 // the verifier, and records fan, account, sealed token, pre-save and
 // consent in one transaction, then schedules the pre-save. It returns
 // *Error for every refusal; nothing is written unless it succeeds.
+//
+// A state bound to a browser at start (StartRequest.Binding) completes
+// only with the same binding (CallbackRequest.Binding): a callback link
+// carried to another browser (login CSRF) is refused.
 func (s *Server) CompleteConnect(ctx context.Context, providerName string, req CallbackRequest) (*Connected, error) {
+	res, _, err := s.completeConnect(ctx, providerName, req)
+	return res, err
+}
+
+// errBindingMismatch refuses a bound state reached without its cookie.
+var errBindingMismatch = errorf(http.StatusBadRequest, "state_browser_mismatch",
+	"This sign-in was started in another browser, or took too long; for your safety nothing was saved. Please start again from the release page.")
+
+func (s *Server) completeConnect(ctx context.Context, providerName string, req CallbackRequest) (*Connected, callbackInfo, error) {
+	var info callbackInfo
 	p, err := s.provider(providerName)
 	if err != nil {
-		return nil, err
+		return nil, info, err
 	}
 	if req.State == "" {
-		return nil, badRequest("state_invalid", "This sign-in link is incomplete; please start again.")
+		return nil, info, badRequest("state_invalid", "This sign-in link is incomplete; please start again.")
 	}
 	now := s.now()
 	st, serr := s.store.ConsumeOAuthState(ctx, req.State, now)
+	if serr == nil {
+		info = callbackInfo{bound: st.Bound(), release: st.ReleaseID}
+	}
+	res, err := s.finishConnect(ctx, p, req, st, serr, now)
+	return res, info, err
+}
+
+// finishConnect is CompleteConnect after the state was consumed (serr is
+// the consumption's error).
+func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req CallbackRequest, st store.OAuthState, serr error, now time.Time) (*Connected, error) {
 	if req.Error != "" {
 		// The state is spent either way; the fan's answer matters more
 		// than whether it was still valid.
@@ -240,6 +279,10 @@ func (s *Server) CompleteConnect(ctx context.Context, providerName string, req C
 		return nil, serr
 	case st.Provider != p.Name():
 		return nil, badRequest("state_invalid", "This sign-in link belongs to another provider; please start again.")
+	case st.Bound() && !st.BoundTo(req.Binding):
+		// Checked before the code is exchanged: nothing is written and
+		// the grant stays unused at the provider.
+		return nil, errBindingMismatch
 	}
 	if req.Code == "" {
 		return nil, badRequest("code_missing", "%s sent no authorization code; please start again.", p.Name())
@@ -414,13 +457,21 @@ func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 		if ck, err := c.Cookie(FanCookie); err == nil {
 			req.FanToken = ck.Value
 		}
-		res, err := s.CompleteConnect(ctxOf(c), string(name), req)
+		if ck, err := c.Cookie(BindingCookie); err == nil {
+			req.Binding = ck.Value
+		}
+		res, info, err := s.completeConnect(ctxOf(c), string(name), req)
 		// This URL held a code and a state: keep it out of caches and of
 		// the Referer of anything a rendered page loads.
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 		c.Response().Header().Set("Referrer-Policy", "no-referrer")
 		if err == nil {
 			s.SetFanCookie(c, res.FanToken)
+		}
+		// The fan page's flow (a bound state) answers in HTML, and so do
+		// failures a browser meets; API clients keep their JSON.
+		if s.RenderCallback == nil && s.page != nil && (info.bound || (err != nil && s.page.browserRequest(c))) {
+			return s.page.callback(c, info, res, err)
 		}
 		if s.RenderCallback != nil {
 			if err != nil {

@@ -1,0 +1,394 @@
+package api
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/presave/presave/internal/providers"
+)
+
+// The fan's pre-save page: server-rendered HTML (html/template) with
+// embedded assets, no third-party script, font or tracker. It lives in
+// this package because it is the same flow as the JSON API (StartConnect,
+// completeConnect, the self-service store calls) seen through a browser.
+//
+// Pages (added by MountPage, not by routes(): they are not part of the
+// JSON API that openapi.json documents):
+//
+//	GET  /r/{slug}                             the release and its consent form
+//	POST /r/{slug}/start                       start (302 to the provider's consent screen)
+//	GET  /me                                   the fan's pre-saves and connections
+//	GET  /me/presaves/{id}                     confirmation: what happens when
+//	GET|POST /me/presaves/{id}/withdraw        withdraw (confirm, then do)
+//	GET|POST /me/connections/{provider}/disconnect
+//	GET|POST /me/delete                        delete my account (confirm, then do)
+//	GET  /me/export                            my data, as a JSON download
+//	GET  /static/*                             CSS and JS
+
+// BindingCookie holds the nonce that binds an OAuth state to the browser
+// that started it from the fan page (login CSRF). HttpOnly, SameSite=Lax
+// (it must come along on the provider's top-level redirect back), and
+// short-lived: a state lives StateTTL.
+const BindingCookie = "presave_bind"
+
+// CSRFCookie is the fan page's double-submit CSRF token: every
+// state-changing form carries the same value in its csrf field.
+// SameSite=Strict and HttpOnly: the forms get it from the server.
+const CSRFCookie = "presave_csrf"
+
+const (
+	csrfField = "csrf"
+	csrfKey   = "presave.csrf"
+	backKey   = "presave.back"
+	// tokenLen is the length of randomToken's output (32 bytes, base64url).
+	tokenLen = 43
+)
+
+//go:embed templates static
+var pageFiles embed.FS
+
+// page holds the parsed templates and the fixed response headers.
+type page struct {
+	s *Server
+	// views holds one template set per page: the layout plus the page.
+	views map[string]*template.Template
+	// wordings holds each consent wording by version; the current one
+	// (Config.ConsentVersion) must exist, older ones render the
+	// confirmation of pre-saves consented under them.
+	wordings map[string]*template.Template
+	csp      string
+	secure   bool
+	static   fs.FS
+}
+
+// pageViews are the page templates (templates/<name>.html).
+var pageViews = []string{"release", "message", "manage", "presave", "confirm"}
+
+// MountPage adds the fan's pre-save page to the server: the routes above
+// and HTML answers for the OAuth callbacks of flows started there. Call
+// it once, before serving. It fails when CONSENT_VERSION has no wording
+// (templates/consent/<version>.html).
+func (s *Server) MountPage() error {
+	if s.page != nil {
+		return errors.New("api: the page is already mounted")
+	}
+	p := &page{s: s, views: map[string]*template.Template{}, wordings: map[string]*template.Template{},
+		secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
+	funcs := template.FuncMap{"providerLabel": providerLabel}
+	for _, v := range pageViews {
+		t, err := template.New(v).Funcs(funcs).ParseFS(pageFiles, "templates/layout.html", "templates/"+v+".html")
+		if err != nil {
+			return fmt.Errorf("api: page template %s: %w", v, err)
+		}
+		p.views[v] = t
+	}
+	wordings, err := fs.Glob(pageFiles, "templates/consent/*.html")
+	if err != nil {
+		return fmt.Errorf("api: consent wordings: %w", err)
+	}
+	for _, w := range wordings {
+		t, err := template.New("consent").Funcs(funcs).ParseFS(pageFiles, w)
+		if err != nil {
+			return fmt.Errorf("api: consent wording %s: %w", w, err)
+		}
+		p.wordings[strings.TrimSuffix(path.Base(w), ".html")] = t
+	}
+	if _, ok := p.wordings[s.cfg.ConsentVersion]; !ok {
+		return fmt.Errorf("CONSENT_VERSION=%q has no wording: add internal/api/templates/consent/%s.html (never edit a shipped one)",
+			s.cfg.ConsentVersion, s.cfg.ConsentVersion)
+	}
+	if p.static, err = fs.Sub(pageFiles, "static"); err != nil {
+		return fmt.Errorf("api: page assets: %w", err)
+	}
+	origins, err := s.authOrigins()
+	if err != nil {
+		return err
+	}
+	// form-action must allow the provider: Chromium applies form-action
+	// to every redirect of a form submission, and the start answers 302
+	// to the consent screen (and that comes back to us: 'self').
+	p.csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+		"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+	for _, o := range origins {
+		p.csp += " " + o
+	}
+	s.page = p
+
+	// Routes one by one rather than in a Group: echo gives a group with
+	// middleware a catch-all not-found route, which for these prefixes
+	// would turn the JSON API's 404s into pages.
+	limit := s.fanRateLimit()
+	route := func(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+		// Outermost first: headers on everything, errors as pages, then
+		// the rate limit (so a 429 is a page too).
+		s.echo.Add(method, path, h, append([]echo.MiddlewareFunc{p.headers, p.errors}, mw...)...)
+	}
+	fan := []echo.MiddlewareFunc{limit, p.back("/me"), s.requireFan}
+	withCSRF := append(slices.Clone(fan), p.checkCSRF)
+	route(http.MethodGet, "/static/*", p.asset)
+	route(http.MethodGet, "/r/:slug", p.release, limit)
+	route(http.MethodPost, "/r/:slug/start", p.start, backToRelease, limit, p.checkCSRF)
+	route(http.MethodGet, "/me", p.manage, limit)
+	route(http.MethodGet, "/me/presaves/:id", p.presave, fan...)
+	route(http.MethodGet, "/me/presaves/:id/withdraw", p.confirmWithdraw, fan...)
+	route(http.MethodPost, "/me/presaves/:id/withdraw", p.withdraw, withCSRF...)
+	route(http.MethodGet, "/me/connections/:provider/disconnect", p.confirmDisconnect, fan...)
+	route(http.MethodPost, "/me/connections/:provider/disconnect", p.disconnect, withCSRF...)
+	route(http.MethodGet, "/me/delete", p.confirmDelete, fan...)
+	route(http.MethodPost, "/me/delete", p.deleteFan, withCSRF...)
+	route(http.MethodGet, "/me/export", p.export, fan...)
+	return nil
+}
+
+// authOrigins are the origins of the providers' consent screens, taken
+// from the configured authorize URLs (the fake's on loopback in tests).
+func (s *Server) authOrigins() ([]string, error) {
+	var out []string
+	for _, n := range providers.Names {
+		pr, ok := s.providers.Get(n)
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(pr.AuthCodeURL("state", "verifier-verifier-verifier-verifier-verifier", nil))
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("api: %s authorize URL has no origin: %w", n, err)
+		}
+		if o := u.Scheme + "://" + u.Host; !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func providerLabel(n providers.Name) string {
+	switch n {
+	case providers.Spotify:
+		return "Spotify"
+	case providers.YouTube:
+		return "YouTube"
+	}
+	return string(n)
+}
+
+// headers sets the page's security headers. no-referrer matters most:
+// the callback's URL carries an authorization code and a state.
+func (p *page) headers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p.setHeaders(c)
+		return next(c)
+	}
+}
+
+func (p *page) setHeaders(c echo.Context) {
+	h := c.Response().Header()
+	h.Set("Content-Security-Policy", p.csp)
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// back remembers where an error page's "go back" link points.
+func (p *page) back(to string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Set(backKey, to)
+			return next(c)
+		}
+	}
+}
+
+// errors renders every failure of a page route as a page a fan
+// understands (the JSON API keeps its error shape).
+func (p *page) errors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err == nil || c.Response().Committed {
+			return err
+		}
+		back, _ := c.Get(backKey).(string)
+		return p.renderError(c, AsError(err), back)
+	}
+}
+
+// friendly is the page wording of the API's error codes; codes without
+// an entry show the API's own message.
+var friendly = map[string][2]string{
+	"consent_required":         {"Please tick the consent box", "We only act on your account with your explicit consent. Go back, read what will happen, tick the box, then choose your service."},
+	"consent_version_unknown":  {"The page was out of date", "The consent wording changed since you opened the page. Go back and reload it, then try again."},
+	"consent_denied":           {"Nothing was saved", "You declined on the provider's screen, so we did nothing and kept nothing. You can start again whenever you like."},
+	"state_expired":            {"That took a little too long", "For your safety a sign-in must finish within 10 minutes. Nothing was saved; please start again."},
+	"state_invalid":            {"This link has expired", "This sign-in link is unknown or was already used. Nothing was saved; please start again from the release page."},
+	"state_browser_mismatch":   {"Please start again in this browser", "This sign-in was started in another browser (or its cookie expired). For your safety nothing was saved. Start again from the release page."},
+	"release_not_open":         {"This release takes no more pre-saves", "It was cancelled or is already out. Nothing was saved."},
+	"release_not_found":        {"We can't find this release", "The link may be mistyped, or the release was removed."},
+	"rate_limited":             {"Too many tries at once", "Please wait a moment, then try again."},
+	"fan_token_missing":        {"We don't know this browser yet", "Your pre-saves are linked to the browser you made them in. Pre-save a release here, or open this page in that browser."},
+	"fan_token_invalid":        {"We don't know this browser", "This browser's sign-in is no longer valid (perhaps the account was deleted). Pre-save a release to start again."},
+	"presave_not_found":        {"No such pre-save", "It isn't one of yours, or it was deleted."},
+	"csrf_invalid":             {"This form has expired", "For your safety, forms only work from a page you opened in this browser. Go back, reload the page and try again."},
+	"spotify_horizon_exceeded": {"Too early for Spotify", "Spotify access lasts six months, and this release comes out later than that. Please come back closer to the release date."},
+	"not_found":                {"Page not found", "There is nothing at this address."},
+}
+
+// renderError renders an error page with the right status and a way back.
+func (p *page) renderError(c echo.Context, e *Error, back string) error {
+	if e.Status >= 500 {
+		p.s.log.ErrorContext(ctxOf(c), "page request failed", "request_id", requestID(c), "route", routeOf(c), "code", e.Code, "err", e.Err)
+	}
+	title, msg := "Something went wrong", e.Message
+	if f, ok := friendly[e.Code]; ok {
+		title, msg = f[0], f[1]
+	} else if e.Status >= 500 {
+		title = "Something went wrong on our side"
+	}
+	if back == "" {
+		back = "/me"
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return p.render(c, e.Status, "message", title, messageView{Title: title, Message: msg, Code: e.Code, Back: back, BackLabel: "Go back"})
+}
+
+// messageView is a page that says one thing and offers a way on.
+type messageView struct {
+	Title, Message, Code string
+	Back, BackLabel      string
+}
+
+// layoutView is what the layout sees.
+type layoutView struct {
+	Title string
+	// CSRF is the double-submit token for the page's forms ("" when the
+	// page has none: no cookie is set then).
+	CSRF string
+	Page any
+}
+
+// render executes a page into a buffer first, so a template failure is a
+// clean error page and never half a page.
+func (p *page) render(c echo.Context, status int, view, title string, data any) error {
+	var buf bytes.Buffer
+	lv := layoutView{Title: title, Page: data}
+	if tok, ok := c.Get(csrfKey).(string); ok {
+		lv.CSRF = tok
+	}
+	if err := p.views[view].ExecuteTemplate(&buf, "layout", lv); err != nil {
+		return fmt.Errorf("api: render %s: %w", view, err)
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// csrfToken returns the browser's CSRF token, setting the cookie when it
+// has none. Only pages with a form call it, so a page reached through a
+// cross-site redirect (which never carries the Strict cookie) does not
+// replace the token other tabs hold.
+func (p *page) csrfToken(c echo.Context) (string, error) {
+	if ck, err := c.Cookie(CSRFCookie); err == nil && len(ck.Value) == tokenLen {
+		c.Set(csrfKey, ck.Value)
+		return ck.Value, nil
+	}
+	tok, err := randomToken()
+	if err != nil {
+		return "", err
+	}
+	c.SetCookie(&http.Cookie{Name: CSRFCookie, Value: tok, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: p.secure})
+	c.Set(csrfKey, tok)
+	return tok, nil
+}
+
+var errCSRF = errorf(http.StatusForbidden, "csrf_invalid", "The form's CSRF token is missing or does not match.")
+
+// checkCSRF guards a state-changing form: the form's csrf field must
+// equal the CSRF cookie (double submit), and a browser that says the
+// request is cross-site is refused outright.
+func (p *page) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if site := c.Request().Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+			return errCSRF
+		}
+		ck, err := c.Cookie(CSRFCookie)
+		if err != nil || len(ck.Value) != tokenLen {
+			return errCSRF
+		}
+		if !isMediaType(c, echo.MIMEApplicationForm) {
+			return errCSRF
+		}
+		got := c.FormValue(csrfField)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(ck.Value)) != 1 {
+			return errCSRF
+		}
+		c.Set(csrfKey, ck.Value)
+		return next(c)
+	}
+}
+
+// browserRequest reports whether a request comes from a browser showing
+// pages: it carries the page's binding cookie or asks for HTML.
+func (p *page) browserRequest(c echo.Context) bool {
+	if _, err := c.Cookie(BindingCookie); err == nil {
+		return true
+	}
+	for _, part := range strings.Split(c.Request().Header.Get(echo.HeaderAccept), ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == echo.MIMETextHTML {
+			return true
+		}
+	}
+	return false
+}
+
+// asset serves the embedded CSS and JS.
+func (p *page) asset(c echo.Context) error {
+	name := strings.TrimPrefix(path.Clean("/"+c.Param("*")), "/")
+	b, err := fs.ReadFile(p.static, name)
+	if err != nil {
+		return echo.ErrNotFound
+	}
+	ct := mime.TypeByExtension(path.Ext(name))
+	if ct == "" {
+		ct = echo.MIMEOctetStream
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "public, max-age=300")
+	return c.Blob(http.StatusOK, ct, b)
+}
+
+// callback answers the OAuth callback of a page flow: on success a
+// redirect to the confirmation (so a reload never replays the code),
+// otherwise an error page leading back to the release.
+func (p *page) callback(c echo.Context, info callbackInfo, res *Connected, err error) error {
+	p.setHeaders(c)
+	if err != nil {
+		back := "/me"
+		if info.release != [16]byte{} {
+			if r, rerr := p.s.store.Release(ctxOf(c), info.release); rerr == nil {
+				back = "/r/" + r.Slug
+			}
+		}
+		return p.renderError(c, AsError(err), back)
+	}
+	return c.Redirect(http.StatusSeeOther, "/me/presaves/"+res.Presave.ID.String())
+}
+
+// formatWhen is t in zone, as a fan reads it.
+func formatWhen(t time.Time, zone string) (day, clock string) {
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
+	return t.Format("Monday 2 January 2006"), t.Format("15:04 MST")
+}

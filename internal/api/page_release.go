@@ -1,0 +1,167 @@
+package api
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// offer is what a release offers on one provider.
+type offer struct {
+	Name    providers.Name
+	Label   string
+	Actions []providers.Action
+}
+
+// consentView is what a consent wording template sees. The wording is
+// versioned (templates/consent/<version>.html, never edited once
+// shipped); the version is recorded with every pre-save.
+type consentView struct {
+	Version       string
+	Title, Artist string
+	// Fixed is true for a release at one instant; otherwise it comes out
+	// at midnight in each fan's zone.
+	Fixed bool
+	// Day and Clock are the release's day and time in Zone.
+	Day, Clock, Zone string
+	Offers           []offer
+	// ManageURL is where a fan withdraws.
+	ManageURL string
+}
+
+// releasePageView is the release page.
+type releasePageView struct {
+	Slug, Title, Artist string
+	Open                bool
+	Status              store.ReleaseStatus
+	Fixed               bool
+	// ReleaseAt (fixed timing, RFC 3339) or ReleaseDate (local timing,
+	// YYYY-MM-DD) for the script that shows them in the fan's zone.
+	ReleaseAt, ReleaseDate string
+	Day, Clock, Zone       string
+	Offers                 []offer
+	ConsentVersion         string
+	Consent                template.HTML
+}
+
+// defaultZone is the zone a start without one uses (StartConnect's rule).
+func defaultZone(r store.Release) string {
+	if r.DefaultZone != "" {
+		return r.DefaultZone
+	}
+	return "UTC"
+}
+
+func (p *page) offers(r store.Release) []offer {
+	var out []offer
+	for _, n := range providers.Names {
+		pr, ok := p.s.providers.Get(n)
+		if !ok {
+			continue
+		}
+		if acts := pr.Actions(r.Target(n)); len(acts) > 0 {
+			out = append(out, offer{Name: n, Label: providerLabel(n), Actions: acts})
+		}
+	}
+	return out
+}
+
+// consentText renders the wording of version for a release, its day and
+// time given in zone.
+func (p *page) consentText(version string, r store.Release, zone string, offers []offer) (template.HTML, error) {
+	t, ok := p.wordings[version]
+	if !ok {
+		return "", fmt.Errorf("api: no consent wording %q", version)
+	}
+	due, err := r.DueAt(zone)
+	if err != nil {
+		return "", err
+	}
+	v := consentView{Version: version, Title: r.Title, Artist: r.Artist, Fixed: r.Timing == store.TimingFixed,
+		Zone: zone, Offers: offers, ManageURL: p.s.cfg.PublicURL + "/me"}
+	v.Day, v.Clock = formatWhen(due, zone)
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "consent", v); err != nil {
+		return "", fmt.Errorf("api: render consent %s: %w", version, err)
+	}
+	// Safe: html/template escaped everything the wording interpolates.
+	return template.HTML(buf.String()), nil //nolint:gosec // output of html/template
+}
+
+// release renders /r/{slug}.
+func (p *page) release(c echo.Context) error {
+	slug := c.Param("slug")
+	r, err := p.s.findRelease(ctxOf(c), slug)
+	if err != nil {
+		return err
+	}
+	zone := defaultZone(r)
+	v := releasePageView{Slug: r.Slug, Title: r.Title, Artist: r.Artist, Status: r.Status,
+		Open: r.Status == store.ReleaseScheduled, Fixed: r.Timing == store.TimingFixed, Zone: zone,
+		Offers: p.offers(r), ConsentVersion: p.s.cfg.ConsentVersion}
+	due, err := r.DueAt(zone)
+	if err != nil {
+		return err
+	}
+	v.Day, v.Clock = formatWhen(due, zone)
+	if v.Fixed {
+		v.ReleaseAt = r.ReleaseAt.UTC().Format(time.RFC3339)
+	} else {
+		v.ReleaseDate = r.ReleaseDate.Format(dateLayout)
+	}
+	if v.Open && len(v.Offers) > 0 {
+		if v.Consent, err = p.consentText(p.s.cfg.ConsentVersion, r, zone, v.Offers); err != nil {
+			return err
+		}
+		if _, err := p.csrfToken(c); err != nil {
+			return err
+		}
+	}
+	return p.render(c, http.StatusOK, "release", r.Title+" by "+r.Artist, v)
+}
+
+// start handles the release form: one submit button per provider, the
+// consent box, the fan's zone (filled in by the script; empty without
+// it) and the consent version. The state is bound to this browser.
+func (p *page) start(c echo.Context) error {
+	form, err := c.FormParams()
+	if err != nil {
+		return jsonError(err)
+	}
+	req := startRequestFromForm(form)
+	req.Release = c.Param("slug")
+	// The nonce is reused while its cookie lives, so two tabs starting
+	// at once both come back bound to this browser.
+	if ck, err := c.Cookie(BindingCookie); err == nil && len(ck.Value) == tokenLen {
+		req.Binding = ck.Value
+	} else if req.Binding, err = randomToken(); err != nil {
+		return err
+	}
+	fan, err := p.s.optionalFan(c)
+	if err != nil {
+		return err
+	}
+	res, err := p.s.StartConnect(ctxOf(c), form.Get("provider"), req, clientIP(c), fan)
+	if err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{Name: BindingCookie, Value: req.Binding, Path: "/", MaxAge: int(StateTTL / time.Second),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: p.secure})
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.Redirect(http.StatusFound, res.AuthorizeURL)
+}
+
+// backToRelease points the error page's way back at the release.
+func backToRelease(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Set(backKey, "/r/"+c.Param("slug"))
+		return next(c)
+	}
+}
