@@ -93,7 +93,17 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 
 	actx, cancel := context.WithTimeout(ctx, w.cfg.PresaveTimeout)
 	defer cancel()
-	ps, ok, err = w.st.StartPresave(actx, pl.PresaveID, pl.Generation)
+	// The lease outlives the attempt's deadline by the time it takes to
+	// record the outcome.
+	started, ok, err := w.st.StartPresave(actx, pl.PresaveID, pl.Generation, w.cfg.PresaveTimeout+15*time.Second)
+	var leased *store.LeasedError
+	if errors.As(err, &leased) {
+		// Another attempt of this generation runs (possible after Redis
+		// lost our lock and the relay re-queued the pre-save): try again
+		// once its lease lapses, never alongside it.
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "busy").Inc()
+		return &Deferral{Reason: "busy", Until: leased.Until}
+	}
 	if err != nil {
 		return err
 	}
@@ -101,6 +111,7 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 		log.Debug("stale presave task at start")
 		return nil
 	}
+	ps = started
 	first := ps.Attempts == 1
 	if first {
 		w.metrics.StartLag.WithLabelValues(string(ps.Provider)).Observe(time.Since(ps.DueAt).Seconds())

@@ -18,23 +18,45 @@ import (
 // cancellation that bumped the generation meanwhile always wins, and the
 // stale task's write does nothing.
 
-// StartPresave marks the pre-save running for this generation: attempts+1,
-// started_at = now. It reports false (and no error) when the pre-save is
-// not enqueued or running at that generation; the task is then stale
-// (every path that queues a task marks the row enqueued first, and a
-// postponed pre-save is pending until the relay claims it again).
-func (s *Store) StartPresave(ctx context.Context, id uuid.UUID, generation int) (Presave, bool, error) {
+// LeasedError means another attempt of the pre-save is running and holds
+// its lease until Until: the caller should try again after that.
+type LeasedError struct{ Until time.Time }
+
+func (e *LeasedError) Error() string {
+	return "store: presave is running elsewhere until " + e.Until.Format(time.RFC3339)
+}
+
+// StartPresave marks the pre-save running for this generation and takes
+// its lease for lease (an attempt's time limit plus bookkeeping):
+// attempts+1, started_at = now. It reports false (and no error) when the
+// pre-save is not enqueued or running at that generation; the task is
+// then stale (every path that queues a task marks the row enqueued first,
+// and a postponed pre-save is pending until the relay claims it again).
+// It returns a *LeasedError when another attempt holds the lease.
+func (s *Store) StartPresave(ctx context.Context, id uuid.UUID, generation int, lease time.Duration) (Presave, bool, error) {
 	p, err := scanPresave(s.pool.QueryRow(ctx, `
-		UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(), updated_at = now()
-		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')
-		RETURNING `+presaveColumns, id, generation))
-	if errors.Is(err, ErrNotFound) {
-		return Presave{}, false, nil
+		UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(),
+			lease_until = now() + make_interval(secs => $3), updated_at = now()
+		WHERE id = $1 AND generation = $2
+		  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
+		RETURNING `+presaveColumns, id, generation, lease.Seconds()))
+	if err == nil {
+		return p, true, nil
 	}
-	if err != nil {
+	if !errors.Is(err, ErrNotFound) {
 		return Presave{}, false, fmt.Errorf("store: start presave: %w", err)
 	}
-	return p, true, nil
+	var until *time.Time
+	err = s.pool.QueryRow(ctx, `
+		SELECT lease_until FROM presaves
+		WHERE id = $1 AND generation = $2 AND status = 'running' AND lease_until >= now()`, id, generation).Scan(&until)
+	if err == nil && until != nil {
+		return Presave{}, false, &LeasedError{Until: *until}
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Presave{}, false, fmt.Errorf("store: start presave: %w", err)
+	}
+	return Presave{}, false, nil
 }
 
 // RecordActionResult stores one action's result as soon as it is known,
@@ -59,7 +81,7 @@ func (s *Store) RecordActionResult(ctx context.Context, id uuid.UUID, generation
 // reports false when the generation moved on.
 func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int, lastError string) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE presaves SET status = 'enqueued', last_error = NULLIF($3, ''), updated_at = now()
+		UPDATE presaves SET status = 'enqueued', last_error = NULLIF($3, ''), lease_until = NULL, updated_at = now()
 		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')`, id, generation, lastError)
 	if err != nil {
 		return false, fmt.Errorf("store: requeue presave: %w", err)
@@ -71,7 +93,7 @@ func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int
 // the relay to claim when it comes within the window again.
 func (s *Store) PostponePresave(ctx context.Context, id uuid.UUID, generation int) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE presaves SET status = 'pending', enqueued_at = NULL, updated_at = now()
+		UPDATE presaves SET status = 'pending', enqueued_at = NULL, lease_until = NULL, updated_at = now()
 		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')`, id, generation)
 	if err != nil {
 		return false, fmt.Errorf("store: postpone presave: %w", err)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	ps := jobsFixture(t, st, providers.YouTube, time.Now().Add(time.Minute))
 
 	// Pending: a task cannot start it (it was never claimed).
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation); err != nil || ok {
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); err != nil || ok {
 		t.Fatalf("StartPresave on pending = %v, %v; want false", ok, err)
 	}
 	claimed, ran, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 100)
@@ -52,10 +53,10 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	if again, _, _ := st.ClaimDuePresaves(ctx, 10*time.Minute, 100); len(again) != 0 {
 		t.Fatalf("claimed twice: %v", again)
 	}
-	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation+1); ok {
+	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation+1, time.Minute); ok {
 		t.Fatal("a wrong generation started")
 	}
-	run, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation)
+	run, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute)
 	if err != nil || !ok || run.Status != store.PresaveRunning || run.Attempts != 1 {
 		t.Fatalf("StartPresave = %+v, %v, %v", run, ok, err)
 	}
@@ -91,7 +92,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	if _, _, err := st.ClaimDuePresaves(ctx, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation); !ok || err != nil {
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
 		t.Fatalf("start: %v %v", ok, err)
 	}
 	if got, err := st.ReviveStuckPresaves(ctx, time.Hour, 10); err != nil || len(got) != 0 {
@@ -102,7 +103,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Generation != ps.Generation+1 {
 		t.Fatalf("ReviveStuckPresaves = %v, %v", got, err)
 	}
-	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation); ok {
+	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); ok {
 		t.Fatal("the dead worker's generation could start again")
 	}
 	inflight, err := st.InFlightPresaves(ctx, time.Minute, store.InFlightCursor{}, 10)
@@ -118,5 +119,38 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	}
 	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); has {
 		t.Fatal("token survived")
+	}
+}
+
+// Two tasks of one generation (possible after Redis lost its data) never
+// run a pre-save at once: the second finds the first's lease, learns when
+// it lapses, and may start after that or after the first hands it back.
+func TestStartPresaveLease(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	ps := jobsFixture(t, st, providers.Spotify, time.Now().Add(-time.Second))
+	if _, _, err := st.ClaimDuePresaves(ctx, time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
+		t.Fatalf("first start: %v %v", ok, err)
+	}
+	_, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute)
+	var leased *store.LeasedError
+	if ok || !errors.As(err, &leased) || time.Until(leased.Until) < 50*time.Second {
+		t.Fatalf("second start = %v, %v; want a LeasedError about a minute away", ok, err)
+	}
+	// Handing it back (a deferral) releases the lease at once.
+	if ok, err := st.RequeuePresave(ctx, ps.ID, ps.Generation, "deferred"); !ok || err != nil {
+		t.Fatalf("requeue: %v %v", ok, err)
+	}
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, 100*time.Millisecond); !ok || err != nil {
+		t.Fatalf("start after requeue: %v %v", ok, err)
+	}
+	// A crashed attempt's lease lapses by itself.
+	time.Sleep(200 * time.Millisecond)
+	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
+		t.Fatalf("start after the lease lapsed: %v %v", ok, err)
 	}
 }
