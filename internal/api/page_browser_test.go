@@ -1,0 +1,354 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/presave/presave/internal/api"
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/registry"
+)
+
+// chromiumPath is Debian's chromium (scripts/services.sh installs it when
+// run as root); CHROMIUM overrides it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed: run ./scripts/services.sh as root (make test does) or apt-get install chromium")
+	}
+	return p
+}
+
+// browser starts a headless Chromium with a fresh profile; the fan's
+// time zone is zone. It lives until the test ends.
+func browser(t *testing.T, zone string) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1024, 900),
+		// The fan's zone as Intl reports it.
+		chromedp.Env("TZ=" + zone),
+	}
+	// One deadline for the whole browser session: a hung page fails the
+	// test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(bcancel)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return bctx
+}
+
+// artefacts is where the screenshots go: $TEST_ARTIFACTS/<test> or a
+// temporary directory.
+func artefacts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if base := os.Getenv("TEST_ARTIFACTS"); base != "" {
+		dir = filepath.Join(base, strings.ReplaceAll(t.Name(), "/", "_"))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("screenshots in %s", dir)
+	return dir
+}
+
+type shooter struct {
+	t   *testing.T
+	ctx context.Context
+	dir string
+	n   int
+}
+
+// shot saves a full-page PNG of the current page.
+func (s *shooter) shot(name string) []byte {
+	s.t.Helper()
+	buf := get(s.t, s.ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	s.n++
+	if err := os.WriteFile(filepath.Join(s.dir, fmt.Sprintf("%02d-%s.png", s.n, name)), buf, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	return buf
+}
+
+// stepTimeout bounds one step (a navigation and its wait): generous for
+// a loaded machine, short enough that a failure reports itself.
+const stepTimeout = 20 * time.Second
+
+// failAt fails the test with what was being done and where the page is.
+func failAt(t *testing.T, ctx context.Context, what string, err error) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(sctx, chromedp.Location())
+	body, _ := chromedp.Run(sctx, chromedp.Text(chromedp.CSS("body")))
+	t.Fatalf("%s: %v (at %s: %.500s)", what, err, loc, body)
+}
+
+// do runs browser steps.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(sctx, steps...); err != nil {
+		failAt(t, ctx, what, err)
+	}
+}
+
+// get runs one browser action and returns its value.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(sctx, a)
+	if err != nil {
+		failAt(t, ctx, what, err)
+	}
+	return v
+}
+
+// TestPageInABrowser drives the fan's page in headless Chromium against
+// the real API and the fake provider on loopback, checking PostgreSQL at
+// every step.
+func TestPageInABrowser(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	rel := b.createRelease(releaseBody("browser-release", time.Now().Add(72*time.Hour)))
+	ctx := browser(t, "Europe/Paris")
+	s := &shooter{t: t, ctx: ctx, dir: artefacts(t)}
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	spotify, youtube := css(`button[value="spotify"]`), css(`button[value="youtube"]`)
+	text := func(sel string) string { return get(t, ctx, "read "+sel, chromedp.Text(css(sel))) }
+	disabled := func(sel chromedp.CSS) bool {
+		return get(t, ctx, "read disabled", chromedp.JavascriptAttribute[bool](sel, "disabled"))
+	}
+	location := func() string { return get(t, ctx, "location", chromedp.Location()) }
+
+	// The release page: the fan's zone detected and sent, buttons
+	// disabled until consent is ticked.
+	do(t, ctx, "open the release page",
+		chromedp.Navigate(b.url+"/r/browser-release"),
+		chromedp.WaitVisible(css("#rel-title")),
+	)
+	zone := get(t, ctx, "zone field", chromedp.Value(css("#zone")))
+	if shown := text(".when .js-zone"); zone != "Europe/Paris" || shown != "Europe/Paris" || !disabled(spotify) || !disabled(youtube) {
+		t.Errorf("release page: zone field %q, shown %q, buttons disabled %v %v", zone, shown, disabled(spotify), disabled(youtube))
+	}
+	s.shot("release")
+	// A narrow phone: nothing wider than the screen.
+	do(t, ctx, "phone width", chromedp.EmulateViewport(360, 740, chromedp.EmulateMobile))
+	if overflow := get(t, ctx, "measure", chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); overflow > 0 {
+		t.Errorf("the release page is %dpx wider than a 360px phone", overflow)
+	}
+	s.shot("release-phone")
+	do(t, ctx, "desktop width", chromedp.EmulateViewport(1024, 900))
+	// Clicking the disabled button goes nowhere.
+	do(t, ctx, "click without consent", chromedp.Click(spotify))
+	if n, loc := b.count("oauth_states", ""), location(); n != 0 || loc != b.url+"/r/browser-release" {
+		t.Errorf("a disabled button started a connection (%d states, at %s)", n, loc)
+	}
+
+	// Without JavaScript the button is enabled, and the box is required
+	// (the browser's own check); a client that skips both (no script, no
+	// form validation) meets the server's refusal.
+	get(t, ctx, "submit without consent, as without JavaScript",
+		chromedp.Evaluate[bool](`(() => {
+			const b = document.querySelector('button[value="spotify"]');
+			b.form.noValidate = true; b.disabled = false; b.click(); return true; })()`))
+	do(t, ctx, "wait for the refusal", chromedp.WaitVisible(css("#msg-title")))
+	if shown := text("#msg-title"); shown != "Please tick the consent box" || b.count("oauth_states", "") != 0 || b.count("presaves", "") != 0 {
+		t.Errorf("start without consent: %q, %d states", shown, b.count("oauth_states", ""))
+	}
+	s.shot("consent-required")
+
+	// The way back, consent ticked, Spotify, the fake's consent screen
+	// (auto-approves), the confirmation.
+	do(t, ctx, "go back to the release",
+		chromedp.Click(css(`a.button.secondary`)),
+		chromedp.WaitVisible(css("#rel-title")),
+		chromedp.Click(css("#consent")),
+	)
+	if disabled(spotify) {
+		t.Fatalf("ticking consent did not enable the buttons")
+	}
+	s.shot("consent-ticked")
+	do(t, ctx, "pre-save on Spotify",
+		chromedp.Click(spotify),
+		chromedp.WaitVisible(css("#ps-title")),
+	)
+	loc := location()
+	if shown := text("#ps-title"); shown != "You're all set" || !strings.HasPrefix(loc, b.url+"/me/presaves/") {
+		t.Errorf("confirmation: %q at %s", shown, loc)
+	}
+	s.shot("confirmation")
+	spID := strings.TrimPrefix(loc, b.url+"/me/presaves/")
+	if n := b.count("presaves", "id = $1 AND provider = 'spotify' AND status = 'pending' AND consent_version = $2 AND fan_zone = 'Europe/Paris' AND release_id = $3",
+		spID, api.DefaultConsentVersion, rel.ID); n != 1 {
+		t.Errorf("the Spotify pre-save with its consent version and zone is not in the database")
+	}
+
+	// YouTube, by keyboard only: tick with Space, submit with Enter.
+	do(t, ctx, "pre-save on YouTube with the keyboard",
+		chromedp.Navigate(b.url+"/r/browser-release"),
+		chromedp.WaitVisible(css("#rel-title")),
+		chromedp.Focus(css("#consent")),
+		chromedp.KeyEvent(" "),
+		chromedp.WaitEnabled(youtube),
+		chromedp.Focus(youtube),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(css("#ps-title")),
+	)
+	loc = location()
+	ytID := strings.TrimPrefix(loc, b.url+"/me/presaves/")
+	if n := b.count("presaves", "id::text = $1 AND provider = 'youtube' AND consent_version = $2 AND fan_zone = 'Europe/Paris'", ytID, api.DefaultConsentVersion); n != 1 {
+		t.Errorf("the YouTube pre-save is not in the database (at %s)", loc)
+	}
+	if n := b.count("fans", ""); n != 1 {
+		t.Errorf("fans = %d, want 1 (the browser's fan cookie joins both)", n)
+	}
+
+	// Download my data, from the page's own origin with its cookie.
+	exported := get(t, ctx, "download my data",
+		chromedp.Evaluate[int](`fetch('/me/export').then(r => r.json()).then(j => j.presaves.length)`, chromedp.EvalAwaitPromise))
+	if exported != 2 {
+		t.Errorf("export lists %d pre-saves, want 2", exported)
+	}
+
+	// Manage: withdraw the Spotify pre-save (with its confirmation step).
+	do(t, ctx, "open the manage page",
+		chromedp.Click(css(`a.brand`)),
+		chromedp.WaitVisible(css("#me-title")),
+	)
+	s.shot("manage")
+	do(t, ctx, "withdraw",
+		chromedp.Click(css(`#presave-`+spID+` a.js-withdraw`)),
+		chromedp.WaitVisible(css("#confirm-title")),
+	)
+	s.shot("withdraw-confirm")
+	do(t, ctx, "confirm the withdrawal",
+		chromedp.Click(css(`form.confirm button[type="submit"]`)),
+		chromedp.WaitVisible(css(".notice.ok")),
+	)
+	s.shot("withdrawn")
+	if n := b.count("presaves", "id::text = $1 AND status = 'cancelled'", spID); n != 1 {
+		t.Errorf("the withdrawn pre-save is not cancelled in the database")
+	}
+	if n := b.count("presaves", "id::text = $1 AND status = 'pending'", ytID); n != 1 {
+		t.Errorf("withdrawing Spotify touched the YouTube pre-save")
+	}
+
+	// Delete my account, with its confirmation step.
+	do(t, ctx, "delete the account",
+		chromedp.Click(css(`a[href="/me/delete"]`)),
+		chromedp.WaitVisible(css("#confirm-title")),
+	)
+	s.shot("delete-confirm")
+	if n := b.count("fans", ""); n != 1 {
+		t.Errorf("the confirmation step deleted already")
+	}
+	do(t, ctx, "confirm the deletion",
+		chromedp.Click(css(`form.confirm button.danger`)),
+		chromedp.WaitVisible(css("#msg-title")),
+	)
+	s.shot("deleted")
+	if shown := text("#msg-title"); shown != "Your account is deleted" || b.count("fans", "") != 0 || b.count("presaves", "") != 0 || b.count("provider_tokens", "") != 0 {
+		t.Errorf("after deletion: %q, fans %d, presaves %d, tokens %d", shown, b.count("fans", ""), b.count("presaves", ""), b.count("provider_tokens", ""))
+	}
+
+	// An expired or unknown link: a page with a way back, not JSON.
+	do(t, ctx, "open a stale callback link",
+		chromedp.Navigate(b.url+registry.CallbackPath(providers.Spotify)+"?state=stale-state-stale-state-stale-state-stale0&code=x"),
+		chromedp.WaitVisible(css("#msg-title")),
+	)
+	if shown := text("#msg-title"); shown != "This link has expired" {
+		t.Errorf("stale link: %q", shown)
+	}
+	s.shot("stale-link")
+
+	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+		writeREADMEShot(t, ctx, b, s)
+	}
+}
+
+// writeREADMEShot writes docs/page.png: the release page at a phone's
+// and a desktop's width, side by side.
+func writeREADMEShot(t *testing.T, ctx context.Context, b *bundle, s *shooter) {
+	t.Helper()
+	body := releaseBody("midnight-signals", time.Date(time.Now().Year()+1, 3, 20, 0, 0, 0, 0, time.UTC))
+	body["title"], body["artist"] = "Midnight Signals", "The Loopback Choir"
+	b.createRelease(body)
+	var shots []image.Image
+	for _, w := range []int64{390, 1024} {
+		var opts []chromedp.EmulateViewportOption
+		if w < 600 {
+			opts = append(opts, chromedp.EmulateMobile)
+		}
+		do(t, ctx, "README screenshot",
+			chromedp.EmulateViewport(w, 900, opts...),
+			chromedp.Navigate(b.url+"/r/midnight-signals"),
+			chromedp.WaitVisible(chromedp.CSS("#rel-title")),
+		)
+		img, err := png.Decode(bytes.NewReader(s.shot(fmt.Sprintf("readme-%d", w))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		shots = append(shots, img)
+	}
+	const gap = 32
+	width, height := gap, 0
+	for _, im := range shots {
+		width += im.Bounds().Dx() + gap
+		height = max(height, im.Bounds().Dy())
+	}
+	out := image.NewRGBA(image.Rect(0, 0, width, height+2*gap))
+	draw.Draw(out, out.Bounds(), &image.Uniform{color.RGBA{0xdd, 0xdb, 0xd5, 0xff}}, image.Point{}, draw.Src)
+	x := gap
+	for _, im := range shots {
+		draw.Draw(out, im.Bounds().Add(image.Pt(x, gap)), im, im.Bounds().Min, draw.Src)
+		x += im.Bounds().Dx() + gap
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", "docs", "page.png")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
