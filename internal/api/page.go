@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
 
 	"github.com/presave/presave/internal/providers"
 )
@@ -131,7 +133,7 @@ func (s *Server) MountPage() error {
 	// Routes one by one rather than in a Group: echo gives a group with
 	// middleware a catch-all not-found route, which for these prefixes
 	// would turn the JSON API's 404s into pages.
-	limit := s.fanRateLimit()
+	limit := p.rateLimit()
 	route := func(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
 		// Outermost first: headers on everything, errors as pages, then
 		// the rate limit (so a 429 is a page too).
@@ -152,6 +154,21 @@ func (s *Server) MountPage() error {
 	route(http.MethodPost, "/me/delete", p.deleteFan, withCSRF...)
 	route(http.MethodGet, "/me/export", p.export, fan...)
 	return nil
+}
+
+// rateLimit is the fan endpoints' per-IP limit (its own budget) whose
+// refusal is a page. echo's limiter writes its refusal itself (c.Error),
+// so the page's error middleware would never see it.
+func (p *page) rateLimit() echo.MiddlewareFunc {
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Limit(p.s.cfg.FanRateLimit), Burst: p.s.cfg.FanRateBurst, ExpiresIn: 3 * time.Minute,
+		}),
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			back, _ := c.Get(backKey).(string)
+			return p.renderError(c, errorf(http.StatusTooManyRequests, "rate_limited", "Too many requests from your address; please wait a moment."), back)
+		},
+	})
 }
 
 // authOrigins are the origins of the providers' consent screens, taken

@@ -333,3 +333,80 @@ func TestConsentWordingsNeverChange(t *testing.T) {
 		}
 	}
 }
+
+// pageStart runs the page's start in jar and returns the consent
+// screen's URL.
+func (b *bundle) pageStart(jar browserJar, slug string, p providers.Name) string {
+	b.t.Helper()
+	tok := csrfOf(b.t, b.page(jar, http.MethodGet, "/r/"+slug, nil))
+	r := b.page(jar, http.MethodPost, "/r/"+slug+"/start", url.Values{"csrf": {tok}, "provider": {string(p)}, "consent": {"1"}})
+	if r.Status != http.StatusFound {
+		b.t.Fatalf("start: HTTP %d %s", r.Status, r.Body)
+	}
+	return r.Header.Get("Location")
+}
+
+func TestPageErrorsAFanUnderstands(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	rel := b.createRelease(releaseBody("page-errors", time.Now().Add(48*time.Hour)))
+	cb := func(jar browserJar, p providers.Name, q url.Values) response {
+		return b.page(jar, http.MethodGet, registry.CallbackPath(p)+"?"+q.Encode(), nil)
+	}
+
+	jar := browserJar{}
+	denied := cb(jar, providers.YouTube, b.consent(b.pageStart(jar, "page-errors", providers.YouTube)+"&deny=1", ""))
+	if denied.Status != http.StatusForbidden || !strings.Contains(string(denied.Body), "Nothing was saved") ||
+		!strings.Contains(string(denied.Body), `href="/r/page-errors"`) {
+		t.Errorf("denied: HTTP %d %s", denied.Status, denied.Body)
+	}
+
+	// Cancelled while the fan was on the consent screen.
+	q := b.consent(b.pageStart(jar, "page-errors", providers.Spotify), "")
+	b.admin(http.MethodPost, "/v1/releases/"+rel.ID+"/cancel", nil, http.StatusOK)
+	before := b.fingerprint("oauth_states")
+	r := cb(jar, providers.Spotify, q)
+	if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), "takes no more pre-saves") {
+		t.Errorf("cancelled: HTTP %d %s", r.Status, r.Body)
+	}
+	b.sameFingerprint(before, b.fingerprint("oauth_states"), "cancelled release")
+	page := b.page(jar, http.MethodGet, "/r/page-errors", nil)
+	if page.Status != http.StatusOK || !strings.Contains(string(page.Body), "is cancelled and takes no more pre-saves") ||
+		strings.Contains(string(page.Body), "<form") {
+		t.Errorf("cancelled release page: HTTP %d %s", page.Status, page.Body)
+	}
+}
+
+func TestPageRateLimitIsAPage(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t, func(c *api.Config) { c.FanRateLimit, c.FanRateBurst = 0.001, 2 })
+	b.createRelease(releaseBody("page-limit", time.Now().Add(48*time.Hour)))
+	var last response
+	for range 3 {
+		last = b.page(browserJar{}, http.MethodGet, "/r/page-limit", nil)
+	}
+	if last.Status != http.StatusTooManyRequests || !strings.Contains(string(last.Body), "Too many tries at once") ||
+		last.Header.Get("Content-Security-Policy") == "" {
+		t.Errorf("rate limited: HTTP %d %s", last.Status, last.Body)
+	}
+}
+
+func TestPageManageWithoutAFan(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	for _, ck := range []browserJar{{}, {api.FanCookie: "not-a-token"}} {
+		r := b.page(ck, http.MethodGet, "/me", nil)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), "This browser has no pre-saves with us") {
+			t.Errorf("/me with %v: HTTP %d", ck, r.Status)
+		}
+	}
+	// State-changing pages need the fan, then the CSRF token.
+	if r := b.page(browserJar{}, http.MethodPost, "/me/delete", url.Values{}); r.Status != http.StatusUnauthorized {
+		t.Errorf("delete without a fan: HTTP %d", r.Status)
+	}
+	c := b.connect(providers.Spotify, b.createRelease(releaseBody("page-nofan", time.Now().Add(48*time.Hour))).Slug, "", "")
+	jar := browserJar{api.FanCookie: c.FanToken}
+	if r := b.page(jar, http.MethodPost, "/me/delete", url.Values{}); r.Status != http.StatusForbidden || b.count("fans", "") != 1 {
+		t.Errorf("delete without a CSRF token: HTTP %d", r.Status)
+	}
+}
