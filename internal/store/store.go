@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +26,10 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
+// DefaultMaxConns is the connection pool size unless DATABASE_URL sets
+// pool_max_conns.
+const DefaultMaxConns = 10
+
 // Store is presave's database. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
@@ -36,6 +41,11 @@ func Open(ctx context.Context, databaseURL string, ring *seal.Ring) (*Store, err
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("store: DATABASE_URL: %w", err)
+	}
+	// pgxpool's default (the number of CPUs, at least 4) starves a worker
+	// running dozens of tasks at once; pool_max_conns in the URL wins.
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -64,7 +74,13 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // PostgreSQL advisory lock while it migrates, so several binaries starting
 // at once apply each migration exactly once; running it again is a no-op.
 func Migrate(ctx context.Context, databaseURL string) error {
-	conn, err := pgx.Connect(ctx, databaseURL)
+	// Parsed as a pool URL so pool settings (pool_max_conns) in it are
+	// accepted rather than sent to the server.
+	pcfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return fmt.Errorf("migrate: DATABASE_URL: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
 	if err != nil {
 		return fmt.Errorf("migrate: connect: %w", err)
 	}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/cluster"
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+)
+
+// width is how many simulated fans talk to the API at once.
+const width = 32
+
+// release creates a release due at due with the given targets and returns
+// its ID.
+func (b *bench) release(ctx context.Context, name string, due time.Time, spotify, youtube bool) (uuid.UUID, error) {
+	spec := cluster.ReleaseSpec{
+		Slug: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()), Title: "Bench " + name, Artist: "The Benchmarks",
+		ReleaseAt: &due,
+	}
+	if spotify {
+		spec.Spotify = &cluster.SpotifyTarget{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
+	}
+	if youtube {
+		spec.YouTube = &cluster.YouTubeTarget{VideoID: base62(11)}
+	}
+	r, err := cluster.CreateRelease(ctx, b.hc, b.cl.APIURL, b.admin, spec)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return uuid.Parse(r.ID)
+}
+
+// ingest connects n fans to release (alternating providers unless only
+// one is given) and returns the callbacks per second: start and the
+// consent screen run first for everybody, then the callbacks alone are
+// timed (state check, code exchange with the fake, sealing, the consent
+// transaction and the enqueue).
+func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n int, only providers.Name) (float64, error) {
+	callbacks := make([]string, n)
+	err := parallel(ctx, n, width, func(ctx context.Context, i int) error {
+		p := providers.Spotify
+		if only != "" {
+			p = only
+		} else if i%2 == 1 {
+			p = providers.YouTube
+		}
+		var err error
+		callbacks[i], err = cluster.PrepareConsent(ctx, b.hc, b.cl.APIURL, cluster.ConnectRequest{
+			Provider: string(p), Release: release.String(), Zone: "Europe/Berlin", User: fmt.Sprintf("%s-%d", name, i),
+		})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err = parallel(ctx, n, width, func(ctx context.Context, i int) error {
+		_, err := cluster.FinishConsent(ctx, b.hc, callbacks[i])
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// waitDrained polls until every pre-save of release is finished.
+func (b *bench) waitDrained(ctx context.Context, release uuid.UUID, n int) (store.Timings, error) {
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		t, err := b.db.Store.ReleaseTimings(ctx, release)
+		if err != nil {
+			return t, err
+		}
+		if t.Finished >= n {
+			if t.Done != n {
+				return t, fmt.Errorf("%d of %d pre-saves failed", n-t.Done, n)
+			}
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			return t, fmt.Errorf("only %d of %d pre-saves finished after 15 minutes", t.Finished, n)
+		}
+		select {
+		case <-ctx.Done():
+			return t, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// dueAfterIngest picks a release time far enough ahead for n fans to
+// connect first, so that all of them are due at the same instant.
+func dueAfterIngest(n int) time.Time {
+	return time.Now().Add(15*time.Second + time.Duration(n)*time.Second/300).Truncate(time.Second)
+}
+
+// drain is figures 2, 5 and 7: n fans connect through the API (ingest
+// rate), all due at one instant; the workers drain them.
+func (b *bench) drain(ctx context.Context, res results) error {
+	n := b.o.n
+	due := dueAfterIngest(n)
+	rel, err := b.release(ctx, "drain", due, true, true)
+	if err != nil {
+		return err
+	}
+	if res["ingest_per_s"], err = b.ingest(ctx, rel, "drain", n, ""); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if time.Now().After(due.Add(-time.Second)) {
+		fmt.Fprintf(b.out, "  warning: ingest ended after the release time; the drain figures include some queueing\n")
+	}
+	t, err := b.waitDrained(ctx, rel, n)
+	if err != nil {
+		return err
+	}
+	elapsed := t.LastCompleted.Sub(t.FirstDue).Seconds()
+	res["drain_per_s"] = float64(n) / elapsed
+	res["drain_ratio"] = res["drain_per_s"] / res["ceiling_per_s"]
+	res["lateness_p50_s"] = t.LatenessP50
+	res["lateness_p99_s"] = t.LatenessP99
+	if dups := cluster.Duplicates(b.fake.State()); dups != 0 {
+		return fmt.Errorf("%d duplicate entries on the fake provider", dups)
+	}
+	return nil
+}
+
+// calls sums the fake's API calls (not OAuth) with status (0 = any).
+func (b *bench) calls(status int) int {
+	total := 0
+	for k, v := range b.fake.State().Calls {
+		var method, route string
+		var st int
+		if _, err := fmt.Sscanf(k, "%s %s %d", &method, &route, &st); err != nil {
+			continue
+		}
+		if !isAPIRoute(route) || (status != 0 && st != status) {
+			continue
+		}
+		total += v
+	}
+	return total
+}
+
+func isAPIRoute(route string) bool {
+	return len(route) > 4 && (route[:4] == "/v1/" || (len(route) > 12 && route[:12] == "/youtube/v3/"))
+}
+
+// withLatency is figure 3: the fake answers every API call after the
+// given latency; the workers' concurrency bounds the call rate at
+// concurrency ÷ latency.
+func (b *bench) withLatency(ctx context.Context, res results) error {
+	n := max(b.o.n/4, 100)
+	for _, p := range providers.Names {
+		b.fake.SetLatency(p, b.o.latency)
+	}
+	defer func() {
+		for _, p := range providers.Names {
+			b.fake.SetLatency(p, 0)
+		}
+	}()
+	due := dueAfterIngest(n)
+	rel, err := b.release(ctx, "latency", due, true, true)
+	if err != nil {
+		return err
+	}
+	if _, err := b.ingest(ctx, rel, "latency", n, ""); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	before := b.calls(0)
+	t, err := b.waitDrained(ctx, rel, n)
+	if err != nil {
+		return err
+	}
+	calls := b.calls(0) - before
+	elapsed := t.LastCompleted.Sub(t.FirstDue).Seconds()
+	bound := float64(b.o.workers*b.o.concurrency) / b.o.latency.Seconds()
+	res["latency_bound_per_s"] = bound
+	res["latency_per_s"] = float64(calls) / elapsed
+	res["latency_ratio"] = res["latency_per_s"] / bound
+	return nil
+}
+
+// rateLimit is figure 6: the fake allows R requests/s for the Spotify
+// app, and the workers are configured to the same R; how close do they
+// get, and how often are they refused?
+func (b *bench) rateLimit(ctx context.Context, res results) error {
+	r := b.o.rate
+	// About 15 s of work at the limit (each pre-save makes ~4 API calls).
+	n := max(int(r*15/4), 100)
+	// Burst 2 on both sides: one action is a check and a write, and the
+	// workers' limiter admits an action's calls together.
+	if err := b.startWorkers(ctx, fmt.Sprintf("SPOTIFY_RPS=%g", r), "SPOTIFY_BURST=2",
+		"YOUTUBE_RPS=1000000", "YOUTUBE_BURST=100000"); err != nil {
+		return err
+	}
+	defer b.startWorkers(context.WithoutCancel(ctx), unlimited()...)
+	due := dueAfterIngest(n)
+	rel, err := b.release(ctx, "rate", due, true, false)
+	if err != nil {
+		return err
+	}
+	if _, err := b.ingest(ctx, rel, "rate", n, providers.Spotify); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	// The limit starts after the fans connected: it is the release-day
+	// traffic that must respect it. Like Spotify's (a rolling window),
+	// the fake's limit tolerates a short burst: 0.2 s worth of requests.
+	b.fake.SetRateLimit(providers.Spotify, r, max(2, int(r/5)))
+	defer b.fake.SetRateLimit(providers.Spotify, 0, 0)
+	all0, limited0 := b.calls(0), b.calls(429)
+	t, err := b.waitDrained(ctx, rel, n)
+	if err != nil {
+		return err
+	}
+	all, limited := b.calls(0)-all0, b.calls(429)-limited0
+	elapsed := t.LastCompleted.Sub(t.FirstDue).Seconds()
+	res["rate_limit_per_s"] = r
+	res["rate_adherence"] = float64(all-limited) / elapsed / r
+	res["rate_429_share"] = float64(limited) / float64(max(all, 1))
+	return nil
+}
+
+const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+func base62(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		k, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b[i] = alphabet[k.Int64()]
+	}
+	return string(b)
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/providers"
+)
+
+// usedMemory reads Redis's used_memory after letting it settle.
+func (b *bench) usedMemory(ctx context.Context) (int64, error) {
+	time.Sleep(500 * time.Millisecond)
+	info, err := b.rdb.Client.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no used_memory in INFO memory")
+}
+
+// memory is figure 4: Redis's used_memory with many pending pre-saves due
+// next week (they live in PostgreSQL; the relay, running in the workers,
+// must leave them there) against none; then the bytes one queued task
+// costs inside the window.
+func (b *bench) memory(ctx context.Context, res results) error {
+	before, err := b.usedMemory(ctx)
+	if err != nil {
+		return err
+	}
+	rel, err := b.release(ctx, "future", time.Now().Add(7*24*time.Hour), true, false)
+	if err != nil {
+		return err
+	}
+	if err := b.db.Store.SeedSyntheticPresaves(ctx, rel, b.o.future, time.Now().Add(7*24*time.Hour)); err != nil {
+		return err
+	}
+	// Let the relay run a few times over the new rows.
+	time.Sleep(6 * time.Second)
+	after, err := b.usedMemory(ctx)
+	if err != nil {
+		return err
+	}
+	res["future_presaves"] = float64(b.o.future)
+	res["redis_future_bytes"] = float64(after - before)
+
+	// Inside the window: queue k tasks as the relay would (scheduled, with
+	// their TaskIDs), measure, and remove them.
+	const k = 10000
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index})
+	defer client.Close()
+	sched := &jobs.Scheduler{Client: client}
+	ids := make([]uuid.UUID, k)
+	base, err := b.usedMemory(ctx)
+	if err != nil {
+		return err
+	}
+	due := time.Now().Add(time.Hour)
+	if err := parallel(ctx, k, 32, func(ctx context.Context, i int) error {
+		ids[i] = uuid.Must(uuid.NewV7())
+		return sched.EnqueuePresave(ctx, ids[i], 1, providers.Spotify, due)
+	}); err != nil {
+		return err
+	}
+	full, err := b.usedMemory(ctx)
+	if err != nil {
+		return err
+	}
+	res["redis_bytes_per_task"] = float64(full-base) / k
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index})
+	defer insp.Close()
+	_, err = insp.DeleteAllScheduledTasks(jobs.QueueSpotify)
+	return err
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/presave/presave/internal/cluster"
+	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/redistest"
+	"github.com/presave/presave/internal/store/storetest"
+)
+
+const adminToken = "bench-admin-token"
+
+func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*bench, error) {
+	b := &bench{o: o, out: out, admin: adminToken}
+	ok := false
+	defer func() {
+		if !ok {
+			b.close()
+		}
+	}()
+	var err error
+	if b.binDir, err = os.MkdirTemp("", "presave-bench-"); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(out, "… building the binaries")
+	if err := cluster.Build(ctx, b.binDir); err != nil {
+		return nil, err
+	}
+	base := env.String("DATABASE_URL", config.DefaultDatabaseURL)
+	if b.db, b.dropDB, err = storetest.Create(ctx, base, "bench"); err != nil {
+		return nil, fmt.Errorf("PostgreSQL (run scripts/services.sh): %w", err)
+	}
+	b.redisURL = env.String("REDIS_URL", config.DefaultRedisURL)
+	if b.rdb, b.freeRDB, err = redistest.Lease(ctx, b.redisURL); err != nil {
+		return nil, fmt.Errorf("Redis (run scripts/services.sh): %w", err)
+	}
+
+	// The fake provider runs in this process so the benchmark can read its
+	// counters directly; the API and the workers reach it over loopback
+	// HTTP like any provider.
+	b.fake = fake.New(fake.Options{YouTubeDailyQuota: 1 << 40})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b.fakeURL = "http://" + l.Addr().String()
+	b.fakeSrv = &http.Server{Handler: b.fake}
+	go func() { _ = b.fakeSrv.Serve(l) }()
+
+	logDir := o.logDir
+	if logDir != "" {
+		if err := os.MkdirAll(logDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	b.cl = cluster.New(cluster.Config{
+		// Each process may hold 25 connections: the workers run 100 tasks
+		// at once each, and PostgreSQL allows 100 connections by default.
+		BinDir: b.binDir, DatabaseURL: b.db.URL + "&pool_max_conns=25", RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
+		AdminToken: adminToken, LogDir: logDir,
+		Env: []string{
+			// Everything is due within the hour, so the API queues each
+			// pre-save at consent, as for a release due soon.
+			"RELAY_WINDOW=1h",
+			// The benchmark is one client IP; the per-IP limit protects
+			// production fans' endpoints, not this.
+			"FAN_RATE_LIMIT=1000000", "FAN_RATE_BURST=1000000",
+			"YOUTUBE_DAILY_UNITS=1000000000000",
+		},
+	})
+	b.cl.FakeURL = b.fakeURL
+	if _, err := b.cl.StartAPI(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.startWorkers(ctx, unlimited()...); err != nil {
+		return nil, err
+	}
+	b.hc = &http.Client{
+		Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512},
+		// The fan flow reads each redirect itself.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	ok = true
+	return b, nil
+}
+
+// unlimited lifts the workers' own rate limits so they run as fast as the
+// fake allows.
+func unlimited() []string {
+	return []string{"SPOTIFY_RPS=1000000", "SPOTIFY_BURST=100000", "YOUTUBE_RPS=1000000", "YOUTUBE_BURST=100000"}
+}
+
+// startWorkers (re)starts the worker processes with extra settings.
+func (b *bench) startWorkers(ctx context.Context, extra ...string) error {
+	for _, w := range b.workers {
+		_ = w.Stop(30e9)
+	}
+	b.workers = nil
+	for range b.o.workers {
+		w, err := b.cl.StartWorker(ctx, append([]string{"WORKER_CONCURRENCY=" + strconv.Itoa(b.o.concurrency)}, extra...)...)
+		if err != nil {
+			return err
+		}
+		b.workers = append(b.workers, w)
+	}
+	return nil
+}
