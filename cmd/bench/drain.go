@@ -216,14 +216,49 @@ func (b *bench) rateLimit(ctx context.Context, res results) error {
 	b.fake.SetRateLimit(providers.Spotify, r, max(2, int(r/5)))
 	defer b.fake.SetRateLimit(providers.Spotify, 0, 0)
 	all0, limited0 := b.calls(0), b.calls(429)
-	t, err := b.waitDrained(ctx, rel, n)
+	// The achieved rate is read where the limit is enforced: the fake's
+	// accepted calls, from the first to the last, sampled every 50 ms.
+	type sample struct {
+		at       time.Time
+		accepted int
+	}
+	stop := make(chan struct{})
+	sampled := make(chan []sample, 1)
+	go func() {
+		var out []sample
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				sampled <- out
+				return
+			case now := <-tick.C:
+				out = append(out, sample{now, (b.calls(0) - all0) - (b.calls(429) - limited0)})
+			}
+		}
+	}()
+	_, err = b.waitDrained(ctx, rel, n)
+	close(stop)
+	samples := <-sampled
 	if err != nil {
 		return err
 	}
 	all, limited := b.calls(0)-all0, b.calls(429)-limited0
-	elapsed := t.LastCompleted.Sub(t.FirstDue).Seconds()
+	var first, last sample
+	for _, s := range samples {
+		if first.at.IsZero() && s.accepted > 0 {
+			first = s
+		}
+		if s.accepted > last.accepted {
+			last = s
+		}
+	}
+	if !last.at.After(first.at) {
+		return fmt.Errorf("too few samples to measure a rate")
+	}
 	res["rate_limit_per_s"] = r
-	res["rate_adherence"] = float64(all-limited) / elapsed / r
+	res["rate_adherence"] = float64(last.accepted-first.accepted) / last.at.Sub(first.at).Seconds() / r
 	res["rate_429_share"] = float64(limited) / float64(max(all, 1))
 	return nil
 }

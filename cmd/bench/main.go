@@ -56,6 +56,7 @@ type options struct {
 	rate        float64
 	out         string
 	logDir      string
+	poolConns   int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -70,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.Float64Var(&o.rate, "rate", 100, "fake provider rate limit (requests/s) for figure 6")
 	fs.StringVar(&o.out, "out", "bench/results.json", "where to write the results")
 	fs.StringVar(&o.logDir, "logs", "", "keep the processes' logs in this directory")
+	fs.IntVar(&o.poolConns, "pool", 10, "PostgreSQL connections per process (pool_max_conns)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

@@ -62,9 +62,9 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 		}
 	}
 	b.cl = cluster.New(cluster.Config{
-		// Each process may hold 25 connections: the workers run 100 tasks
-		// at once each, and PostgreSQL allows 100 connections by default.
-		BinDir: b.binDir, DatabaseURL: b.db.URL + "&pool_max_conns=25", RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
+		// A few connections per process keep PostgreSQL's backends busy
+		// without thrashing two cores.
+		BinDir: b.binDir, DatabaseURL: b.db.URL + "&pool_max_conns=" + strconv.Itoa(o.poolConns), RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
 		AdminToken: adminToken, LogDir: logDir,
 		Env: []string{
 			// Everything is due within the hour, so the API queues each

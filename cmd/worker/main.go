@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -116,6 +117,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, _ = io.WriteString(rw, `{"status":"ok"}`)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if on, err := env.Bool("PPROF", false); err != nil {
+		return err
+	} else if on {
+		// Profiling for operators chasing a slow drain; off by default
+		// since it exposes internals on the health port.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
