@@ -304,43 +304,13 @@ type ConnectRequest struct {
 
 // ConnectWith is Connect with every option.
 func ConnectWith(ctx context.Context, hc *http.Client, apiURL string, cr ConnectRequest) (ConnectResult, error) {
-	base := strings.TrimRight(apiURL, "/")
-	startBody := map[string]any{"release": cr.Release, "zone": cr.Zone, "consent": true}
-	if cr.Actions != nil {
-		startBody["actions"] = cr.Actions
-	}
-	var started struct {
-		AuthorizeURL string `json:"authorize_url"`
-	}
-	startURL := base + "/v1/connect/" + url.PathEscape(cr.Provider) + "/start"
-	if err := retryTemporary(ctx, func() error {
-		return doJSON(ctx, hc, http.MethodPost, startURL, "", startBody, &started)
-	}); err != nil {
-		return ConnectResult{}, fmt.Errorf("connect %s as %s: start: %w", cr.Provider, cr.User, err)
-	}
-	if started.AuthorizeURL == "" {
-		return ConnectResult{}, fmt.Errorf("connect %s as %s: start answered no authorize_url", cr.Provider, cr.User)
-	}
-
-	// The consent screen: the fake approves at once and redirects to our
-	// callback; the browser would follow that Location, and so do we, by hand.
-	var callback string
-	if err := retryTemporary(ctx, func() error {
-		var err error
-		callback, err = consent(ctx, hc, fake.WithUser(started.AuthorizeURL, cr.User))
-		return err
-	}); err != nil {
-		return ConnectResult{}, fmt.Errorf("connect %s as %s: consent screen: %w", cr.Provider, cr.User, err)
-	}
-
-	// Not retried: the code is single-use, so a second call could only fail.
-	var raw json.RawMessage
-	if err := doJSON(ctx, hc, http.MethodGet, callback, "", nil, &raw); err != nil {
-		return ConnectResult{}, fmt.Errorf("connect %s as %s: callback: %w", cr.Provider, cr.User, err)
-	}
-	res, err := parseConnected(raw)
+	callback, err := PrepareConsent(ctx, hc, apiURL, cr)
 	if err != nil {
-		return ConnectResult{}, fmt.Errorf("connect %s as %s: callback: %w", cr.Provider, cr.User, err)
+		return ConnectResult{}, err
+	}
+	res, err := FinishConsent(ctx, hc, callback)
+	if err != nil {
+		return ConnectResult{}, fmt.Errorf("connect %s as %s: %w", cr.Provider, cr.User, err)
 	}
 	return res, nil
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -258,22 +257,7 @@ func classify(op string, err error, f oauthx.Failure) error {
 	e := &providers.Error{Provider: providers.Spotify, Op: op, Err: err}
 	// Token endpoint failures (exchange or refresh) come first: they are
 	// wrapped in *url.Error, which would otherwise look like a network error.
-	if re, ok := oauthx.RetrieveError(err); ok {
-		e.Reason = re.ErrorCode
-		e.Err = &oauthx.Quiet{Msg: "token endpoint refused: " + re.ErrorCode, Err: re}
-		if re.Response != nil {
-			e.Status = re.Response.StatusCode
-		}
-		switch {
-		case re.ErrorCode == "invalid_grant":
-			e.Class = providers.GrantInvalid
-		case e.Status == http.StatusTooManyRequests:
-			e.Class, e.RetryAfter = providers.RateLimited, retryAfter(re.Response.Header.Get("Retry-After"))
-		case e.Status >= 500:
-			e.Class = providers.Retryable
-		default:
-			e.Class = providers.Permanent
-		}
+	if oauthx.ClassifyTokenEndpoint(e, err) {
 		return e
 	}
 	status, reason := f.Status, ""
@@ -316,11 +300,11 @@ func classify(op string, err error, f oauthx.Failure) error {
 		e.Class = providers.QuotaExhausted
 		wait := time.Hour // Spotify documents no reset time; check again in an hour
 		if f.RetryAfter != "" {
-			wait = retryAfter(f.RetryAfter)
+			wait = oauthx.RetryAfter(f.RetryAfter)
 		}
 		e.ResetAt = time.Now().Add(wait)
 	case status == http.StatusTooManyRequests:
-		e.Class, e.RetryAfter = providers.RateLimited, retryAfter(f.RetryAfter)
+		e.Class, e.RetryAfter = providers.RateLimited, oauthx.RetryAfter(f.RetryAfter)
 		if e.Reason == "" {
 			e.Reason = "rate_limited"
 		}
@@ -330,15 +314,4 @@ func classify(op string, err error, f oauthx.Failure) error {
 		e.Class = providers.Permanent
 	}
 	return e
-}
-
-// retryAfter parses Retry-After seconds (or an HTTP date); 1s when absent.
-func retryAfter(v string) time.Duration {
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), time.Second)
-	}
-	return time.Second
 }

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // quota resets at midnight America/Los_Angeles wherever we run
@@ -217,7 +216,7 @@ func (p *Provider) Revoke(ctx context.Context, refreshToken string) error {
 	e := &providers.Error{Provider: providers.YouTube, Op: "revoke", Status: resp.StatusCode, Reason: oe.Error}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		e.Class, e.RetryAfter = providers.RateLimited, retryAfter(resp.Header.Get("Retry-After"))
+		e.Class, e.RetryAfter = providers.RateLimited, oauthx.RetryAfter(resp.Header.Get("Retry-After"))
 	case resp.StatusCode >= 500:
 		e.Class = providers.Retryable
 	default:
@@ -372,23 +371,7 @@ func classify(op string, err error) error {
 	e := &providers.Error{Provider: providers.YouTube, Op: op, Err: err}
 	// Token endpoint failures first: they arrive inside *url.Error, which
 	// would otherwise pass for a network error.
-	if re, ok := oauthx.RetrieveError(err); ok {
-		e.Reason = re.ErrorCode
-		e.Err = &oauthx.Quiet{Msg: "token endpoint refused: " + re.ErrorCode, Err: re}
-		if re.Response != nil {
-			e.Status = re.Response.StatusCode
-		}
-		switch {
-		case re.ErrorCode == "invalid_grant":
-			// Revoked, expired (7-day test-mode tokens too): reconnect.
-			e.Class = providers.GrantInvalid
-		case e.Status == http.StatusTooManyRequests:
-			e.Class, e.RetryAfter = providers.RateLimited, retryAfter(re.Response.Header.Get("Retry-After"))
-		case e.Status >= 500:
-			e.Class = providers.Retryable
-		default:
-			e.Class = providers.Permanent
-		}
+	if oauthx.ClassifyTokenEndpoint(e, err) {
 		return e
 	}
 	var ge *googleapi.Error
@@ -411,7 +394,7 @@ func classify(op string, err error) error {
 	case e.Reason == "quotaExceeded" || e.Reason == "dailyLimitExceeded":
 		e.Class, e.ResetAt = providers.QuotaExhausted, NextQuotaReset(time.Now())
 	case e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded" || ge.Code == http.StatusTooManyRequests:
-		e.Class, e.RetryAfter = providers.RateLimited, retryAfter(ge.Header.Get("Retry-After"))
+		e.Class, e.RetryAfter = providers.RateLimited, oauthx.RetryAfter(ge.Header.Get("Retry-After"))
 	case ge.Code == http.StatusUnauthorized:
 		// Still 401 after a forced refresh.
 		e.Class = providers.GrantInvalid
@@ -427,15 +410,4 @@ func classify(op string, err error) error {
 		e.Class = providers.Permanent
 	}
 	return e
-}
-
-// retryAfter parses Retry-After seconds (or an HTTP date); 1s when absent.
-func retryAfter(v string) time.Duration {
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), time.Second)
-	}
-	return time.Second
 }

@@ -11,10 +11,14 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/presave/presave/internal/providers"
 )
 
 // DefaultTimeout bounds every provider HTTP call when the caller did not
@@ -204,4 +208,45 @@ func RetrieveError(err error) (*oauth2.RetrieveError, bool) {
 	var re *oauth2.RetrieveError
 	ok := errors.As(err, &re)
 	return re, ok
+}
+
+// RetryAfter parses a Retry-After header (seconds or an HTTP date); one
+// second when it is absent or unreadable.
+func RetryAfter(v string) time.Duration {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), time.Second)
+	}
+	return time.Second
+}
+
+// ClassifyTokenEndpoint fills e from err when err is a token endpoint
+// failure (exchange or refresh) and reports whether it was. These arrive
+// wrapped in *url.Error, which would otherwise pass for a network error,
+// so providers check them first. invalid_grant (a revoked or expired
+// grant, including Google's 7-day test-mode tokens and Spotify's
+// six-month limit) means the fan must reconnect.
+func ClassifyTokenEndpoint(e *providers.Error, err error) bool {
+	re, ok := RetrieveError(err)
+	if !ok {
+		return false
+	}
+	e.Reason = re.ErrorCode
+	e.Err = &Quiet{Msg: "token endpoint refused: " + re.ErrorCode, Err: re}
+	if re.Response != nil {
+		e.Status = re.Response.StatusCode
+	}
+	switch {
+	case re.ErrorCode == "invalid_grant":
+		e.Class = providers.GrantInvalid
+	case e.Status == http.StatusTooManyRequests:
+		e.Class, e.RetryAfter = providers.RateLimited, RetryAfter(re.Response.Header.Get("Retry-After"))
+	case e.Status >= 500:
+		e.Class = providers.Retryable
+	default:
+		e.Class = providers.Permanent
+	}
+	return true
 }
