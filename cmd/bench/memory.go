@@ -46,7 +46,7 @@ func (b *bench) memory(ctx context.Context, res results) error {
 		return err
 	}
 	// Let the relay run a few times over the new rows.
-	time.Sleep(6 * time.Second)
+	time.Sleep(5 * time.Second)
 	after, err := b.usedMemory(ctx)
 	if err != nil {
 		return err
