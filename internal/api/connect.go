@@ -333,6 +333,10 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		},
 		ReleaseID: r.ID, Actions: st.Actions, ConsentedAt: now, ConsentVersion: st.ConsentVersion,
 		FanZone: st.FanZone, ClientIPPrefix: st.ClientIPPrefix, DueAt: due,
+		// Due within the relay window: recorded as enqueued in the consent
+		// transaction itself and queued right after it (the rule of
+		// jobs.Scheduler.Schedule, without its separate UPDATE).
+		Enqueue: time.Until(due) <= s.sched.Window,
 	}
 	newToken := randomToken
 	if reuse != "" {
@@ -360,14 +364,14 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 			s.log.WarnContext(ctx, "dropping a superseded pre-save task", "presave_id", ps.ID, "err", err)
 		}
 	}
-	queued, err := s.sched.Schedule(ctx, ps.ID, ps.Generation, ps.Provider, ps.DueAt)
-	if err != nil {
-		// Recorded in PostgreSQL; the relay queues it in time.
-		s.log.WarnContext(ctx, "scheduling a new pre-save; the relay will queue it", "presave_id", ps.ID, "err", err)
-	}
-	res.Queued = queued
-	if queued {
-		res.Presave.Status = store.PresaveEnqueued
+	if ps.Status == store.PresaveEnqueued {
+		if err := s.sched.EnqueuePresave(ctx, ps.ID, ps.Generation, ps.Provider, ps.DueAt); err != nil {
+			// Recorded as enqueued in PostgreSQL; the relay's rescue
+			// queues enqueued pre-saves that have no task.
+			s.log.WarnContext(ctx, "queueing a new pre-save; the relay will queue it", "presave_id", ps.ID, "err", err)
+		} else {
+			res.Queued = true
+		}
 	}
 	return res, nil
 }

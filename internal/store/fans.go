@@ -126,6 +126,13 @@ type Consent struct {
 	FanZone        string
 	ClientIPPrefix *netip.Prefix
 	DueAt          time.Time
+	// Enqueue records the pre-save as enqueued in the same transaction
+	// (the caller queues its task right after the commit, because it is
+	// due within the relay window). It saves the separate MarkEnqueued
+	// update; if the process dies before the task is queued, the relay's
+	// rescue finds the enqueued row without a task and queues it. A
+	// pre-save that already finished stays as it was.
+	Enqueue bool
 }
 
 // Consented is the result of recording a consent.
@@ -184,18 +191,25 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 			return err
 		}
 		id := uuid.Must(uuid.NewV7())
+		status := PresavePending
+		if c.Enqueue {
+			status = PresaveEnqueued
+		}
 		out.Presave, err = scanPresave(tx.QueryRow(ctx, `
-			INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
+				status, enqueued_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END)
 			ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
 				actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
 				fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
 				generation = presaves.generation + 1,
-				status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE 'pending' END,
+				status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE EXCLUDED.status END,
 				completed_at = CASE WHEN presaves.status IN ('done') THEN presaves.completed_at END,
-				enqueued_at = NULL, last_error = NULL, updated_at = now()
+				enqueued_at = CASE WHEN presaves.status IN ('done') THEN NULL ELSE EXCLUDED.enqueued_at END,
+				last_error = NULL, updated_at = now()
 			RETURNING `+presaveColumns,
-			id, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt))
+			id, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
+			status))
 		if err != nil {
 			return err
 		}
