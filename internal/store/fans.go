@@ -154,11 +154,31 @@ var ErrAccountTaken = errors.New("provider account is linked to another fan")
 // pre-save with its consent record and due time, and a fresh fan token. A
 // repeated consent to the same release and provider updates the pre-save
 // and bumps its generation (unless it already finished).
+//
+// Only the account lookup needs an answer before the writes; the writes
+// then go to PostgreSQL as one batch (one round trip) in the same
+// transaction: a release-day burst of callbacks is bound by PostgreSQL's
+// CPU, and every round trip costs it a wake-up.
 func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func() (string, error)) (Consented, error) {
 	var out Consented
+	var sessionHash []byte
+	if newFanToken != nil {
+		var err error
+		if out.FanToken, err = newFanToken(); err != nil {
+			return Consented{}, fmt.Errorf("store: record consent: %w", err)
+		}
+		h := sha256.Sum256([]byte(out.FanToken))
+		sessionHash = h[:]
+	}
+	status := PresavePending
+	if c.Enqueue {
+		status = PresaveEnqueued
+	}
+	presaveID := uuid.Must(uuid.NewV7())
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var existing uuid.UUID
 		err := tx.QueryRow(ctx, `SELECT fan_id FROM fan_accounts WHERE provider = $1 AND account_id = $2 FOR UPDATE`, c.Provider, c.AccountID).Scan(&existing)
+		b := &pgx.Batch{}
 		switch {
 		case err == nil:
 			if c.FanID != uuid.Nil && c.FanID != existing {
@@ -169,33 +189,26 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 			out.FanID = c.FanID
 			if out.FanID == uuid.Nil {
 				out.FanID = uuid.Must(uuid.NewV7())
-				if _, err := tx.Exec(ctx, `INSERT INTO fans (id) VALUES ($1)`, out.FanID); err != nil {
-					return err
-				}
+				b.Queue(`INSERT INTO fans (id) VALUES ($1)`, out.FanID)
 				out.FanCreated = true
+			} else {
+				// A fan has one account per provider: connecting another
+				// account of the same provider replaces the link. (A fan
+				// created just now has none.)
+				b.Queue(`DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, out.FanID, c.Provider)
 			}
-			// A fan has one account per provider: connecting another
-			// account of the same provider replaces the link.
-			if _, err := tx.Exec(ctx, `DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, out.FanID, c.Provider); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO fan_accounts (provider, account_id, fan_id) VALUES ($1, $2, $3)`, c.Provider, c.AccountID, out.FanID); err != nil {
-				return err
-			}
+			b.Queue(`INSERT INTO fan_accounts (provider, account_id, fan_id) VALUES ($1, $2, $3)`, c.Provider, c.AccountID, out.FanID)
 		default:
 			return err
 		}
 		tok := c.Token
 		tok.FanID, tok.Provider = out.FanID, c.Provider
-		if err := s.putToken(ctx, tx, tok); err != nil {
+		query, args, err := s.putTokenQuery(tok)
+		if err != nil {
 			return err
 		}
-		id := uuid.Must(uuid.NewV7())
-		status := PresavePending
-		if c.Enqueue {
-			status = PresaveEnqueued
-		}
-		out.Presave, err = scanPresave(tx.QueryRow(ctx, `
+		b.Queue(query, args...)
+		b.Queue(`
 			INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
 				status, enqueued_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END)
@@ -208,21 +221,18 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 				enqueued_at = CASE WHEN presaves.status IN ('done') THEN NULL ELSE EXCLUDED.enqueued_at END,
 				last_error = NULL, updated_at = now()
 			RETURNING `+presaveColumns,
-			id, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
-			status))
-		if err != nil {
+			presaveID, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
+			status).QueryRow(func(row pgx.Row) error {
+			var err error
+			out.Presave, err = scanPresave(row)
 			return err
+		})
+		if sessionHash != nil {
+			b.Queue(`INSERT INTO fan_sessions (token_hash, fan_id) VALUES ($1, $2)`, sessionHash, out.FanID)
 		}
-		if newFanToken != nil {
-			if out.FanToken, err = newFanToken(); err != nil {
-				return err
-			}
-			h := sha256.Sum256([]byte(out.FanToken))
-			if _, err := tx.Exec(ctx, `INSERT INTO fan_sessions (token_hash, fan_id) VALUES ($1, $2)`, h[:], out.FanID); err != nil {
-				return err
-			}
-		}
-		return nil
+		// Close sends the batch, reads every answer and returns the first
+		// error: a failed statement rolls back the whole transaction.
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return Consented{}, fmt.Errorf("store: record consent: %w", err)

@@ -48,9 +48,22 @@ func (s *Store) sealToken(t Token) (keyID string, refresh, access []byte, err er
 }
 
 func (s *Store) putToken(ctx context.Context, q pgx.Tx, t Token) error {
-	keyID, refresh, access, err := s.sealToken(t)
+	query, args, err := s.putTokenQuery(t)
 	if err != nil {
 		return err
+	}
+	if _, err := q.Exec(ctx, query, args...); err != nil {
+		return fmt.Errorf("store: put token: %w", err)
+	}
+	return nil
+}
+
+// putTokenQuery seals t and returns the upsert that stores it, so a
+// caller can also send it in a batch with other statements.
+func (s *Store) putTokenQuery(t Token) (string, []any, error) {
+	keyID, refresh, access, err := s.sealToken(t)
+	if err != nil {
+		return "", nil, err
 	}
 	var expiry *time.Time
 	if access != nil && !t.Expiry.IsZero() {
@@ -59,18 +72,14 @@ func (s *Store) putToken(ctx context.Context, q pgx.Tx, t Token) error {
 	if t.Scopes == nil {
 		t.Scopes = []string{}
 	}
-	_, err = q.Exec(ctx, `
+	return `
 		INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (fan_id, provider) DO UPDATE SET
 			key_id = EXCLUDED.key_id, refresh_sealed = EXCLUDED.refresh_sealed,
 			access_sealed = EXCLUDED.access_sealed, access_expires_at = EXCLUDED.access_expires_at,
 			scopes = EXCLUDED.scopes, authorized_at = EXCLUDED.authorized_at, rotated_at = now()`,
-		t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt)
-	if err != nil {
-		return fmt.Errorf("store: put token: %w", err)
-	}
-	return nil
+		[]any{t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt}, nil
 }
 
 // Token opens the fan's grant at provider p. ErrNotFound when none is
