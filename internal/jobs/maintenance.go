@@ -138,7 +138,7 @@ func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
 		for _, d := range claimed {
 			// A failure leaves the row enqueued without a task: the rescue
 			// below finds it.
-			if _, err := w.sched.enqueuePresave(ctx, d.ID, d.Generation, d.Provider, d.DueAt); err != nil {
+			if _, err := w.sched.enqueuePresave(ctx, d); err != nil {
 				w.log.Warn("relay: enqueue failed", "presave_id", d.ID, "err", err)
 			}
 		}
@@ -172,7 +172,7 @@ func (w *Worker) rescue(ctx context.Context) error {
 			return err
 		}
 		for _, d := range page {
-			created, err := w.sched.enqueuePresave(ctx, d.ID, d.Generation, d.Provider, d.DueAt)
+			created, err := w.sched.enqueuePresave(ctx, d)
 			if err != nil {
 				return err
 			}
@@ -207,7 +207,7 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 			break
 		}
 		for _, d := range revived {
-			if _, err := w.sched.enqueuePresave(ctx, d.ID, d.Generation, d.Provider, d.DueAt); err != nil {
+			if _, err := w.sched.enqueuePresave(ctx, d); err != nil {
 				w.log.Warn("sweep: enqueue revived failed", "presave_id", d.ID, "err", err)
 			}
 		}

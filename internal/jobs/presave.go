@@ -49,44 +49,35 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("jobs: bad presave payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	log := w.log.With("presave_id", pl.PresaveID, "generation", pl.Generation)
-	ps, err := w.st.Presave(ctx, pl.PresaveID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // the fan was deleted; nothing to do
-	}
-	if err != nil {
-		return err
-	}
-	if ps.Generation != pl.Generation || (ps.Status != store.PresaveEnqueued && ps.Status != store.PresaveRunning) {
-		log.Debug("stale presave task", "status", ps.Status, "current_generation", ps.Generation)
-		return nil
-	}
-	if wait := time.Until(ps.DueAt); wait > 0 {
-		switch {
-		case wait <= 5*time.Second:
-			// Clock skew between the enqueuer and us: just wait.
-			if err := sleepCtx(ctx, wait); err != nil {
-				return err
-			}
-		case wait <= w.cfg.RelayWindow:
-			w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_due").Inc()
-			return &Deferral{Reason: "not_due", Until: ps.DueAt}
-		default:
-			// Moved far out: back to PostgreSQL until the relay claims it.
-			_, err := w.st.PostponePresave(ctx, ps.ID, ps.Generation)
+	fan, provider := pl.FanID, pl.Provider
+	if fan == uuid.Nil || provider == "" {
+		// A task queued before payloads named the fan: read the row for
+		// it (and skip a stale task before taking any lock).
+		ps, err := w.st.Presave(ctx, pl.PresaveID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // the fan was deleted; nothing to do
+		}
+		if err != nil {
 			return err
 		}
+		if ps.Generation != pl.Generation || (ps.Status != store.PresaveEnqueued && ps.Status != store.PresaveRunning) {
+			log.Debug("stale presave task", "status", ps.Status, "current_generation", ps.Generation)
+			return nil
+		}
+		fan, provider = ps.FanID, ps.Provider
 	}
 
 	// One attempt at a time per fan and provider: it keeps a reschedule's
 	// new generation from racing an old one that is still running, and
 	// keeps two pre-saves of one fan from both refreshing (and rotating)
-	// the same grant.
-	unlock, ok, err := w.lockGrant(ctx, ps.FanID, ps.Provider)
+	// the same grant. It is taken first, so the start below (which checks
+	// the generation and status itself) is the task's first read.
+	unlock, ok, err := w.lockGrant(ctx, fan, provider)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "busy").Inc()
+		w.metrics.Deferred.WithLabelValues(string(provider), "busy").Inc()
 		return &Deferral{Reason: "busy", Until: time.Now().Add(2 * time.Second)}
 	}
 	defer unlock()
@@ -94,49 +85,71 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 	actx, cancel := context.WithTimeout(ctx, w.cfg.PresaveTimeout)
 	defer cancel()
 	// The lease outlives the attempt's deadline by the time it takes to
-	// record the outcome.
-	started, ok, err := w.st.StartPresave(actx, pl.PresaveID, pl.Generation, w.cfg.PresaveTimeout+15*time.Second)
-	var leased *store.LeasedError
-	if errors.As(err, &leased) {
+	// record the outcome. A pre-save due within dueEarly (clock skew
+	// between the enqueuer and us) starts and waits below; one due later
+	// is not started at all.
+	att, ok, err := w.st.BeginAttempt(actx, pl.PresaveID, pl.Generation, fan, w.cfg.PresaveTimeout+15*time.Second, dueEarly)
+	var (
+		leased *store.LeasedError
+		notDue *store.NotDueError
+	)
+	switch {
+	case errors.As(err, &leased):
 		// Another attempt of this generation runs (possible after Redis
 		// lost our lock and the relay re-queued the pre-save): try again
 		// once its lease lapses, never alongside it.
-		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "busy").Inc()
+		w.metrics.Deferred.WithLabelValues(string(provider), "busy").Inc()
 		return &Deferral{Reason: "busy", Until: leased.Until}
-	}
-	if err != nil {
+	case errors.As(err, &notDue):
+		if time.Until(notDue.DueAt) <= w.cfg.RelayWindow {
+			w.metrics.Deferred.WithLabelValues(string(provider), "not_due").Inc()
+			return &Deferral{Reason: "not_due", Until: notDue.DueAt}
+		}
+		// Moved far out: back to PostgreSQL until the relay claims it.
+		_, err := w.st.PostponePresave(ctx, pl.PresaveID, pl.Generation)
 		return err
-	}
-	if !ok {
+	case err != nil:
+		return err
+	case !ok:
 		log.Debug("stale presave task at start")
 		return nil
 	}
-	ps = started
+	ps := att.Presave
+	if wait := time.Until(ps.DueAt); wait > 0 {
+		if err := sleepCtx(actx, min(wait, dueEarly)); err != nil {
+			return w.requeue(ctx, log, ps, nil, err, err)
+		}
+	}
 	first := ps.Attempts == 1
 	if first {
 		w.metrics.StartLag.WithLabelValues(string(ps.Provider)).Observe(time.Since(ps.DueAt).Seconds())
 	}
-	return w.runPresave(actx, log.With("provider", ps.Provider), ps, first)
+	return w.runPresave(actx, log.With("provider", ps.Provider), att, first)
 }
+
+// dueEarly is how early (by PostgreSQL's clock) a pre-save may start and
+// wait for its due time in the worker rather than in the queue.
+const dueEarly = 5 * time.Second
 
 // runPresave performs the pre-save's remaining actions and records the
 // outcome. ps is marked running.
-func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, ps store.Presave, first bool) error {
+func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Attempt, first bool) error {
+	ps := att.Presave
 	prov, ok := w.provs.Get(ps.Provider)
 	if !ok {
 		return w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, nil, "provider_unavailable"), "provider_unavailable", false)
 	}
-	rel, err := w.st.Release(ctx, ps.ReleaseID)
+	rel, err := w.releases.get(ctx, w.st, ps.ReleaseID, att.ReleaseUpdatedAt)
 	if err != nil {
-		return w.requeue(ctx, log, ps, err, err)
+		return w.requeue(ctx, log, ps, nil, err, err)
 	}
-	tok, err := w.st.Token(ctx, ps.FanID, ps.Provider)
+	tok, err := att.Token, att.TokenErr
 	if errors.Is(err, store.ErrNotFound) {
 		// Purged meanwhile (an invalid grant seen by another pre-save).
 		return w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, nil, ReasonReconnect), ReasonReconnect, true)
 	}
 	if err != nil {
-		return w.requeue(ctx, log, ps, err, err)
+		return w.requeue(ctx, log, ps, nil, err, err)
 	}
 	client := prov.Client(ctx, &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry},
 		func(nt *oauth2.Token) {
@@ -160,10 +173,10 @@ func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, ps store.Pres
 	budget, reserved, d, err := w.reserveUnits(ctx, prov, ps, available)
 	if d != nil {
 		w.metrics.Deferred.WithLabelValues(string(ps.Provider), d.Reason).Inc()
-		return w.requeue(ctx, log, ps, d, d)
+		return w.requeue(ctx, log, ps, nil, d, d)
 	}
 	if err != nil {
-		return w.requeue(ctx, log, ps, err, err)
+		return w.requeue(ctx, log, ps, nil, err, err)
 	}
 	defer func() {
 		if reserved > 0 {
@@ -183,7 +196,7 @@ actions:
 			continue // ok, already or permanently failed in an earlier attempt
 		}
 		if !slices.Contains(available, a) {
-			w.record(ctx, log, ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
+			w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -222,7 +235,7 @@ actions:
 		pe, _ := providers.AsError(err)
 		switch {
 		case err == nil:
-			w.record(ctx, log, ps, a, store.ActionResult{Outcome: string(out), At: time.Now()}, results)
+			w.record(ps, a, store.ActionResult{Outcome: string(out), At: time.Now()}, results)
 		case class == providers.GrantInvalid:
 			grantErr = err
 			break actions
@@ -248,7 +261,7 @@ actions:
 			break actions
 		case class == providers.NotLiveYet:
 			if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
-				w.record(ctx, log, ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotLive, At: time.Now()}, results)
+				w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotLive, At: time.Now()}, results)
 				continue
 			}
 			notLive = err
@@ -259,7 +272,7 @@ actions:
 			if pe != nil && pe.Reason != "" {
 				reason = pe.Reason
 			}
-			w.record(ctx, log, ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: time.Now()}, results)
+			w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: time.Now()}, results)
 		}
 	}
 
@@ -273,7 +286,7 @@ actions:
 		return fmt.Errorf("%w: %w", asynq.SkipRetry, grantErr)
 	case deferral != nil:
 		w.metrics.Deferred.WithLabelValues(string(ps.Provider), deferral.Reason).Inc()
-		return w.requeue(ctx, log, ps, deferral, deferral)
+		return w.requeue(ctx, log, ps, results, deferral, deferral)
 	case retryErr != nil:
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
@@ -283,7 +296,7 @@ actions:
 			}
 			return fmt.Errorf("%w: %w", asynq.SkipRetry, retryErr)
 		}
-		return w.requeue(ctx, log, ps, retryErr, retryErr)
+		return w.requeue(ctx, log, ps, results, retryErr, retryErr)
 	case notLive != nil:
 		until := time.Now().Add(w.cfg.NotLiveRetry)
 		if giveUp := ps.DueAt.Add(w.cfg.NotLiveGiveUp); until.After(giveUp) {
@@ -291,7 +304,7 @@ actions:
 		}
 		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_live").Inc()
 		d := &Deferral{Reason: "not_live", Until: until, Err: notLive}
-		return w.requeue(ctx, log, ps, d, d)
+		return w.requeue(ctx, log, ps, results, d, d)
 	}
 	all := map[providers.Action]store.ActionResult{}
 	for a, r := range ps.Results {
@@ -343,25 +356,22 @@ func (w *Worker) failRemaining(ps store.Presave, results map[providers.Action]st
 	return out
 }
 
-// record stores one action's result at once (a crash later does not
-// repeat it) and counts it.
-func (w *Worker) record(ctx context.Context, log *slog.Logger, ps store.Presave, a providers.Action, r store.ActionResult, results map[providers.Action]store.ActionResult) {
+// record keeps one action's result for the attempt's final write (finish
+// or requeue) and counts it. Nothing is written per action: every action
+// checks before it writes, so an attempt that dies before its final write
+// costs its retry a check per action, never a duplicate.
+func (w *Worker) record(ps store.Presave, a providers.Action, r store.ActionResult, results map[providers.Action]store.ActionResult) {
 	results[a] = r
 	w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), r.Outcome).Inc()
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	if _, err := w.st.RecordActionResult(bctx, ps.ID, ps.Generation, a, r); err != nil {
-		// finish or requeue writes it again; the action is idempotent anyway.
-		log.Warn("recording action result failed", "action", a, "err", err)
-	}
 }
 
-// requeue hands the pre-save back to its queue (status enqueued) and
-// returns ret for asynq to retry the task.
-func (w *Worker) requeue(ctx context.Context, log *slog.Logger, ps store.Presave, why error, ret error) error {
+// requeue hands the pre-save back to its queue (status enqueued) with the
+// results the attempt gathered, and returns ret for asynq to retry the
+// task.
+func (w *Worker) requeue(ctx context.Context, log *slog.Logger, ps store.Presave, results map[providers.Action]store.ActionResult, why error, ret error) error {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if _, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, why.Error()); err != nil {
+	if _, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, why.Error(), results); err != nil {
 		log.Warn("requeue failed", "err", err)
 	}
 	return ret
@@ -374,7 +384,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave,
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	f, err := w.st.FinishPresave(bctx, store.Finish{
-		ID: ps.ID, Generation: ps.Generation, Status: status, Results: results, LastError: lastErr,
+		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: status, Results: results, LastError: lastErr,
 		PurgeAlways: purgeAlways, PurgeReason: purgeReason(purgeAlways),
 	}, w.provs.Revocable)
 	if err != nil {

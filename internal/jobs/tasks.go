@@ -50,9 +50,15 @@ func QueueFor(p providers.Name) string {
 // PresavePayload names a pre-save and the generation the task was made
 // for. A task whose generation is older than the pre-save's is stale (the
 // release moved, or the fan consented again) and does nothing.
+//
+// FanID and Provider (opaque IDs, never personal data) let the worker
+// take the fan's grant lock before reading anything; tasks queued before
+// they existed carry neither, and the worker reads the row for them.
 type PresavePayload struct {
-	PresaveID  uuid.UUID `json:"presave_id"`
-	Generation int       `json:"generation"`
+	PresaveID  uuid.UUID      `json:"presave_id"`
+	Generation int            `json:"generation"`
+	FanID      uuid.UUID      `json:"fan_id,omitzero"`
+	Provider   providers.Name `json:"provider,omitempty"`
 }
 
 // PurgePayload names a token_revocations row.
@@ -95,27 +101,34 @@ func (s *Scheduler) Schedule(ctx context.Context, id uuid.UUID, generation int, 
 	if time.Until(dueAt) > s.Window {
 		return false, nil
 	}
-	ok, err := s.Store.MarkEnqueued(ctx, id, generation)
+	d, ok, err := s.Store.MarkDueEnqueued(ctx, id, generation)
 	if err != nil || !ok {
 		return false, err
 	}
-	if err := s.EnqueuePresave(ctx, id, generation, p, dueAt); err != nil {
+	if _, err := s.enqueuePresave(ctx, d); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
 // EnqueuePresave queues a pre-save generation to run at dueAt. Already
-// queued (ErrTaskIDConflict) is success.
+// queued (ErrTaskIDConflict) is success. The task does not name the fan,
+// so the worker reads the row first; the scheduler's own paths use
+// enqueuePresave with the fan.
 func (s *Scheduler) EnqueuePresave(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) error {
-	_, err := s.enqueuePresave(ctx, id, generation, p, dueAt)
+	_, err := s.enqueuePresave(ctx, store.DuePresave{ID: id, Generation: generation, Provider: p, DueAt: dueAt})
 	return err
 }
 
-// enqueuePresave is EnqueuePresave reporting whether a task was created
-// (false: it was already there).
-func (s *Scheduler) enqueuePresave(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) (bool, error) {
-	payload, err := json.Marshal(PresavePayload{PresaveID: id, Generation: generation})
+// enqueuePresave queues d's generation to run at its due time, reporting
+// whether a task was created (false: it was already there).
+func (s *Scheduler) enqueuePresave(ctx context.Context, d store.DuePresave) (bool, error) {
+	id, generation, p, dueAt := d.ID, d.Generation, d.Provider, d.DueAt
+	pl := PresavePayload{PresaveID: id, Generation: generation}
+	if d.FanID != uuid.Nil {
+		pl.FanID, pl.Provider = d.FanID, p
+	}
+	payload, err := json.Marshal(pl)
 	if err != nil {
 		return false, err
 	}

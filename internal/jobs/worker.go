@@ -276,6 +276,7 @@ type Worker struct {
 	insp     *asynq.Inspector
 	srv      *asynq.Server
 	mux      *asynq.ServeMux
+	releases releaseCache
 }
 
 // New builds a Worker. Close it (Run does) to release its connections.

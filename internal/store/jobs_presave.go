@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,47 +47,192 @@ func (s *Store) StartPresave(ctx context.Context, id uuid.UUID, generation int, 
 	if !errors.Is(err, ErrNotFound) {
 		return Presave{}, false, fmt.Errorf("store: start presave: %w", err)
 	}
-	var until *time.Time
-	err = s.pool.QueryRow(ctx, `
-		SELECT lease_until FROM presaves
-		WHERE id = $1 AND generation = $2 AND status = 'running' AND lease_until >= now()`, id, generation).Scan(&until)
-	if err == nil && until != nil {
-		return Presave{}, false, &LeasedError{Until: *until}
-	}
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return Presave{}, false, fmt.Errorf("store: start presave: %w", err)
+	if err := s.whyNotStarted(ctx, id, generation, uuid.Nil, 0); err != nil {
+		return Presave{}, false, err
 	}
 	return Presave{}, false, nil
 }
 
-// RecordActionResult stores one action's result as soon as it is known,
-// so a retry after a crash skips what already succeeded. It reports false
-// when the generation moved on.
-func (s *Store) RecordActionResult(ctx context.Context, id uuid.UUID, generation int, a providers.Action, r ActionResult) (bool, error) {
-	b, err := json.Marshal(r)
+// whyNotStarted explains a start that matched no row: a *LeasedError when
+// another attempt of the generation holds the lease, a *NotDueError when
+// the pre-save is runnable but due later than now + early, nil when the
+// task is stale (or, fan set, not that fan's). It only runs on those rare
+// paths.
+func (s *Store) whyNotStarted(ctx context.Context, id uuid.UUID, generation int, fan uuid.UUID, early time.Duration) error {
+	var (
+		status string
+		until  *time.Time
+		dueAt  time.Time
+		now    time.Time
+	)
+	err := s.pool.QueryRow(ctx, `
+		SELECT status, lease_until, due_at, now() FROM presaves
+		WHERE id = $1 AND generation = $2 AND ($3::uuid IS NULL OR fan_id = $3)`, id, generation, nullUUID(fan)).
+		Scan(&status, &until, &dueAt, &now)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: start presave: %w", err)
+	case status == string(PresaveRunning) && until != nil && !until.Before(now):
+		return &LeasedError{Until: *until}
+	case early > 0 && dueAt.After(now.Add(early)) &&
+		(status == string(PresaveEnqueued) || (status == string(PresaveRunning) && (until == nil || until.Before(now)))):
+		return &NotDueError{DueAt: dueAt}
+	}
+	return nil
+}
+
+// NotDueError means the pre-save is runnable but not due yet (its release
+// moved later after the task was queued): nothing was started.
+type NotDueError struct{ DueAt time.Time }
+
+func (e *NotDueError) Error() string {
+	return "store: presave is not due until " + e.DueAt.Format(time.RFC3339)
+}
+
+// Attempt is what one attempt at a pre-save works with, read by the same
+// statement that starts it.
+type Attempt struct {
+	// Presave is the row, marked running.
+	Presave Presave
+	// ReleaseUpdatedAt names the version of the pre-save's release, so a
+	// cached copy can be used without reading the release again.
+	ReleaseUpdatedAt time.Time
+	// Token is the fan's grant at the pre-save's provider, opened. When
+	// TokenErr is set there is none: ErrNotFound when the row was purged,
+	// otherwise it could not be opened.
+	Token    Token
+	TokenErr error
+}
+
+// attemptColumns are presaveColumns qualified with the CTE's name, since
+// the join below has columns of the same names.
+var attemptColumns = func() string {
+	cols := strings.Split(presaveColumns, ",")
+	for i, c := range cols {
+		cols[i] = "p." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}()
+
+// BeginAttempt is StartPresave for the worker's hot path: in one
+// statement it marks the pre-save running and takes its lease, and reads
+// the version of its release and the fan's sealed token, instead of three
+// round trips. It only starts a pre-save of fan (the one whose grant lock
+// the caller holds) due by now + early (PostgreSQL's clock); one due
+// later gets a *NotDueError and nothing changes. Like StartPresave it
+// reports false for a stale task and returns a *LeasedError when another
+// attempt holds the lease.
+func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, fan uuid.UUID, lease, early time.Duration) (Attempt, bool, error) {
+	var (
+		a                     Attempt
+		relUpdated            *time.Time
+		keyID                 *string
+		refresh, access       []byte
+		expiry, authorized    *time.Time
+		tokCreated, tokRotate *time.Time
+		scopes                []string
+	)
+	row := s.pool.QueryRow(ctx, `
+		WITH p AS (
+			UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(),
+				lease_until = now() + make_interval(secs => $3), updated_at = now()
+			WHERE id = $1 AND generation = $2 AND fan_id = $5 AND due_at <= now() + make_interval(secs => $4)
+			  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
+			RETURNING `+presaveColumns+`)
+		SELECT `+attemptColumns+`, r.updated_at,
+			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at
+		FROM p LEFT JOIN releases r ON r.id = p.release_id
+		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider`,
+		id, generation, lease.Seconds(), early.Seconds(), fan)
+	p, err := scanPresave(extraRow{row, []any{&relUpdated, &keyID, &refresh, &access, &expiry, &scopes, &authorized, &tokCreated, &tokRotate}})
+	if errors.Is(err, ErrNotFound) {
+		if err := s.whyNotStarted(ctx, id, generation, fan, early); err != nil {
+			return Attempt{}, false, err
+		}
+		return Attempt{}, false, nil
+	}
+	if err != nil {
+		return Attempt{}, false, fmt.Errorf("store: begin attempt: %w", err)
+	}
+	// A LEFT JOIN: the row is started whatever the join finds, so it
+	// must be returned whatever it finds.
+	a.Presave = p
+	if relUpdated != nil {
+		a.ReleaseUpdatedAt = *relUpdated
+	}
+	if keyID == nil {
+		a.TokenErr = fmt.Errorf("store: token: %w", ErrNotFound)
+		return a, true, nil
+	}
+	// The same opening as Token, on the columns read above.
+	t := Token{FanID: p.FanID, Provider: p.Provider, KeyID: *keyID, Scopes: scopes, RotatedAt: tokRotate}
+	if authorized != nil {
+		t.AuthorizedAt = *authorized
+	}
+	if tokCreated != nil {
+		t.CreatedAt = *tokCreated
+	}
+	rt, err := s.ring.Open(refresh, tokenOwner(p.FanID, p.Provider, "refresh"))
+	if err != nil {
+		a.TokenErr = fmt.Errorf("store: open refresh token: %w", err)
+		return a, true, nil
+	}
+	t.RefreshToken = string(rt)
+	if access != nil {
+		at, err := s.ring.Open(access, tokenOwner(p.FanID, p.Provider, "access"))
+		if err != nil {
+			a.TokenErr = fmt.Errorf("store: open access token: %w", err)
+			return a, true, nil
+		}
+		t.AccessToken = string(at)
+		if expiry != nil {
+			t.Expiry = *expiry
+		}
+	}
+	a.Token = t
+	return a, true, nil
+}
+
+// extraRow scans further columns after the ones its caller asks for, so
+// a scanner of one table (scanPresave) can read a joined row.
+type extraRow struct {
+	pgx.Row
+	extra []any
+}
+
+func (r extraRow) Scan(dest ...any) error {
+	return r.Row.Scan(append(dest, r.extra...)...)
+}
+
+// RequeuePresave hands a running pre-save back to its queue (its task will
+// be retried): status enqueued, with the error that made it wait, and the
+// results of the actions the attempt completed (merged per action), so
+// the retry skips them. It reports false when the generation moved on.
+func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int, lastError string, results map[providers.Action]ActionResult) (bool, error) {
+	b, err := marshalResults(results)
 	if err != nil {
 		return false, err
 	}
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE presaves SET results = results || jsonb_build_object($3::text, $4::jsonb), updated_at = now()
-		WHERE id = $1 AND generation = $2`, id, generation, string(a), b)
-	if err != nil {
-		return false, fmt.Errorf("store: record action result: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// RequeuePresave hands a running pre-save back to its queue (its task will
-// be retried): status enqueued, with the error that made it wait. It
-// reports false when the generation moved on.
-func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int, lastError string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE presaves SET status = 'enqueued', last_error = NULLIF($3, ''), lease_until = NULL, updated_at = now()
-		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')`, id, generation, lastError)
+		UPDATE presaves SET status = 'enqueued', results = results || $4::jsonb, last_error = NULLIF($3, ''),
+			lease_until = NULL, updated_at = now()
+		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')`, id, generation, lastError, b)
 	if err != nil {
 		return false, fmt.Errorf("store: requeue presave: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// marshalResults encodes per-action results as a JSON object ("{}" when
+// there are none), for merging with jsonb ||.
+func marshalResults(results map[providers.Action]ActionResult) (string, error) {
+	if results == nil {
+		results = map[providers.Action]ActionResult{}
+	}
+	b, err := json.Marshal(results)
+	return string(b), err
 }
 
 // PostponePresave puts a pre-save that is not due yet back to pending, for
@@ -115,6 +261,9 @@ type Finish struct {
 	// PurgeAlways deletes the fan's token at this provider whatever else
 	// needed it (the grant is invalid: it helps nobody).
 	PurgeAlways bool
+	// Provider, when set, is the pre-save's provider: a provider whose
+	// grants are not revocable then finishes in a single statement.
+	Provider providers.Name
 }
 
 // Finished is what FinishPresave did.
@@ -133,41 +282,69 @@ type Finished struct {
 // deletes the fan's token at the provider when no open pre-save needs it
 // any more (ARCHITECTURE.md invariant 4). The caller enqueues a purge task
 // for Finished.Purge.RevocationID when it is set.
+//
+// The status change and the token deletion are one statement; when the
+// provider's grants are not revocable (f.Provider says so) that statement
+// is the whole transaction, otherwise the revocation row is written in
+// the same transaction as it.
 func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable) (Finished, error) {
 	if f.Status != PresaveDone && f.Status != PresavePartial && f.Status != PresaveFailed {
 		return Finished{}, fmt.Errorf("store: finish presave: %q is not a final status", f.Status)
 	}
-	results := map[providers.Action]ActionResult{}
-	for a, r := range f.Results {
-		results[a] = r
-	}
-	b, err := json.Marshal(results)
+	b, err := marshalResults(f.Results)
 	if err != nil {
 		return Finished{}, err
 	}
+	reason := f.PurgeReason
+	if reason == "" {
+		reason = "presave_" + string(f.Status)
+	}
 	var out Finished
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
-				completed_at = now(), updated_at = now()
-			WHERE id = $1 AND generation = $2 AND status IN ('pending', 'enqueued', 'running')
-			RETURNING fan_id, provider`, f.ID, f.Generation, f.Status, string(b), f.LastError).Scan(&out.FanID, &out.Provider)
+	finish := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) (refresh []byte, err error) {
+		// The DELETE sees the snapshot from before the UPDATE beside it,
+		// so the pre-save itself is excluded from the open ones by ID. A
+		// consent writing the token row at the same moment holds its row
+		// lock: the DELETE waits for it, as the lock-then-check of
+		// purgeIfUnneeded does.
+		err = q.QueryRow(ctx, `
+			WITH p AS (
+				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
+					completed_at = now(), updated_at = now()
+				WHERE id = $1 AND generation = $2 AND status IN ('pending', 'enqueued', 'running')
+				RETURNING fan_id, provider),
+			d AS (
+				DELETE FROM provider_tokens t USING p
+				WHERE t.fan_id = p.fan_id AND t.provider = p.provider
+				  AND ($6 OR NOT EXISTS (
+					SELECT 1 FROM presaves o
+					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
+					  AND o.status IN ('pending', 'enqueued', 'running')))
+				RETURNING t.refresh_sealed)
+			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`,
+			f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways).Scan(&out.FanID, &out.Provider, &refresh)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
+			return nil, err
+		}
+		out.Applied, out.Purge.Deleted = true, refresh != nil
+		return refresh, nil
+	}
+	if f.Provider != "" && (revocable == nil || !revocable(f.Provider)) {
+		if _, err := finish(s.pool); err != nil {
+			return Finished{}, fmt.Errorf("store: finish presave: %w", err)
+		}
+		return out, nil
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		refresh, err := finish(tx)
+		if err != nil || refresh == nil || revocable == nil || !revocable(out.Provider) {
 			return err
 		}
-		out.Applied = true
-		reason := f.PurgeReason
-		if reason == "" {
-			reason = "presave_" + string(f.Status)
-		}
-		if f.PurgeAlways {
-			out.Purge, err = s.purgeToken(ctx, tx, out.FanID, out.Provider, revocable != nil && revocable(out.Provider), reason)
-		} else {
-			out.Purge, err = s.purgeIfUnneeded(ctx, tx, out.FanID, out.Provider, revocable, reason)
-		}
+		out.Purge.RevocationID, err = s.queueRevocation(ctx, tx, out.FanID, out.Provider, refresh, reason)
 		return err
 	})
 	if err != nil {
@@ -176,18 +353,51 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 	return out, nil
 }
 
+// queueRevocation moves a deleted token's sealed refresh token to
+// token_revocations inside tx, re-sealed so that it is bound to the
+// revocation row and no longer to the fan (as purgeToken does). It
+// returns uuid.Nil when the token cannot be opened (its key was removed):
+// there is nothing to revoke, but the row is gone.
+func (s *Store) queueRevocation(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, error) {
+	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
+	if err != nil {
+		return uuid.Nil, nil
+	}
+	id := uuid.Must(uuid.NewV7())
+	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
+		id, p, keyID, sealed, reason); err != nil {
+		return uuid.Nil, fmt.Errorf("store: queue revocation: %w", err)
+	}
+	return id, nil
+}
+
 // DuePresave is a pre-save the relay or sweeper hands to the queue.
 type DuePresave struct {
 	ID         uuid.UUID
 	Generation int
 	Provider   providers.Name
 	DueAt      time.Time
+	// FanID lets the task take the fan's grant lock before it reads
+	// anything (an opaque ID, allowed in a payload).
+	FanID uuid.UUID
 }
 
 func collectDue(rows pgx.Rows) ([]DuePresave, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (DuePresave, error) {
 		var d DuePresave
-		err := row.Scan(&d.ID, &d.Generation, &d.Provider, &d.DueAt)
+		err := row.Scan(&d.ID, &d.Generation, &d.Provider, &d.DueAt, &d.FanID)
 		return d, err
 	})
+}
+
+// nullUUID is id, or SQL NULL for uuid.Nil.
+func nullUUID(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
 }

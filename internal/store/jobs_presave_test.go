@@ -142,7 +142,7 @@ func TestStartPresaveLease(t *testing.T) {
 		t.Fatalf("second start = %v, %v; want a LeasedError about a minute away", ok, err)
 	}
 	// Handing it back (a deferral) releases the lease at once.
-	if ok, err := st.RequeuePresave(ctx, ps.ID, ps.Generation, "deferred"); !ok || err != nil {
+	if ok, err := st.RequeuePresave(ctx, ps.ID, ps.Generation, "deferred", nil); !ok || err != nil {
 		t.Fatalf("requeue: %v %v", ok, err)
 	}
 	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, 100*time.Millisecond); !ok || err != nil {
@@ -152,5 +152,101 @@ func TestStartPresaveLease(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
 		t.Fatalf("start after the lease lapsed: %v %v", ok, err)
+	}
+}
+
+// BeginAttempt starts only the named fan's pre-save when it is due, reads
+// the token and the release's version with the start, and tells a task
+// that is early, leased or stale apart; requeue keeps the results so far.
+func TestBeginAttempt(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	ps := jobsFixture(t, st, providers.Spotify, time.Now().Add(time.Minute))
+	if _, _, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+	_, ok, err := st.BeginAttempt(ctx, ps.ID, ps.Generation, ps.FanID, time.Minute, 5*time.Second)
+	var notDue *store.NotDueError
+	if ok || !errors.As(err, &notDue) || !notDue.DueAt.Equal(ps.DueAt) {
+		t.Fatalf("early BeginAttempt = %v, %v; want a NotDueError", ok, err)
+	}
+	if got, _ := st.Presave(ctx, ps.ID); got.Status != store.PresaveEnqueued || got.Attempts != 0 {
+		t.Fatalf("an early task changed the row: %+v", got)
+	}
+	if _, ok, err := st.BeginAttempt(ctx, ps.ID, ps.Generation, uuid.New(), time.Minute, time.Hour); ok || err != nil {
+		t.Fatalf("another fan's lock started it: %v %v", ok, err)
+	}
+	if _, ok, err := st.BeginAttempt(ctx, ps.ID, ps.Generation+1, ps.FanID, time.Minute, time.Hour); ok || err != nil {
+		t.Fatalf("a stale generation started: %v %v", ok, err)
+	}
+	att, ok, err := st.BeginAttempt(ctx, ps.ID, ps.Generation, ps.FanID, time.Minute, time.Hour)
+	rel, _ := st.Release(ctx, ps.ReleaseID)
+	if err != nil || !ok || att.Presave.Status != store.PresaveRunning || att.Presave.Attempts != 1 ||
+		att.TokenErr != nil || att.Token.RefreshToken != "refresh" || att.Token.AccessToken != "access" ||
+		!att.ReleaseUpdatedAt.Equal(rel.UpdatedAt) {
+		t.Fatalf("BeginAttempt = %+v, %v, %v", att, ok, err)
+	}
+	var leased *store.LeasedError
+	if _, ok, err := st.BeginAttempt(ctx, ps.ID, ps.Generation, ps.FanID, time.Minute, time.Hour); ok || !errors.As(err, &leased) {
+		t.Fatalf("second BeginAttempt = %v, %v; want a LeasedError", ok, err)
+	}
+	res := map[providers.Action]store.ActionResult{providers.ActionSave: {Outcome: "ok", At: time.Now()}}
+	if ok, err := st.RequeuePresave(ctx, ps.ID, ps.Generation, "deferred", res); !ok || err != nil {
+		t.Fatalf("requeue: %v %v", ok, err)
+	}
+	if got, _ := st.Presave(ctx, ps.ID); got.Results[providers.ActionSave].Outcome != "ok" || got.Status != store.PresaveEnqueued {
+		t.Fatalf("requeue lost the results: %+v", got)
+	}
+	if _, err := st.PurgeToken(ctx, ps.FanID, providers.Spotify, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	att, ok, err = st.BeginAttempt(ctx, ps.ID, ps.Generation, ps.FanID, time.Minute, time.Hour)
+	if err != nil || !ok || !errors.Is(att.TokenErr, store.ErrNotFound) || att.Presave.Attempts != 2 {
+		t.Fatalf("BeginAttempt without a token = %+v, %v, %v", att, ok, err)
+	}
+}
+
+// Finishing in one statement (a provider without revocation) keeps the
+// token while another open pre-save of the fan needs it, and purges it
+// with the last one.
+func TestFinishKeepsNeededToken(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	first := jobsFixture(t, st, providers.Spotify, time.Now().Add(-time.Second))
+	rel, err := st.CreateRelease(ctx, store.Release{Slug: "r-" + uuid.NewString()[:8], Title: "T", Artist: "A",
+		Timing: store.TimingFixed, ReleaseAt: time.Now().Add(time.Hour), SpotifyAlbumIDs: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	second, err := st.RecordConsent(ctx, store.Consent{FanID: first.FanID, Provider: providers.Spotify, AccountID: "acct-" + uuid.NewString(),
+		Token:     store.Token{RefreshToken: "refresh2", AuthorizedAt: now},
+		ReleaseID: rel.ID, Actions: []providers.Action{providers.ActionSave}, ConsentedAt: now, ConsentVersion: "v1",
+		FanZone: "UTC", DueAt: rel.ReleaseAt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish := func(ps store.Presave) store.Finished {
+		t.Helper()
+		f, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Provider: providers.Spotify,
+			Status: store.PresaveDone}, func(providers.Name) bool { return false })
+		if err != nil || !f.Applied || f.FanID != first.FanID || f.Purge.RevocationID != uuid.Nil {
+			t.Fatalf("FinishPresave = %+v, %v", f, err)
+		}
+		return f
+	}
+	if f := finish(first); f.Purge.Deleted {
+		t.Fatal("purged a token another open pre-save needs")
+	}
+	if has, _ := st.HasToken(ctx, first.FanID, providers.Spotify); !has {
+		t.Fatal("token gone")
+	}
+	if f := finish(second.Presave); !f.Purge.Deleted {
+		t.Fatal("the last pre-save left the token")
+	}
+	if has, _ := st.HasToken(ctx, first.FanID, providers.Spotify); has {
+		t.Fatal("token survived the last pre-save")
 	}
 }

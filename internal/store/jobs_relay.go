@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,7 +38,7 @@ func (s *Store) ClaimDuePresaves(ctx context.Context, window time.Duration, batc
 				FOR UPDATE SKIP LOCKED)
 			UPDATE presaves p SET status = 'enqueued', enqueued_at = now(), updated_at = now()
 			FROM due WHERE p.id = due.id
-			RETURNING p.id, p.generation, p.provider, p.due_at`, window.Seconds(), batch)
+			RETURNING p.id, p.generation, p.provider, p.due_at, p.fan_id`, window.Seconds(), batch)
 		if err != nil {
 			return err
 		}
@@ -61,7 +62,7 @@ type InFlightCursor struct {
 // the tasks Redis lost.
 func (s *Store) InFlightPresaves(ctx context.Context, window time.Duration, after InFlightCursor, limit int) ([]DuePresave, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, generation, provider, due_at FROM presaves
+		SELECT id, generation, provider, due_at, fan_id FROM presaves
 		WHERE status IN ('enqueued', 'running') AND due_at <= now() + make_interval(secs => $1)
 			AND (due_at, id) > ($2, $3)
 		ORDER BY due_at, id LIMIT $4`, window.Seconds(), after.DueAt, after.ID, limit)
@@ -91,7 +92,7 @@ func (s *Store) ReviveStuckPresaves(ctx context.Context, timeout time.Duration, 
 		UPDATE presaves p SET generation = p.generation + 1, status = 'enqueued', enqueued_at = now(),
 			last_error = 'revived: running past its lease', updated_at = now()
 		FROM stuck WHERE p.id = stuck.id
-		RETURNING p.id, p.generation, p.provider, p.due_at`, timeout.Seconds(), limit)
+		RETURNING p.id, p.generation, p.provider, p.due_at, p.fan_id`, timeout.Seconds(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: revive stuck presaves: %w", err)
 	}
@@ -160,4 +161,23 @@ func (s *Store) RevocationIDsAfter(ctx context.Context, after uuid.UUID, limit i
 		return nil, fmt.Errorf("store: revocations: %w", err)
 	}
 	return ids, nil
+}
+
+// MarkDueEnqueued is MarkEnqueued for the scheduler: it moves a pending
+// pre-save of the given generation to enqueued and returns it as the task
+// will name it (with its fan). ok is false when the pre-save is no longer
+// pending at that generation.
+func (s *Store) MarkDueEnqueued(ctx context.Context, id uuid.UUID, generation int) (d DuePresave, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, `
+		UPDATE presaves SET status = 'enqueued', enqueued_at = now(), updated_at = now()
+		WHERE id = $1 AND generation = $2 AND status = 'pending'
+		RETURNING id, generation, provider, due_at, fan_id`, id, generation).
+		Scan(&d.ID, &d.Generation, &d.Provider, &d.DueAt, &d.FanID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return DuePresave{}, false, nil
+	}
+	if err != nil {
+		return DuePresave{}, false, fmt.Errorf("store: mark enqueued: %w", err)
+	}
+	return d, true, nil
 }
