@@ -396,13 +396,51 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave,
 	}
 	w.metrics.Finished.WithLabelValues(string(ps.Provider), string(status)).Inc()
 	log.Info("presave finished", "status", status, "reason", lastErr, "token_purged", f.Purge.Deleted)
-	if f.Purge.RevocationID != uuid.Nil {
+	if f.Purge.RevocationID != uuid.Nil && !w.revokeNow(bctx, log, ps.Provider, f.Purge.RevocationID, f.RevokeToken) {
 		if err := w.sched.EnqueuePurge(bctx, f.Purge.RevocationID); err != nil {
 			// The sweeper queues every pending revocation again.
 			log.Warn("enqueue purge failed", "err", err)
 		}
 	}
 	return nil
+}
+
+// revokeTimeout bounds the revocation a finishing pre-save tries itself.
+const revokeTimeout = 5 * time.Second
+
+// revokeNow tries once to revoke a grant just purged, as the purge task
+// would, and reports whether that settled it (the revocation row is
+// gone). Otherwise the caller queues the purge task, which retries for
+// days. Doing the usual case here spares the purge task's trip through
+// the queue and reading the revocation back; revoking twice (a crash
+// between revoking and deleting the row) is harmless, the task treats an
+// already revoked grant as done.
+func (w *Worker) revokeNow(ctx context.Context, log *slog.Logger, p providers.Name, id uuid.UUID, token string) bool {
+	prov, ok := w.provs.Get(p)
+	if !ok || token == "" {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	err := prov.Revoke(rctx, token)
+	cancel()
+	outcome := "revoked"
+	switch {
+	case err == nil:
+	case errors.Is(err, providers.ErrRevokeUnsupported):
+		outcome = "deleted"
+	case alreadyRevoked(err):
+		outcome = "already_revoked"
+	default:
+		log.Debug("revoking at once failed; queueing the purge", "err", err)
+		return false
+	}
+	if err := w.st.DeleteRevocation(ctx, id); err != nil {
+		log.Warn("deleting revocation failed; queueing the purge", "err", err)
+		return false
+	}
+	w.metrics.Purges.WithLabelValues(string(p), outcome).Inc()
+	log.Info("grant purged", "outcome", outcome)
+	return true
 }
 
 // purgeReason is recorded with a revocation: an invalid grant, or a

@@ -276,6 +276,10 @@ type Finished struct {
 	// Purge says whether the token was deleted and which revocation, if
 	// any, needs a purge task.
 	Purge Purge
+	// RevokeToken is the grant the revocation holds, in plaintext, so
+	// the caller can revoke it at once instead of reading it back. It
+	// lives in memory only: never log or store it.
+	RevokeToken string
 }
 
 // FinishPresave records a final state and, in the same transaction,
@@ -344,7 +348,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 		if err != nil || refresh == nil || revocable == nil || !revocable(out.Provider) {
 			return err
 		}
-		out.Purge.RevocationID, err = s.queueRevocation(ctx, tx, out.FanID, out.Provider, refresh, reason)
+		out.Purge.RevocationID, out.RevokeToken, err = s.queueRevocation(ctx, tx, out.FanID, out.Provider, refresh, reason)
 		return err
 	})
 	if err != nil {
@@ -356,23 +360,24 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 // queueRevocation moves a deleted token's sealed refresh token to
 // token_revocations inside tx, re-sealed so that it is bound to the
 // revocation row and no longer to the fan (as purgeToken does). It
-// returns uuid.Nil when the token cannot be opened (its key was removed):
-// there is nothing to revoke, but the row is gone.
-func (s *Store) queueRevocation(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, error) {
+// returns the revocation's ID and the grant in plaintext, or uuid.Nil when
+// the token cannot be opened (its key was removed): there is nothing to
+// revoke, but the row is gone.
+func (s *Store) queueRevocation(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, error) {
 	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
 	if err != nil {
-		return uuid.Nil, nil
+		return uuid.Nil, "", nil
 	}
 	id := uuid.Must(uuid.NewV7())
 	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, "", err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
 		id, p, keyID, sealed, reason); err != nil {
-		return uuid.Nil, fmt.Errorf("store: queue revocation: %w", err)
+		return uuid.Nil, "", fmt.Errorf("store: queue revocation: %w", err)
 	}
-	return id, nil
+	return id, string(rt), nil
 }
 
 // DuePresave is a pre-save the relay or sweeper hands to the queue.

@@ -66,7 +66,7 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	}
 	res := map[providers.Action]store.ActionResult{providers.ActionSave: {Outcome: "ok", At: time.Now()}}
 	fin, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Status: store.PresaveDone, Results: res}, revocable)
-	if err != nil || !fin.Applied || !fin.Purge.Deleted || fin.Purge.RevocationID == uuid.Nil {
+	if err != nil || !fin.Applied || !fin.Purge.Deleted || fin.Purge.RevocationID == uuid.Nil || fin.RevokeToken != "refresh" {
 		t.Fatalf("FinishPresave = %+v, %v; want applied with token purged and a revocation", fin, err)
 	}
 	if has, _ := st.HasToken(ctx, ps.FanID, providers.YouTube); has {
