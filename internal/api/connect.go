@@ -247,17 +247,18 @@ func (s *Server) completeConnect(ctx context.Context, providerName string, req C
 		return nil, info, badRequest("state_invalid", "This sign-in link is incomplete; please start again.")
 	}
 	now := s.now()
-	st, serr := s.store.ConsumeOAuthState(ctx, req.State, now)
+	// The state's release comes with it, read by the same statement.
+	st, r, serr := s.store.ConsumeOAuthStateRelease(ctx, req.State, now)
 	if serr == nil {
 		info = callbackInfo{bound: st.Bound(), release: st.ReleaseID}
 	}
-	res, err := s.finishConnect(ctx, p, req, st, serr, now)
+	res, err := s.finishConnect(ctx, p, req, st, r, serr, now)
 	return res, info, err
 }
 
 // finishConnect is CompleteConnect after the state was consumed (serr is
-// the consumption's error).
-func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req CallbackRequest, st store.OAuthState, serr error, now time.Time) (*Connected, error) {
+// the consumption's error; r is the state's release as of then).
+func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req CallbackRequest, st store.OAuthState, r store.Release, serr error, now time.Time) (*Connected, error) {
 	if req.Error != "" {
 		// The state is spent either way; the fan's answer matters more
 		// than whether it was still valid.
@@ -286,13 +287,6 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 	}
 	if req.Code == "" {
 		return nil, badRequest("code_missing", "%s sent no authorization code; please start again.", p.Name())
-	}
-	r, err := s.store.Release(ctx, st.ReleaseID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errReleaseNotFound
-	}
-	if err != nil {
-		return nil, err
 	}
 	if r.Status != store.ReleaseScheduled {
 		return nil, releaseNotOpen(r)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -116,21 +117,45 @@ func (s *Store) CreateOAuthState(ctx context.Context, state string, st OAuthStat
 // callbacks. ErrNotFound for an unknown or already used state,
 // ErrStateExpired when it expired before now (it is deleted either way).
 func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Time) (OAuthState, error) {
+	st, _, err := s.ConsumeOAuthStateRelease(ctx, state, now)
+	return st, err
+}
+
+// consumedReleaseColumns are releaseColumns of the release joined to a
+// consumed state (qualified: both tables have a created_at).
+var consumedReleaseColumns = qualify("r", releaseColumns)
+
+// qualify prefixes each column of a comma-separated list with table.
+func qualify(table, columns string) string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = table + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
+// ConsumeOAuthStateRelease is ConsumeOAuthState that also returns the
+// state's release as it is now, read by the same statement: the callback
+// needs both, and a release-day burst of callbacks is bound by
+// PostgreSQL, where every statement counts. The release is returned only
+// with the state (err == nil).
+func (s *Store) ConsumeOAuthStateRelease(ctx context.Context, state string, now time.Time) (OAuthState, Release, error) {
 	hash := stateHash(state)
 	var st OAuthState
 	var fan *uuid.UUID
 	var sealed []byte
-	err := s.pool.QueryRow(ctx, `
-		DELETE FROM oauth_states WHERE state_hash = $1
-		RETURNING provider, release_id, verifier_sealed, actions, fan_zone, consent_version, client_ip_prefix, fan_id,
-			expires_at, browser_binding`,
-		hash).Scan(&st.Provider, &st.ReleaseID, &sealed, &st.Actions, &st.FanZone, &st.ConsentVersion,
-		&st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash)
+	// The release cannot be missing: deleting one cascades to its states.
+	row := s.pool.QueryRow(ctx, `
+		DELETE FROM oauth_states s USING releases r WHERE s.state_hash = $1 AND r.id = s.release_id
+		RETURNING s.provider, s.release_id, s.verifier_sealed, s.actions, s.fan_zone, s.consent_version,
+			s.client_ip_prefix, s.fan_id, s.expires_at, s.browser_binding, `+consumedReleaseColumns, hash)
+	r, err := scanRelease(leadingColumns{row, []any{&st.Provider, &st.ReleaseID, &sealed, &st.Actions, &st.FanZone,
+		&st.ConsentVersion, &st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash}})
 	if err != nil {
-		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", notFound(err))
+		return OAuthState{}, Release{}, fmt.Errorf("store: consume oauth state: %w", notFound(err))
 	}
 	if !now.Before(st.ExpiresAt) {
-		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", ErrStateExpired)
+		return OAuthState{}, Release{}, fmt.Errorf("store: consume oauth state: %w", ErrStateExpired)
 	}
 	if fan != nil {
 		st.FanID = *fan
@@ -138,8 +163,20 @@ func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Ti
 	v, err := s.ring.Open(sealed, verifierOwner(hash))
 	if err != nil {
 		// Sealed under a key that was removed since: as good as expired.
-		return OAuthState{}, fmt.Errorf("store: open verifier: %w", err)
+		return OAuthState{}, Release{}, fmt.Errorf("store: open verifier: %w", err)
 	}
 	st.Verifier = string(v)
-	return st, nil
+	return st, r, nil
+}
+
+// leadingColumns is a row whose first columns go to lead and the rest to
+// whatever its Scan is given, so a row joining another table to a release
+// can still be read by scanRelease.
+type leadingColumns struct {
+	row  pgx.Row
+	lead []any
+}
+
+func (l leadingColumns) Scan(dest ...any) error {
+	return l.row.Scan(append(l.lead[:len(l.lead):len(l.lead)], dest...)...)
 }
