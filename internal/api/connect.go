@@ -359,7 +359,8 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		}
 	}
 	if ps.Status == store.PresaveEnqueued {
-		if err := s.sched.EnqueuePresave(ctx, ps.ID, ps.Generation, ps.Provider, ps.DueAt); err != nil {
+		d := store.DuePresave{ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, DueAt: ps.DueAt, FanID: ps.FanID}
+		if err := s.sched.EnqueueDue(ctx, d); err != nil {
 			// Recorded as enqueued in PostgreSQL; the relay's rescue
 			// queues enqueued pre-saves that have no task.
 			s.log.WarnContext(ctx, "queueing a new pre-save; the relay will queue it", "presave_id", ps.ID, "err", err)

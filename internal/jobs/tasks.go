@@ -120,6 +120,15 @@ func (s *Scheduler) EnqueuePresave(ctx context.Context, id uuid.UUID, generation
 	return err
 }
 
+// EnqueueDue queues d's generation to run at its due time; with d.FanID
+// set, the task names the fan so the worker takes the grant lock first.
+// Already queued is success. The API uses it after recording a consent as
+// enqueued in the consent transaction.
+func (s *Scheduler) EnqueueDue(ctx context.Context, d store.DuePresave) error {
+	_, err := s.enqueuePresave(ctx, d)
+	return err
+}
+
 // enqueuePresave queues d's generation to run at its due time, reporting
 // whether a task was created (false: it was already there).
 func (s *Scheduler) enqueuePresave(ctx context.Context, d store.DuePresave) (bool, error) {
