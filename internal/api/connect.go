@@ -330,7 +330,8 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		// Due within the relay window: recorded as enqueued in the consent
 		// transaction itself and queued right after it (the rule of
 		// jobs.Scheduler.Schedule, without its separate UPDATE).
-		Enqueue: time.Until(due) <= s.sched.Window,
+		Enqueue:          time.Until(due) <= s.sched.Window,
+		ReleaseUpdatedAt: r.UpdatedAt,
 	}
 	newToken := randomToken
 	if reuse != "" {
@@ -343,6 +344,10 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		// token for that fan.
 		c.FanID, reuse = uuid.Nil, ""
 		out, err = s.store.RecordConsent(ctx, c, randomToken)
+	}
+	if errors.Is(err, store.ErrReleaseChanged) {
+		return nil, errorf(http.StatusConflict, "release_changed",
+			"The release was cancelled or rescheduled while you were connecting; nothing was saved. Please start again.")
 	}
 	if err != nil {
 		return nil, err
@@ -464,7 +469,13 @@ func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 		// the Referer of anything a rendered page loads.
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 		c.Response().Header().Set("Referrer-Policy", "no-referrer")
-		if err == nil {
+		// The fan cookie only goes to the browser that started the flow
+		// (a bound state). Set for an unbound state, it would let anyone
+		// who starts a flow through the JSON API send a victim the
+		// finished callback link and plant their own fan session in the
+		// victim's browser (login CSRF). API clients get the fan token in
+		// the JSON answer.
+		if err == nil && info.bound {
 			s.SetFanCookie(c, res.FanToken)
 		}
 		// The fan page's flow (a bound state) answers in HTML, and so do

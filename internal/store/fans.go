@@ -133,6 +133,10 @@ type Consent struct {
 	// rescue finds the enqueued row without a task and queues it. A
 	// pre-save that already finished stays as it was.
 	Enqueue bool
+	// ReleaseUpdatedAt is the release version DueAt was computed from; the
+	// consent is refused with ErrReleaseChanged if the release changed
+	// since (zero: only check that it is still scheduled).
+	ReleaseUpdatedAt time.Time
 }
 
 // Consented is the result of recording a consent.
@@ -144,6 +148,11 @@ type Consented struct {
 	// its hash is stored).
 	FanToken string
 }
+
+// ErrReleaseChanged: between reading the release and recording the
+// consent, the release was cancelled, released or given a new time (the
+// due time computed from it is stale). Nothing was written.
+var ErrReleaseChanged = errors.New("release changed while the fan was connecting")
 
 // ErrAccountTaken: the provider account belongs to another fan than the
 // one the request proved to be.
@@ -176,6 +185,23 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 	}
 	presaveID := uuid.Must(uuid.NewV7())
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// The release must still be scheduled, as read: FOR SHARE holds off
+		// a cancellation or a new release time until this commits, so the
+		// pre-save is either moved or cancelled with the others, never
+		// left behind with a stale due time.
+		var version *time.Time
+		if !c.ReleaseUpdatedAt.IsZero() {
+			version = &c.ReleaseUpdatedAt
+		}
+		var live bool
+		if err := tx.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1 AND status = 'scheduled'
+				AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE)`, c.ReleaseID, version).Scan(&live); err != nil {
+			return err
+		}
+		if !live {
+			return ErrReleaseChanged
+		}
 		var existing uuid.UUID
 		err := tx.QueryRow(ctx, `SELECT fan_id FROM fan_accounts WHERE provider = $1 AND account_id = $2 FOR UPDATE`, c.Provider, c.AccountID).Scan(&existing)
 		b := &pgx.Batch{}

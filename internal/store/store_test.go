@@ -381,3 +381,35 @@ func TestRescheduleAndCancelRelease(t *testing.T) {
 		t.Fatalf("update of cancelled release: %v", err)
 	}
 }
+
+// A consent computed from a release that was rescheduled or cancelled
+// meanwhile is refused whole: no fan, token or pre-save is left behind
+// with a stale due time.
+func TestConsentRefusedWhenReleaseChanged(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	r := release(t, st, "changing")
+	stale := r.UpdatedAt
+	r.ReleaseAt = r.ReleaseAt.Add(time.Hour)
+	if _, _, err := st.UpdateRelease(ctx(t), r); err != nil {
+		t.Fatal(err)
+	}
+	c := store.Consent{Provider: providers.Spotify, AccountID: "late-fan",
+		Token: store.Token{RefreshToken: "r", AuthorizedAt: time.Now()}, ReleaseID: r.ID,
+		Actions: []providers.Action{providers.ActionSave}, ConsentedAt: time.Now(), ConsentVersion: "v1",
+		FanZone: "UTC", DueAt: time.Now().Add(time.Hour), ReleaseUpdatedAt: stale}
+	if _, err := st.RecordConsent(ctx(t), c, nil); !errors.Is(err, store.ErrReleaseChanged) {
+		t.Fatalf("consent on a rescheduled release: err = %v, want ErrReleaseChanged", err)
+	}
+	if _, err := st.CancelRelease(ctx(t), r.ID, revocable); err != nil {
+		t.Fatal(err)
+	}
+	c.ReleaseUpdatedAt = time.Time{}
+	if _, err := st.RecordConsent(ctx(t), c, nil); !errors.Is(err, store.ErrReleaseChanged) {
+		t.Fatalf("consent on a cancelled release: err = %v, want ErrReleaseChanged", err)
+	}
+	var n int
+	if err := st.Pool().QueryRow(ctx(t), `SELECT (SELECT count(*) FROM fans) + (SELECT count(*) FROM provider_tokens) + (SELECT count(*) FROM presaves)`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows left behind: %d (%v)", n, err)
+	}
+}
