@@ -141,7 +141,7 @@ func (b *bench) drain(ctx context.Context, res results) error {
 // calls sums the fake's API calls (not OAuth) with status (0 = any).
 func (b *bench) calls(status int) int {
 	total := 0
-	for k, v := range b.fake.State().Calls {
+	for k, v := range b.fake.CallCounts() {
 		var method, route string
 		var st int
 		if _, err := fmt.Sscanf(k, "%s %s %d", &method, &route, &st); err != nil {

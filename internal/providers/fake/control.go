@@ -136,6 +136,15 @@ func (s *Server) Calls(route string, status int) int {
 	return s.calls[route+" "+strconv.Itoa(status)]
 }
 
+// CallCounts returns the request counts by "METHOD /route status", as in
+// State().Calls, without copying every user's library: cheap enough to
+// poll while a benchmark runs.
+func (s *Server) CallCounts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.calls)
+}
+
 // Revoked returns the grants revoked through Google's revoke endpoint.
 func (s *Server) Revoked() []RevokedGrant {
 	s.mu.Lock()
