@@ -1,5 +1,5 @@
 // Package ratelimit paces calls to the music providers across every worker
-// process: a GCRA limiter per provider in Redis (redis_rate), a shared
+// process: a GCRA limiter per provider in Redis (redis_rate's GCRA), a shared
 // cooldown that a provider's 429 sets for everybody, and a daily unit
 // budget (YouTube's quota) counted per quota day.
 //
@@ -61,7 +61,6 @@ func (e *WaitError) Error() string {
 // use and shared by every worker through Redis.
 type Limiter struct {
 	rdb    redis.UniversalClient
-	lim    *redis_rate.Limiter
 	rates  map[string]Rate
 	prefix string
 }
@@ -69,7 +68,7 @@ type Limiter struct {
 // New returns a limiter over rdb with the given rates by key. Keys without
 // a rate are unlimited (but still honour cooldowns).
 func New(rdb redis.UniversalClient, rates map[string]Rate) *Limiter {
-	return &Limiter{rdb: rdb, lim: redis_rate.NewLimiter(rdb), rates: rates, prefix: "presave:"}
+	return &Limiter{rdb: rdb, rates: rates, prefix: "presave:"}
 }
 
 // Rate returns the configured rate of key.
@@ -80,51 +79,113 @@ func (l *Limiter) cooldownKey(key string) string { return l.prefix + "cooldown:"
 // Wait blocks until n events of key may happen, taking them from the
 // shared budget, or returns a *WaitError when that would take longer than
 // maxWait. It honours a cooldown set by Cooldown first.
+//
+// The cooldown check and the GCRA step are one script (waitScript), so a
+// paced call costs one Redis round trip, not two; an unlimited key still
+// checks its cooldown (one PTTL).
 func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Duration) error {
 	deadline := time.Now().Add(maxWait)
-	for {
-		pttl, err := l.rdb.PTTL(ctx, l.cooldownKey(key)).Result()
-		if err != nil {
-			return fmt.Errorf("ratelimit: cooldown %s: %w", key, err)
-		}
-		if pttl > 0 {
-			if time.Now().Add(pttl).After(deadline) {
-				return &WaitError{Key: key, Until: time.Now().Add(pttl), Cooldown: true}
-			}
-			if err := sleep(ctx, pttl); err != nil {
-				return err
-			}
-			continue
-		}
-		r, ok := l.rates[key]
-		if !ok || r.PerSecond <= 0 {
-			return nil
-		}
-		lim := r.limit()
+	r, limited := l.rates[key]
+	limited = limited && r.PerSecond > 0
+	var lim redis_rate.Limit
+	if limited {
+		lim = r.limit()
 		if n > lim.Burst {
 			// GCRA never admits more than the burst at once; take what
 			// fits, which paces the rest the same.
 			n = lim.Burst
 		}
-		res, err := l.lim.AllowN(ctx, l.prefix+"rate:"+key, lim, n)
-		if err != nil {
-			return fmt.Errorf("ratelimit: %s: %w", key, err)
+	}
+	keys := []string{l.cooldownKey(key), rateKeyPrefix + l.prefix + "rate:" + key}
+	for {
+		var (
+			wait     time.Duration
+			cooldown bool
+		)
+		if !limited {
+			pttl, err := l.rdb.PTTL(ctx, keys[0]).Result()
+			if err != nil {
+				return fmt.Errorf("ratelimit: cooldown %s: %w", key, err)
+			}
+			if pttl <= 0 {
+				return nil
+			}
+			wait, cooldown = pttl, true
+		} else {
+			v, err := waitScript.Run(ctx, l.rdb, keys, lim.Burst, lim.Rate, lim.Period.Seconds(), n).Slice()
+			if err != nil {
+				return fmt.Errorf("ratelimit: %s: %w", key, err)
+			}
+			if len(v) != 2 {
+				return fmt.Errorf("ratelimit: %s: unexpected script reply %v", key, v)
+			}
+			kind, _ := v[0].(int64)
+			if kind == 0 {
+				return nil
+			}
+			s, _ := v[1].(string)
+			secs, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return fmt.Errorf("ratelimit: %s: %w", key, err)
+			}
+			wait, cooldown = time.Duration(secs*float64(time.Second)), kind == 1
 		}
-		if res.Allowed > 0 {
-			return nil
-		}
-		wait := res.RetryAfter
 		if wait <= 0 {
 			wait = time.Millisecond
 		}
 		if time.Now().Add(wait).After(deadline) {
-			return &WaitError{Key: key, Until: time.Now().Add(wait)}
+			return &WaitError{Key: key, Until: time.Now().Add(wait), Cooldown: cooldown}
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
 }
+
+// rateKeyPrefix is redis_rate's key prefix: waitScript keeps GCRA state
+// under the same key redis_rate used, so workers of either version share
+// one pace during a rolling deploy.
+const rateKeyPrefix = "rate:"
+
+// waitScript is redis_rate's GCRA step (allowN) behind a cooldown check:
+// KEYS[1] the cooldown, KEYS[2] the GCRA state; ARGV burst, rate, period
+// (seconds), cost. It returns {0, ""} when the events are taken, {1,
+// seconds} while the cooldown lasts, {2, seconds} until the rate admits
+// them.
+var waitScript = redis.NewScript(`
+redis.replicate_commands()
+local pttl = redis.call("PTTL", KEYS[1])
+if pttl > 0 then
+  return {1, tostring(pttl / 1000)}
+end
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local emission_interval = period / rate
+local increment = emission_interval * cost
+local burst_offset = emission_interval * burst
+local jan_1_2017 = 1483228800
+local now = redis.call("TIME")
+now = (now[1] - jan_1_2017) + (now[2] / 1000000)
+local tat = redis.call("GET", KEYS[2])
+if not tat then
+  tat = now
+else
+  tat = tonumber(tat)
+end
+tat = math.max(tat, now)
+local new_tat = tat + increment
+local allow_at = new_tat - burst_offset
+local diff = now - allow_at
+if diff < 0 then
+  return {2, tostring(-diff)}
+end
+local reset_after = new_tat - now
+if reset_after > 0 then
+  redis.call("SET", KEYS[2], new_tat, "EX", math.ceil(reset_after))
+end
+return {0, ""}`)
 
 // Cooldown pauses key for every worker for d (a provider said 429 with
 // Retry-After d). A longer cooldown already in place is kept.
