@@ -61,10 +61,14 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 			return nil, err
 		}
 	}
+	dbURL, err := storetest.WithParam(b.db.URL, "pool_max_conns", strconv.Itoa(o.poolConns))
+	if err != nil {
+		return nil, err
+	}
 	b.cl = cluster.New(cluster.Config{
 		// A few connections per process keep PostgreSQL's backends busy
 		// without thrashing two cores.
-		BinDir: b.binDir, DatabaseURL: b.db.URL + "&pool_max_conns=" + strconv.Itoa(o.poolConns), RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
+		BinDir: b.binDir, DatabaseURL: dbURL, RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
 		AdminToken: adminToken, LogDir: logDir,
 		Env: []string{
 			// Everything is due within the hour, so the API queues each

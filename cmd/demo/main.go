@@ -30,6 +30,7 @@ import (
 
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/store"
 )
 
 type options struct {
@@ -114,7 +115,8 @@ func run(ctx context.Context, o options, out io.Writer) (int, error) {
 	h, err := cluster.Setup(ctx, cluster.HarnessConfig{
 		BinDir: binDir, DatabaseURL: env("DATABASE_URL", config.DefaultDatabaseURL), RedisURL: env("REDIS_URL", config.DefaultRedisURL),
 		Prefix: "demo", Workers: o.workers, LogDir: logDir, Parallel: o.parallel,
-		Env: []string{"SPOTIFY_RPS=" + rps, "YOUTUBE_RPS=" + rps, "LOG_LEVEL=info"},
+		PoolConns: store.DefaultMaxConns, // production's pool, not the tests' cap
+		Env:       []string{"SPOTIFY_RPS=" + rps, "YOUTUBE_RPS=" + rps, "LOG_LEVEL=info"},
 	})
 	if err != nil {
 		return 1, err

@@ -42,6 +42,10 @@ type HarnessConfig struct {
 	FakeEnv []string
 	// Parallel sizes the HTTP client for this many concurrent fans.
 	Parallel int
+	// PoolConns is each process's PostgreSQL pool size; 0 keeps the test
+	// cap (storetest.TestPoolConns), so suites running side by side stay
+	// within PostgreSQL's connection limit.
+	PoolConns int
 }
 
 // DefaultEnv is the environment every harness process gets before
@@ -122,7 +126,13 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 
 	env := append(append(append([]string{}, DefaultEnv...),
 		"MONITORING_USER="+h.MonitoringUser, "MONITORING_PASSWORD="+h.MonitoringPassword), cfg.Env...)
-	h.Cluster = New(Config{BinDir: cfg.BinDir, DatabaseURL: b.URL, RedisURL: rdb.URL, TokenKeys: b.Keys,
+	dbURL := b.URL
+	if cfg.PoolConns > 0 {
+		if dbURL, err = storetest.WithParam(dbURL, "pool_max_conns", strconv.Itoa(cfg.PoolConns)); err != nil {
+			return h, err
+		}
+	}
+	h.Cluster = New(Config{BinDir: cfg.BinDir, DatabaseURL: dbURL, RedisURL: rdb.URL, TokenKeys: b.Keys,
 		AdminToken: h.AdminToken, Env: env, LogDir: cfg.LogDir})
 	if h.Fake, err = h.StartFake(ctx, append(append([]string{}, DefaultFakeEnv...), cfg.FakeEnv...)...); err != nil {
 		return h, err

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,9 @@ func Create(ctx context.Context, base, prefix string) (b Bundle, drop func() err
 		return Bundle{}, nil, err
 	}
 	u, err := WithSearchPath(base, schema)
+	if err == nil {
+		u, err = WithParam(u, "pool_max_conns", strconv.Itoa(TestPoolConns))
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -120,14 +124,25 @@ func Create(ctx context.Context, base, prefix string) (b Bundle, drop func() err
 	return Bundle{Store: st, Ring: ring, Keys: keys, URL: u, Schema: schema}, drop, nil
 }
 
+// TestPoolConns caps each test store's (and each process a test starts
+// with Bundle.URL) connection pool: test packages run in parallel against
+// one PostgreSQL, whose default limit is 100 connections.
+const TestPoolConns = 4
+
 // WithSearchPath returns databaseURL with its search_path set to schema.
 func WithSearchPath(databaseURL, schema string) (string, error) {
+	return WithParam(databaseURL, "search_path", schema)
+}
+
+// WithParam returns databaseURL with the query parameter key set to value
+// (replacing any earlier value).
+func WithParam(databaseURL, key, value string) (string, error) {
 	u, err := url.Parse(databaseURL)
 	if err != nil {
 		return "", fmt.Errorf("storetest: parse %q: %w", databaseURL, err)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
+	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
