@@ -137,7 +137,7 @@ func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Att
 	ps := att.Presave
 	prov, ok := w.provs.Get(ps.Provider)
 	if !ok {
-		return w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, nil, "provider_unavailable"), "provider_unavailable", false)
+		return w.finish(ctx, log, ps, att.Token.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, nil, "provider_unavailable"), "provider_unavailable", false)
 	}
 	rel, err := w.releases.get(ctx, w.st, ps.ReleaseID, att.ReleaseUpdatedAt)
 	if err != nil {
@@ -146,7 +146,9 @@ func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Att
 	tok, err := att.Token, att.TokenErr
 	if errors.Is(err, store.ErrNotFound) {
 		// Purged meanwhile (an invalid grant seen by another pre-save).
-		return w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, nil, ReasonReconnect), ReasonReconnect, true)
+		// Nothing of ours is left to purge; a token stored since belongs to
+		// a new consent, so no forced purge here.
+		return w.finish(ctx, log, ps, time.Time{}, store.PresaveFailed, w.failRemaining(ps, nil, ReasonReconnect), ReasonReconnect, false)
 	}
 	if err != nil {
 		return w.requeue(ctx, log, ps, nil, err, err)
@@ -280,7 +282,7 @@ actions:
 	case grantErr != nil:
 		// The fan must reconnect: no retry, and the dead grant goes now.
 		log.Info("grant invalid: presave failed", "err", grantErr)
-		if err := w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, results, ReasonReconnect), ReasonReconnect, true); err != nil {
+		if err := w.finish(ctx, log, ps, tok.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, results, ReasonReconnect), ReasonReconnect, true); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %w", asynq.SkipRetry, grantErr)
@@ -291,7 +293,7 @@ actions:
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if retried >= maxRetry {
-			if err := w.finish(ctx, log, ps, store.PresaveFailed, w.failRemaining(ps, results, ReasonRetriesExhausted), ReasonRetriesExhausted, false); err != nil {
+			if err := w.finish(ctx, log, ps, tok.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, results, ReasonRetriesExhausted), ReasonRetriesExhausted, false); err != nil {
 				return err
 			}
 			return fmt.Errorf("%w: %w", asynq.SkipRetry, retryErr)
@@ -314,7 +316,7 @@ actions:
 		all[a] = r
 	}
 	status, lastErr := finalStatus(ps.Actions, all)
-	return w.finish(ctx, log, ps, status, results, lastErr, false)
+	return w.finish(ctx, log, ps, tok.AuthorizedAt, status, results, lastErr, false)
 }
 
 // finalStatus is done when every action is ok or already, failed when
@@ -379,13 +381,13 @@ func (w *Worker) requeue(ctx context.Context, log *slog.Logger, ps store.Presave
 
 // finish records a final status and purges the fan's token when nothing
 // else needs it, then queues the revocation at the provider.
-func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave, status store.PresaveStatus,
+func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave, tokenVersion time.Time, status store.PresaveStatus,
 	results map[providers.Action]store.ActionResult, lastErr string, purgeAlways bool) error {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	f, err := w.st.FinishPresave(bctx, store.Finish{
 		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: status, Results: results, LastError: lastErr,
-		PurgeAlways: purgeAlways, PurgeReason: purgeReason(purgeAlways),
+		PurgeAlways: purgeAlways, PurgeReason: purgeReason(purgeAlways), TokenAuthorizedAt: tokenVersion,
 	}, w.provs.Revocable)
 	if err != nil {
 		return err

@@ -264,6 +264,11 @@ type Finish struct {
 	// Provider, when set, is the pre-save's provider: a provider whose
 	// grants are not revocable then finishes in a single statement.
 	Provider providers.Name
+	// TokenAuthorizedAt, when set, is the authorization of the token the
+	// attempt used. A token re-authorized since (the fan consented again
+	// while this pre-save finished) is never purged here: it belongs to
+	// the new consent. Refreshes and key rotation keep authorized_at.
+	TokenAuthorizedAt time.Time
 }
 
 // Finished is what FinishPresave did.
@@ -303,6 +308,10 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 	if reason == "" {
 		reason = "presave_" + string(f.Status)
 	}
+	var version *time.Time
+	if !f.TokenAuthorizedAt.IsZero() {
+		version = &f.TokenAuthorizedAt
+	}
 	var out Finished
 	finish := func(q interface {
 		QueryRow(context.Context, string, ...any) pgx.Row
@@ -310,8 +319,10 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 		// The DELETE sees the snapshot from before the UPDATE beside it,
 		// so the pre-save itself is excluded from the open ones by ID. A
 		// consent writing the token row at the same moment holds its row
-		// lock: the DELETE waits for it, as the lock-then-check of
-		// purgeIfUnneeded does.
+		// lock: the DELETE waits for it, then re-checks the row it wrote,
+		// whose new authorized_at no longer matches the attempt's, so the
+		// new consent's token survives (the NOT EXISTS alone would still
+		// read the snapshot from before that consent).
 		err = q.QueryRow(ctx, `
 			WITH p AS (
 				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
@@ -321,13 +332,14 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 			d AS (
 				DELETE FROM provider_tokens t USING p
 				WHERE t.fan_id = p.fan_id AND t.provider = p.provider
+				  AND ($7::timestamptz IS NULL OR t.authorized_at = $7)
 				  AND ($6 OR NOT EXISTS (
 					SELECT 1 FROM presaves o
 					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
 					  AND o.status IN ('pending', 'enqueued', 'running')))
 				RETURNING t.refresh_sealed)
 			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`,
-			f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways).Scan(&out.FanID, &out.Provider, &refresh)
+			f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version).Scan(&out.FanID, &out.Provider, &refresh)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, nil
 		}

@@ -250,3 +250,67 @@ func TestFinishKeepsNeededToken(t *testing.T) {
 		t.Fatal("token survived the last pre-save")
 	}
 }
+
+// A fan consents again while their last pre-save finishes: the consent's
+// transaction has written the token (holding its row) and the new
+// pre-save when the finish's purge runs. The purge waits for the row and
+// must then leave the re-authorized token alone, though the new pre-save
+// was invisible to it when it started.
+func TestFinishSparesTokenOfAConcurrentConsent(t *testing.T) {
+	t.Parallel()
+	b := storetest.New(t)
+	st := b.Store
+	ctx := context.Background()
+	ps := jobsFixture(t, st, providers.Spotify, time.Now().Add(-time.Second))
+	if _, _, err := st.ClaimDuePresaves(ctx, time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.Token(ctx, ps.FanID, providers.Spotify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := st.CreateRelease(ctx, store.Release{Slug: "next-" + uuid.NewString()[:8], Title: "T", Artist: "A",
+		Timing: store.TimingFixed, ReleaseAt: time.Now().Add(time.Hour), SpotifyAlbumIDs: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The concurrent consent, played by hand so it can stay open: it
+	// re-authorizes the token row and adds an open pre-save.
+	tx, err := st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `UPDATE provider_tokens SET authorized_at = now() + interval '1 second' WHERE fan_id = $1 AND provider = 'spotify'`, ps.FanID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, due_at)
+		SELECT $1, fan_id, $3, provider, actions, now(), 'v2', fan_zone, due_at + interval '1 day'
+		FROM presaves WHERE id = $2`, uuid.Must(uuid.NewV7()), ps.ID, next.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan store.Finished, 1)
+	errc := make(chan error, 1)
+	go func() {
+		f, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Provider: providers.Spotify,
+			Status: store.PresaveDone, TokenAuthorizedAt: old.AuthorizedAt}, func(providers.Name) bool { return false })
+		errc <- err
+		done <- f
+	}()
+	time.Sleep(300 * time.Millisecond) // let the finish reach the locked row
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if f := <-done; !f.Applied || f.Purge.Deleted {
+		t.Fatalf("FinishPresave = %+v: the new consent's token was purged", f)
+	}
+	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); !has {
+		t.Fatal("token of the concurrent consent is gone")
+	}
+}
