@@ -116,7 +116,7 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 	}
 	ps := att.Presave
 	if wait := time.Until(ps.DueAt); wait > 0 {
-		if err := sleepCtx(actx, min(wait, dueEarly)); err != nil {
+		if err := ratelimit.Sleep(actx, min(wait, dueEarly)); err != nil {
 			return w.requeue(ctx, log, ps, nil, err, err)
 		}
 	}
@@ -545,14 +545,3 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
   return redis.call("DEL", KEYS[1])
 end
 return 0`)
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

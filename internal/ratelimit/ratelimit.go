@@ -136,7 +136,7 @@ func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Dura
 		if time.Now().Add(wait).After(deadline) {
 			return &WaitError{Key: key, Until: time.Now().Add(wait), Cooldown: cooldown}
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
@@ -219,7 +219,8 @@ if left < tonumber(ARGV[1]) then
 end
 return left`)
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or less if ctx ends first (then it returns ctx.Err()).
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

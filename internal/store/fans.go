@@ -128,7 +128,7 @@ type Consent struct {
 	DueAt          time.Time
 	// Enqueue records the pre-save as enqueued in the same transaction
 	// (the caller queues its task right after the commit, because it is
-	// due within the relay window). It saves the separate MarkEnqueued
+	// due within the relay window). It saves the separate MarkDueEnqueued
 	// update; if the process dies before the task is queued, the relay's
 	// rescue finds the enqueued row without a task and queues it. A
 	// pre-save that already finished stays as it was.

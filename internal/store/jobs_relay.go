@@ -163,7 +163,7 @@ func (s *Store) RevocationIDsAfter(ctx context.Context, after uuid.UUID, limit i
 	return ids, nil
 }
 
-// MarkDueEnqueued is MarkEnqueued for the scheduler: it moves a pending
+// MarkDueEnqueued is for the scheduler: it moves a pending
 // pre-save of the given generation to enqueued and returns it as the task
 // will name it (with its fan). ok is false when the pre-save is no longer
 // pending at that generation.
