@@ -196,8 +196,9 @@ func (w *Worker) rescue(ctx context.Context) error {
 }
 
 // handleSweep is the safety net: it revives pre-saves stuck running past
-// RunningTimeout, purges tokens nothing needs, and queues every pending
-// revocation again (Redis may have lost its purge task).
+// RunningTimeout, deletes OAuth states that expired unused, purges tokens
+// nothing needs, and queues every pending revocation again (Redis may
+// have lost its purge task).
 func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 	var errs []error
 	for {
@@ -216,6 +217,16 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 			w.log.Warn("sweep: revived pre-saves stuck running", "count", len(revived))
 		}
 		if len(revived) < w.cfg.RelayBatch {
+			break
+		}
+	}
+	for {
+		n, err := w.st.DeleteExpiredOAuthStates(ctx, w.cfg.RelayBatch)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if n < w.cfg.RelayBatch {
 			break
 		}
 	}

@@ -276,3 +276,37 @@ func TestYouTubeDailyBudget(t *testing.T) {
 		t.Errorf("statuses %v: a spent quota must not fail pre-saves", st)
 	}
 }
+
+// TestSweeperDeletesExpiredOAuthStates: consent starts that were never
+// finished leave states behind; the sweeper deletes the expired ones (in
+// batches) and leaves the live ones usable.
+func TestSweeperDeletesExpiredOAuthStates(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"RELAY_BATCH": "2"})
+	rel := b.newRelease("sweep-states", time.Now().Add(time.Hour))
+	ctx := context.Background()
+	st := store.OAuthState{
+		Provider: providers.Spotify, ReleaseID: rel.ID, Verifier: "v", Actions: []providers.Action{providers.ActionSave},
+		FanZone: "UTC", ConsentVersion: "v1", ExpiresAt: time.Now().Add(-time.Minute),
+	}
+	for i := range 5 {
+		if err := b.st.CreateOAuthState(ctx, fmt.Sprintf("abandoned-%d", i), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.ExpiresAt = time.Now().Add(time.Hour)
+	if err := b.st.CreateOAuthState(ctx, "live", st); err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker()
+	waitFor(t, 20*time.Second, "expired states deleted", func() (bool, string) {
+		var n int
+		if err := b.st.Pool().QueryRow(ctx, `SELECT count(*) FROM oauth_states`).Scan(&n); err != nil {
+			return false, err.Error()
+		}
+		return n == 1, fmt.Sprintf("%d states left", n)
+	})
+	if _, err := b.st.ConsumeOAuthState(ctx, "live", time.Now()); err != nil {
+		t.Errorf("the live state must survive the sweep: %v", err)
+	}
+}

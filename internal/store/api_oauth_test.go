@@ -80,21 +80,35 @@ func TestOAuthStateExpiresAndIsCleanedUp(t *testing.T) {
 		t.Errorf("an expired state must be gone after its first use: err = %v", err)
 	}
 
-	// States already expired in the database are removed by later starts.
+	// States that expired unused are deleted in batches; live ones stay.
 	st.ExpiresAt = now.Add(-time.Minute)
-	if err := b.Store.CreateOAuthState(ctx(t), "stale", st); err != nil {
-		t.Fatal(err)
+	for _, s := range []string{"stale-1", "stale-2", "stale-3"} {
+		if err := b.Store.CreateOAuthState(ctx(t), s, st); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st.ExpiresAt = now.Add(10 * time.Minute)
 	if err := b.Store.CreateOAuthState(ctx(t), "fresh", st); err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []int{2, 1, 0} {
+		n, err := b.Store.DeleteExpiredOAuthStates(ctx(t), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != want {
+			t.Errorf("DeleteExpiredOAuthStates deleted %d, want %d", n, want)
+		}
 	}
 	var n int
 	if err := b.Store.Pool().QueryRow(ctx(t), `SELECT count(*) FROM oauth_states`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {
-		t.Errorf("oauth_states rows = %d, want 1 (the stale one cleaned up)", n)
+		t.Errorf("oauth_states rows = %d, want 1 (only the live one)", n)
+	}
+	if _, err := b.Store.ConsumeOAuthState(ctx(t), "fresh", now); err != nil {
+		t.Errorf("the live state must survive the clean-up: %v", err)
 	}
 }
 
