@@ -4,7 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,7 +72,7 @@ func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n in
 	if _, err := cluster.UpdateRelease(ctx, b.hc, b.cl.APIURL, b.admin, release.String(), map[string]any{"release_at": due}); err != nil {
 		return 0, time.Time{}, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), sampleCPU()
 	err = parallel(ctx, n, width, func(ctx context.Context, i int) error {
 		_, err := cluster.FinishConsent(ctx, b.hc, callbacks[i])
 		return err
@@ -77,13 +81,17 @@ func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n in
 		return 0, time.Time{}, err
 	}
 	rate := float64(n) / time.Since(start).Seconds()
+	b.ingestCPU = cpu0.until(sampleCPU())
 	if time.Now().After(due.Add(-time.Second)) {
 		fmt.Fprintf(b.out, "  warning: the callbacks ended after the release time; the drain figures include some queueing\n")
 	}
 	return rate, due, nil
 }
 
-// waitDrained polls until every pre-save of release is finished.
+// waitDrained polls until every pre-save of release is finished. The
+// figures come from the rows' own timestamps, so the polling period only
+// adds to the wall time; each poll reads every row of the release, so it
+// stays slow enough not to load the database it measures.
 func (b *bench) waitDrained(ctx context.Context, release uuid.UUID, n int) (store.Timings, error) {
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
@@ -103,7 +111,7 @@ func (b *bench) waitDrained(ctx context.Context, release uuid.UUID, n int) (stor
 		select {
 		case <-ctx.Done():
 			return t, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
@@ -120,10 +128,24 @@ func (b *bench) drain(ctx context.Context, res results) error {
 	if err != nil {
 		return err
 	}
-	if res["ingest_per_s"], _, err = b.ingest(ctx, rel, "drain", n, ""); err != nil {
+	var due time.Time
+	if res["ingest_per_s"], due, err = b.ingest(ctx, rel, "drain", n, ""); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	b.ingestCPU.record(res, "cpu_ms_per_callback", n)
+	profiled := make(chan error, 1)
+	go func() { profiled <- b.profileWorker(ctx, due) }()
+	// The CPU the whole system spends per pre-save: from the release
+	// time (nothing runs before it but the relay's ticks) to the end.
+	if err := sleepUntil(ctx, due); err != nil {
+		return err
+	}
+	cpu0 := sampleCPU()
 	t, err := b.waitDrained(ctx, rel, n)
+	cpu0.until(sampleCPU()).record(res, "cpu_ms_per_presave", n)
+	if perr := <-profiled; perr != nil {
+		fmt.Fprintf(b.out, "  warning: worker profile: %v\n", perr)
+	}
 	if err != nil {
 		return err
 	}
@@ -277,4 +299,45 @@ func base62(n int) string {
 		b[i] = alphabet[k.Int64()]
 	}
 	return string(b)
+}
+
+// profileWorker writes a 10-second CPU profile of the first worker, taken
+// from the release time on, to -profile (when set): where a worker's
+// time goes during a release-day drain (go tool pprof DIR/worker.pprof).
+func (b *bench) profileWorker(ctx context.Context, from time.Time) error {
+	if b.o.profile == "" || len(b.workers) == 0 {
+		return nil
+	}
+	if err := sleepUntil(ctx, from); err != nil {
+		return err
+	}
+	resp, err := b.hc.Get("http://" + b.workers[0].Addr + "/debug/pprof/profile?seconds=10")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	if err := os.MkdirAll(b.o.profile, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(b.o.profile, "worker.pprof"))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(t)):
+		return nil
+	}
 }

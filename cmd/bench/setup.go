@@ -109,7 +109,11 @@ func (b *bench) startWorkers(ctx context.Context, extra ...string) error {
 	}
 	b.workers = nil
 	for range b.o.workers {
-		w, err := b.cl.StartWorker(ctx, append([]string{"WORKER_CONCURRENCY=" + strconv.Itoa(b.o.concurrency)}, extra...)...)
+		env := append([]string{"WORKER_CONCURRENCY=" + strconv.Itoa(b.o.concurrency)}, extra...)
+		if b.o.profile != "" {
+			env = append(env, "PPROF=true")
+		}
+		w, err := b.cl.StartWorker(ctx, env...)
 		if err != nil {
 			return err
 		}
