@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		_, _ = io.WriteString(rw, `{"status":"ok"}`)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", health.RequireBearer(env.String("METRICS_TOKEN", ""), promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	if on, err := env.Bool("PPROF", false); err != nil {
 		return err
 	} else if on {

@@ -71,6 +71,10 @@ type Config struct {
 	// /monitoring (for a browser); the admin bearer token works as well.
 	MonitoringUser     string
 	MonitoringPassword string
+	// MetricsToken, when set, guards /metrics: Prometheus sends it as a
+	// bearer token (authorization.credentials in a scrape config).
+	// Unset, /metrics is open, for a scraper on a private network.
+	MetricsToken string
 	// MonitoringReadOnly makes asynqmon view-only.
 	MonitoringReadOnly bool
 	// ConsentVersion is the version of the consent wording fans agree to.
@@ -101,6 +105,7 @@ func ConfigFromEnv(env config.Env, common config.Common, log *slog.Logger) (Conf
 		AdminToken:         env.String("ADMIN_TOKEN", ""),
 		MonitoringUser:     env.String("MONITORING_USER", ""),
 		MonitoringPassword: env.String("MONITORING_PASSWORD", ""),
+		MetricsToken:       env.String("METRICS_TOKEN", ""),
 		ConsentVersion:     env.String("CONSENT_VERSION", DefaultConsentVersion),
 		RedisURL:           common.RedisURL,
 	}

@@ -126,6 +126,25 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// requireMetrics guards /metrics with the metrics bearer token when one
+// is configured. Metric names and label values tell an outsider about
+// traffic, queues and failures, though never about a fan.
+func (s *Server) requireMetrics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.cfg.MetricsToken == "" {
+			return next(c)
+		}
+		tok, ok := bearer(c)
+		if !ok {
+			return errorf(http.StatusUnauthorized, "metrics_token_missing", "Send the metrics token as Authorization: Bearer <token>.")
+		}
+		if !sameSecret(tok, s.cfg.MetricsToken) {
+			return errorf(http.StatusUnauthorized, "metrics_token_invalid", "The metrics token is not valid.")
+		}
+		return next(c)
+	}
+}
+
 // requireMonitoring guards /monitoring: basic auth with the monitoring
 // credentials (for a browser) or the admin bearer token.
 func (s *Server) requireMonitoring(next echo.HandlerFunc) echo.HandlerFunc {

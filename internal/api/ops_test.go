@@ -173,3 +173,40 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsTokenGuardsMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *api.Config) { c.MetricsToken = "scrape-secret-0123456789" })
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		status int
+		code   string
+	}{
+		{"anonymous", nil, http.StatusUnauthorized, "metrics_token_missing"},
+		{"wrong token", fanHeader("scrape-secret-wrong"), http.StatusUnauthorized, "metrics_token_invalid"},
+		{"admin token is not the metrics token", fanHeader(adminToken), http.StatusUnauthorized, "metrics_token_invalid"},
+		{"basic auth", basic("ops", "ops-password"), http.StatusUnauthorized, "metrics_token_missing"},
+		{"metrics token", fanHeader("scrape-secret-0123456789"), http.StatusOK, ""},
+	} {
+		r := b.do(req{method: http.MethodGet, path: "/metrics", header: tc.header})
+		if r.Status != tc.status {
+			t.Errorf("%s: HTTP %d, want %d", tc.name, r.Status, tc.status)
+			continue
+		}
+		if tc.code != "" {
+			if got := r.errorCode(t); got != tc.code {
+				t.Errorf("%s: code %q, want %q", tc.name, got, tc.code)
+			}
+			if strings.Contains(string(r.Body), "presave_http_requests_total") {
+				t.Errorf("%s: metrics leaked in a refusal", tc.name)
+			}
+		} else if !strings.Contains(string(r.Body), "presave_http_requests_total") {
+			t.Errorf("%s: no metrics in the answer", tc.name)
+		}
+	}
+	// The other operations endpoints stay open to probes.
+	if r := b.do(req{method: http.MethodGet, path: "/healthz"}); r.Status != http.StatusOK {
+		t.Errorf("/healthz with a metrics token set: HTTP %d", r.Status)
+	}
+}

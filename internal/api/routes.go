@@ -39,7 +39,7 @@ func (s *Server) routes() *echo.Echo {
 	// Operations.
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})), s.requireMetrics)
 	e.GET("/openapi.json", s.openapi)
 	mon := e.Group(monitoringRoot, s.requireMonitoring)
 	mon.Any("", echo.WrapHandler(s.monitor))
