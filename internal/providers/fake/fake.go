@@ -95,22 +95,25 @@ type Server struct {
 	log  *slog.Logger
 	pt   *time.Location
 
-	mu        sync.Mutex
-	ttl       time.Duration
-	rotate    map[providers.Name]bool
-	codes     map[string]*authCode
-	access    map[string]*accessToken
-	refresh   map[string]*grant
-	grants    []*grant
-	users     map[userKey]*user
-	faults    map[providers.Name]*faults
-	notLive   map[string]time.Time
-	calls     map[string]int
-	revoked   []RevokedGrant
-	quota     map[string]*quotaDay // YouTube, per client ID (project)
-	dailyLim  int
-	rates     map[providers.Name]*rateMeter
-	legacy403 bool
+	mu     sync.Mutex
+	ttl    time.Duration
+	rotate map[providers.Name]bool
+	codes  map[string]*authCode
+	access map[string]*accessToken
+	// accessSweep is when expired and revoked access tokens may next be
+	// swept out of access.
+	accessSweep time.Time
+	refresh     map[string]*grant
+	grants      []*grant
+	users       map[userKey]*user
+	faults      map[providers.Name]*faults
+	notLive     map[string]time.Time
+	calls       map[string]int
+	revoked     []RevokedGrant
+	quota       map[string]*quotaDay // YouTube, per client ID (project)
+	dailyLim    int
+	rates       map[providers.Name]*rateMeter
+	legacy403   bool
 }
 
 type userKey struct {

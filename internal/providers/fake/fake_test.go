@@ -153,6 +153,11 @@ func TestControlAPIAndState(t *testing.T) {
 	}
 	post("/_fake/quota", `{"provider":"spotify","reset":true}`)
 	post("/_fake/revoke", `{"provider":"spotify","user":"fan1"}`)
+	// The access token the client holds dies with its grant, and so does
+	// the refresh token behind it.
+	if _, err := c.Perform(ctx, providers.ActionSave, tgt); providers.ClassOf(err) != providers.GrantInvalid {
+		t.Fatalf("after revoking the grant: %v, want a grant-invalid error", err)
+	}
 
 	resp, err := http.Get(srv.URL + "/_fake/state")
 	if err != nil {
