@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/google/uuid"
@@ -301,9 +302,10 @@ func base62(n int) string {
 	return string(b)
 }
 
-// profileWorker writes a 10-second CPU profile of the first worker, taken
-// from the release time on, to -profile (when set): where a worker's
-// time goes during a release-day drain (go tool pprof DIR/worker.pprof).
+// profileWorker writes 10-second CPU profiles of the first worker and of
+// this process (the fake provider), taken from the release time on, to
+// -profile (when set): where the time goes during a release-day drain
+// (go tool pprof DIR/worker.pprof, DIR/fake.pprof).
 func (b *bench) profileWorker(ctx context.Context, from time.Time) error {
 	if b.o.profile == "" || len(b.workers) == 0 {
 		return nil
@@ -311,6 +313,19 @@ func (b *bench) profileWorker(ctx context.Context, from time.Time) error {
 	if err := sleepUntil(ctx, from); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(b.o.profile, 0o755); err != nil {
+		return err
+	}
+	// This process (the fake provider) over the same 10 s.
+	self, err := os.Create(filepath.Join(b.o.profile, "fake.pprof"))
+	if err != nil {
+		return err
+	}
+	defer self.Close()
+	if err := pprof.StartCPUProfile(self); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
 	resp, err := b.hc.Get("http://" + b.workers[0].Addr + "/debug/pprof/profile?seconds=10")
 	if err != nil {
 		return err
@@ -318,9 +333,6 @@ func (b *bench) profileWorker(ctx context.Context, from time.Time) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %s", resp.Status)
-	}
-	if err := os.MkdirAll(b.o.profile, 0o755); err != nil {
-		return err
 	}
 	f, err := os.Create(filepath.Join(b.o.profile, "worker.pprof"))
 	if err != nil {

@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.out, "out", "bench/results.json", "where to write the results")
 	fs.StringVar(&o.logDir, "logs", "", "keep the processes' logs in this directory")
 	fs.IntVar(&o.poolConns, "pool", 10, "PostgreSQL connections per process (pool_max_conns)")
-	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of the first worker during the drain (10 s) to this directory")
+	fs.StringVar(&o.profile, "profile", "", "write CPU profiles of the first worker and of the fake during the drain (10 s) to this directory")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
