@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
@@ -171,7 +172,11 @@ func (w *Worker) rescue(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, d := range page {
+		missing, err := w.withoutTask(ctx, page)
+		if err != nil {
+			return err
+		}
+		for _, d := range missing {
 			created, err := w.sched.enqueuePresave(ctx, d)
 			if err != nil {
 				return err
@@ -193,6 +198,35 @@ func (w *Worker) rescue(ctx context.Context) error {
 		w.log.Info("relay: re-enqueued in-flight pre-saves without a task", "count", n)
 	}
 	return nil
+}
+
+// withoutTask returns the pre-saves of page whose task is not in Redis,
+// asking for all of them in one pipelined round trip. Everything in
+// flight is checked on every rescue (up to the whole relay window before
+// a big release), so one enqueue attempt per pre-save, as before, cost a
+// Redis script call each: 20,000 every 30 s in the benchmark's drain.
+// A task that appears or finishes between the check and the enqueue is
+// handled as before (the enqueue conflicts, or the task runs once more
+// and finds itself stale).
+func (w *Worker) withoutTask(ctx context.Context, page []store.DuePresave) ([]store.DuePresave, error) {
+	if len(page) == 0 {
+		return nil, nil
+	}
+	pipe := w.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(page))
+	for i, d := range page {
+		exists[i] = pipe.Exists(ctx, presaveTaskKey(d.Provider, d.ID, d.Generation))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("jobs: rescue: check tasks: %w", err)
+	}
+	var missing []store.DuePresave
+	for i, d := range page {
+		if exists[i].Val() == 0 {
+			missing = append(missing, d)
+		}
+	}
+	return missing, nil
 }
 
 // handleSweep is the safety net: it revives pre-saves stuck running past
