@@ -165,10 +165,10 @@ var ErrAccountTaken = errors.New("provider account is linked to another fan")
 // and bumps its generation (unless it already finished).
 //
 // Only the release check and the account lookup (one statement) need an
-// answer before the writes; the writes then go to PostgreSQL as one batch
-// (one round trip) in the same transaction: a release-day burst of
-// callbacks is bound by PostgreSQL's CPU, and every round trip costs it a
-// wake-up.
+// answer before the writes, so the transaction takes two round trips: BEGIN
+// with that statement, then the writes with COMMIT (inPipelinedTx). A
+// release-day burst of callbacks is bound by CPU, and every round trip
+// costs PostgreSQL and the API a wake-up each.
 func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func() (string, error)) (Consented, error) {
 	var out Consented
 	var sessionHash []byte
@@ -185,35 +185,35 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 		status = PresaveEnqueued
 	}
 	presaveID := uuid.Must(uuid.NewV7())
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		// The release must still be scheduled, as read: FOR SHARE holds off
-		// a cancellation or a new release time until this commits, so the
-		// pre-save is either moved or cancelled with the others, never
-		// left behind with a stale due time.
-		var version *time.Time
-		if !c.ReleaseUpdatedAt.IsZero() {
-			version = &c.ReleaseUpdatedAt
-		}
-		// The account lookup (FOR UPDATE: two callbacks of one new account
-		// must not both create a fan) rides in the same statement: one
-		// round trip fewer per consent.
-		var live bool
-		var linked *uuid.UUID
-		if err := tx.QueryRow(ctx, `
-			SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1 AND status = 'scheduled'
-					AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE),
-				(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE)`,
-			c.ReleaseID, version, c.Provider, c.AccountID).Scan(&live, &linked); err != nil {
-			return err
-		}
+	// The release must still be scheduled, as read: FOR SHARE holds off
+	// a cancellation or a new release time until this commits, so the
+	// pre-save is either moved or cancelled with the others, never left
+	// behind with a stale due time. The account lookup (FOR UPDATE: two
+	// callbacks of one new account must not both create a fan) rides in
+	// the same statement.
+	var version *time.Time
+	if !c.ReleaseUpdatedAt.IsZero() {
+		version = &c.ReleaseUpdatedAt
+	}
+	var live bool
+	var linked *uuid.UUID
+	check := &pgx.Batch{}
+	check.Queue(`
+		SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1 AND status = 'scheduled'
+				AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE),
+			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE)`,
+		c.ReleaseID, version, c.Provider, c.AccountID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&live, &linked)
+	})
+	err := s.inPipelinedTx(ctx, check, func() (*pgx.Batch, error) {
 		if !live {
-			return ErrReleaseChanged
+			return nil, ErrReleaseChanged
 		}
 		b := &pgx.Batch{}
 		switch {
 		case linked != nil:
 			if c.FanID != uuid.Nil && c.FanID != *linked {
-				return ErrAccountTaken
+				return nil, ErrAccountTaken
 			}
 			out.FanID = *linked
 		default:
@@ -234,7 +234,7 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 		tok.FanID, tok.Provider = out.FanID, c.Provider
 		query, args, err := s.putTokenQuery(tok)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		b.Queue(query, args...)
 		b.Queue(`
@@ -259,9 +259,7 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 		if sessionHash != nil {
 			b.Queue(`INSERT INTO fan_sessions (token_hash, fan_id) VALUES ($1, $2)`, sessionHash, out.FanID)
 		}
-		// Close sends the batch, reads every answer and returns the first
-		// error: a failed statement rolls back the whole transaction.
-		return tx.SendBatch(ctx, b).Close()
+		return b, nil
 	})
 	if err != nil {
 		return Consented{}, fmt.Errorf("store: record consent: %w", err)

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,5 +75,54 @@ func TestConsumeOAuthStateRelease(t *testing.T) {
 	}
 	if _, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), "s", time.Now()); err == nil {
 		t.Fatal("a state was consumed twice")
+	}
+}
+
+// A statement that fails among the consent's writes rolls back all of
+// them (the transaction is pipelined: BEGIN with the reads, COMMIT with
+// the writes), and the connection is clean for whoever uses it next.
+func TestRecordConsentRollsBackWhenAWriteFails(t *testing.T) {
+	t.Parallel()
+	b := storetest.New(t)
+	r := release(t, b.Store, "consent-rollback")
+	first := consent(t, b.Store, r, providers.Spotify, "acct-first", "refresh-first", uuid.Nil)
+	count := func(table string) int {
+		t.Helper()
+		var n int
+		if err := b.Store.Pool().QueryRow(ctx(t), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	tables := []string{"fans", "fan_accounts", "provider_tokens", "presaves", "fan_sessions"}
+	before := map[string]int{}
+	for _, tb := range tables {
+		before[tb] = count(tb)
+	}
+	// The new fan's self-service token collides with the first fan's: the
+	// last write (fan_sessions) fails after fans, fan_accounts,
+	// provider_tokens and presaves were written in the same transaction.
+	// Every connection of the pool is tried, so a connection left inside
+	// the transaction would show up in the consents that follow.
+	for i := range storetest.TestPoolConns + 1 {
+		_, err := b.Store.RecordConsent(ctx(t), store.Consent{
+			Provider: providers.YouTube, AccountID: fmt.Sprintf("acct-second-%d", i),
+			Token:     store.Token{RefreshToken: "refresh-second", AuthorizedAt: time.Now()},
+			ReleaseID: r.ID, Actions: []providers.Action{providers.ActionLike}, ConsentedAt: time.Now(),
+			ConsentVersion: "v1", FanZone: "UTC", DueAt: r.ReleaseAt,
+		}, func() (string, error) { return first.FanToken, nil })
+		if err == nil {
+			t.Fatal("a consent whose fan token collides was recorded")
+		}
+	}
+	for _, tb := range tables {
+		if n := count(tb); n != before[tb] {
+			t.Errorf("%s: %d rows after the failed consents, want %d (nothing of them kept)", tb, n, before[tb])
+		}
+	}
+	// The pool's connections are usable: a good consent goes through.
+	c := consent(t, b.Store, r, providers.YouTube, "acct-third", "refresh-third", uuid.Nil)
+	if !c.FanCreated || c.Presave.ID == uuid.Nil {
+		t.Errorf("consent after the failures: %+v", c)
 	}
 }

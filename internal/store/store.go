@@ -103,6 +103,46 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
 }
 
+// inPipelinedTx runs a transaction in two round trips: BEGIN travels with
+// the first batch (whose answers the caller needs before it can write),
+// COMMIT with the batch then returns. pgx.BeginFunc would take four:
+// BEGIN, the reads, the writes, COMMIT. A failed statement aborts the
+// transaction (every later statement in its batch is skipped), and it is
+// rolled back; a connection left inside a transaction is never reused
+// (the pool closes it on release).
+func (s *Store) inPipelinedTx(ctx context.Context, first *pgx.Batch, then func() (*pgx.Batch, error)) (err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	defer func() {
+		if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+			// Best effort: if this fails too, the pool discards the
+			// connection, which ends the transaction.
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.QueuedQueries = append(b.QueuedQueries, first.QueuedQueries...)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	last, err := then()
+	if err != nil {
+		return err
+	}
+	last.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, last).Close(); err != nil {
+		return err
+	}
+	if st := conn.Conn().PgConn().TxStatus(); st != 'I' {
+		return fmt.Errorf("store: transaction still open after COMMIT (status %q)", st)
+	}
+	return nil
+}
+
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
