@@ -295,7 +295,7 @@ type Finished struct {
 // The status change and the token deletion are one statement; when the
 // provider's grants are not revocable (f.Provider says so) that statement
 // is the whole transaction, otherwise the revocation row is written in
-// the same transaction as it.
+// the same transaction as it, in two round trips (inPipelinedTx).
 func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable) (Finished, error) {
 	if f.Status != PresaveDone && f.Status != PresavePartial && f.Status != PresaveFailed {
 		return Finished{}, fmt.Errorf("store: finish presave: %q is not a final status", f.Status)
@@ -313,17 +313,14 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 		version = &f.TokenAuthorizedAt
 	}
 	var out Finished
-	finish := func(q interface {
-		QueryRow(context.Context, string, ...any) pgx.Row
-	}) (refresh []byte, err error) {
-		// The DELETE sees the snapshot from before the UPDATE beside it,
-		// so the pre-save itself is excluded from the open ones by ID. A
-		// consent writing the token row at the same moment holds its row
-		// lock: the DELETE waits for it, then re-checks the row it wrote,
-		// whose new authorized_at no longer matches the attempt's, so the
-		// new consent's token survives (the NOT EXISTS alone would still
-		// read the snapshot from before that consent).
-		err = q.QueryRow(ctx, `
+	// The DELETE sees the snapshot from before the UPDATE beside it,
+	// so the pre-save itself is excluded from the open ones by ID. A
+	// consent writing the token row at the same moment holds its row
+	// lock: the DELETE waits for it, then re-checks the row it wrote,
+	// whose new authorized_at no longer matches the attempt's, so the
+	// new consent's token survives (the NOT EXISTS alone would still
+	// read the snapshot from before that consent).
+	finishSQL := `
 			WITH p AS (
 				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
 					completed_at = now(), updated_at = now()
@@ -338,8 +335,11 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
 					  AND o.status IN ('pending', 'enqueued', 'running')))
 				RETURNING t.refresh_sealed)
-			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`,
-			f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version).Scan(&out.FanID, &out.Provider, &refresh)
+			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
+	finishArgs := []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version}
+	scanFinish := func(row pgx.Row) ([]byte, error) {
+		var refresh []byte
+		err := row.Scan(&out.FanID, &out.Provider, &refresh)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, nil
 		}
@@ -350,18 +350,36 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 		return refresh, nil
 	}
 	if f.Provider != "" && (revocable == nil || !revocable(f.Provider)) {
-		if _, err := finish(s.pool); err != nil {
+		// Nothing to move: one statement, no transaction.
+		if _, err := scanFinish(s.pool.QueryRow(ctx, finishSQL, finishArgs...)); err != nil {
 			return Finished{}, fmt.Errorf("store: finish presave: %w", err)
 		}
 		return out, nil
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		refresh, err := finish(tx)
-		if err != nil || refresh == nil || revocable == nil || !revocable(out.Provider) {
-			return err
-		}
-		out.Purge.RevocationID, out.RevokeToken, err = s.queueRevocation(ctx, tx, out.FanID, out.Provider, refresh, reason)
+	// A revocable grant moves to token_revocations in the same
+	// transaction, re-sealed in Go between the two round trips: BEGIN
+	// with the finish, then the revocation with COMMIT.
+	var refresh []byte
+	first := &pgx.Batch{}
+	first.Queue(finishSQL, finishArgs...).QueryRow(func(row pgx.Row) error {
+		var err error
+		refresh, err = scanFinish(row)
 		return err
+	})
+	err = s.inPipelinedTx(ctx, first, func() (*pgx.Batch, error) {
+		last := &pgx.Batch{}
+		if refresh == nil || revocable == nil || !revocable(out.Provider) {
+			return last, nil
+		}
+		id, token, queued, err := s.revocationRow(out.FanID, out.Provider, refresh, reason)
+		if err != nil {
+			return nil, err
+		}
+		if queued != nil {
+			last.Queue(queued.SQL, queued.Arguments...)
+			out.Purge.RevocationID, out.RevokeToken = id, token
+		}
+		return last, nil
 	})
 	if err != nil {
 		return Finished{}, fmt.Errorf("store: finish presave: %w", err)
@@ -376,20 +394,33 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 // the token cannot be opened (its key was removed): there is nothing to
 // revoke, but the row is gone.
 func (s *Store) queueRevocation(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, error) {
+	id, token, q, err := s.revocationRow(fanID, p, refresh, reason)
+	if err != nil || q == nil {
+		return uuid.Nil, "", err
+	}
+	if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
+		return uuid.Nil, "", fmt.Errorf("store: queue revocation: %w", err)
+	}
+	return id, token, nil
+}
+
+// revocationRow re-seals a deleted token's refresh token for a new
+// revocation row and returns the row's ID, the grant in plaintext and
+// the INSERT; no INSERT (and no error) when the token cannot be opened.
+func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, *pgx.QueuedQuery, error) {
 	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
 	if err != nil {
-		return uuid.Nil, "", nil
+		return uuid.Nil, "", nil, nil
 	}
 	id := uuid.Must(uuid.NewV7())
 	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
 	if err != nil {
-		return uuid.Nil, "", err
+		return uuid.Nil, "", nil, err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
-		id, p, keyID, sealed, reason); err != nil {
-		return uuid.Nil, "", fmt.Errorf("store: queue revocation: %w", err)
-	}
-	return id, string(rt), nil
+	return id, string(rt), &pgx.QueuedQuery{
+		SQL:       `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
+		Arguments: []any{id, p, keyID, sealed, reason},
+	}, nil
 }
 
 // DuePresave is a pre-save the relay or sweeper hands to the queue.
