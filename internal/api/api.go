@@ -40,7 +40,7 @@ const DevAdminToken = "dev-admin-token"
 // Defaults of the settings read by ConfigFromEnv.
 const (
 	DefaultPublicURL      = "http://127.0.0.1:8080"
-	DefaultConsentVersion = "2026-11-v1"
+	DefaultConsentVersion = "2026-11-v2"
 	DefaultFanRateLimit   = 10
 	DefaultFanRateBurst   = 30
 	DefaultRelayWindow    = 10 * time.Minute

@@ -90,7 +90,7 @@ func (s *Server) MountPage() error {
 	}
 	p := &page{s: s, views: map[string]*template.Template{}, wordings: map[string]*template.Template{},
 		secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
-	funcs := template.FuncMap{"providerLabel": providerLabel}
+	funcs := template.FuncMap{"providerLabel": providerLabel, "actionLabel": actionLabel}
 	for _, v := range pageViews {
 		t, err := template.New(v).Funcs(funcs).ParseFS(pageFiles, "templates/layout.html", "templates/"+v+".html")
 		if err != nil {
@@ -191,6 +191,23 @@ func (s *Server) authOrigins() ([]string, error) {
 	return out, nil
 }
 
+// actionLabel is how the release page names an action in its choices.
+func actionLabel(n providers.Name, a providers.Action) string {
+	switch {
+	case a == providers.ActionSave:
+		return "Save the album and tracks to my library"
+	case a == providers.ActionFollow:
+		return "Follow the artist"
+	case a == providers.ActionLike:
+		return "Like the video"
+	case a == providers.ActionPlaylist && n == providers.YouTube:
+		return "Add the video to the release's playlist"
+	case a == providers.ActionPlaylist:
+		return "Add the tracks to the release's playlist"
+	}
+	return string(a)
+}
+
 func providerLabel(n providers.Name) string {
 	switch n {
 	case providers.Spotify:
@@ -247,6 +264,7 @@ func (p *page) errors(next echo.HandlerFunc) echo.HandlerFunc {
 var friendly = map[string][2]string{
 	"consent_required":         {"Please tick the consent box", "We only act on your account with your explicit consent. Go back, read what will happen, tick the box, then choose your service."},
 	"consent_version_unknown":  {"The page was out of date", "The consent wording changed since you opened the page. Go back and reload it, then try again."},
+	"actions_required":         {"Choose what presave may do", "You unticked everything for this service. Go back and leave at least one thing ticked, or choose the other service."},
 	"consent_denied":           {"Nothing was saved", "You declined on the provider's screen, so we did nothing and kept nothing. You can start again whenever you like."},
 	"state_expired":            {"That took a little too long", "For your safety a sign-in must finish within 10 minutes. Nothing was saved; please start again."},
 	"state_invalid":            {"This link has expired", "This sign-in link is unknown or was already used. Nothing was saved; please start again from the release page."},

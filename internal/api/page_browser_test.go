@@ -204,6 +204,18 @@ func TestPageInABrowser(t *testing.T) {
 		t.Fatalf("ticking consent did not enable the buttons")
 	}
 	s.shot("consent-ticked")
+	// Unticking every YouTube action disables its button; ticking one
+	// back enables it.
+	do(t, ctx, "untick YouTube's actions", chromedp.Click(css("#act-youtube-like")), chromedp.Click(css("#act-youtube-playlist")))
+	if !disabled(youtube) || disabled(spotify) {
+		t.Errorf("no YouTube action ticked: buttons disabled %v (YouTube) %v (Spotify)", disabled(youtube), disabled(spotify))
+	}
+	do(t, ctx, "tick one back", chromedp.Click(css("#act-youtube-like")))
+	if disabled(youtube) {
+		t.Errorf("a YouTube action ticked again, its button stays disabled")
+	}
+	// The fan leaves out following the artist.
+	do(t, ctx, "untick follow", chromedp.Click(css("#act-spotify-follow")))
 	do(t, ctx, "pre-save on Spotify",
 		chromedp.Click(spotify),
 		chromedp.WaitVisible(css("#ps-title")),
@@ -214,9 +226,9 @@ func TestPageInABrowser(t *testing.T) {
 	}
 	s.shot("confirmation")
 	spID := strings.TrimPrefix(loc, b.url+"/me/presaves/")
-	if n := b.count("presaves", "id = $1 AND provider = 'spotify' AND status = 'pending' AND consent_version = $2 AND fan_zone = 'Europe/Paris' AND release_id = $3",
+	if n := b.count("presaves", "id = $1 AND provider = 'spotify' AND status = 'pending' AND consent_version = $2 AND fan_zone = 'Europe/Paris' AND release_id = $3 AND actions = '{save,playlist}'",
 		spID, api.DefaultConsentVersion, rel.ID); n != 1 {
-		t.Errorf("the Spotify pre-save with its consent version and zone is not in the database")
+		t.Errorf("the Spotify pre-save with its consent version, zone and the two actions left ticked is not in the database")
 	}
 
 	// YouTube, by keyboard only: tick with Space, submit with Enter.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -127,7 +128,8 @@ func (p *page) release(c echo.Context) error {
 	return p.render(c, http.StatusOK, "release", r.Title+" by "+r.Artist, v)
 }
 
-// start handles the release form: one submit button per provider, the
+// start handles the release form: one submit button per provider, a box
+// per action of each provider (actions_<provider>, with choose=1), the
 // consent box, the fan's zone (filled in by the script; empty without
 // it) and the consent version. The state is bound to this browser.
 func (p *page) start(c echo.Context) error {
@@ -137,6 +139,19 @@ func (p *page) start(c echo.Context) error {
 	}
 	req := startRequestFromForm(form)
 	req.Release = c.Param("slug")
+	provider := form.Get("provider")
+	if form.Get("choose") == "1" && req.Consent && slices.Contains(providers.Names, providers.Name(provider)) {
+		// The page lists each service's actions as boxes, ticked to
+		// begin with; the fan consents to the ones left ticked. Nothing
+		// ticked is a refusal, not "everything" (the API's default).
+		req.Actions = nil
+		for _, a := range form["actions_"+provider] {
+			req.Actions = append(req.Actions, providers.Action(a))
+		}
+		if len(req.Actions) == 0 {
+			return badRequest("actions_required", "Tick at least one thing presave may do on %s.", providerLabel(providers.Name(provider)))
+		}
+	}
 	// The nonce is reused while its cookie lives, so two tabs starting
 	// at once both come back bound to this browser.
 	if ck, err := c.Cookie(BindingCookie); err == nil && len(ck.Value) == tokenLen {
@@ -148,7 +163,7 @@ func (p *page) start(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := p.s.StartConnect(ctxOf(c), form.Get("provider"), req, clientIP(c), fan)
+	res, err := p.s.StartConnect(ctxOf(c), provider, req, clientIP(c), fan)
 	if err != nil {
 		return err
 	}

@@ -104,7 +104,9 @@ func TestPageHeadersWordingAndCSRFCookie(t *testing.T) {
 		}
 	}
 	body := string(r.Body)
-	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-11-v1"`,
+	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-11-v2"`,
+		`<input type="checkbox" name="actions_spotify" value="follow" id="act-spotify-follow" checked>`,
+		`<label for="act-youtube-like">Like the video</label>`, `name="choose" value="1"`,
 		"save the release's album and tracks to my library", "like the release's video", b.url + "/me",
 		`value="spotify"`, `value="youtube"`, `<label for="consent">`} {
 		if !strings.Contains(body, want) {
@@ -312,6 +314,7 @@ func TestPageNeedsTheConsentWording(t *testing.T) {
 // new file (and a line here) instead.
 var shippedWordings = map[string]string{
 	"2026-11-v1": "11a867b6260c6913658c80a9aa340e9511c82663a3860d326a60876e21aecaa2",
+	"2026-11-v2": "970a06349157350717f21d6c4b90790549b3e641d827aadd09b7775e86e39409",
 }
 
 func TestConsentWordingsNeverChange(t *testing.T) {
@@ -408,5 +411,54 @@ func TestPageManageWithoutAFan(t *testing.T) {
 	jar := browserJar{api.FanCookie: c.FanToken}
 	if r := b.page(jar, http.MethodPost, "/me/delete", url.Values{}); r.Status != http.StatusForbidden || b.count("fans", "") != 1 {
 		t.Errorf("delete without a CSRF token: HTTP %d", r.Status)
+	}
+}
+
+// The fan chooses the actions on the page: the boxes left ticked are
+// what is consented to (and the scopes asked for); none ticked is a
+// refusal page that stores nothing.
+func TestPageFanChoosesTheActions(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	b.createRelease(releaseBody("page-choices", time.Now().Add(48*time.Hour)))
+	jar := browserJar{}
+	tok := csrfOf(t, b.page(jar, http.MethodGet, "/r/page-choices", nil))
+	before := b.fingerprint()
+	form := url.Values{"csrf": {tok}, "provider": {"spotify"}, "consent": {"1"}, "choose": {"1"}, "zone": {"Europe/Paris"}}
+
+	// Every Spotify box unticked (YouTube's ticked): refused, nothing stored.
+	r := b.page(jar, http.MethodPost, "/r/page-choices/start", withValue(form, "actions_youtube", "like"))
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "Choose what presave may do") ||
+		!strings.Contains(string(r.Body), `href="/r/page-choices"`) {
+		t.Errorf("start with nothing ticked: HTTP %d %s", r.Status, r.Body)
+	}
+	b.sameFingerprint(before, b.fingerprint(), "a start with nothing ticked")
+
+	// Only "save" ticked: the consent screen asks for the library scopes
+	// alone, and the pre-save holds that one action.
+	r = b.page(jar, http.MethodPost, "/r/page-choices/start", withValue(form, "actions_spotify", "save"))
+	if r.Status != http.StatusFound {
+		t.Fatalf("start with save ticked: HTTP %d %s", r.Status, r.Body)
+	}
+	auth, err := url.Parse(r.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scope := auth.Query().Get("scope"); !strings.Contains(scope, "user-library-modify") || strings.Contains(scope, "playlist") {
+		t.Errorf("scopes asked for save alone: %q", scope)
+	}
+	q := b.consent(r.Header.Get("Location"), "")
+	cb := b.page(jar, http.MethodGet, registry.CallbackPath(providers.Spotify)+"?"+q.Encode(), nil)
+	if cb.Status != http.StatusSeeOther {
+		t.Fatalf("callback: HTTP %d %s", cb.Status, cb.Body)
+	}
+	if n := b.count("presaves", "provider = 'spotify' AND actions = '{save}' AND consent_version = $1", api.DefaultConsentVersion); n != 1 {
+		t.Errorf("pre-saves with only the ticked action = %d, want 1", n)
+	}
+
+	// A box for an action the release does not offer is refused by name.
+	r = b.page(jar, http.MethodPost, "/r/page-choices/start", withValue(form, "actions_spotify", "like"))
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "like") {
+		t.Errorf("start with an action Spotify does not have: HTTP %d %s", r.Status, r.Body)
 	}
 }

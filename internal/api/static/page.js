@@ -1,7 +1,8 @@
 // presave's fan page: shows the release time in the fan's own time zone,
 // sends that zone with the start, and keeps the provider buttons disabled
-// until the consent box is ticked. The page works without it: the server
-// then uses the release's default zone and refuses a start without consent.
+// until the consent box is ticked (and, per service, one of its actions).
+// The page works without it: the server then uses the release's default
+// zone and refuses a start without consent or without any action.
 (function () {
   'use strict';
 
@@ -48,11 +49,21 @@
   var consent = document.getElementById('consent');
   if (consent) {
     var hint = document.getElementById('buttons-hint');
+    // A service's button also needs one of its actions ticked.
+    var anyTicked = function (provider) {
+      var boxes = document.querySelectorAll('input[name="actions_' + provider + '"]');
+      if (boxes.length === 0) { return true; }
+      for (var i = 0; i < boxes.length; i++) {
+        if (boxes[i].checked) { return true; }
+      }
+      return false;
+    };
     var sync = function () {
-      each('[data-needs-consent]', function (b) { b.disabled = !consent.checked; });
+      each('[data-needs-consent]', function (b) { b.disabled = !consent.checked || !anyTicked(b.value); });
       if (hint) { hint.hidden = consent.checked; }
     };
     consent.addEventListener('change', sync);
+    each('input[name^="actions_"]', function (box) { box.addEventListener('change', sync); });
     // A page restored from the back/forward cache keeps the box's state.
     window.addEventListener('pageshow', sync);
     sync();
