@@ -8,7 +8,7 @@
 //	/authorize, /api/token                 Spotify accounts
 //	/v1/...                                Spotify Web API (library and legacy endpoints)
 //	/o/oauth2/auth                         Google consent (auto-approves)
-//	/google/token, /google/revoke          Google token and revoke endpoints
+//	/google/token, /google/revoke          Google token (an ID token with "sub" for openid) and revoke
 //	/google/v1/userinfo                    OpenID userinfo (only "sub")
 //	/youtube/v3/...                        YouTube Data API
 //	/_fake/...                             fault injection and state (JSON)

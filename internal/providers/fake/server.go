@@ -1,6 +1,8 @@
 package fake
 
 import (
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -391,6 +393,11 @@ func (s *Server) token(p providers.Name) http.HandlerFunc {
 		if rotated {
 			resp["refresh_token"] = g.refresh
 		}
+		if p == providers.YouTube && r.PostForm.Get("grant_type") == "authorization_code" && hasScope(g.scopes, "openid") {
+			// Like Google's, an ID token with the account's "sub" (and no
+			// profile: presave asks for none).
+			resp["id_token"] = idToken(clientID, g.user, now)
+		}
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, resp)
 	}
@@ -448,4 +455,20 @@ func parseURI(u string) (kind, id string, err error) {
 		return parts[1], parts[2], nil
 	}
 	return "", "", fmt.Errorf("unsupported uri type %q", parts[1])
+}
+
+// idToken is a Google-shaped OpenID ID token. Its signature is random
+// bytes: the fake has no key Google's JWKS would name, and presave does
+// not check the signature of an ID token it got straight from the token
+// endpoint (OpenID Connect Core 3.1.3.7 lets TLS stand in for it).
+func idToken(clientID, sub string, now time.Time) string {
+	enc := base64.RawURLEncoding
+	header, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": "fake", "typ": "JWT"})
+	claims, _ := json.Marshal(map[string]any{
+		"iss": "https://accounts.google.com", "azp": clientID, "aud": clientID, "sub": sub,
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	})
+	sig := make([]byte, 256)
+	_, _ = crand.Read(sig)
+	return enc.EncodeToString(header) + "." + enc.EncodeToString(claims) + "." + enc.EncodeToString(sig)
 }
