@@ -115,12 +115,8 @@ func sameSecret(got, want string) bool {
 // requireAdmin guards the release endpoints with the admin bearer token.
 func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		tok, ok := bearer(c)
-		if !ok {
-			return errorf(http.StatusUnauthorized, "admin_token_missing", "Send the admin token as Authorization: Bearer <token>.")
-		}
-		if !sameSecret(tok, s.cfg.AdminToken) {
-			return errorf(http.StatusUnauthorized, "admin_token_invalid", "The admin token is not valid.")
+		if err := checkBearer(c, s.cfg.AdminToken, "admin"); err != nil {
+			return err
 		}
 		return next(c)
 	}
@@ -131,18 +127,26 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 // traffic, queues and failures, though never about a fan.
 func (s *Server) requireMetrics(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.cfg.MetricsToken == "" {
-			return next(c)
-		}
-		tok, ok := bearer(c)
-		if !ok {
-			return errorf(http.StatusUnauthorized, "metrics_token_missing", "Send the metrics token as Authorization: Bearer <token>.")
-		}
-		if !sameSecret(tok, s.cfg.MetricsToken) {
-			return errorf(http.StatusUnauthorized, "metrics_token_invalid", "The metrics token is not valid.")
+		if s.cfg.MetricsToken != "" {
+			if err := checkBearer(c, s.cfg.MetricsToken, "metrics"); err != nil {
+				return err
+			}
 		}
 		return next(c)
 	}
+}
+
+// checkBearer refuses a request whose bearer token is not want, with
+// the codes <what>_token_missing and <what>_token_invalid.
+func checkBearer(c echo.Context, want, what string) error {
+	tok, ok := bearer(c)
+	if !ok {
+		return errorf(http.StatusUnauthorized, what+"_token_missing", "Send the %s token as Authorization: Bearer <token>.", what)
+	}
+	if !sameSecret(tok, want) {
+		return errorf(http.StatusUnauthorized, what+"_token_invalid", "The %s token is not valid.", what)
+	}
+	return nil
 }
 
 // requireMonitoring guards /monitoring: basic auth with the monitoring
