@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
 	fs.IntVar(&o.n, "n", 20000, "pre-saves in the release-day drain (half per provider)")
-	fs.IntVar(&o.future, "future", 0, "future pre-saves for the Redis memory figure (default 1,000,000, or 50×n when n < 20,000)")
+	fs.IntVar(&o.future, "future", 0, "future pre-saves for the Redis memory figure (default 1,000,000, or 25×n when n < 20,000)")
 	fs.IntVar(&o.workers, "workers", 2, "worker processes")
 	fs.IntVar(&o.concurrency, "concurrency", 100, "tasks each worker runs at once")
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "provider latency for figure 3")
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if o.future == 0 {
 		o.future = 1_000_000
 		if o.n < 20000 {
-			o.future = 50 * o.n
+			o.future = 25 * o.n
 		}
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
