@@ -48,8 +48,10 @@ func (b *bench) release(ctx context.Context, name string, due time.Time, spotify
 // go live shortly after the callbacks should end (no pre-save exists yet,
 // so the move is free), then the callbacks alone are timed (state check,
 // code exchange with the fake, sealing, the consent transaction and the
-// enqueue). It returns the release time too.
-func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n int, only providers.Name) (float64, time.Time, error) {
+// enqueue). It returns the release time too. latency is the fake's
+// injected latency, which slows the callbacks (each makes two provider
+// requests) and so moves the release time out.
+func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n int, only providers.Name, latency time.Duration) (float64, time.Time, error) {
 	callbacks := make([]string, n)
 	err := parallel(ctx, n, width, func(ctx context.Context, i int) error {
 		p := providers.Spotify
@@ -67,10 +69,15 @@ func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n in
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	// Everybody due at one instant, soon after the callbacks (at a
-	// conservative 450/s; slower, and the warning below says the drain
-	// figures include queueing) are through.
-	due := time.Now().Add(3*time.Second + time.Duration(n)*time.Second/450).Truncate(time.Second)
+	// Everybody due at one instant, soon after the callbacks are through:
+	// at a conservative 450/s, or with latency at 60% of what width
+	// callbacks of two provider requests each can do. Slower, and the
+	// warning below says the drain figures include queueing.
+	assumed := 450.0
+	if latency > 0 {
+		assumed = min(assumed, 0.6*width/(2*latency.Seconds()))
+	}
+	due := time.Now().Add(3*time.Second + time.Duration(float64(n)/assumed*float64(time.Second))).Truncate(time.Second)
 	if _, err := cluster.UpdateRelease(ctx, b.hc, b.cl.APIURL, b.admin, release.String(), map[string]any{"release_at": due}); err != nil {
 		return 0, time.Time{}, err
 	}
@@ -131,7 +138,7 @@ func (b *bench) drain(ctx context.Context, res results) error {
 		return err
 	}
 	var due time.Time
-	if res["ingest_per_s"], due, err = b.ingest(ctx, rel, "drain", n, ""); err != nil {
+	if res["ingest_per_s"], due, err = b.ingest(ctx, rel, "drain", n, "", 0); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	b.ingestCPU.record(res, "cpu_ms_per_callback", n)
@@ -200,7 +207,7 @@ func (b *bench) withLatency(ctx context.Context, res results) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := b.ingest(ctx, rel, "latency", n, ""); err != nil {
+	if _, _, err := b.ingest(ctx, rel, "latency", n, "", b.o.latency); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	before := b.calls(0)
@@ -238,7 +245,7 @@ func (b *bench) rateLimit(ctx context.Context, res results) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := b.ingest(ctx, rel, "rate", n, providers.Spotify); err != nil {
+	if _, _, err := b.ingest(ctx, rel, "rate", n, providers.Spotify, 0); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	// The limit starts after the fans connected: it is the release-day
