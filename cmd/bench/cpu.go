@@ -40,21 +40,10 @@ func sampleCPU() cpuSample {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		// pid (comm) state ... utime stime: comm may hold spaces, so the
-		// fields are counted from its closing parenthesis.
-		line := string(data)
-		open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
-		if open < 0 || end < open {
+		pid, comm, sec, ok := parseStat(string(data))
+		if !ok {
 			continue
 		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(line[:open]))
-		comm := line[open+1 : end]
-		f := strings.Fields(line[end+1:])
-		if len(f) < 13 {
-			continue
-		}
-		utime, _ := strconv.ParseFloat(f[11], 64)
-		stime, _ := strconv.ParseFloat(f[12], 64)
 		group := ""
 		switch {
 		case pid == self:
@@ -66,9 +55,33 @@ func sampleCPU() cpuSample {
 		default:
 			continue
 		}
-		s.sec[group] += (utime + stime) / clockTicks
+		s.sec[group] += sec
 	}
 	return s
+}
+
+// parseStat reads a /proc/<pid>/stat line: the pid, the command name and
+// the CPU time used (utime + stime, seconds). The name may hold spaces
+// and parentheses, so the fields are counted from its last ')'.
+func parseStat(line string) (pid int, comm string, sec float64, ok bool) {
+	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if open < 0 || end < open {
+		return 0, "", 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line[:open]))
+	if err != nil {
+		return 0, "", 0, false
+	}
+	f := strings.Fields(line[end+1:])
+	if len(f) < 13 {
+		return 0, "", 0, false
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, "", 0, false
+	}
+	return pid, line[open+1 : end], (utime + stime) / clockTicks, true
 }
 
 // cpuUse is the CPU time each group used between two samples.
