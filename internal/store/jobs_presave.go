@@ -387,42 +387,6 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 	return out, nil
 }
 
-// queueRevocation moves a deleted token's sealed refresh token to
-// token_revocations inside tx, re-sealed so that it is bound to the
-// revocation row and no longer to the fan (as purgeToken does). It
-// returns the revocation's ID and the grant in plaintext, or uuid.Nil when
-// the token cannot be opened (its key was removed): there is nothing to
-// revoke, but the row is gone.
-func (s *Store) queueRevocation(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, error) {
-	id, token, q, err := s.revocationRow(fanID, p, refresh, reason)
-	if err != nil || q == nil {
-		return uuid.Nil, "", err
-	}
-	if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
-		return uuid.Nil, "", fmt.Errorf("store: queue revocation: %w", err)
-	}
-	return id, token, nil
-}
-
-// revocationRow re-seals a deleted token's refresh token for a new
-// revocation row and returns the row's ID, the grant in plaintext and
-// the INSERT; no INSERT (and no error) when the token cannot be opened.
-func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, *pgx.QueuedQuery, error) {
-	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
-	if err != nil {
-		return uuid.Nil, "", nil, nil
-	}
-	id := uuid.Must(uuid.NewV7())
-	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
-	if err != nil {
-		return uuid.Nil, "", nil, err
-	}
-	return id, string(rt), &pgx.QueuedQuery{
-		SQL:       `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
-		Arguments: []any{id, p, keyID, sealed, reason},
-	}, nil
-}
-
 // DuePresave is a pre-save the relay or sweeper hands to the queue.
 type DuePresave struct {
 	ID         uuid.UUID

@@ -170,21 +170,37 @@ func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p pr
 	if !revocable {
 		return Purge{Deleted: true}, nil
 	}
-	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
+	id, _, q, err := s.revocationRow(fanID, p, refresh, reason)
 	if err != nil {
+		return Purge{}, err
+	}
+	if q == nil {
 		// Unreadable (key removed): nothing to revoke, but the row is gone.
 		return Purge{Deleted: true}, nil
+	}
+	if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
+		return Purge{}, fmt.Errorf("store: queue revocation: %w", err)
+	}
+	return Purge{Deleted: true, RevocationID: id}, nil
+}
+
+// revocationRow re-seals a deleted token's refresh token for a new
+// revocation row and returns the row's ID, the grant in plaintext and
+// the INSERT; no INSERT (and no error) when the token cannot be opened.
+func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, *pgx.QueuedQuery, error) {
+	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
+	if err != nil {
+		return uuid.Nil, "", nil, nil
 	}
 	id := uuid.Must(uuid.NewV7())
 	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
 	if err != nil {
-		return Purge{}, err
+		return uuid.Nil, "", nil, err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
-		id, p, keyID, sealed, reason); err != nil {
-		return Purge{}, fmt.Errorf("store: queue revocation: %w", err)
-	}
-	return Purge{Deleted: true, RevocationID: id}, nil
+	return id, string(rt), &pgx.QueuedQuery{
+		SQL:       `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
+		Arguments: []any{id, p, keyID, sealed, reason},
+	}, nil
 }
 
 func revocationOwner(id uuid.UUID, p providers.Name) []byte {
