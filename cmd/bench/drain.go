@@ -52,7 +52,7 @@ func (b *bench) release(ctx context.Context, name string, due time.Time, spotify
 // injected latency, which slows the callbacks (each makes two provider
 // requests) and so moves the release time out.
 func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n int, only providers.Name, latency time.Duration) (float64, time.Time, error) {
-	callbacks := make([]string, n)
+	callbacks := make([]cluster.Callback, n)
 	err := parallel(ctx, n, width, func(ctx context.Context, i int) error {
 		p := providers.Spotify
 		if only != "" {

@@ -226,7 +226,7 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 		inspector: asynq.NewInspectorFromRedisClient(rc),
 		monitor:   asynqmon.New(asynqmon.Options{RootPath: monitoringRoot, RedisConnOpt: opt, ReadOnly: cfg.MonitoringReadOnly}),
 	}
-	s.sched = &jobs.Scheduler{Store: st, Client: s.client, Inspector: s.inspector, Window: cfg.RelayWindow}
+	s.sched = &jobs.Scheduler{Store: st, Client: s.client, Inspector: s.inspector, Redis: rc, Window: cfg.RelayWindow}
 	s.registry, s.metrics = newMetrics(s.inspector)
 	s.echo = s.routes()
 	return s, nil

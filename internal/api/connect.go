@@ -36,11 +36,14 @@ type StartRequest struct {
 	// ConsentVersion is the wording the fan saw; empty means the current
 	// one, anything else must equal it.
 	ConsentVersion string `json:"consent_version"`
-	// Binding is the browser-binding nonce (the fan page sets it in a
-	// cookie); its hash is recorded with the state and the callback then
-	// demands the same cookie. Never read from JSON: API clients stay
-	// unbound, as before.
+	// Binding is the nonce that binds the state to the client starting
+	// it (the start answer sets it as the BindingCookie); its hash is
+	// recorded with the state and the callback demands the same cookie.
+	// Required; never read from JSON.
 	Binding string `json:"-"`
+	// ViaPage marks a start from the fan page (its callback answers with
+	// pages and the fan cookie). Never read from JSON.
+	ViaPage bool `json:"-"`
 }
 
 // Started is where to send the fan next.
@@ -76,10 +79,10 @@ type CallbackRequest struct {
 }
 
 // callbackInfo is what a callback learned about its state, even when it
-// failed: whether the state was bound to a browser (the fan page's flow,
-// answered in HTML) and its release.
+// failed: whether the fan page started it (answered in HTML) and its
+// release.
 type callbackInfo struct {
-	bound   bool
+	viaPage bool
 	release uuid.UUID
 }
 
@@ -143,6 +146,9 @@ func (s *Server) StartConnect(ctx context.Context, providerName string, req Star
 	if !req.Consent {
 		return Started{}, badRequest("consent_required", "Tick the consent box: we only act on your account with your explicit consent.")
 	}
+	if req.Binding == "" {
+		return Started{}, errors.New("api: a start must be bound to its client")
+	}
 	version := req.ConsentVersion
 	if version == "" {
 		version = s.cfg.ConsentVersion
@@ -205,7 +211,7 @@ func (s *Server) StartConnect(ctx context.Context, providerName string, req Star
 	verifier := oauth2.GenerateVerifier()
 	st := store.OAuthState{
 		Provider: p.Name(), ReleaseID: r.ID, Verifier: verifier, Actions: actions, FanZone: zone,
-		ConsentVersion: version, FanID: fanID, ExpiresAt: now.Add(StateTTL), Binding: req.Binding,
+		ConsentVersion: version, FanID: fanID, ExpiresAt: now.Add(StateTTL), Binding: req.Binding, ViaPage: req.ViaPage,
 	}
 	if clientIP.IsValid() {
 		prefix := store.AnonymizeIP(clientIP)
@@ -225,9 +231,12 @@ var providerErrorCode = regexp.MustCompile(`^[a-z_]{1,40}$`)
 // consent in one transaction, then schedules the pre-save. It returns
 // *Error for every refusal; nothing is written unless it succeeds.
 //
-// A state bound to a browser at start (StartRequest.Binding) completes
-// only with the same binding (CallbackRequest.Binding): a callback link
-// carried to another browser (login CSRF) is refused.
+// Every state completes only with the binding it was started with
+// (StartRequest.Binding, CallbackRequest.Binding): an authorize link or
+// a callback link carried to another browser is refused before the code
+// is exchanged. That is what makes the state's fan (the one whose token
+// came with the start) safe to attach the account to: whoever completes
+// the callback is the client that proved to be that fan.
 func (s *Server) CompleteConnect(ctx context.Context, providerName string, req CallbackRequest) (*Connected, error) {
 	res, _, err := s.completeConnect(ctx, providerName, req)
 	return res, err
@@ -250,7 +259,7 @@ func (s *Server) completeConnect(ctx context.Context, providerName string, req C
 	// The state's release comes with it, read by the same statement.
 	st, r, serr := s.store.ConsumeOAuthStateRelease(ctx, req.State, now)
 	if serr == nil {
-		info = callbackInfo{bound: st.Bound(), release: st.ReleaseID}
+		info = callbackInfo{viaPage: st.ViaPage, release: st.ReleaseID}
 	}
 	res, err := s.finishConnect(ctx, p, req, st, r, serr, now)
 	return res, info, err
@@ -280,7 +289,7 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		return nil, serr
 	case st.Provider != p.Name():
 		return nil, badRequest("state_invalid", "This sign-in link belongs to another provider; please start again.")
-	case st.Bound() && !st.BoundTo(req.Binding):
+	case !st.BoundTo(req.Binding):
 		// Checked before the code is exchanged: nothing is written and
 		// the grant stays unused at the provider.
 		return nil, errBindingMismatch
@@ -308,7 +317,16 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 	if grant.Token == nil || grant.Token.RefreshToken == "" || grant.AccountID == "" {
 		return nil, errorf(http.StatusBadGateway, "provider_error", "%s did not grant lasting access; nothing was saved. Please start again.", p.Name())
 	}
+	if err := checkProviderText(string(p.Name()), "the account ID", grant.AccountID); err != nil {
+		s.discardGrant(ctx, p, grant)
+		return nil, err
+	}
+	if err := checkProviderText(string(p.Name()), "a granted scope", grant.Scopes...); err != nil {
+		s.discardGrant(ctx, p, grant)
+		return nil, err
+	}
 	if err := spotifyHorizon(p.Name(), due, now); err != nil {
+		s.discardGrant(ctx, p, grant)
 		return nil, err
 	}
 
@@ -345,11 +363,17 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		c.FanID, reuse = uuid.Nil, ""
 		out, err = s.store.RecordConsent(ctx, c, randomToken)
 	}
-	if errors.Is(err, store.ErrReleaseChanged) {
+	switch {
+	case errors.Is(err, store.ErrReleaseChanged):
+		s.discardGrant(ctx, p, grant)
 		return nil, errorf(http.StatusConflict, "release_changed",
 			"The release was cancelled or rescheduled while you were connecting; nothing was saved. Please start again.")
-	}
-	if err != nil {
+	case errors.Is(err, store.ErrOtherAccount):
+		s.discardGrant(ctx, p, grant)
+		return nil, errorf(http.StatusConflict, "other_account_connected",
+			"Your pending pre-saves on %s use another %s account; nothing was saved. Sign in with that account, or disconnect %s first (your pre-saves there are then withdrawn).",
+			p.Name(), p.Name(), p.Name())
+	case err != nil:
 		return nil, err
 	}
 	res := &Connected{FanID: out.FanID, FanToken: out.FanToken, NewFan: out.FanCreated, Presave: presaveView(out.Presave, nil)}
@@ -376,6 +400,21 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 	return res, nil
 }
 
+// discardGrant revokes, where the provider allows, a grant just obtained
+// for a connection that was then refused: nothing was stored, so nothing
+// of ours may keep working at the provider either. Best effort: the
+// refusal stands whatever the provider answers.
+func (s *Server) discardGrant(ctx context.Context, p providers.Provider, g providers.Grant) {
+	if g.Token == nil || g.Token.RefreshToken == "" {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.Revoke(rctx, g.Token.RefreshToken); err != nil && !errors.Is(err, providers.ErrRevokeUnsupported) {
+		s.log.WarnContext(ctx, "revoking the grant of a refused connection", "provider", p.Name(), "err", err)
+	}
+}
+
 func clientIP(c echo.Context) netip.Addr {
 	a, err := netip.ParseAddr(c.RealIP())
 	if err != nil {
@@ -398,9 +437,10 @@ func (s *Server) optionalFan(c echo.Context) (uuid.UUID, error) {
 	return id, err
 }
 
-// startRequestFromForm reads the form (or query) variant of a start:
-// release, actions (repeated or comma-separated), zone, consent
-// ("1"/"true"/"on"/"yes") and consent_version.
+// startRequestFromForm reads the fan page's start form: release,
+// actions (repeated or comma-separated), zone, consent
+// ("1"/"true"/"on"/"yes") and consent_version. Only the page's
+// CSRF-checked form may carry consent this way.
 func startRequestFromForm(v url.Values) StartRequest {
 	req := StartRequest{Release: v.Get("release"), Zone: v.Get("zone"), ConsentVersion: v.Get("consent_version")}
 	for _, a := range v["actions"] {
@@ -417,29 +457,21 @@ func startRequestFromForm(v url.Values) StartRequest {
 	return req
 }
 
-// start handles POST /v1/connect/{provider}/start with a JSON body
-// (answers {"authorize_url"}) or a form, and GET with a query string
-// (both answer 302 to the consent screen).
+// start handles POST /v1/connect/{provider}/start: a JSON body (a
+// cross-site page cannot send one: it needs a CORS preflight, which we
+// never grant), answered with {"authorize_url"} and the binding cookie
+// the callback must bring back. A form post is refused (415): consent
+// comes only from the fan page's CSRF-protected form or from JSON.
 func (s *Server) start(c echo.Context) error {
 	var req StartRequest
-	redirect := true
-	switch {
-	case c.Request().Method == http.MethodGet:
-		req = startRequestFromForm(c.QueryParams())
-	case isMediaType(c, echo.MIMEApplicationForm):
-		form, err := c.FormParams()
-		if err != nil {
-			return jsonError(err)
-		}
-		req = startRequestFromForm(form)
-	default:
-		if err := decodeJSON(c, &req); err != nil {
-			return err
-		}
-		redirect = false
+	if err := decodeJSON(c, &req); err != nil {
+		return err
 	}
 	fan, err := s.optionalFan(c)
 	if err != nil {
+		return err
+	}
+	if req.Binding, err = s.bindClient(c); err != nil {
 		return err
 	}
 	res, err := s.StartConnect(ctxOf(c), c.Param("provider"), req, clientIP(c), fan)
@@ -447,10 +479,53 @@ func (s *Server) start(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	if redirect {
-		return c.Redirect(http.StatusFound, res.AuthorizeURL)
-	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// startLink handles GET /v1/connect/{provider}/start?release=…: a link
+// anyone can put on any site, so it never records a state or a consent.
+// It sends the browser to the release's page, where the fan reads what
+// will happen and ticks the consent box themselves.
+func (s *Server) startLink(c echo.Context) error {
+	if _, err := s.provider(c.Param("provider")); err != nil {
+		return err
+	}
+	if err := checkValues(c.QueryParams()); err != nil {
+		return err
+	}
+	ref := c.QueryParam("release")
+	if ref == "" {
+		return badRequest("release_required", "Name the release (its slug or ID).")
+	}
+	r, err := s.findRelease(ctxOf(c), ref)
+	if err != nil {
+		return err
+	}
+	if s.page == nil {
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed",
+			"Start a connection with POST and a JSON body; a link cannot record consent.")
+	}
+	return c.Redirect(http.StatusSeeOther, "/r/"+url.PathEscape(r.Slug))
+}
+
+// bindClient returns the nonce that binds a new OAuth state to the client
+// starting it and (re)sets it as the BindingCookie: HttpOnly,
+// SameSite=Lax (it must come along on the provider's top-level redirect
+// back to us), as long-lived as a state. A nonce the client already
+// holds is reused, so two tabs starting at once both come back bound.
+func (s *Server) bindClient(c echo.Context) (string, error) {
+	nonce := ""
+	if ck, err := c.Cookie(BindingCookie); err == nil && len(ck.Value) == tokenLen {
+		nonce = ck.Value
+	} else {
+		var err error
+		if nonce, err = randomToken(); err != nil {
+			return "", err
+		}
+	}
+	c.SetCookie(&http.Cookie{Name: BindingCookie, Value: nonce, Path: "/", MaxAge: int(StateTTL / time.Second),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")})
+	return nonce, nil
 }
 
 // callback handles GET /connect/{provider}/callback for one provider.
@@ -469,18 +544,15 @@ func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 		// the Referer of anything a rendered page loads.
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 		c.Response().Header().Set("Referrer-Policy", "no-referrer")
-		// The fan cookie only goes to the browser that started the flow
-		// (a bound state). Set for an unbound state, it would let anyone
-		// who starts a flow through the JSON API send a victim the
-		// finished callback link and plant their own fan session in the
-		// victim's browser (login CSRF). API clients get the fan token in
-		// the JSON answer.
-		if err == nil && info.bound {
+		// The fan cookie only goes to the page's flow; API clients get
+		// the fan token in the JSON answer. Either way the callback came
+		// from the client that started the flow (its binding cookie).
+		if err == nil && info.viaPage {
 			s.SetFanCookie(c, res.FanToken)
 		}
-		// The fan page's flow (a bound state) answers in HTML, and so do
-		// failures a browser meets; API clients keep their JSON.
-		if s.RenderCallback == nil && s.page != nil && (info.bound || (err != nil && s.page.browserRequest(c))) {
+		// The fan page's flow answers in HTML, and so do failures a
+		// browser meets; API clients keep their JSON.
+		if s.RenderCallback == nil && s.page != nil && (info.viaPage || (err != nil && s.page.browserRequest(c))) {
 			return s.page.callback(c, info, res, err)
 		}
 		if s.RenderCallback != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/presave/presave/internal/api"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/registry"
 )
@@ -295,31 +296,39 @@ func TestSpotifyHorizonIsEnforced(t *testing.T) {
 	b.sameFingerprint(before, b.fingerprint("oauth_states"), "horizon at callback")
 }
 
-func TestStartFormAndQueryRedirect(t *testing.T) {
+// TestStartLinksAndFormsRecordNothing: consent comes only from the fan
+// page's CSRF-protected form or from a JSON body. A link (GET, which any
+// site can make a browser follow) and a form post to the JSON API record
+// no state, so no callback can record a pre-save from them.
+func TestStartLinksAndFormsRecordNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rel := b.createRelease(releaseBody("form-start", time.Now().Add(time.Hour)))
+	before := b.fingerprint()
 	form := url.Values{"release": {rel.Slug}, "actions": {"like"}, "zone": {"America/New_York"}, "consent": {"on"}}
 	r := b.do(req{method: http.MethodPost, path: "/v1/connect/youtube/start", body: []byte(form.Encode()), contentType: "application/x-www-form-urlencoded"})
-	if r.Status != http.StatusFound || !strings.Contains(r.Header.Get("Location"), "/o/oauth2/auth?") {
-		t.Fatalf("form start: HTTP %d, Location %q: %s", r.Status, r.Header.Get("Location"), r.Body)
+	if r.Status != http.StatusUnsupportedMediaType || r.errorCode(t) != "unsupported_media_type" {
+		t.Errorf("form start: HTTP %d %s", r.Status, r.Body)
 	}
-	// The redirect leads through the consent screen to a working callback.
-	resp := b.callback(providers.YouTube, b.consent(r.Header.Get("Location"), ""), "")
-	var c connected
-	resp.decode(t, &c)
-	if resp.Status != http.StatusOK || !slices.Equal(c.Presave.Actions, []string{"like"}) || c.Presave.Consent["zone"] != "America/New_York" {
-		t.Errorf("callback after form start: HTTP %d %s", resp.Status, resp.Body)
-	}
-
+	// Without the page mounted, a link has nowhere to go.
 	r = b.do(req{method: http.MethodGet, path: "/v1/connect/spotify/start?release=" + rel.Slug + "&consent=1&actions=save,follow"})
-	if r.Status != http.StatusFound || !strings.Contains(r.Header.Get("Location"), "/authorize?") {
+	if r.Status != http.StatusMethodNotAllowed || r.errorCode(t) != "method_not_allowed" {
 		t.Errorf("query start: HTTP %d %s", r.Status, r.Body)
 	}
-	r = b.do(req{method: http.MethodPost, path: "/v1/connect/youtube/start", body: []byte("release=" + rel.Slug), contentType: "application/x-www-form-urlencoded"})
-	if r.Status != http.StatusBadRequest || r.errorCode(t) != "consent_required" {
-		t.Errorf("form start without consent: HTTP %d %s", r.Status, r.Body)
+	b.sameFingerprint(before, b.fingerprint(), "form and link starts")
+
+	// With the page, the link leads to it: the fan reads and ticks there.
+	pb := setupPage(t)
+	prel := pb.createRelease(releaseBody("link-start", time.Now().Add(time.Hour)))
+	before = pb.fingerprint()
+	r = pb.do(req{method: http.MethodGet, path: "/v1/connect/spotify/start?release=" + prel.ID + "&consent=1&actions=save,follow,playlist"})
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/r/link-start" {
+		t.Errorf("query start with the page: HTTP %d, Location %q: %s", r.Status, r.Header.Get("Location"), r.Body)
 	}
+	if _, set := r.cookieValue(api.BindingCookie); set {
+		t.Errorf("a link start set a binding cookie")
+	}
+	pb.sameFingerprint(before, pb.fingerprint(), "link start with the page")
 }
 
 func TestLogsCarryRequestIDsButNoSecret(t *testing.T) {
@@ -359,5 +368,102 @@ func TestLogsCarryRequestIDsButNoSecret(t *testing.T) {
 		if s == "" || strings.Contains(logs, s) {
 			t.Errorf("a secret (or nothing) was logged: %q", s)
 		}
+	}
+}
+
+// TestAnotherAccountIsNeverAttachedWithoutItsOwner: fan X starts a flow
+// with X's token and sends the authorize link to a victim, who approves
+// as account V in their own browser. The callback there is refused before
+// the code is exchanged: nothing links V to X, X gets no session from
+// it, X's pre-save stays on the account X consented with.
+func TestAnotherAccountIsNeverAttachedWithoutItsOwner(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r1 := b.createRelease(releaseBody("fixation-r1", time.Now().Add(5*time.Minute)))
+	r2 := b.createRelease(releaseBody("fixation-r2", time.Now().Add(time.Hour)))
+	x := b.connect(providers.Spotify, r1.Slug, "acct-a", "")
+
+	exchanges := b.fake.Calls("POST /api/token", http.StatusOK)
+	before := b.fingerprint("oauth_states")
+	for name, binding := range map[string]string{"no cookie of ours": "", "the victim's own binding": strings.Repeat("v", 43)} {
+		authURL := b.startURL(providers.Spotify, map[string]any{"release": r2.Slug, "consent": true}, x.FanToken)
+		if !strings.Contains(authURL, "show_dialog=true") {
+			t.Errorf("the authorize URL does not force Spotify's dialog: %s", authURL)
+		}
+		q := b.consent(authURL, "acct-v")
+		r := b.callbackFrom(providers.Spotify, q, "", binding)
+		if r.Status != http.StatusBadRequest || r.errorCode(t) != "state_browser_mismatch" {
+			t.Errorf("%s: HTTP %d %s", name, r.Status, r.Body)
+		}
+		if strings.Contains(string(r.Body), x.FanID) || strings.Contains(string(r.Body), "fan_token") {
+			t.Errorf("%s: the refusal carries X's fan: %s", name, r.Body)
+		}
+	}
+	b.sameFingerprint(before, b.fingerprint("oauth_states"), "callback in the victim's browser")
+	if n := b.fake.Calls("POST /api/token", http.StatusOK); n != exchanges {
+		t.Errorf("the victim's code was exchanged (%d token calls, had %d)", n, exchanges)
+	}
+	if n := b.count("fan_accounts", "provider = 'spotify' AND account_id = 'acct-v'"); n != 0 {
+		t.Errorf("account V is linked to a fan")
+	}
+	if n := b.count("fan_accounts", "fan_id = $1 AND provider = 'spotify' AND account_id = 'acct-a'", x.FanID); n != 1 {
+		t.Errorf("X lost the link to the account X consented with")
+	}
+	if n := b.count("presaves", "id = $1 AND account_id = 'acct-a'", x.Presave.ID); n != 1 {
+		t.Errorf("X's pre-save is not recorded with the account it was consented with")
+	}
+	var ex struct {
+		Accounts []struct {
+			AccountID string `json:"account_id"`
+		} `json:"accounts"`
+	}
+	b.do(req{method: http.MethodGet, path: "/v1/me", header: fanHeader(x.FanToken)}).decode(t, &ex)
+	if len(ex.Accounts) != 1 || ex.Accounts[0].AccountID != "acct-a" {
+		t.Errorf("X's export shows accounts %+v", ex.Accounts)
+	}
+
+	// From X's own client the same kind of flow completes: X proved
+	// control of the account in the client that started.
+	if c := b.connect(providers.Spotify, r2.Slug, "acct-a", x.FanToken); c.FanID != x.FanID {
+		t.Errorf("X's own second pre-save went to fan %s, want %s", c.FanID, x.FanID)
+	}
+}
+
+// TestAnotherAccountOfTheSameProviderDoesNotMoveEarlierPresaves: a fan
+// with a pending pre-save consented with account A who connects account B
+// of the same provider is asked to choose (409, nothing written, B's
+// fresh grant revoked at Google); the pre-save stays on A. With nothing
+// open on A any more, B replaces it.
+func TestAnotherAccountOfTheSameProviderDoesNotMoveEarlierPresaves(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r1 := b.createRelease(releaseBody("second-account-r1", time.Now().Add(5*time.Minute)))
+	r2 := b.createRelease(releaseBody("second-account-r2", time.Now().Add(time.Hour)))
+	x := b.connect(providers.YouTube, r1.Slug, "yt-a", "")
+
+	q := b.consent(b.startURL(providers.YouTube, map[string]any{"release": r2.Slug, "consent": true}, x.FanToken), "yt-b")
+	revoked := len(b.fake.Revoked())
+	before := b.fingerprint("oauth_states")
+	r := b.callback(providers.YouTube, q, "")
+	if r.Status != http.StatusConflict || r.errorCode(t) != "other_account_connected" {
+		t.Fatalf("second account: HTTP %d %s", r.Status, r.Body)
+	}
+	b.sameFingerprint(before, b.fingerprint("oauth_states"), "second account refused")
+	if got := b.fake.Revoked(); len(got) != revoked+1 || got[len(got)-1].User != "yt-b" {
+		t.Errorf("the refused account's grant was not revoked: %+v", got)
+	}
+	if n := b.count("provider_tokens", "fan_id = $1 AND account_id = 'yt-a'", x.FanID); n != 1 {
+		t.Errorf("the token of the account the pre-save was consented with is gone")
+	}
+
+	// Withdrawn, nothing is open on A: B takes its place.
+	if r := b.do(req{method: http.MethodDelete, path: "/v1/me/presaves/" + x.Presave.ID, header: fanHeader(x.FanToken)}); r.Status != http.StatusOK {
+		t.Fatalf("withdraw: HTTP %d %s", r.Status, r.Body)
+	}
+	c := b.connect(providers.YouTube, r2.Slug, "yt-b", x.FanToken)
+	if c.FanID != x.FanID || b.count("fan_accounts", "fan_id = $1 AND account_id = 'yt-b'", x.FanID) != 1 ||
+		b.count("presaves", "id = $1 AND account_id = 'yt-b'", c.Presave.ID) != 1 ||
+		b.count("presaves", "id = $1 AND account_id = 'yt-a'", x.Presave.ID) != 1 {
+		t.Errorf("after the withdrawal the second account did not replace the first cleanly")
 	}
 }

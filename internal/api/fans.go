@@ -135,6 +135,19 @@ var (
 // purgedAny reports whether a cancellation deleted a stored grant.
 func purgedAny(c store.Cancelled) bool { return len(c.Purges) > 0 }
 
+// runningAtCancel counts the cancelled pre-saves that had an attempt
+// under way: each may still complete the one action it had started (its
+// result then shows in the fan's export), and makes no further call.
+func runningAtCancel(c store.Cancelled) int {
+	n := 0
+	for _, p := range c.Presaves {
+		if p.WasRunning {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Server) withdraw(c echo.Context) error {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {
@@ -157,7 +170,10 @@ func (s *Server) withdraw(c echo.Context) error {
 	return c.JSON(http.StatusOK, struct {
 		Presave      PresaveView `json:"presave"`
 		GrantDeleted bool        `json:"grant_deleted"`
-	}{presaveView(p, nil), purgedAny(cancelled)})
+		// AttemptRunning: an attempt was under way; the action it had
+		// started may complete (see the pre-save's results in the export).
+		AttemptRunning bool `json:"attempt_running"`
+	}{presaveView(p, nil), purgedAny(cancelled), runningAtCancel(cancelled) > 0})
 }
 
 func (s *Server) disconnect(c echo.Context) error {
@@ -175,7 +191,10 @@ func (s *Server) disconnect(c echo.Context) error {
 		Provider     providers.Name `json:"provider"`
 		Cancelled    int            `json:"cancelled"`
 		GrantDeleted bool           `json:"grant_deleted"`
-	}{p.Name(), len(cancelled.Presaves), purgedAny(cancelled)})
+		// Running counts the cancelled pre-saves that had an attempt
+		// under way (at most one action each may still complete).
+		Running int `json:"running"`
+	}{p.Name(), len(cancelled.Presaves), purgedAny(cancelled), runningAtCancel(cancelled)})
 }
 
 func (s *Server) deleteMe(c echo.Context) error {
@@ -193,5 +212,8 @@ func (s *Server) deleteMe(c echo.Context) error {
 		Deleted      bool `json:"deleted"`
 		Cancelled    int  `json:"cancelled"`
 		GrantsPurged int  `json:"grants_purged"`
-	}{true, len(cancelled.Presaves), len(cancelled.Purges)})
+		// Running counts the pre-saves that had an attempt under way (at
+		// most one action each may still complete; nothing of it is kept).
+		Running int `json:"running"`
+	}{true, len(cancelled.Presaves), len(cancelled.Purges), runningAtCancel(cancelled)})
 }

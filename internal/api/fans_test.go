@@ -87,11 +87,11 @@ func TestWithdrawCancelsAndPurgesWhenUnneeded(t *testing.T) {
 	b := setup(t)
 	soon := b.createRelease(releaseBody("soon", time.Now().Add(5*time.Minute)))
 	later := b.createRelease(releaseBody("later", time.Now().Add(time.Hour)))
-	first := b.connect(providers.YouTube, soon.Slug, "", "")
+	first := b.connect(providers.YouTube, soon.Slug, "yt-first", "")
 	if !first.Queued || !b.taskExists(jobs.QueueYouTube, jobs.PresaveTaskID(uuid.MustParse(first.Presave.ID), 1)) {
 		t.Fatalf("a pre-save due within the relay window was not queued: %+v", first)
 	}
-	second := b.connect(providers.YouTube, later.Slug, "", first.FanToken)
+	second := b.connect(providers.YouTube, later.Slug, "yt-first", first.FanToken)
 	fan := uuid.MustParse(first.FanID)
 	withdraw := func(tok, id string) response {
 		return b.do(req{method: http.MethodDelete, path: "/v1/me/presaves/" + id, header: fanHeader(tok)})

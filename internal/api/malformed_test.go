@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +159,10 @@ func TestMalformedRequestsAreRefusedWithoutWriting(t *testing.T) {
 		{"start unknown field", start("youtube", startBody(func(m map[string]any) { m["email"] = "fan@example.com" })), 400, "unknown_field"},
 		{"start text/plain", req{method: http.MethodPost, path: "/v1/connect/youtube/start", body: []byte(`{"consent":true}`), contentType: "text/plain"}, 415, "unsupported_media_type"},
 		{"start oversize", req{method: http.MethodPost, path: "/v1/connect/youtube/start", body: oversize, contentType: "application/json"}, 413, "body_too_large"},
-		{"start query without consent", req{method: http.MethodGet, path: "/v1/connect/youtube/start?release=" + existing.Slug}, 400, "consent_required"},
+		{"start link", req{method: http.MethodGet, path: "/v1/connect/youtube/start?release=" + existing.Slug + "&consent=1"}, 405, "method_not_allowed"},
+		{"start link without release", req{method: http.MethodGet, path: "/v1/connect/youtube/start"}, 400, "release_required"},
+		{"start link with NUL", req{method: http.MethodGet, path: "/v1/connect/youtube/start?release=a%00b"}, 400, "invalid_text"},
+		{"start link with invalid UTF-8", req{method: http.MethodGet, path: "/v1/connect/youtube/start?release=a%FFb"}, 400, "invalid_text"},
 		// Connect: callback.
 		{"callback without state", req{method: http.MethodGet, path: "/connect/spotify/callback?code=abc"}, 400, "state_invalid"},
 		{"callback forged state", req{method: http.MethodGet, path: "/connect/youtube/callback?code=abc&state=forged"}, 400, "state_invalid"},
@@ -210,4 +216,119 @@ func TestOversizeChunkedBodyIsRefused(t *testing.T) {
 		t.Errorf("chunked oversize body: HTTP %d %s", r.Status, r.Body)
 	}
 	b.sameFingerprint(before, b.fingerprint(), "chunked oversize body")
+}
+
+// TestTextPostgreSQLCannotStoreIsRefused puts a NUL character and an
+// invalid UTF-8 byte into every text field the API takes, from a client
+// (JSON bodies, the page's form, query strings) and from a provider (the
+// account ID): each is a 4xx (client) or a 502 (provider) naming the
+// field, never a 500, and nothing is written.
+func TestTextPostgreSQLCannotStoreIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	existing := b.createRelease(releaseBody("text-existing", time.Now().Add(time.Hour)))
+	const marker = "MARKER-7f3a"
+	bad := map[string]string{"NUL": "a\x00b", "invalid UTF-8": "a\xffb"}
+	// body marshals v with marker where the bad text goes, then puts the
+	// bad bytes in raw: encoding/json would mend invalid UTF-8 itself.
+	body := func(v any, text string) []byte {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc := text
+		if text == bad["NUL"] {
+			enc = `a\u0000b`
+		}
+		return bytes.Replace(raw, []byte(marker), []byte(enc), 1)
+	}
+	type field struct {
+		name, path  string // the field, and the path the refusal must name
+		method, url string
+		build       func() map[string]any
+		header      map[string]string
+	}
+	release := func(edit func(m map[string]any)) func() map[string]any {
+		return func() map[string]any {
+			m := releaseBody("text-new", time.Now().Add(24*time.Hour))
+			edit(m)
+			return m
+		}
+	}
+	sp := func(m map[string]any) map[string]any { return m["spotify"].(map[string]any) }
+	yt := func(m map[string]any) map[string]any { return m["youtube"].(map[string]any) }
+	localTiming := func(m map[string]any) {
+		delete(m, "release_at")
+		m["release_date"], m["default_zone"] = "2031-01-01", "UTC"
+	}
+	start := func(edit func(m map[string]any)) func() map[string]any {
+		return func() map[string]any {
+			m := map[string]any{"release": existing.Slug, "consent": true, "zone": "Europe/Paris"}
+			edit(m)
+			return m
+		}
+	}
+	admin := adminHeader()
+	fields := []field{
+		{"slug", "slug", http.MethodPost, "/v1/releases", release(func(m map[string]any) { m["slug"] = marker }), admin},
+		{"title", "title", http.MethodPost, "/v1/releases", release(func(m map[string]any) { m["title"] = marker }), admin},
+		{"artist", "artist", http.MethodPost, "/v1/releases", release(func(m map[string]any) { m["artist"] = marker }), admin},
+		{"release_at", "release_at", http.MethodPost, "/v1/releases", release(func(m map[string]any) { m["release_at"] = marker }), admin},
+		{"release_date", "release_date", http.MethodPost, "/v1/releases", release(func(m map[string]any) { localTiming(m); m["release_date"] = marker }), admin},
+		{"default_zone", "default_zone", http.MethodPost, "/v1/releases", release(func(m map[string]any) { localTiming(m); m["default_zone"] = marker }), admin},
+		{"spotify album ID", "spotify.album_ids[0]", http.MethodPost, "/v1/releases", release(func(m map[string]any) { sp(m)["album_ids"] = []string{marker} }), admin},
+		{"spotify track ID", "spotify.track_ids[0]", http.MethodPost, "/v1/releases", release(func(m map[string]any) { sp(m)["track_ids"] = []string{marker} }), admin},
+		{"spotify artist ID", "spotify.artist_ids[0]", http.MethodPost, "/v1/releases", release(func(m map[string]any) { sp(m)["artist_ids"] = []string{marker} }), admin},
+		{"spotify playlist", "spotify.playlist_id", http.MethodPost, "/v1/releases", release(func(m map[string]any) { sp(m)["playlist_id"] = marker }), admin},
+		{"youtube video", "youtube.video_id", http.MethodPost, "/v1/releases", release(func(m map[string]any) { yt(m)["video_id"] = marker }), admin},
+		{"youtube playlist", "youtube.playlist_id", http.MethodPost, "/v1/releases", release(func(m map[string]any) { yt(m)["playlist_id"] = marker }), admin},
+		{"patch title", "title", http.MethodPatch, "/v1/releases/" + existing.ID, func() map[string]any { return map[string]any{"title": marker} }, admin},
+		{"patch artist", "artist", http.MethodPatch, "/v1/releases/" + existing.ID, func() map[string]any { return map[string]any{"artist": marker} }, admin},
+		{"start release", "release", http.MethodPost, "/v1/connect/spotify/start", start(func(m map[string]any) { m["release"] = marker }), nil},
+		{"start zone", "zone", http.MethodPost, "/v1/connect/spotify/start", start(func(m map[string]any) { m["zone"] = marker }), nil},
+		{"start consent version", "consent_version", http.MethodPost, "/v1/connect/spotify/start", start(func(m map[string]any) { m["consent_version"] = marker }), nil},
+		{"start action", "actions[0]", http.MethodPost, "/v1/connect/spotify/start", start(func(m map[string]any) { m["actions"] = []string{marker} }), nil},
+	}
+	for _, f := range fields {
+		for kind, text := range bad {
+			t.Run(f.name+" "+kind, func(t *testing.T) {
+				before := b.fingerprint()
+				r := b.do(req{method: f.method, path: f.url, body: body(f.build(), text), contentType: "application/json", header: f.header})
+				if r.Status != http.StatusBadRequest || r.errorCode(t) != "invalid_text" || !strings.Contains(string(r.Body), f.path+" must be") {
+					t.Errorf("HTTP %d %s, want 400 invalid_text naming %s", r.Status, r.Body, f.path)
+				}
+				b.sameFingerprint(before, b.fingerprint(), f.name+" "+kind)
+			})
+		}
+	}
+
+	// The page's form: every field it reads.
+	jar := browserJar{}
+	tok := csrfOf(t, b.page(jar, http.MethodGet, "/r/text-existing", nil))
+	for _, name := range []string{"zone", "consent_version", "provider", "actions_spotify"} {
+		for kind, text := range bad {
+			t.Run("page form "+name+" "+kind, func(t *testing.T) {
+				before := b.fingerprint()
+				form := url.Values{"csrf": {tok}, "provider": {"spotify"}, "consent": {"1"}, "choose": {"1"}, "actions_spotify": {"save"}, "zone": {"UTC"}}
+				form.Set(name, text)
+				r := b.page(jar, http.MethodPost, "/r/text-existing/start", form)
+				if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "invalid_text") {
+					t.Errorf("HTTP %d %.300s, want 400 invalid_text", r.Status, r.Body)
+				}
+				b.sameFingerprint(before, b.fingerprint(), "page form "+name)
+			})
+		}
+	}
+
+	// From the provider: an account ID holding NUL (the only one of the
+	// two a provider can send: JSON decoding mends invalid UTF-8).
+	for _, p := range []providers.Name{providers.Spotify, providers.YouTube} {
+		q := b.consent(b.startURL(p, map[string]any{"release": existing.Slug, "consent": true}, ""), "acct\x00nul")
+		before := b.fingerprint("oauth_states")
+		r := b.callback(p, q, "")
+		if r.Status != http.StatusBadGateway || r.errorCode(t) != "provider_invalid_text" || !strings.Contains(string(r.Body), "account ID") {
+			t.Errorf("%s account ID with NUL: HTTP %d %s", p, r.Status, r.Body)
+		}
+		b.sameFingerprint(before, b.fingerprint("oauth_states"), string(p)+" account ID with NUL")
+	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -9,9 +10,11 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -230,20 +233,28 @@ func decodeJSON(c echo.Context, v any) error {
 	if !isMediaType(c, echo.MIMEApplicationJSON) {
 		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request body as application/json.")
 	}
-	dec := json.NewDecoder(c.Request().Body)
+	// Read whole (bodies are capped at BodyLimit): encoding/json would
+	// quietly replace invalid UTF-8 with U+FFFD, storing what the client
+	// never sent.
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		return jsonError(err)
+	}
+	if !utf8.Valid(body) {
+		if field := invalidUTF8Field(body); field != "" {
+			return errText(field)
+		}
+		return badRequest("invalid_text", "The request body must be valid UTF-8.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		if err != nil {
-			if ae := jsonError(err); ae.Status == http.StatusRequestEntityTooLarge {
-				return ae
-			}
-		}
 		return errorf(http.StatusBadRequest, "invalid_json", "The request body must hold exactly one JSON object.")
 	}
-	return nil
+	return checkStrings("", reflect.ValueOf(v))
 }
 
 func jsonError(err error) *Error {

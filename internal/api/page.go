@@ -373,11 +373,9 @@ func (p *page) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // browserRequest reports whether a request comes from a browser showing
-// pages: it carries the page's binding cookie or asks for HTML.
+// pages: it asks for HTML (every navigation does). The binding cookie
+// says nothing here: API clients carry it too.
 func (p *page) browserRequest(c echo.Context) bool {
-	if _, err := c.Cookie(BindingCookie); err == nil {
-		return true
-	}
 	for _, part := range strings.Split(c.Request().Header.Get(echo.HeaderAccept), ",") {
 		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == echo.MIMETextHTML {
 			return true

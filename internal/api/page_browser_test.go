@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -363,4 +366,93 @@ func writeREADMEShot(t *testing.T, ctx context.Context, b *bundle, s *shooter) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// TestCrossSiteLinksRecordNothing plays the attacker of a cross-site
+// start: a page on another site sends the fan's browser to the JSON
+// API's start with consent=1, or submits a form to it or to the fan
+// page's start. In a fresh browser and in one that already pre-saved
+// here (with our cookies), none records a state or a pre-save: the link
+// lands on the release page, where only the fan can tick the box.
+func TestCrossSiteLinksRecordNothing(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	rel := b.createRelease(releaseBody("cross-site", time.Now().Add(72*time.Hour)))
+	b.createRelease(releaseBody("earlier-one", time.Now().Add(72*time.Hour)))
+	link := b.url + "/v1/connect/spotify/start?release=" + rel.ID + "&consent=1&actions=save,follow,playlist"
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		switch r.URL.Path {
+		case "/link":
+			fmt.Fprintf(w, `<!doctype html><meta http-equiv="refresh" content="0;url=%s"><p>win a prize</p>`, html.EscapeString(link))
+		case "/page-form", "/api-form":
+			action := b.url + "/r/cross-site/start"
+			if r.URL.Path == "/api-form" {
+				action = b.url + "/v1/connect/spotify/start"
+			}
+			fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s">
+				<input name="release" value="%s"><input name="provider" value="spotify"><input name="consent" value="1">
+				<input name="actions" value="save,follow,playlist"></form><script>document.getElementById('f').submit()</script>`,
+				html.EscapeString(action), rel.ID)
+		}
+	}))
+	t.Cleanup(evil.Close)
+	// Another site: localhost, while the API is on 127.0.0.1.
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	nothingRecorded := func(ctx context.Context, when string) {
+		t.Helper()
+		if n, m := b.count("oauth_states", "release_id = $1", rel.ID), b.count("presaves", "release_id = $1", rel.ID); n != 0 || m != 0 {
+			t.Errorf("%s: %d states and %d pre-saves for the release", when, n, m)
+		}
+	}
+	attack := func(ctx context.Context, who string) {
+		t.Helper()
+		do(t, ctx, who+": follow the cross-site link",
+			chromedp.Navigate(evilURL+"/link"),
+			chromedp.WaitVisible(css("#rel-title")),
+		)
+		if loc := get(t, ctx, "location", chromedp.Location()); loc != b.url+"/r/cross-site" {
+			t.Errorf("%s: the link led to %s, want the release page", who, loc)
+		}
+		nothingRecorded(ctx, who+" after the link")
+		do(t, ctx, who+": a cross-site form to the page's start",
+			chromedp.Navigate(evilURL+"/page-form"),
+			chromedp.WaitVisible(css("#msg-title")),
+		)
+		if shown := get(t, ctx, "read", chromedp.Text(css("#msg-title"))); shown != "This form has expired" {
+			t.Errorf("%s: cross-site page form answered %q", who, shown)
+		}
+		nothingRecorded(ctx, who+" after the page form")
+		do(t, ctx, who+": a cross-site form to the API's start",
+			chromedp.Navigate(evilURL+"/api-form"),
+			chromedp.WaitVisible(css("body")),
+			chromedp.Poll[chromedp.Void](`document.location.pathname === "/v1/connect/spotify/start"`),
+		)
+		if body := get(t, ctx, "read", chromedp.Text(css("body"))); !strings.Contains(body, "unsupported_media_type") {
+			t.Errorf("%s: cross-site API form answered %.200s", who, body)
+		}
+		nothingRecorded(ctx, who+" after the API form")
+	}
+
+	// A browser that never saw us.
+	attack(browser(t, "Europe/Paris"), "fresh browser")
+
+	// A browser that pre-saved here before: it holds the fan, CSRF and
+	// binding cookies, and the fake remembers its approval.
+	ctx := browser(t, "Europe/Paris")
+	do(t, ctx, "pre-save another release",
+		chromedp.Navigate(b.url+"/r/earlier-one"),
+		chromedp.WaitVisible(css("#rel-title")),
+		chromedp.Click(css("#consent")),
+		chromedp.Click(css(`button[value="spotify"]`)),
+		chromedp.WaitVisible(css("#ps-title")),
+	)
+	if shown, silent := b.fake.Authorizations(); shown != 1 || silent != 0 {
+		t.Errorf("consent screens: %d shown, %d silent; want every authorization to show Spotify's dialog", shown, silent)
+	}
+	attack(ctx, "returning fan")
+	if n := b.count("presaves", ""); n != 1 {
+		t.Errorf("%d pre-saves in all, want only the one the fan made", n)
+	}
 }

@@ -137,6 +137,9 @@ func (p *page) start(c echo.Context) error {
 	if err != nil {
 		return jsonError(err)
 	}
+	if err := checkValues(form); err != nil {
+		return err
+	}
 	req := startRequestFromForm(form)
 	req.Release = c.Param("slug")
 	provider := form.Get("provider")
@@ -152,23 +155,18 @@ func (p *page) start(c echo.Context) error {
 			return badRequest("actions_required", "Tick at least one thing presave may do on %s.", providerLabel(providers.Name(provider)))
 		}
 	}
-	// The nonce is reused while its cookie lives, so two tabs starting
-	// at once both come back bound to this browser.
-	if ck, err := c.Cookie(BindingCookie); err == nil && len(ck.Value) == tokenLen {
-		req.Binding = ck.Value
-	} else if req.Binding, err = randomToken(); err != nil {
-		return err
-	}
 	fan, err := p.s.optionalFan(c)
 	if err != nil {
 		return err
 	}
+	if req.Binding, err = p.s.bindClient(c); err != nil {
+		return err
+	}
+	req.ViaPage = true
 	res, err := p.s.StartConnect(ctxOf(c), provider, req, clientIP(c), fan)
 	if err != nil {
 		return err
 	}
-	c.SetCookie(&http.Cookie{Name: BindingCookie, Value: req.Binding, Path: "/", MaxAge: int(StateTTL / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: p.secure})
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.Redirect(http.StatusFound, res.AuthorizeURL)
 }

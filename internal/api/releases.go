@@ -561,9 +561,19 @@ func (s *Server) reschedule(ctx context.Context, moved []store.Rescheduled) {
 // nothing; the sweeper re-queues pending revocations), so failures are
 // logged.
 func (s *Server) afterCancel(ctx context.Context, c store.Cancelled) {
+	// First, and before the answer: attempts already running make no
+	// further provider call (jobs.Scheduler.StopAttempts).
+	if err := s.sched.StopAttempts(ctx, c.Presaves); err != nil {
+		s.log.ErrorContext(ctx, "stopping running attempts of cancelled pre-saves; each may run to its end", "presaves", len(c.Presaves), "err", err)
+	}
 	var g errgroup.Group
 	g.SetLimit(queueParallelism)
 	for _, m := range c.Presaves {
+		if m.WasRunning {
+			// Its task is being processed (asynq cannot delete an active
+			// task); the stop key above ends it.
+			continue
+		}
 		g.Go(func() error {
 			if err := s.sched.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
 				s.log.WarnContext(ctx, "dropping a cancelled pre-save task", "presave_id", m.PresaveID, "err", err)

@@ -161,8 +161,8 @@ func TestCancelledReleaseCancelsItsPresaves(t *testing.T) {
 	other := b.createRelease(releaseBody("keeps-going", time.Now().Add(time.Hour)))
 	a := b.connect(providers.Spotify, rel.Slug, "fan-a", "")
 	ay := b.connect(providers.YouTube, rel.Slug, "", a.FanToken)
-	c := b.connect(providers.YouTube, rel.Slug, "", "")
-	c2 := b.connect(providers.YouTube, other.Slug, "", c.FanToken) // c's grant is still needed here
+	c := b.connect(providers.YouTube, rel.Slug, "yt-c", "")
+	c2 := b.connect(providers.YouTube, other.Slug, "yt-c", c.FanToken) // c's grant is still needed here
 
 	var got releaseJSON
 	b.admin(http.MethodPost, "/v1/releases/"+rel.ID+"/cancel", nil, http.StatusOK).decode(t, &got)

@@ -56,7 +56,7 @@ func (s *Server) routes() *echo.Echo {
 	// Fans: connect and consent (rate-limited per IP).
 	limit := s.fanRateLimit()
 	e.POST("/v1/connect/:provider/start", s.start, limit)
-	e.GET("/v1/connect/:provider/start", s.start, limit)
+	e.GET("/v1/connect/:provider/start", s.startLink, limit)
 	for _, n := range providers.Names {
 		// The exact path the providers' redirect URIs name.
 		e.GET(registry.CallbackPath(n), s.callback(n), limit)

@@ -72,6 +72,12 @@ type bundle struct {
 	clock *clock
 	hc    *http.Client
 	logs  *logBuffer
+	// bindings holds the binding cookie each start set, by its state,
+	// for callback to bring back as the starting client would.
+	bindMu   sync.Mutex
+	bindings map[string]string
+	// providerEnv points a worker's providers at the fake.
+	providerEnv map[string]string
 }
 
 // setup builds a bundle; opts adjust the API configuration.
@@ -93,6 +99,7 @@ func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 	for _, kv := range fake.URLs(fs.URL).Env() {
 		vars[kv[0]] = kv[1]
 	}
+	b.providerEnv = vars
 	provs, err := registry.FromEnv(config.Env(func(k string) string { return vars[k] }), as.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +337,28 @@ func (b *bundle) startURL(p providers.Name, body map[string]any, fanToken string
 		AuthorizeURL string `json:"authorize_url"`
 	}
 	resp.decode(b.t, &out)
+	ck, ok := resp.cookieValue(api.BindingCookie)
+	if !ok || ck.Value == "" || !ck.HttpOnly {
+		b.t.Fatalf("start %s set no HttpOnly binding cookie", p)
+	}
+	u, err := url.Parse(out.AuthorizeURL)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.bindMu.Lock()
+	if b.bindings == nil {
+		b.bindings = map[string]string{}
+	}
+	b.bindings[u.Query().Get("state")] = ck.Value
+	b.bindMu.Unlock()
 	return out.AuthorizeURL
+}
+
+// binding is the binding cookie the start of state set ("" if none).
+func (b *bundle) binding(state string) string {
+	b.bindMu.Lock()
+	defer b.bindMu.Unlock()
+	return b.bindings[state]
 }
 
 // consent plays the fan on the fake's consent screen (as user, if set)
@@ -347,13 +375,28 @@ func (b *bundle) consent(authURL, user string) url.Values {
 	return q
 }
 
-// callback calls our callback with the provider's query, carrying the
-// fan cookie when fanToken is set.
+// callback calls our callback with the provider's query from the client
+// that started the flow (its binding cookie), carrying the fan cookie
+// when fanToken is set.
 func (b *bundle) callback(p providers.Name, q url.Values, fanToken string) response {
 	b.t.Helper()
+	return b.callbackFrom(p, q, fanToken, b.binding(q.Get("state")))
+}
+
+// callbackFrom is callback from a client holding binding ("" for one
+// that never started this flow: another browser).
+func (b *bundle) callbackFrom(p providers.Name, q url.Values, fanToken, binding string) response {
+	b.t.Helper()
 	r := req{method: http.MethodGet, path: registry.CallbackPath(p) + "?" + q.Encode()}
+	var cookies []string
 	if fanToken != "" {
-		r.header = map[string]string{"Cookie": api.FanCookie + "=" + fanToken}
+		cookies = append(cookies, api.FanCookie+"="+fanToken)
+	}
+	if binding != "" {
+		cookies = append(cookies, api.BindingCookie+"="+binding)
+	}
+	if len(cookies) > 0 {
+		r.header = map[string]string{"Cookie": strings.Join(cookies, "; ")}
 	}
 	return b.do(r)
 }

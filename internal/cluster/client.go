@@ -122,19 +122,27 @@ func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // doJSON sends body (JSON unless nil) and decodes a 2xx answer into out
 // (unless nil). A non-2xx answer is an *HTTPError.
 func doJSON(ctx context.Context, hc *http.Client, method, rawURL, bearer string, body, out any) error {
+	_, err := doJSONCookies(ctx, hc, method, rawURL, bearer, nil, body, out)
+	return err
+}
+
+// doJSONCookies is doJSON that sends cookies and returns the ones the
+// answer sets (the connect flow's binding cookie), for a client without
+// a cookie jar.
+func doJSONCookies(ctx context.Context, hc *http.Client, method, rawURL, bearer string, cookies []*http.Cookie, body, out any) ([]*http.Cookie, error) {
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("cluster: encode %s %s: %w", method, redact(rawURL), err)
+			return nil, fmt.Errorf("cluster: encode %s %s: %w", method, redact(rawURL), err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
-		return fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
+		return nil, fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -143,6 +151,9 @@ func doJSON(ctx context.Context, hc *http.Client, method, rawURL, bearer string,
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		// The *url.Error would quote the full URL: rebuild it without the query.
@@ -150,20 +161,20 @@ func doJSON(ctx context.Context, hc *http.Client, method, rawURL, bearer string,
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
+		return nil, fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return httpError(req, resp)
+		return nil, httpError(req, resp)
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
+		return resp.Cookies(), nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("cluster: %s %s: decode answer: %w", method, redact(rawURL), err)
+		return nil, fmt.Errorf("cluster: %s %s: decode answer: %w", method, redact(rawURL), err)
 	}
-	return nil
+	return resp.Cookies(), nil
 }
 
 // SpotifyTarget is what a release asks of Spotify (POST /v1/releases).

@@ -39,10 +39,12 @@ func TestConnectPlaysTheBrowser(t *testing.T) {
 		}
 		q := url.Values{"client_id": {"c"}, "response_type": {"code"}, "state": {"st-1"},
 			"redirect_uri": {api.URL + "/connect/spotify/callback"}, "scope": {"user-library-modify"}}
+		http.SetCookie(w, &http.Cookie{Name: "presave_bind", Value: "nonce-1", HttpOnly: true})
 		_ = json.NewEncoder(w).Encode(map[string]string{"authorize_url": fk.URL + "/authorize?" + q.Encode()})
 	})
 	mux.HandleFunc("GET /connect/spotify/callback", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("state") != "st-1" || r.URL.Query().Get("code") == "" {
+		ck, err := r.Cookie("presave_bind")
+		if r.URL.Query().Get("state") != "st-1" || r.URL.Query().Get("code") == "" || err != nil || ck.Value != "nonce-1" {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":{"code":"invalid_state","message":"no"}}`))
 			return

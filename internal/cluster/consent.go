@@ -15,10 +15,22 @@ import (
 // alone: PrepareConsent runs start and the consent screen, FinishConsent
 // delivers the callback.
 
+// Callback is a callback a browser would now open: its URL (it holds a
+// code and a state: never log it) and the binding cookie the start set,
+// without which the API refuses it (the state is bound to the client
+// that started the flow).
+type Callback struct {
+	URL     string
+	Binding *http.Cookie
+}
+
+// bindingCookie is the API's binding cookie (api.BindingCookie; this
+// package talks to the API over HTTP only).
+const bindingCookie = "presave_bind"
+
 // PrepareConsent starts a fan's connection and passes the fake's consent
-// screen; it returns the callback URL a browser would now open (it holds
-// a code and a state: never log it).
-func PrepareConsent(ctx context.Context, hc *http.Client, apiURL string, cr ConnectRequest) (string, error) {
+// screen; it returns the callback a browser would now open.
+func PrepareConsent(ctx context.Context, hc *http.Client, apiURL string, cr ConnectRequest) (Callback, error) {
 	base := strings.TrimRight(apiURL, "/")
 	startBody := map[string]any{"release": cr.Release, "zone": cr.Zone, "consent": true}
 	if cr.Actions != nil {
@@ -28,30 +40,40 @@ func PrepareConsent(ctx context.Context, hc *http.Client, apiURL string, cr Conn
 		AuthorizeURL string `json:"authorize_url"`
 	}
 	startURL := base + "/v1/connect/" + url.PathEscape(cr.Provider) + "/start"
+	var cb Callback
 	if err := retryTemporary(ctx, func() error {
-		return doJSON(ctx, hc, http.MethodPost, startURL, "", startBody, &started)
-	}); err != nil {
-		return "", fmt.Errorf("connect %s as %s: start: %w", cr.Provider, cr.User, err)
-	}
-	if started.AuthorizeURL == "" {
-		return "", fmt.Errorf("connect %s as %s: start answered no authorize_url", cr.Provider, cr.User)
-	}
-	var callback string
-	if err := retryTemporary(ctx, func() error {
-		var err error
-		callback, err = consent(ctx, hc, fake.WithUser(started.AuthorizeURL, cr.User))
+		cookies, err := doJSONCookies(ctx, hc, http.MethodPost, startURL, "", nil, startBody, &started)
+		for _, c := range cookies {
+			if c.Name == bindingCookie {
+				cb.Binding = c
+			}
+		}
 		return err
 	}); err != nil {
-		return "", fmt.Errorf("connect %s as %s: consent screen: %w", cr.Provider, cr.User, err)
+		return Callback{}, fmt.Errorf("connect %s as %s: start: %w", cr.Provider, cr.User, err)
 	}
-	return callback, nil
+	if started.AuthorizeURL == "" || cb.Binding == nil {
+		return Callback{}, fmt.Errorf("connect %s as %s: start answered no authorize_url or no binding cookie", cr.Provider, cr.User)
+	}
+	if err := retryTemporary(ctx, func() error {
+		var err error
+		cb.URL, err = consent(ctx, hc, fake.WithUser(started.AuthorizeURL, cr.User))
+		return err
+	}); err != nil {
+		return Callback{}, fmt.Errorf("connect %s as %s: consent screen: %w", cr.Provider, cr.User, err)
+	}
+	return cb, nil
 }
 
-// FinishConsent delivers a callback URL from PrepareConsent. It is not
+// FinishConsent delivers a callback from PrepareConsent. It is not
 // retried: the code is single-use.
-func FinishConsent(ctx context.Context, hc *http.Client, callback string) (ConnectResult, error) {
+func FinishConsent(ctx context.Context, hc *http.Client, cb Callback) (ConnectResult, error) {
 	var raw json.RawMessage
-	if err := doJSON(ctx, hc, http.MethodGet, callback, "", nil, &raw); err != nil {
+	var cookies []*http.Cookie
+	if cb.Binding != nil {
+		cookies = []*http.Cookie{{Name: cb.Binding.Name, Value: cb.Binding.Value}}
+	}
+	if _, err := doJSONCookies(ctx, hc, http.MethodGet, cb.URL, "", cookies, nil, &raw); err != nil {
 		return ConnectResult{}, fmt.Errorf("callback: %w", err)
 	}
 	res, err := parseConnected(raw)

@@ -34,6 +34,13 @@ type Metrics struct {
 	// Relayed counts tasks the relay queued (kind claimed or rescued) and
 	// the sweeper revived (kind revived).
 	Relayed *prometheus.CounterVec
+	// TokenUnreadable counts stored grants that did not authenticate
+	// (tampered with or moved between rows), by provider: each fails its
+	// pre-save with token_unreadable. Any at all deserves a look.
+	TokenUnreadable *prometheus.CounterVec
+	// Stopped counts attempts stopped by a cancellation (withdraw,
+	// disconnect, deletion, cancelled release) before their next call.
+	Stopped *prometheus.CounterVec
 }
 
 var lagBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600}
@@ -72,10 +79,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "presave_relay_enqueued_total", Help: "Tasks queued from PostgreSQL, by kind (claimed, rescued, revived, purge).",
 		}, []string{"kind"}),
+		TokenUnreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "presave_token_unreadable_total", Help: "Stored grants that did not authenticate under their key, by provider.",
+		}, []string{"provider"}),
+		Stopped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "presave_attempts_stopped_total", Help: "Running attempts stopped by a cancellation before their next provider call, by provider.",
+		}, []string{"provider"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Actions, m.CallSeconds, m.RateLimited, m.Deferred, m.StartLag, m.FirstActionLag,
-			m.Finished, m.Purges, m.Relayed)
+			m.Finished, m.Purges, m.Relayed, m.TokenUnreadable, m.Stopped)
 	}
 	return m
 }

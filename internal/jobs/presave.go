@@ -40,15 +40,45 @@ const (
 	ReasonNotLive          = "not_live"
 	ReasonRetriesExhausted = "retries_exhausted"
 	ReasonNotConfigured    = "not_configured"
+	ReasonTokenUnreadable  = "token_unreadable"
 )
 
-// handlePresave runs one generation of one pre-save.
+// handlePresave runs one generation of one pre-save. Whatever the path,
+// a failure on the task's last retry ends the pre-save with a final
+// status (failed, retries_exhausted): asynq archives the task after it,
+// and an open pre-save with an archived task would never run again nor
+// release its token.
 func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 	var pl PresavePayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil || pl.PresaveID == uuid.Nil {
 		return fmt.Errorf("jobs: bad presave payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	log := w.log.With("presave_id", pl.PresaveID, "generation", pl.Generation)
+	err := w.attemptPresave(ctx, log, pl)
+	if err == nil || !isFailure(err) || errors.Is(err, asynq.SkipRetry) {
+		return err
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if retried < maxRetry {
+		return err
+	}
+	// A rare path: reading the row again costs nothing that matters.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	ps, perr := w.st.Presave(bctx, pl.PresaveID)
+	if perr == nil && ps.Generation == pl.Generation && ps.Status.Open() {
+		log.Error("presave failed: retries exhausted", "err", err)
+		perr = w.finish(bctx, log, ps, time.Time{}, store.PresaveFailed, w.failRemaining(ps, nil, ReasonRetriesExhausted), ReasonRetriesExhausted, false)
+	}
+	if perr != nil && !errors.Is(perr, store.ErrNotFound) {
+		log.Error("recording retries_exhausted failed", "err", perr, "cause", err)
+	}
+	return fmt.Errorf("%w: %w", asynq.SkipRetry, err)
+}
+
+// attemptPresave is one attempt at a pre-save's task.
+func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl PresavePayload) error {
 	fan, provider := pl.FanID, pl.Provider
 	if fan == uuid.Nil || provider == "" {
 		// A task queued before payloads named the fan: read the row for
@@ -150,6 +180,17 @@ func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Att
 		// a new consent, so no forced purge here.
 		return w.finish(ctx, log, ps, time.Time{}, store.PresaveFailed, w.failRemaining(ps, nil, ReasonReconnect), ReasonReconnect, false)
 	}
+	if errors.Is(err, store.ErrTokenUnreadable) {
+		// Tampered with, or copied from another fan's row: it will never
+		// open, so no retry can help. The row goes (it helps nobody) and
+		// the pre-save fails for good with its own reason.
+		log.Error("stored grant does not authenticate: presave failed", "key_id", tok.KeyID, "err", err)
+		w.metrics.TokenUnreadable.WithLabelValues(string(ps.Provider)).Inc()
+		if err := w.finish(ctx, log, ps, tok.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, nil, ReasonTokenUnreadable), ReasonTokenUnreadable, true); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %w", asynq.SkipRetry, err)
+	}
 	if err != nil {
 		return w.requeue(ctx, log, ps, nil, err, err)
 	}
@@ -190,6 +231,7 @@ func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Att
 		notLive   error
 		deferral  *Deferral
 		grantErr  error
+		stopped   bool
 		firstCall = true
 	)
 actions:
@@ -205,9 +247,13 @@ actions:
 			retryErr = ctx.Err()
 			break
 		}
-		d, err := w.pace(ctx, prov.Name(), a, target)
+		d, err := w.pace(ctx, ps, a, target)
 		if d != nil {
 			deferral = d
+			break
+		}
+		if errors.Is(err, ratelimit.ErrStopped) {
+			stopped = true
 			break
 		}
 		if err != nil {
@@ -279,6 +325,13 @@ actions:
 	}
 
 	switch {
+	case stopped:
+		// Cancelled while running: the cancellation already settled the
+		// row and the token; only what this attempt did is left to keep.
+		w.metrics.Stopped.WithLabelValues(string(ps.Provider)).Inc()
+		log.Info("presave cancelled while running: stopped before its next call", "actions_done", len(results))
+		w.keepLateResults(ctx, log, ps, results)
+		return nil
 	case grantErr != nil:
 		// The fan must reconnect: no retry, and the dead grant goes now.
 		log.Info("grant invalid: presave failed", "err", grantErr)
@@ -373,10 +426,23 @@ func (w *Worker) record(ps store.Presave, a providers.Action, r store.ActionResu
 func (w *Worker) requeue(ctx context.Context, log *slog.Logger, ps store.Presave, results map[providers.Action]store.ActionResult, why error, ret error) error {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if _, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, why.Error(), results); err != nil {
+	ok, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, why.Error(), results)
+	if err != nil {
 		log.Warn("requeue failed", "err", err)
+	} else if !ok {
+		w.keepLateResults(bctx, log, ps, results)
 	}
 	return ret
+}
+
+// keepLateResults records on a cancelled pre-save what its attempt did
+// after the cancellation, and ends its lease (store.RecordLateResults).
+func (w *Worker) keepLateResults(ctx context.Context, log *slog.Logger, ps store.Presave, results map[providers.Action]store.ActionResult) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if _, err := w.st.RecordLateResults(bctx, ps.ID, results); err != nil {
+		log.Warn("recording the results of a cancelled attempt failed", "err", err)
+	}
 }
 
 // finish records a final status and purges the fan's token when nothing
@@ -394,17 +460,24 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave,
 	}
 	if !f.Applied {
 		log.Debug("presave moved on before finishing")
+		w.keepLateResults(bctx, log, ps, results)
 		return nil
 	}
 	w.metrics.Finished.WithLabelValues(string(ps.Provider), string(status)).Inc()
 	log.Info("presave finished", "status", status, "reason", lastErr, "token_purged", f.Purge.Deleted)
-	if f.Purge.RevocationID != uuid.Nil && !w.revokeNow(bctx, log, ps.Provider, f.Purge.RevocationID, f.RevokeToken) {
-		if err := w.sched.EnqueuePurge(bctx, f.Purge.RevocationID); err != nil {
+	w.afterPurge(bctx, log, ps.Provider, f)
+	return nil
+}
+
+// afterPurge revokes at the provider the grant a finish moved to
+// token_revocations, or queues the purge task that retries it.
+func (w *Worker) afterPurge(ctx context.Context, log *slog.Logger, p providers.Name, f store.Finished) {
+	if f.Purge.RevocationID != uuid.Nil && !w.revokeNow(ctx, log, p, f.Purge.RevocationID, f.RevokeToken) {
+		if err := w.sched.EnqueuePurge(ctx, f.Purge.RevocationID); err != nil {
 			// The sweeper queues every pending revocation again.
 			log.Warn("enqueue purge failed", "err", err)
 		}
 	}
-	return nil
 }
 
 // revokeTimeout bounds the revocation a finishing pre-save tries itself.
@@ -484,8 +557,11 @@ func (w *Worker) reserveUnits(ctx context.Context, prov providers.Provider, ps s
 // pace takes a slot of the provider's shared request rate for one action,
 // or returns a deferral when the wait would be long enough that the task
 // should wait in the queue rather than in a worker slot.
-func (w *Worker) pace(ctx context.Context, name providers.Name, a providers.Action, t providers.Target) (*Deferral, error) {
-	err := w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait)
+// It returns ratelimit.ErrStopped once the pre-save was cancelled
+// (StopAttempts): the action must not start.
+func (w *Worker) pace(ctx context.Context, ps store.Presave, a providers.Action, t providers.Target) (*Deferral, error) {
+	name := ps.Provider
+	err := w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait, attemptStop(ps.ID, ps.Generation))
 	if err == nil {
 		return nil, nil
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/presave/presave/internal/config"
@@ -40,6 +41,18 @@ type bundle struct {
 	provs  registry.Set
 	sched  *jobs.Scheduler
 	client *asynq.Client
+	// reg holds the metrics of the first worker startWorker starts.
+	reg     *prometheus.Registry
+	regUsed bool
+}
+
+// registerer is reg for the first worker, nil (unregistered) after.
+func (b *bundle) registerer() prometheus.Registerer {
+	if b.regUsed {
+		return nil
+	}
+	b.regUsed = true
+	return b.reg
 }
 
 // testEnv is the worker configuration tests start from: fast ticks, short
@@ -69,7 +82,7 @@ func testEnv() map[string]string {
 // worker (startWorker does), so tests can prepare state first.
 func setup(t *testing.T, env map[string]string) *bundle {
 	t.Helper()
-	b := &bundle{t: t, db: storetest.New(t), rd: redistest.New(t), fake: fake.New(fake.Options{})}
+	b := &bundle{t: t, db: storetest.New(t), rd: redistest.New(t), fake: fake.New(fake.Options{}), reg: prometheus.NewRegistry()}
 	b.st = b.db.Store
 	b.fake.SetDailyQuota(1_000_000)
 	b.meter = &meter{next: b.fake}
@@ -114,7 +127,7 @@ func (b *bundle) startWorker() *jobs.Worker {
 	w, err := jobs.New(jobs.Deps{
 		Store: b.st, Providers: b.provs,
 		Redis: asynq.RedisClientOpt{Addr: b.rd.Opt.Addr, DB: b.rd.Opt.DB, Password: b.rd.Opt.Password},
-		RDB:   b.rd.Client, Log: log,
+		RDB:   b.rd.Client, Log: log, Registerer: b.registerer(),
 	}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -408,4 +421,22 @@ func (m *meter) maxInWindow(p providers.Name, d time.Duration) (int, int) {
 		best = max(best, i-j+1)
 	}
 	return best, len(ts)
+}
+
+// counter sums the metric name over every label set (0 when absent).
+func (b *bundle) counter(name string) float64 {
+	b.t.Helper()
+	mfs, err := b.reg.Gather()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

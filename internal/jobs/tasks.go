@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
@@ -92,6 +93,8 @@ type Scheduler struct {
 	Store     *store.Store
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
+	// Redis carries the stop keys of StopAttempts (nil: none are set).
+	Redis redis.UniversalClient
 	// Window is how far ahead work goes into Redis; pre-saves due later
 	// stay in PostgreSQL until the relay claims them.
 	Window time.Duration

@@ -136,6 +136,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("RUNNING_TIMEOUT (%s) must exceed PRESAVE_TIMEOUT (%s) by at least %s",
 			c.RunningTimeout, c.PresaveTimeout, bookkeepingTimeout+5*time.Second)
 	}
+	// A stop key must outlive every attempt that started before it.
+	if c.PresaveTimeout > stopTTL/2 {
+		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be at most %s", c.PresaveTimeout, stopTTL/2)
+	}
 	for q, w := range c.Queues {
 		switch q {
 		case QueueSpotify, QueueYouTube, QueuePurge, QueueMaintenance:
@@ -299,7 +303,7 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	w.client = asynq.NewClient(d.Redis)
 	w.insp = asynq.NewInspector(d.Redis)
 	w.sched = &Scheduler{
-		Store: d.Store, Client: w.client, Inspector: w.insp, Window: cfg.RelayWindow,
+		Store: d.Store, Client: w.client, Inspector: w.insp, Redis: d.RDB, Window: cfg.RelayWindow,
 		PresaveMaxRetry: cfg.PresaveMaxRetry, PurgeMaxRetry: cfg.PurgeMaxRetry, PresaveTimeout: cfg.PresaveTimeout,
 	}
 	w.mux = asynq.NewServeMux()

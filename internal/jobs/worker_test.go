@@ -286,6 +286,7 @@ func TestSweeperDeletesExpiredOAuthStates(t *testing.T) {
 	rel := b.newRelease("sweep-states", time.Now().Add(time.Hour))
 	ctx := context.Background()
 	st := store.OAuthState{
+		Binding:  "binding-nonce",
 		Provider: providers.Spotify, ReleaseID: rel.ID, Verifier: "v", Actions: []providers.Action{providers.ActionSave},
 		FanZone: "UTC", ConsentVersion: "v1", ExpiresAt: time.Now().Add(-time.Minute),
 	}

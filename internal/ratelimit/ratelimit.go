@@ -76,18 +76,32 @@ func (l *Limiter) Rate(key string) Rate { return l.rates[key] }
 
 func (l *Limiter) cooldownKey(key string) string { return l.prefix + "cooldown:" + key }
 
+// Stop is a condition under which Wait admits nothing: the Redis key
+// Key holds an integer of at least AtLeast. The API sets such a key when
+// it cancels work (a pre-save's key, holding the last generation that
+// must stop), so the check rides on the pacing call that precedes every
+// provider call, at no extra round trip.
+type Stop struct {
+	Key     string
+	AtLeast int64
+}
+
+// ErrStopped: a Stop condition holds; the caller must not make its call.
+var ErrStopped = errors.New("ratelimit: stopped")
+
 // Wait blocks until n events of key may happen, taking them from the
 // shared budget, or returns a *WaitError when that would take longer than
-// maxWait. It honours a cooldown set by Cooldown first.
+// maxWait. It honours a cooldown set by Cooldown first, and before either
+// returns ErrStopped when one of stops holds (checked again after every
+// wait, so a stop set while waiting is seen before the call).
 //
-// The cooldown check and the GCRA step are one script (waitScript), so a
-// paced call costs one Redis round trip, not two; an unlimited key still
-// checks its cooldown (one PTTL).
-func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Duration) error {
+// The stop check, the cooldown check and the GCRA step are one script
+// (waitScript), so a paced call costs one Redis round trip.
+func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Duration, stops ...Stop) error {
 	deadline := time.Now().Add(maxWait)
 	r, limited := l.rates[key]
 	limited = limited && r.PerSecond > 0
-	var lim redis_rate.Limit
+	lim := redis_rate.Limit{Period: time.Second} // rate 0: the script skips the GCRA step
 	if limited {
 		lim = r.limit()
 		if n > lim.Burst {
@@ -97,39 +111,32 @@ func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Dura
 		}
 	}
 	keys := []string{l.cooldownKey(key), rateKeyPrefix + l.prefix + "rate:" + key}
+	args := []any{lim.Burst, lim.Rate, lim.Period.Seconds(), n}
+	for _, s := range stops {
+		keys = append(keys, s.Key)
+		args = append(args, s.AtLeast)
+	}
 	for {
-		var (
-			wait     time.Duration
-			cooldown bool
-		)
-		if !limited {
-			pttl, err := l.rdb.PTTL(ctx, keys[0]).Result()
-			if err != nil {
-				return fmt.Errorf("ratelimit: cooldown %s: %w", key, err)
-			}
-			if pttl <= 0 {
-				return nil
-			}
-			wait, cooldown = pttl, true
-		} else {
-			v, err := waitScript.Run(ctx, l.rdb, keys, lim.Burst, lim.Rate, lim.Period.Seconds(), n).Slice()
-			if err != nil {
-				return fmt.Errorf("ratelimit: %s: %w", key, err)
-			}
-			if len(v) != 2 {
-				return fmt.Errorf("ratelimit: %s: unexpected script reply %v", key, v)
-			}
-			kind, _ := v[0].(int64)
-			if kind == 0 {
-				return nil
-			}
-			s, _ := v[1].(string)
-			secs, err := strconv.ParseFloat(s, 64)
-			if err != nil {
-				return fmt.Errorf("ratelimit: %s: %w", key, err)
-			}
-			wait, cooldown = time.Duration(secs*float64(time.Second)), kind == 1
+		v, err := waitScript.Run(ctx, l.rdb, keys, args...).Slice()
+		if err != nil {
+			return fmt.Errorf("ratelimit: %s: %w", key, err)
 		}
+		if len(v) != 2 {
+			return fmt.Errorf("ratelimit: %s: unexpected script reply %v", key, v)
+		}
+		kind, _ := v[0].(int64)
+		switch kind {
+		case 0:
+			return nil
+		case 3:
+			return ErrStopped
+		}
+		str, _ := v[1].(string)
+		secs, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			return fmt.Errorf("ratelimit: %s: %w", key, err)
+		}
+		wait, cooldown := time.Duration(secs*float64(time.Second)), kind == 1
 		if wait <= 0 {
 			wait = time.Millisecond
 		}
@@ -147,19 +154,30 @@ func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Dura
 // one pace during a rolling deploy.
 const rateKeyPrefix = "rate:"
 
-// waitScript is redis_rate's GCRA step (allowN) behind a cooldown check:
-// KEYS[1] the cooldown, KEYS[2] the GCRA state; ARGV burst, rate, period
-// (seconds), cost. It returns {0, ""} when the events are taken, {1,
-// seconds} while the cooldown lasts, {2, seconds} until the rate admits
-// them.
+// waitScript is redis_rate's GCRA step (allowN) behind a stop check and
+// a cooldown check: KEYS[1] the cooldown, KEYS[2] the GCRA state, KEYS[3…]
+// stop keys; ARGV burst, rate (0: unlimited, no GCRA step), period
+// (seconds), cost, then each stop key's threshold. It returns {3, ""}
+// when a stop key holds at least its threshold, {0, ""} when the events
+// are taken, {1, seconds} while the cooldown lasts, {2, seconds} until
+// the rate admits them.
 var waitScript = redis.NewScript(`
 redis.replicate_commands()
+for i = 3, #KEYS do
+  local v = tonumber(redis.call("GET", KEYS[i]))
+  if v and v >= tonumber(ARGV[i + 2]) then
+    return {3, ""}
+  end
+end
 local pttl = redis.call("PTTL", KEYS[1])
 if pttl > 0 then
   return {1, tostring(pttl / 1000)}
 end
 local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
+if rate <= 0 then
+  return {0, ""}
+end
 local period = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local emission_interval = period / rate

@@ -35,22 +35,23 @@ type OAuthState struct {
 	ConsentVersion string
 	ClientIPPrefix *netip.Prefix
 	// FanID is the fan who started the connection with a valid fan token;
-	// uuid.Nil for an anonymous start.
+	// uuid.Nil for an anonymous start. It is trusted at the callback only
+	// because the callback must come from the same client (Binding).
 	FanID     uuid.UUID
 	ExpiresAt time.Time
-	// Binding is the browser-binding nonce (the fan page's cookie), or ""
-	// for a start not bound to a browser. Only its SHA-256 is stored; a
-	// consumed state holds the hash in bindingHash, checked by BoundTo.
+	// Binding is the nonce that binds the state to the client that
+	// started it (the start answer sets it as a cookie; the callback must
+	// carry it). Required. Only its SHA-256 is stored; a consumed state
+	// holds the hash in bindingHash, checked by BoundTo.
 	Binding     string
 	bindingHash []byte
+	// ViaPage is true when the fan page started the flow: its callback
+	// answers with pages and sets the fan cookie.
+	ViaPage bool
 }
 
-// Bound reports whether the state was bound to a browser at start.
-func (st OAuthState) Bound() bool { return st.bindingHash != nil }
-
-// BoundTo reports whether nonce is the browser binding the state was
-// created with (constant time). A state without a binding matches
-// nothing: callers check Bound first.
+// BoundTo reports whether nonce is the binding the state was created
+// with (constant time).
 func (st OAuthState) BoundTo(nonce string) bool {
 	if st.bindingHash == nil || nonce == "" {
 		return false
@@ -81,17 +82,16 @@ func (s *Store) CreateOAuthState(ctx context.Context, state string, st OAuthStat
 	if st.FanID != uuid.Nil {
 		fan = &st.FanID
 	}
-	var binding []byte
-	if st.Binding != "" {
-		h := sha256.Sum256([]byte(st.Binding))
-		binding = h[:]
+	if st.Binding == "" {
+		return errors.New("store: create oauth state: a state must be bound to the client that starts it")
 	}
+	binding := sha256.Sum256([]byte(st.Binding))
 	_, err = s.pool.Exec(ctx, `
 		INSERT INTO oauth_states (state_hash, provider, release_id, key_id, verifier_sealed, actions, fan_zone,
-			consent_version, client_ip_prefix, fan_id, expires_at, browser_binding)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			consent_version, client_ip_prefix, fan_id, expires_at, browser_binding, via_page)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		hash, st.Provider, st.ReleaseID, keyID, sealed, st.Actions, st.FanZone, st.ConsentVersion,
-		st.ClientIPPrefix, fan, st.ExpiresAt, binding)
+		st.ClientIPPrefix, fan, st.ExpiresAt, binding[:], st.ViaPage)
 	if err != nil {
 		return fmt.Errorf("store: create oauth state: %w", err)
 	}
@@ -155,9 +155,9 @@ func (s *Store) ConsumeOAuthStateRelease(ctx context.Context, state string, now 
 	row := s.pool.QueryRow(ctx, `
 		DELETE FROM oauth_states s USING releases r WHERE s.state_hash = $1 AND r.id = s.release_id
 		RETURNING s.provider, s.release_id, s.verifier_sealed, s.actions, s.fan_zone, s.consent_version,
-			s.client_ip_prefix, s.fan_id, s.expires_at, s.browser_binding, `+consumedReleaseColumns, hash)
+			s.client_ip_prefix, s.fan_id, s.expires_at, s.browser_binding, s.via_page, `+consumedReleaseColumns, hash)
 	r, err := scanRelease(leadingColumns{row, []any{&st.Provider, &st.ReleaseID, &sealed, &st.Actions, &st.FanZone,
-		&st.ConsentVersion, &st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash}})
+		&st.ConsentVersion, &st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash, &st.ViaPage}})
 	if err != nil {
 		return OAuthState{}, Release{}, fmt.Errorf("store: consume oauth state: %w", notFound(err))
 	}

@@ -22,6 +22,7 @@ func TestOAuthStateIsSingleUseAndStoredHashed(t *testing.T) {
 	ip := store.AnonymizeIP(netip.MustParseAddr("198.51.100.23"))
 	now := time.Now()
 	in := store.OAuthState{
+		Binding:  "binding-nonce",
 		Provider: providers.Spotify, ReleaseID: r.ID, Verifier: "verifier-secret-value",
 		Actions: []providers.Action{providers.ActionSave}, FanZone: "Europe/Paris", ConsentVersion: "v1",
 		ClientIPPrefix: &ip, ExpiresAt: now.Add(10 * time.Minute),
@@ -67,6 +68,7 @@ func TestOAuthStateExpiresAndIsCleanedUp(t *testing.T) {
 	r := release(t, b.Store, "state-expiry")
 	now := time.Now()
 	st := store.OAuthState{
+		Binding:  "binding-nonce",
 		Provider: providers.YouTube, ReleaseID: r.ID, Verifier: "v", Actions: []providers.Action{providers.ActionLike},
 		FanZone: "UTC", ConsentVersion: "v1", ExpiresAt: now.Add(10 * time.Minute),
 	}
@@ -118,6 +120,7 @@ func TestOAuthStateRemembersTheFan(t *testing.T) {
 	r := release(t, b.Store, "state-fan")
 	c := consent(t, b.Store, r, providers.Spotify, "acct-1", "refresh-1", uuid.Nil)
 	st := store.OAuthState{
+		Binding:  "binding-nonce",
 		Provider: providers.YouTube, ReleaseID: r.ID, Verifier: "v", Actions: []providers.Action{providers.ActionLike},
 		FanZone: "UTC", ConsentVersion: "v1", FanID: c.FanID, ExpiresAt: time.Now().Add(time.Minute),
 	}

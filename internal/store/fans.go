@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/presave/presave/internal/providers"
 )
@@ -45,10 +46,15 @@ type ActionResult struct {
 // Presave is one fan's pre-save of one release on one provider, with its
 // consent record.
 type Presave struct {
-	ID             uuid.UUID
-	FanID          uuid.UUID
-	ReleaseID      uuid.UUID
-	Provider       providers.Name
+	ID        uuid.UUID
+	FanID     uuid.UUID
+	ReleaseID uuid.UUID
+	Provider  providers.Name
+	// AccountID is the provider account the fan consented with; the
+	// pre-save runs only with a grant of that account. Empty for a
+	// pre-save recorded before accounts were kept per pre-save whose fan
+	// had no link left.
+	AccountID      string
 	Actions        []providers.Action
 	ConsentedAt    time.Time
 	ConsentVersion string
@@ -69,19 +75,19 @@ type Presave struct {
 
 const presaveColumns = `id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone,
 	client_ip_prefix, due_at, generation, status, results, attempts, last_error, enqueued_at, started_at,
-	completed_at, created_at, updated_at`
+	completed_at, created_at, updated_at, account_id`
 
 func scanPresave(row pgx.Row) (Presave, error) {
 	var p Presave
 	var results []byte
-	var lastErr *string
+	var lastErr, account *string
 	err := row.Scan(&p.ID, &p.FanID, &p.ReleaseID, &p.Provider, &p.Actions, &p.ConsentedAt, &p.ConsentVersion, &p.FanZone,
 		&p.ClientIPPrefix, &p.DueAt, &p.Generation, &p.Status, &results, &p.Attempts, &lastErr, &p.EnqueuedAt,
-		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt)
+		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt, &account)
 	if err != nil {
 		return Presave{}, notFound(err)
 	}
-	p.LastError = deref(lastErr)
+	p.LastError, p.AccountID = deref(lastErr), deref(account)
 	if err := json.Unmarshal(results, &p.Results); err != nil {
 		return Presave{}, fmt.Errorf("results: %w", err)
 	}
@@ -158,6 +164,13 @@ var ErrReleaseChanged = errors.New("release changed while the fan was connecting
 // one the request proved to be.
 var ErrAccountTaken = errors.New("provider account is linked to another fan")
 
+// ErrOtherAccount: the fan already has open pre-saves on this provider
+// with another account than the one just connected. Storing the new
+// grant would run those pre-saves on an account they were not consented
+// with, so nothing is written; the fan disconnects the other account
+// first or connects with it.
+var ErrOtherAccount = errors.New("the fan's open pre-saves on this provider use another account")
+
 // RecordConsent stores a consent in one transaction: the fan (created or
 // found by provider account), the account link, the sealed token, the
 // pre-save with its consent record and due time, and a fresh fan token. A
@@ -195,15 +208,25 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 	if !c.ReleaseUpdatedAt.IsZero() {
 		version = &c.ReleaseUpdatedAt
 	}
-	var live bool
+	var live, otherAccountBusy bool
 	var linked *uuid.UUID
 	check := &pgx.Batch{}
+	if c.FanID != uuid.Nil {
+		// Consents of one fan are serialized, so two of different accounts
+		// cannot both find the other's pre-saves missing. A statement of
+		// its own: the check below then reads what the lock waited for.
+		check.Queue(`SELECT 1 FROM fans WHERE id = $1 FOR UPDATE`, c.FanID).Exec(func(pgconn.CommandTag) error { return nil })
+	}
+	// otherAccountBusy: the known fan has open pre-saves of other
+	// releases on this provider, consented with another account.
 	check.Queue(`
 		SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1 AND status = 'scheduled'
 				AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE),
-			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE)`,
-		c.ReleaseID, version, c.Provider, c.AccountID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&live, &linked)
+			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE),
+			EXISTS (SELECT 1 FROM presaves WHERE fan_id = $5 AND provider = $3 AND release_id <> $1
+				AND status IN ('pending', 'enqueued', 'running') AND account_id IS DISTINCT FROM $4)`,
+		c.ReleaseID, version, c.Provider, c.AccountID, c.FanID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&live, &linked, &otherAccountBusy)
 	})
 	err := s.inPipelinedTx(ctx, check, func() (*pgx.Batch, error) {
 		if !live {
@@ -216,6 +239,8 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 				return nil, ErrAccountTaken
 			}
 			out.FanID = *linked
+		case otherAccountBusy:
+			return nil, ErrOtherAccount
 		default:
 			out.FanID = c.FanID
 			if out.FanID == uuid.Nil {
@@ -224,14 +249,16 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 				out.FanCreated = true
 			} else {
 				// A fan has one account per provider: connecting another
-				// account of the same provider replaces the link. (A fan
-				// created just now has none.)
+				// account of the same provider replaces the link, which
+				// the check above allows only when no open pre-save of
+				// another release uses the old one. (A fan created just
+				// now has none.)
 				b.Queue(`DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, out.FanID, c.Provider)
 			}
 			b.Queue(`INSERT INTO fan_accounts (provider, account_id, fan_id) VALUES ($1, $2, $3)`, c.Provider, c.AccountID, out.FanID)
 		}
 		tok := c.Token
-		tok.FanID, tok.Provider = out.FanID, c.Provider
+		tok.FanID, tok.Provider, tok.AccountID = out.FanID, c.Provider, c.AccountID
 		query, args, err := s.putTokenQuery(tok)
 		if err != nil {
 			return nil, err
@@ -239,9 +266,10 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 		b.Queue(query, args...)
 		b.Queue(`
 			INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
-				status, enqueued_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END)
+				status, enqueued_at, account_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END, $12)
 			ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
+				account_id = CASE WHEN presaves.status IN ('done') THEN presaves.account_id ELSE EXCLUDED.account_id END,
 				actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
 				fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
 				generation = presaves.generation + 1,
@@ -251,7 +279,7 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 				last_error = NULL, updated_at = now()
 			RETURNING `+presaveColumns,
 			presaveID, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
-			status).QueryRow(func(row pgx.Row) error {
+			status, c.AccountID).QueryRow(func(row pgx.Row) error {
 			var err error
 			out.Presave, err = scanPresave(row)
 			return err

@@ -59,6 +59,7 @@ func TestConsumeOAuthStateRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := store.OAuthState{
+		Binding:  "binding-nonce",
 		Provider: providers.YouTube, ReleaseID: r.ID, Verifier: "v", Actions: []providers.Action{providers.ActionLike},
 		FanZone: "UTC", ConsentVersion: "v1", ExpiresAt: time.Now().Add(time.Minute),
 	}

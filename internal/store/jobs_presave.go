@@ -144,7 +144,8 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 		SELECT `+attemptColumns+`, r.updated_at,
 			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at
 		FROM p LEFT JOIN releases r ON r.id = p.release_id
-		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider`,
+		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
+			AND t.account_id IS NOT DISTINCT FROM p.account_id`,
 		id, generation, lease.Seconds(), early.Seconds(), fan)
 	p, err := scanPresave(extraRow{row, []any{&relUpdated, &keyID, &refresh, &access, &expiry, &scopes, &authorized, &tokCreated, &tokRotate}})
 	if errors.Is(err, ErrNotFound) {
@@ -174,16 +175,19 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 	if tokCreated != nil {
 		t.CreatedAt = *tokCreated
 	}
+	// On failure a.Token keeps the row's identity (key, authorization)
+	// without any secret, so the caller can purge exactly that row.
+	a.Token = t
 	rt, err := s.ring.Open(refresh, tokenOwner(p.FanID, p.Provider, "refresh"))
 	if err != nil {
-		a.TokenErr = fmt.Errorf("store: open refresh token: %w", err)
+		a.TokenErr = openError("refresh", t.KeyID, err)
 		return a, true, nil
 	}
 	t.RefreshToken = string(rt)
 	if access != nil {
 		at, err := s.ring.Open(access, tokenOwner(p.FanID, p.Provider, "access"))
 		if err != nil {
-			a.TokenErr = fmt.Errorf("store: open access token: %w", err)
+			a.TokenErr = openError("access", t.KeyID, err)
 			return a, true, nil
 		}
 		t.AccessToken = string(at)
@@ -221,6 +225,26 @@ func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int
 		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')`, id, generation, lastError, b)
 	if err != nil {
 		return false, fmt.Errorf("store: requeue presave: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// RecordLateResults ends an attempt whose pre-save was cancelled while it
+// ran: it records the results of the actions the attempt completed after
+// the cancellation (the action was already under way when the
+// withdrawal, disconnect or release cancellation answered), so the fan's
+// export says what was done, and gives up the attempt's lease. It
+// touches only a cancelled pre-save and reports whether it found one.
+func (s *Store) RecordLateResults(ctx context.Context, id uuid.UUID, results map[providers.Action]ActionResult) (bool, error) {
+	b, err := marshalResults(results)
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE presaves SET results = results || $2::jsonb, lease_until = NULL, updated_at = now()
+		WHERE id = $1 AND status = 'cancelled'`, id, b)
+	if err != nil {
+		return false, fmt.Errorf("store: record late results: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -323,7 +347,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 	finishSQL := `
 			WITH p AS (
 				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
-					completed_at = now(), updated_at = now()
+					completed_at = now(), lease_until = NULL, updated_at = now()
 				WHERE id = $1 AND generation = $2 AND status IN ('pending', 'enqueued', 'running')
 				RETURNING fan_id, provider),
 			d AS (

@@ -221,7 +221,7 @@ func TestFinishKeepsNeededToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	second, err := st.RecordConsent(ctx, store.Consent{FanID: first.FanID, Provider: providers.Spotify, AccountID: "acct-" + uuid.NewString(),
+	second, err := st.RecordConsent(ctx, store.Consent{FanID: first.FanID, Provider: providers.Spotify, AccountID: first.AccountID,
 		Token:     store.Token{RefreshToken: "refresh2", AuthorizedAt: now},
 		ReleaseID: rel.ID, Actions: []providers.Action{providers.ActionSave}, ConsentedAt: now, ConsentVersion: "v1",
 		FanZone: "UTC", DueAt: rel.ReleaseAt}, nil)

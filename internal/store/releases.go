@@ -219,6 +219,10 @@ type Rescheduled struct {
 	OldGeneration int
 	Generation    int
 	DueAt         time.Time
+	// WasRunning (cancellations only) says an attempt held the pre-save's
+	// lease when it was cancelled: at most the action it had under way
+	// may still complete, and its result is recorded on the pre-save.
+	WasRunning bool
 }
 
 // UpdateRelease replaces a scheduled release's fields (not its ID, status
@@ -331,10 +335,13 @@ func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID, revocable Revoc
 func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, args []any, revocable Revocable, reason string) (Cancelled, error) {
 	var out Cancelled
 	rows, err := tx.Query(ctx, `
-		UPDATE presaves SET status = 'cancelled', generation = generation + 1, completed_at = now(),
+		WITH old AS (
+			SELECT id, status = 'running' AND lease_until > now() AS running FROM presaves
+			WHERE `+where+` AND status IN ('pending', 'enqueued', 'running') FOR UPDATE)
+		UPDATE presaves p SET status = 'cancelled', generation = p.generation + 1, completed_at = now(),
 			last_error = `+fmt.Sprintf("$%d", len(args)+1)+`, updated_at = now()
-		WHERE `+where+` AND status IN ('pending', 'enqueued', 'running')
-		RETURNING id, generation - 1, generation, due_at, fan_id, provider`, append(args, reason)...)
+		FROM old WHERE p.id = old.id
+		RETURNING p.id, p.generation - 1, p.generation, p.due_at, p.fan_id, p.provider, old.running`, append(args, reason)...)
 	if err != nil {
 		return out, err
 	}
@@ -347,7 +354,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 	for rows.Next() {
 		var m Rescheduled
 		var o fp
-		if err := rows.Scan(&m.PresaveID, &m.OldGeneration, &m.Generation, &m.DueAt, &o.fan, &o.p); err != nil {
+		if err := rows.Scan(&m.PresaveID, &m.OldGeneration, &m.Generation, &m.DueAt, &o.fan, &o.p, &m.WasRunning); err != nil {
 			rows.Close()
 			return out, err
 		}

@@ -16,8 +16,10 @@ import (
 // Token is a fan's grant at one provider, in plaintext. It exists only in
 // memory; the store seals it on every write.
 type Token struct {
-	FanID        uuid.UUID
-	Provider     providers.Name
+	FanID    uuid.UUID
+	Provider providers.Name
+	// AccountID is the provider account the grant belongs to.
+	AccountID    string
 	RefreshToken string
 	AccessToken  string    // may be empty
 	Expiry       time.Time // of the access token
@@ -26,6 +28,21 @@ type Token struct {
 	KeyID        string    // the key the row is sealed under (read only)
 	CreatedAt    time.Time
 	RotatedAt    *time.Time
+}
+
+// ErrTokenUnreadable: a stored grant does not authenticate under its key
+// (tampered with, or copied from another fan's or provider's row). It
+// will never open, so whatever needed it cannot run. A grant sealed under
+// a key the ring lacks is not this error but seal.ErrUnknownKey: the
+// operator may yet restore the key.
+var ErrTokenUnreadable = errors.New("stored grant does not authenticate")
+
+// openError is the error of a sealed token half that did not open.
+func openError(which, keyID string, err error) error {
+	if errors.Is(err, seal.ErrOpen) {
+		return fmt.Errorf("store: open %s token (key %s): %w: %w", which, keyID, ErrTokenUnreadable, err)
+	}
+	return fmt.Errorf("store: open %s token (key %s): %w", which, keyID, err)
 }
 
 func tokenOwner(fanID uuid.UUID, p providers.Name, which string) []byte {
@@ -73,13 +90,13 @@ func (s *Store) putTokenQuery(t Token) (string, []any, error) {
 		t.Scopes = []string{}
 	}
 	return `
-		INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at, account_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (fan_id, provider) DO UPDATE SET
 			key_id = EXCLUDED.key_id, refresh_sealed = EXCLUDED.refresh_sealed,
 			access_sealed = EXCLUDED.access_sealed, access_expires_at = EXCLUDED.access_expires_at,
-			scopes = EXCLUDED.scopes, authorized_at = EXCLUDED.authorized_at, rotated_at = now()`,
-		[]any{t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt}, nil
+			scopes = EXCLUDED.scopes, authorized_at = EXCLUDED.authorized_at, account_id = EXCLUDED.account_id, rotated_at = now()`,
+		[]any{t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt, nullable(t.AccountID)}, nil
 }
 
 // Token opens the fan's grant at provider p. ErrNotFound when none is
@@ -97,13 +114,13 @@ func (s *Store) Token(ctx context.Context, fanID uuid.UUID, p providers.Name) (T
 	}
 	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
 	if err != nil {
-		return Token{}, fmt.Errorf("store: open refresh token: %w", err)
+		return Token{}, openError("refresh", t.KeyID, err)
 	}
 	t.RefreshToken = string(rt)
 	if access != nil {
 		at, err := s.ring.Open(access, tokenOwner(fanID, p, "access"))
 		if err != nil {
-			return Token{}, fmt.Errorf("store: open access token: %w", err)
+			return Token{}, openError("access", t.KeyID, err)
 		}
 		t.AccessToken = string(at)
 		if expiry != nil {

@@ -128,6 +128,38 @@ func (s *Server) Playlist(p providers.Name, userID, playlistID string) []string 
 	return nil
 }
 
+// Write is one authenticated write request (a library save, a follow,
+// a playlist insert, a like) as it arrived, before any injected latency.
+type Write struct {
+	Provider providers.Name `json:"provider"`
+	User     string         `json:"user"`
+	// Route is the method and path, e.g. "PUT /v1/me/library".
+	Route string    `json:"route"`
+	At    time.Time `json:"at"`
+}
+
+// WritesSince returns the write requests that arrived at or after t.
+func (s *Server) WritesSince(t time.Time) []Write {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Write
+	for _, w := range s.writes {
+		if !w.At.Before(t) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Authorizations counts how the consent screen went: shown (the user saw
+// the dialog and approved) or silent (an earlier approval was reused
+// without showing anything, as the real services do unless told not to).
+func (s *Server) Authorizations() (shown, silent int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dialogs, s.silent
+}
+
 // Calls returns how many requests to route (e.g. "PUT /v1/me/library")
 // were answered with status.
 func (s *Server) Calls(route string, status int) int {

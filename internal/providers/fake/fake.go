@@ -114,6 +114,19 @@ type Server struct {
 	dailyLim    int
 	rates       map[providers.Name]*rateMeter
 	legacy403   bool
+	// writes logs every authenticated write request (not its body).
+	writes []Write
+	// approved is what each user granted each client so far, and
+	// dialogs/silent count how authorizations went (see authorize).
+	approved map[approvalKey][]string
+	dialogs  int
+	silent   int
+}
+
+// approvalKey names one user's approval of one client.
+type approvalKey struct {
+	p              providers.Name
+	client, userID string
 }
 
 type userKey struct {
@@ -204,6 +217,7 @@ func New(opts Options) *Server {
 		quota:    map[string]*quotaDay{},
 		dailyLim: opts.YouTubeDailyQuota,
 		rates:    map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}},
+		approved: map[approvalKey][]string{},
 	}
 	s.routes()
 	return s

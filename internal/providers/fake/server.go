@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +77,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) handle(m *http.ServeMux, pattern string, p providers.Name, h http.HandlerFunc) {
 	m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
+		r = r.WithContext(context.WithValue(r.Context(), arrivalKey{}, time.Now()))
 		s.mu.Lock()
 		lat := s.faults[p].latency
 		s.meterLocked(p, start)
@@ -113,6 +116,10 @@ func (s *Server) meterLocked(p providers.Name, t time.Time) {
 }
 
 type apiHandler func(w http.ResponseWriter, r *http.Request, g *grant)
+
+// arrivalKey holds, in a request's context, the wall-clock time it
+// arrived (before injected latency): when a write "started".
+type arrivalKey struct{}
 
 // api authenticates the bearer token, then applies the rate limit, the 5xx
 // fraction and the quota before calling h. cost is YouTube quota units.
@@ -168,6 +175,10 @@ func (s *Server) api(p providers.Name, cost int, h apiHandler) http.HandlerFunc 
 				return
 			}
 			q.used += cost
+		}
+		if r.Method != http.MethodGet {
+			at, _ := r.Context().Value(arrivalKey{}).(time.Time)
+			s.writes = append(s.writes, Write{Provider: p, User: g.user, Route: r.Method + " " + r.URL.Path, At: at})
 		}
 		s.mu.Unlock()
 		h(w, r, g)
@@ -296,12 +307,35 @@ func (s *Server) authorize(p providers.Name) http.HandlerFunc {
 				uid = randomDigits(21)
 			}
 		}
+		scopes := strings.Fields(q.Get("scope"))
 		code := randomToken("code-")
 		s.mu.Lock()
+		// Both services skip their dialog for a user who already approved
+		// these scopes for this client, unless the request forces it:
+		// Spotify's show_dialog=true ("force the user to approve the app
+		// again if they've already done so"; the default false lets an
+		// approved user be redirected at once) and Google's prompt=consent
+		// (without it, an approved user is not asked again). The fake's
+		// "user" parameter stands for the user who approves when asked.
+		ak := approvalKey{p: p, client: q.Get("client_id"), userID: uid}
+		forced := (p == providers.Spotify && q.Get("show_dialog") == "true") ||
+			(p == providers.YouTube && slices.Contains(strings.Fields(q.Get("prompt")), "consent"))
+		known := s.approved[ak]
+		if !forced && len(known) > 0 && !slices.ContainsFunc(scopes, func(sc string) bool { return !slices.Contains(known, sc) }) {
+			s.silent++
+		} else {
+			s.dialogs++
+		}
+		for _, sc := range scopes {
+			if !slices.Contains(known, sc) {
+				known = append(known, sc)
+			}
+		}
+		s.approved[ak] = known
 		s.codes[code] = &authCode{
 			p: p, clientID: q.Get("client_id"), redirectURI: q.Get("redirect_uri"),
 			challenge: q.Get("code_challenge"), method: q.Get("code_challenge_method"),
-			scopes: strings.Fields(q.Get("scope")), user: uid, expires: s.now().Add(10 * time.Minute),
+			scopes: scopes, user: uid, expires: s.now().Add(10 * time.Minute),
 		}
 		s.mu.Unlock()
 		rq.Set("code", code)

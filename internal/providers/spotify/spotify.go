@@ -159,12 +159,16 @@ func containsStr(s []string, x string) bool {
 	return false
 }
 
-// AuthCodeURL implements providers.Provider.
+// AuthCodeURL implements providers.Provider. show_dialog=true makes
+// Spotify show its dialog even to a fan who approved us before (by
+// default it redirects them back at once): a flow the fan did not start
+// themselves cannot then complete without them noticing.
 func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
 	// The scopes go in as a parameter: copying p.oauth to set its Scopes
 	// would race with a concurrent Exchange, which updates the config's
 	// auth-style cache.
-	return p.oauth.AuthCodeURL(state, oauth2.SetAuthURLParam("scope", strings.Join(scopes, " ")), oauth2.S256ChallengeOption(verifier))
+	return p.oauth.AuthCodeURL(state, oauth2.SetAuthURLParam("scope", strings.Join(scopes, " ")),
+		oauth2.SetAuthURLParam("show_dialog", "true"), oauth2.S256ChallengeOption(verifier))
 }
 
 // Exchange implements providers.Provider.

@@ -125,8 +125,10 @@ func (p *Provider) Scopes(actions []providers.Action) []string {
 }
 
 // AuthCodeURL implements providers.Provider. It asks for offline access
-// (a refresh token) and forces the consent screen, without which Google
-// omits the refresh token on a second authorization.
+// (a refresh token) and forces the consent screen (prompt=consent):
+// without it Google omits the refresh token on a second authorization,
+// and an approved fan would be sent back without seeing anything, so a
+// flow the fan did not start could complete unnoticed.
 func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
 	// The scopes go in as a parameter: copying p.oauth to set its Scopes
 	// would race with a concurrent Exchange, which updates the config's

@@ -1,0 +1,55 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/ratelimit"
+	"github.com/presave/presave/internal/store"
+)
+
+// Stopping running attempts. A cancellation (withdraw, disconnect,
+// account deletion, a cancelled release) commits in PostgreSQL, where a
+// new attempt's start sees it. An attempt already running read its row
+// before that, so the API also sets a stop key per cancelled pre-save in
+// Redis, holding the last generation that must stop, before it answers.
+// The worker's pacing call before every provider action checks the key
+// in the same script (ratelimit.Stop): no extra round trip, and no
+// database read per action. At most the action already past its pacing
+// call when the answer went out completes, and its result is recorded on
+// the cancelled pre-save.
+
+// stopTTL is how long a stop key lives. It only has to outlast attempts
+// that started before the cancellation; WorkerConfig.validate keeps
+// PRESAVE_TIMEOUT well below it.
+const stopTTL = time.Hour
+
+// stopKey is the Redis key that stops the running attempts of a pre-save.
+func stopKey(id uuid.UUID) string { return "presave:stop:" + id.String() }
+
+// attemptStop is the condition under which an attempt of generation g of
+// pre-save id must make no further provider call.
+func attemptStop(id uuid.UUID, g int) ratelimit.Stop {
+	return ratelimit.Stop{Key: stopKey(id), AtLeast: int64(g)}
+}
+
+// StopAttempts tells the running attempts of cancelled pre-saves to make
+// no further provider call: one pipelined round trip for all of them.
+// The caller answers the cancellation only after it returns.
+func (s *Scheduler) StopAttempts(ctx context.Context, cancelled []store.Rescheduled) error {
+	if len(cancelled) == 0 || s.Redis == nil {
+		return nil
+	}
+	pipe := s.Redis.Pipeline()
+	for _, c := range cancelled {
+		pipe.Set(ctx, stopKey(c.PresaveID), strconv.Itoa(c.OldGeneration), stopTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("jobs: stop attempts: %w", err)
+	}
+	return nil
+}
