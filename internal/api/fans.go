@@ -30,10 +30,13 @@ type ReleaseRef struct {
 
 // PresaveView is a pre-save as a fan sees it.
 type PresaveView struct {
-	ID          uuid.UUID                               `json:"id"`
-	ReleaseID   uuid.UUID                               `json:"release_id"`
-	Release     *ReleaseRef                             `json:"release,omitempty"`
-	Provider    providers.Name                          `json:"provider"`
+	ID        uuid.UUID      `json:"id"`
+	ReleaseID uuid.UUID      `json:"release_id"`
+	Release   *ReleaseRef    `json:"release,omitempty"`
+	Provider  providers.Name `json:"provider"`
+	// AccountID is the provider account the fan consented with; the
+	// pre-save acts on that account only.
+	AccountID   string                                  `json:"account_id,omitempty"`
 	Actions     []providers.Action                      `json:"actions"`
 	Status      store.PresaveStatus                     `json:"status"`
 	DueAt       time.Time                               `json:"due_at"`
@@ -48,7 +51,7 @@ type PresaveView struct {
 
 func presaveView(p store.Presave, r *store.Release) PresaveView {
 	v := PresaveView{
-		ID: p.ID, ReleaseID: p.ReleaseID, Provider: p.Provider, Actions: p.Actions, Status: p.Status, DueAt: p.DueAt,
+		ID: p.ID, ReleaseID: p.ReleaseID, Provider: p.Provider, AccountID: p.AccountID, Actions: p.Actions, Status: p.Status, DueAt: p.DueAt,
 		Consent:  ConsentView{ConsentedAt: p.ConsentedAt, Version: p.ConsentVersion, Zone: p.FanZone},
 		Results:  p.Results,
 		Attempts: p.Attempts, LastError: p.LastError, CompletedAt: p.CompletedAt, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,

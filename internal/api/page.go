@@ -269,6 +269,8 @@ var friendly = map[string][2]string{
 	"state_expired":            {"That took a little too long", "For your safety a sign-in must finish within 10 minutes. Nothing was saved; please start again."},
 	"state_invalid":            {"This link has expired", "This sign-in link is unknown or was already used. Nothing was saved; please start again from the release page."},
 	"state_browser_mismatch":   {"Please start again in this browser", "This sign-in was started in another browser (or its cookie expired). For your safety nothing was saved. Start again from the release page."},
+	"other_account_connected":  {"You're connected with another account", "Your pending pre-saves on this service use another account of yours, so we saved nothing and kept no access to this one. Sign in with the account you used before, or disconnect the service on your pre-saves page first."},
+	"invalid_text":             {"Something in the form can't be read", "A field held characters we cannot store. Go back, reload the page and try again."},
 	"release_not_open":         {"This release takes no more pre-saves", "It was cancelled or is already out. Nothing was saved."},
 	"release_not_found":        {"We can't find this release", "The link may be mistyped, or the release was removed."},
 	"rate_limited":             {"Too many tries at once", "Please wait a moment, then try again."},
