@@ -120,3 +120,64 @@ func TestBudgetPerPeriod(t *testing.T) {
 		t.Fatalf("Used = %d, %v; want 52", used, err)
 	}
 }
+
+// TestStopHoldsBeforePacing: a stop key at or above the caller's
+// threshold refuses the call whether the key is paced or unlimited, and
+// without taking a slot; below it (a newer generation) the call goes. A
+// stop set while a caller waits for its slot is seen before the call.
+func TestStopHoldsBeforePacing(t *testing.T) {
+	t.Parallel()
+	rd := redistest.New(t)
+	ctx := context.Background()
+	l := ratelimit.New(rd.Client, map[string]ratelimit.Rate{"spotify": {PerSecond: 2, Burst: 1}})
+	if err := rd.Client.Set(ctx, "stop:p1", "3", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"spotify", "unlimited"} {
+		for gen, want := range map[int64]error{2: ratelimit.ErrStopped, 3: ratelimit.ErrStopped, 4: nil} {
+			err := l.Wait(ctx, key, 1, time.Minute, ratelimit.Stop{Key: "stop:p1", AtLeast: gen}, ratelimit.Stop{Key: "stop:none", AtLeast: 1})
+			if !errors.Is(err, want) || (want == nil && err != nil) {
+				t.Errorf("%s, generation %d: %v, want %v", key, gen, err, want)
+			}
+		}
+	}
+
+	// The one slot went to generation 4 above, so the next caller is
+	// told to wait about half a second; the stop is set only once that
+	// answer came back (the hook says so), and wins over the slot.
+	calls := &scriptCalls{done: make(chan struct{}, 16)}
+	rc := redis.NewClient(rd.Opt)
+	rc.AddHook(calls)
+	waiter := ratelimit.New(rc, map[string]ratelimit.Rate{"spotify": {PerSecond: 2, Burst: 1}})
+	done := make(chan error, 1)
+	go func() { done <- waiter.Wait(ctx, "spotify", 1, time.Minute, ratelimit.Stop{Key: "stop:p2", AtLeast: 1}) }()
+	<-calls.done
+	if err := rd.Client.Set(ctx, "stop:p2", "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ratelimit.ErrStopped) {
+		t.Errorf("stop set while waiting: %v, want ErrStopped", err)
+	}
+	if n := len(calls.done); n < 1 {
+		t.Errorf("the waiter ran its script %d more times, want a second look after its wait", n)
+	}
+}
+
+// scriptCalls signals each finished script call of a client.
+type scriptCalls struct{ done chan struct{} }
+
+func (h *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			h.done <- struct{}{}
+		}
+		return err
+	}
+}
+
+func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}

@@ -207,6 +207,40 @@ func TestBeginAttempt(t *testing.T) {
 	}
 }
 
+// TestBeginAttemptOpensOnlyTheConsentedAccountsGrant: a grant of another
+// account in the pre-save's (fan, provider) row is not handed to the
+// attempt (it would act on an account the fan did not consent with); a
+// grant that does not authenticate comes back as ErrTokenUnreadable with
+// its row's identity and no secret.
+func TestBeginAttemptOpensOnlyTheConsentedAccountsGrant(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	ps := jobsFixture(t, st, providers.Spotify, time.Now().Add(time.Minute))
+	if _, _, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(ctx, `UPDATE provider_tokens SET account_id = 'someone-else' WHERE fan_id = $1`, ps.FanID); err != nil {
+		t.Fatal(err)
+	}
+	att, ok, err := st.BeginAttempt(ctx, ps.ID, ps.Generation, ps.FanID, time.Minute, time.Hour)
+	if err != nil || !ok || !errors.Is(att.TokenErr, store.ErrNotFound) || att.Token.RefreshToken != "" {
+		t.Fatalf("BeginAttempt with another account's grant = %+v, %v, %v", att, ok, err)
+	}
+	if _, err := st.RequeuePresave(ctx, ps.ID, ps.Generation, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(ctx, `UPDATE provider_tokens SET account_id = $2,
+		refresh_sealed = set_byte(refresh_sealed, 20, get_byte(refresh_sealed, 20) # 1) WHERE fan_id = $1`, ps.FanID, ps.AccountID); err != nil {
+		t.Fatal(err)
+	}
+	att, ok, err = st.BeginAttempt(ctx, ps.ID, ps.Generation, ps.FanID, time.Minute, time.Hour)
+	if err != nil || !ok || !errors.Is(att.TokenErr, store.ErrTokenUnreadable) || att.Token.RefreshToken != "" ||
+		att.Token.KeyID == "" || att.Token.AuthorizedAt.IsZero() {
+		t.Fatalf("BeginAttempt with a tampered grant = %+v, %v, %v", att, ok, err)
+	}
+}
+
 // Finishing in one statement (a provider without revocation) keeps the
 // token while another open pre-save of the fan needs it, and purges it
 // with the last one.
