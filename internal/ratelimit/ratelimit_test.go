@@ -150,7 +150,9 @@ func TestStopHoldsBeforePacing(t *testing.T) {
 	rc.AddHook(calls)
 	waiter := ratelimit.New(rc, map[string]ratelimit.Rate{"spotify": {PerSecond: 2, Burst: 1}})
 	done := make(chan error, 1)
-	go func() { done <- waiter.Wait(ctx, "spotify", 1, time.Minute, ratelimit.Stop{Key: "stop:p2", AtLeast: 1}) }()
+	go func() {
+		done <- waiter.Wait(ctx, "spotify", 1, time.Minute, ratelimit.Stop{Key: "stop:p2", AtLeast: 1})
+	}()
 	<-calls.done
 	if err := rd.Client.Set(ctx, "stop:p2", "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
