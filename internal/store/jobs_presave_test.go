@@ -326,6 +326,11 @@ func TestFinishSparesTokenOfAConcurrentConsent(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	var consentPID int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&consentPID); err != nil {
+		t.Fatal(err)
+	}
+
 	done := make(chan store.Finished, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -334,7 +339,10 @@ func TestFinishSparesTokenOfAConcurrentConsent(t *testing.T) {
 		errc <- err
 		done <- f
 	}()
-	time.Sleep(300 * time.Millisecond) // let the finish reach the locked row
+	// The race happens only if the finish waits on the consent's row
+	// lock: wait until PostgreSQL says it does (a finish that never
+	// blocks fails here).
+	waitBlockedBy(t, st, consentPID)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -346,5 +354,25 @@ func TestFinishSparesTokenOfAConcurrentConsent(t *testing.T) {
 	}
 	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); !has {
 		t.Fatal("token of the concurrent consent is gone")
+	}
+}
+
+// waitBlockedBy waits until some backend waits on a lock that backend
+// pid holds, or fails the test after 10 s.
+func waitBlockedBy(t *testing.T, st *store.Store, pid int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		var n int
+		err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n)
+		if err != nil {
+			t.Fatalf("nothing waited on backend %d's locks: %v", pid, err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
