@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hibiken/asynq"
 
-	"github.com/presave/presave/internal/jobs"
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/queue"
+	"github.com/presave/presave/internal/store"
 )
 
 // usedMemory reads Redis's used_memory after letting it settle.
@@ -57,9 +57,10 @@ func (b *bench) memory(ctx context.Context, res results) error {
 	// Inside the window: queue k tasks as the relay would (scheduled, with
 	// their TaskIDs), measure, and remove them.
 	const k = 10000
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index})
-	defer client.Close()
-	sched := &jobs.Scheduler{Client: client}
+	q, err := queue.New(queue.Config{}, nil, b.rdb.Client)
+	if err != nil {
+		return err
+	}
 	ids := make([]uuid.UUID, k)
 	base, err := b.usedMemory(ctx)
 	if err != nil {
@@ -68,7 +69,8 @@ func (b *bench) memory(ctx context.Context, res results) error {
 	due := time.Now().Add(time.Hour)
 	if err := parallel(ctx, k, 32, func(ctx context.Context, i int) error {
 		ids[i] = uuid.Must(uuid.NewV7())
-		return sched.EnqueuePresave(ctx, ids[i], 1, providers.Spotify, due)
+		_, err := q.Enqueue(ctx, store.DuePresave{ID: ids[i], Generation: 1, Provider: providers.Spotify, DueAt: due, FanID: uuid.Must(uuid.NewV7())})
+		return err
 	}); err != nil {
 		return err
 	}
@@ -77,8 +79,6 @@ func (b *bench) memory(ctx context.Context, res results) error {
 		return err
 	}
 	res["redis_bytes_per_task"] = float64(full-base) / k
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index})
-	defer insp.Close()
-	_, err = insp.DeleteAllScheduledTasks(jobs.QueueSpotify)
+	_, err = q.Inspector().DeleteAllScheduledTasks(queue.QueueSpotify)
 	return err
 }

@@ -2,7 +2,7 @@
 // (admin token), the OAuth connect-and-consent flow and self-service for
 // fans (fan token), and the operator endpoints (/healthz, /readyz,
 // /metrics, /monitoring). Handlers are thin: SQL lives in internal/store,
-// provider HTTP in internal/providers, queueing in internal/jobs.
+// provider HTTP in internal/providers, queueing in internal/queue.
 //
 // Every route is registered in routes.go and documented in openapi.json,
 // which is served at /openapi.json. Every error answers
@@ -28,8 +28,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/config"
-	"github.com/presave/presave/internal/jobs"
 	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -43,7 +43,6 @@ const (
 	DefaultConsentVersion = "2026-11-v2"
 	DefaultFanRateLimit   = 10
 	DefaultFanRateBurst   = 30
-	DefaultRelayWindow    = 10 * time.Minute
 	DefaultRequestTimeout = 30 * time.Second
 	// BodyLimit caps every request body; releases and starts are small.
 	BodyLimit = 64 << 10
@@ -86,9 +85,10 @@ type Config struct {
 	// TrustProxyHeaders takes the client IP from X-Forwarded-For (only
 	// behind a proxy that sets it); otherwise the peer address is used.
 	TrustProxyHeaders bool
-	// RelayWindow is how far ahead work goes into Redis (shared with the
-	// worker's relay).
-	RelayWindow time.Duration
+	// Queue is how tasks are queued (RELAY_WINDOW, PRESAVE_MAX_RETRY,
+	// PRESAVE_TIMEOUT, PURGE_MAX_RETRY): the same settings as the
+	// workers', so a task the API queues retries and times out alike.
+	Queue queue.Config
 	// RequestTimeout bounds each request's context.
 	RequestTimeout time.Duration
 	// RedisURL is the asynq Redis.
@@ -122,7 +122,7 @@ func ConfigFromEnv(env config.Env, common config.Common, log *slog.Logger) (Conf
 	if c.FanRateBurst, err = env.Int("FAN_RATE_BURST", DefaultFanRateBurst); err != nil {
 		return c, err
 	}
-	if c.RelayWindow, err = env.Duration("RELAY_WINDOW", DefaultRelayWindow); err != nil {
+	if c.Queue, err = queue.LoadConfig(env); err != nil {
 		return c, err
 	}
 	if c.RequestTimeout, err = env.Duration("REQUEST_TIMEOUT", DefaultRequestTimeout); err != nil {
@@ -155,8 +155,8 @@ func (c *Config) validate() error {
 	if c.FanRateLimit <= 0 || c.FanRateBurst <= 0 {
 		return fmt.Errorf("FAN_RATE_LIMIT and FAN_RATE_BURST must be positive (got %v and %d)", c.FanRateLimit, c.FanRateBurst)
 	}
-	if c.RelayWindow <= 0 || c.RequestTimeout <= 0 {
-		return errors.New("RELAY_WINDOW and REQUEST_TIMEOUT must be positive durations")
+	if c.RequestTimeout <= 0 {
+		return errors.New("REQUEST_TIMEOUT must be a positive duration")
 	}
 	if c.ConsentVersion == "" {
 		return errors.New("CONSENT_VERSION is empty")
@@ -169,7 +169,7 @@ type Server struct {
 	cfg       Config
 	store     *store.Store
 	providers registry.Set
-	sched     *jobs.Scheduler
+	queue     *queue.Client
 	log       *slog.Logger
 	echo      *echo.Echo
 	redis     redis.UniversalClient
@@ -200,9 +200,6 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	if cfg.RelayWindow == 0 {
-		cfg.RelayWindow = DefaultRelayWindow
-	}
 	if cfg.ConsentVersion == "" {
 		cfg.ConsentVersion = DefaultConsentVersion
 	}
@@ -226,7 +223,9 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 		inspector: asynq.NewInspectorFromRedisClient(rc),
 		monitor:   asynqmon.New(asynqmon.Options{RootPath: monitoringRoot, RedisConnOpt: opt, ReadOnly: cfg.MonitoringReadOnly}),
 	}
-	s.sched = &jobs.Scheduler{Store: st, Client: s.client, Inspector: s.inspector, Redis: rc, Window: cfg.RelayWindow}
+	if s.queue, err = queue.New(cfg.Queue, st, rc); err != nil {
+		return nil, err
+	}
 	s.registry, s.metrics = newMetrics(s.inspector)
 	s.echo = s.routes()
 	return s, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/presave/presave/internal/api"
 	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/queue"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -24,7 +25,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.AdminToken != api.DevAdminToken || c.PublicURL != api.DefaultPublicURL || c.ConsentVersion != api.DefaultConsentVersion ||
-		c.FanRateLimit != 10 || c.FanRateBurst != 30 || c.RelayWindow != 10*time.Minute || c.MonitoringReadOnly {
+		c.FanRateLimit != 10 || c.FanRateBurst != 30 || c.Queue != (queue.Config{Window: 10 * time.Minute, PresaveMaxRetry: 25, PresaveTimeout: 2 * time.Minute, PurgeMaxRetry: 40}) || c.MonitoringReadOnly {
 		t.Errorf("dev defaults = %+v", c)
 	}
 
@@ -32,12 +33,13 @@ func TestConfigFromEnv(t *testing.T) {
 		"ADMIN_TOKEN": "a-long-enough-admin-token", "PUBLIC_URL": "https://presave.example.com/",
 		"MONITORING_USER": "ops", "MONITORING_PASSWORD": "pw", "MONITORING_READONLY": "true",
 		"CONSENT_VERSION": "2027-01-v2", "FAN_RATE_LIMIT": "2.5", "FAN_RATE_BURST": "5", "RELAY_WINDOW": "15m",
+		"PRESAVE_MAX_RETRY": "7", "PRESAVE_TIMEOUT": "45s",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.PublicURL != "https://presave.example.com" || !c.MonitoringReadOnly || c.FanRateLimit != 2.5 || c.FanRateBurst != 5 ||
-		c.RelayWindow != 15*time.Minute || c.ConsentVersion != "2027-01-v2" {
+		c.Queue.Window != 15*time.Minute || c.Queue.PresaveMaxRetry != 7 || c.Queue.PresaveTimeout != 45*time.Second || c.ConsentVersion != "2027-01-v2" {
 		t.Errorf("configured = %+v", c)
 	}
 

@@ -345,10 +345,10 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 		},
 		ReleaseID: r.ID, Actions: st.Actions, ConsentedAt: now, ConsentVersion: st.ConsentVersion,
 		FanZone: st.FanZone, ClientIPPrefix: st.ClientIPPrefix, DueAt: due,
-		// Due within the relay window: recorded as enqueued in the consent
-		// transaction itself and queued right after it (the rule of
-		// jobs.Scheduler.Schedule, without its separate UPDATE).
-		Enqueue:          time.Until(due) <= s.sched.Window,
+		// Due soon (queue's rule): recorded as enqueued in the consent
+		// transaction itself and queued right after it, which spares
+		// queue.Client.Schedule's separate UPDATE.
+		Enqueue:          s.queue.DueSoon(due),
 		ReleaseUpdatedAt: r.UpdatedAt,
 	}
 	newToken := randomToken
@@ -383,13 +383,13 @@ func (s *Server) finishConnect(ctx context.Context, p providers.Provider, req Ca
 	ps := out.Presave
 	if ps.Generation > 1 {
 		// A repeated consent bumped the generation: the old task is stale.
-		if err := s.sched.DropPresaveTask(ps.ID, ps.Generation-1, ps.Provider); err != nil {
+		if err := s.queue.DropPresaveTask(ps.ID, ps.Generation-1, ps.Provider); err != nil {
 			s.log.WarnContext(ctx, "dropping a superseded pre-save task", "presave_id", ps.ID, "err", err)
 		}
 	}
 	if ps.Status == store.PresaveEnqueued {
 		d := store.DuePresave{ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, DueAt: ps.DueAt, FanID: ps.FanID}
-		if err := s.sched.EnqueueDue(ctx, d); err != nil {
+		if _, err := s.queue.Enqueue(ctx, d); err != nil {
 			// Recorded as enqueued in PostgreSQL; the relay's rescue
 			// queues enqueued pre-saves that have no task.
 			s.log.WarnContext(ctx, "queueing a new pre-save; the relay will queue it", "presave_id", ps.ID, "err", err)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/presave/presave/internal/jobs"
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/queue"
 )
 
 func TestExportShowsEverythingButNoSecret(t *testing.T) {
@@ -88,7 +88,7 @@ func TestWithdrawCancelsAndPurgesWhenUnneeded(t *testing.T) {
 	soon := b.createRelease(releaseBody("soon", time.Now().Add(5*time.Minute)))
 	later := b.createRelease(releaseBody("later", time.Now().Add(time.Hour)))
 	first := b.connect(providers.YouTube, soon.Slug, "yt-first", "")
-	if !first.Queued || !b.taskExists(jobs.QueueYouTube, jobs.PresaveTaskID(uuid.MustParse(first.Presave.ID), 1)) {
+	if !first.Queued || !b.taskExists(queue.QueueYouTube, queue.PresaveTaskID(uuid.MustParse(first.Presave.ID), 1)) {
 		t.Fatalf("a pre-save due within the relay window was not queued: %+v", first)
 	}
 	second := b.connect(providers.YouTube, later.Slug, "yt-first", first.FanToken)
@@ -107,7 +107,7 @@ func TestWithdrawCancelsAndPurgesWhenUnneeded(t *testing.T) {
 	if r.Status != http.StatusOK || out.Presave.Status != "cancelled" || out.GrantDeleted {
 		t.Errorf("first withdraw: HTTP %d %s", r.Status, r.Body)
 	}
-	if b.taskExists(jobs.QueueYouTube, jobs.PresaveTaskID(uuid.MustParse(first.Presave.ID), 1)) {
+	if b.taskExists(queue.QueueYouTube, queue.PresaveTaskID(uuid.MustParse(first.Presave.ID), 1)) {
 		t.Errorf("the withdrawn pre-save's task is still queued")
 	}
 	if n := b.count("provider_tokens", "fan_id = $1", fan); n != 1 {
@@ -228,7 +228,7 @@ func TestDeleteAccountRemovesEverything(t *testing.T) {
 	}
 	for _, ps := range []connected{sp, yt} {
 		id := uuid.MustParse(ps.Presave.ID)
-		if b.taskExists(jobs.QueueFor(providers.Name(ps.Presave.Provider)), jobs.PresaveTaskID(id, 1)) {
+		if b.taskExists(queue.QueueFor(providers.Name(ps.Presave.Provider)), queue.PresaveTaskID(id, 1)) {
 			t.Errorf("the %s task of the deleted fan is still queued", ps.Presave.Provider)
 		}
 	}

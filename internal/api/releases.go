@@ -544,10 +544,10 @@ func (s *Server) reschedule(ctx context.Context, moved []store.Rescheduled) {
 	g.SetLimit(queueParallelism)
 	for _, m := range moved {
 		g.Go(func() error {
-			if err := s.sched.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
+			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
 				s.log.WarnContext(ctx, "dropping a stale pre-save task", "presave_id", m.PresaveID, "err", err)
 			}
-			if _, err := s.sched.Schedule(ctx, m.PresaveID, m.Generation, m.Provider, m.DueAt); err != nil {
+			if _, err := s.queue.Schedule(ctx, m.PresaveID, m.Generation, m.DueAt); err != nil {
 				s.log.WarnContext(ctx, "scheduling a moved pre-save; the relay will queue it", "presave_id", m.PresaveID, "err", err)
 			}
 			return nil
@@ -562,8 +562,8 @@ func (s *Server) reschedule(ctx context.Context, moved []store.Rescheduled) {
 // logged.
 func (s *Server) afterCancel(ctx context.Context, c store.Cancelled) {
 	// First, and before the answer: attempts already running make no
-	// further provider call (jobs.Scheduler.StopAttempts).
-	if err := s.sched.StopAttempts(ctx, c.Presaves); err != nil {
+	// further provider call (queue.Client.StopAttempts).
+	if err := s.queue.StopAttempts(ctx, c.Presaves); err != nil {
 		s.log.ErrorContext(ctx, "stopping running attempts of cancelled pre-saves; each may run to its end", "presaves", len(c.Presaves), "err", err)
 	}
 	var g errgroup.Group
@@ -575,7 +575,7 @@ func (s *Server) afterCancel(ctx context.Context, c store.Cancelled) {
 			continue
 		}
 		g.Go(func() error {
-			if err := s.sched.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
+			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
 				s.log.WarnContext(ctx, "dropping a cancelled pre-save task", "presave_id", m.PresaveID, "err", err)
 			}
 			return nil
@@ -586,7 +586,7 @@ func (s *Server) afterCancel(ctx context.Context, c store.Cancelled) {
 			continue
 		}
 		g.Go(func() error {
-			if err := s.sched.EnqueuePurge(ctx, p.RevocationID); err != nil {
+			if _, err := s.queue.EnqueuePurge(ctx, p.RevocationID); err != nil {
 				s.log.WarnContext(ctx, "queueing a grant revocation; the sweeper will retry", "revocation_id", p.RevocationID, "err", err)
 			}
 			return nil

@@ -7,8 +7,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/api"
+	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/queue"
 )
 
 type presaveRow struct {
@@ -86,7 +88,7 @@ func TestReleaseTimeChangeMovesPendingPresaves(t *testing.T) {
 	sp := b.connect(providers.Spotify, rel.Slug, "mover", "")
 	yt := b.connect(providers.YouTube, rel.Slug, "", sp.FanToken)
 	for _, c := range []connected{sp, yt} {
-		if !c.Queued || !b.taskExists(jobs.QueueFor(providers.Name(c.Presave.Provider)), jobs.PresaveTaskID(uuid.MustParse(c.Presave.ID), 1)) {
+		if !c.Queued || !b.taskExists(queue.QueueFor(providers.Name(c.Presave.Provider)), queue.PresaveTaskID(uuid.MustParse(c.Presave.ID), 1)) {
 			t.Fatalf("%s: not queued", c.Presave.Provider)
 		}
 	}
@@ -104,7 +106,7 @@ func TestReleaseTimeChangeMovesPendingPresaves(t *testing.T) {
 		if !p.DueAt.Equal(later) || p.Generation != 2 || p.Status != "pending" {
 			t.Errorf("%s after moving later: %+v", c.Presave.Provider, p)
 		}
-		if b.taskExists(jobs.QueueFor(providers.Name(c.Presave.Provider)), jobs.PresaveTaskID(uuid.MustParse(c.Presave.ID), 1)) {
+		if b.taskExists(queue.QueueFor(providers.Name(c.Presave.Provider)), queue.PresaveTaskID(uuid.MustParse(c.Presave.ID), 1)) {
 			t.Errorf("%s: the old task is still queued", c.Presave.Provider)
 		}
 	}
@@ -117,7 +119,7 @@ func TestReleaseTimeChangeMovesPendingPresaves(t *testing.T) {
 		if !p.DueAt.Equal(sooner) || p.Generation != 3 || p.Status != "enqueued" {
 			t.Errorf("%s after moving sooner: %+v", c.Presave.Provider, p)
 		}
-		info, err := b.insp.GetTaskInfo(jobs.QueueFor(providers.Name(c.Presave.Provider)), jobs.PresaveTaskID(uuid.MustParse(c.Presave.ID), 3))
+		info, err := b.insp.GetTaskInfo(queue.QueueFor(providers.Name(c.Presave.Provider)), queue.PresaveTaskID(uuid.MustParse(c.Presave.ID), 3))
 		if err != nil || !info.NextProcessAt.Equal(sooner) {
 			t.Errorf("%s: new task %+v, %v", c.Presave.Provider, info, err)
 		}
@@ -173,7 +175,7 @@ func TestCancelledReleaseCancelsItsPresaves(t *testing.T) {
 		if st := b.presave(p.Presave.ID).Status; st != "cancelled" {
 			t.Errorf("%s pre-save is %s", p.Presave.Provider, st)
 		}
-		if b.taskExists(jobs.QueueFor(providers.Name(p.Presave.Provider)), jobs.PresaveTaskID(uuid.MustParse(p.Presave.ID), 1)) {
+		if b.taskExists(queue.QueueFor(providers.Name(p.Presave.Provider)), queue.PresaveTaskID(uuid.MustParse(p.Presave.ID), 1)) {
 			t.Errorf("%s task still queued", p.Presave.Provider)
 		}
 	}
@@ -201,4 +203,39 @@ func TestCancelledReleaseCancelsItsPresaves(t *testing.T) {
 		t.Errorf("start on a cancelled release: HTTP %d %s", r.Status, r.Body)
 	}
 	b.sameFingerprint(before, b.fingerprint(), "requests on a cancelled release")
+}
+
+// TestAPIQueuedTasksHonourTheQueueSettings: the tasks the API queues (a
+// consent due soon, a release moved into the window) carry the operator's
+// PRESAVE_MAX_RETRY and PRESAVE_TIMEOUT, read by the same loader as the
+// workers', not defaults of their own.
+func TestAPIQueuedTasksHonourTheQueueSettings(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"PRESAVE_MAX_RETRY": "7", "PRESAVE_TIMEOUT": "45s"}
+	qc, err := queue.LoadConfig(config.Env(func(k string) string { return vars[k] }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *api.Config) { c.Queue = qc })
+	check := func(what, p, id string, generation int) {
+		t.Helper()
+		info, err := b.insp.GetTaskInfo(queue.QueueFor(providers.Name(p)), queue.PresaveTaskID(uuid.MustParse(id), generation))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if info.MaxRetry != 7 || info.Timeout != 45*time.Second {
+			t.Errorf("%s: task has MaxRetry %d and Timeout %s, want 7 and 45s", what, info.MaxRetry, info.Timeout)
+		}
+	}
+	soon := b.createRelease(releaseBody("queue-settings-soon", time.Now().Add(5*time.Minute)))
+	c := b.connect(providers.Spotify, soon.Slug, "qs-fan", "")
+	if !c.Queued {
+		t.Fatalf("a consent due in 5 minutes was not queued")
+	}
+	check("consent due soon", c.Presave.Provider, c.Presave.ID, 1)
+
+	later := b.createRelease(releaseBody("queue-settings-later", time.Now().Add(24*time.Hour)))
+	m := b.connect(providers.YouTube, later.Slug, "qs-fan-2", "")
+	b.admin(http.MethodPatch, "/v1/releases/"+later.ID, map[string]any{"release_at": time.Now().Add(5 * time.Minute).UTC().Format(time.RFC3339)}, http.StatusOK)
+	check("release moved into the window", m.Presave.Provider, m.Presave.ID, 2)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/redistest"
 	"github.com/presave/presave/internal/store"
 	"github.com/presave/presave/internal/store/storetest"
@@ -108,7 +109,7 @@ func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 		PublicURL: as.URL, AdminToken: adminToken,
 		MonitoringUser: "ops", MonitoringPassword: "ops-password",
 		ConsentVersion: "test-v1", FanRateLimit: 1000, FanRateBurst: 1000,
-		RelayWindow: 10 * time.Minute, RequestTimeout: 30 * time.Second,
+		Queue: queue.Config{Window: 10 * time.Minute}, RequestTimeout: 30 * time.Second,
 		RedisURL: b.rdb.URL, Now: b.clock.Now,
 	}
 	for _, o := range opts {

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -20,7 +21,7 @@ import (
 // already gone; token_revocations holds the sealed grant (bound to the
 // revocation, not the fan) until the provider confirms or we give up.
 func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
-	var pl PurgePayload
+	var pl queue.PurgePayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil || pl.RevocationID == uuid.Nil {
 		return fmt.Errorf("jobs: bad purge payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
@@ -39,13 +40,9 @@ func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
 	} else {
 		err = prov.Revoke(ctx, rev.RefreshToken)
 	}
-	outcome := "revoked"
+	outcome, settled := providers.RevokeSettled(err)
 	switch {
-	case err == nil:
-	case errors.Is(err, providers.ErrRevokeUnsupported):
-		outcome = "deleted" // Spotify: deleting our copy is all there is
-	case alreadyRevoked(err):
-		outcome = "already_revoked"
+	case settled:
 	case providers.ClassOf(err) == providers.RateLimited:
 		pe, _ := providers.AsError(err)
 		wait := time.Second
@@ -76,19 +73,9 @@ func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
 	if err := w.st.DeleteRevocation(bctx, rev.ID); err != nil {
 		return err
 	}
-	w.metrics.Purges.WithLabelValues(string(rev.Provider), outcome).Inc()
+	w.metrics.Purges.WithLabelValues(string(rev.Provider), string(outcome)).Inc()
 	log.Info("grant purged", "outcome", outcome, "reason", rev.Reason)
 	return nil
-}
-
-// alreadyRevoked: the provider no longer knows the grant, which is what
-// the purge wanted.
-func alreadyRevoked(err error) bool {
-	if providers.ClassOf(err) == providers.GrantInvalid {
-		return true
-	}
-	pe, ok := providers.AsError(err)
-	return ok && (pe.Reason == "invalid_grant" || pe.Reason == "invalid_token")
 }
 
 // tick queues a maintenance task of type typ every interval, from every
@@ -101,7 +88,7 @@ func (w *Worker) tick(ctx context.Context, typ string, interval time.Duration) {
 		id := typ + ":" + strconv.FormatInt(now.Truncate(interval).UnixMilli(), 10)
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := w.client.EnqueueContext(ectx, asynq.NewTask(typ, nil), asynq.TaskID(id), asynq.Queue(QueueMaintenance),
+		_, err := w.client.EnqueueContext(ectx, asynq.NewTask(typ, nil), asynq.TaskID(id), asynq.Queue(queue.QueueMaintenance),
 			asynq.MaxRetry(0), asynq.Timeout(max(interval, time.Minute)), asynq.Retention(2*interval+time.Minute))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && ctx.Err() == nil {
 			w.log.Warn("enqueue maintenance task failed", "type", typ, "err", err)
@@ -129,7 +116,7 @@ const maxClaimsPerRelay = 50
 func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
 	total := 0
 	for range maxClaimsPerRelay {
-		claimed, ran, err := w.st.ClaimDuePresaves(ctx, w.cfg.RelayWindow, w.cfg.RelayBatch)
+		claimed, ran, err := w.st.ClaimDuePresaves(ctx, w.cfg.Queue.Window, w.cfg.RelayBatch)
 		if err != nil {
 			return err
 		}
@@ -139,7 +126,7 @@ func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
 		for _, d := range claimed {
 			// A failure leaves the row enqueued without a task: the rescue
 			// below finds it.
-			if _, err := w.sched.enqueuePresave(ctx, d); err != nil {
+			if _, err := w.queue.Enqueue(ctx, d); err != nil {
 				w.log.Warn("relay: enqueue failed", "presave_id", d.ID, "err", err)
 			}
 		}
@@ -168,7 +155,7 @@ func (w *Worker) rescue(ctx context.Context) error {
 	var cur store.InFlightCursor
 	n := 0
 	for {
-		page, err := w.st.InFlightPresaves(ctx, w.cfg.RelayWindow, cur, w.cfg.RelayBatch)
+		page, err := w.st.InFlightPresaves(ctx, w.cfg.Queue.Window, cur, w.cfg.RelayBatch)
 		if err != nil {
 			return err
 		}
@@ -177,7 +164,7 @@ func (w *Worker) rescue(ctx context.Context) error {
 			return err
 		}
 		for _, d := range missing {
-			created, err := w.sched.enqueuePresave(ctx, d)
+			created, err := w.queue.Enqueue(ctx, d)
 			if err != nil {
 				return err
 			}
@@ -215,7 +202,7 @@ func (w *Worker) withoutTask(ctx context.Context, page []store.DuePresave) ([]st
 	pipe := w.rdb.Pipeline()
 	exists := make([]*redis.IntCmd, len(page))
 	for i, d := range page {
-		exists[i] = pipe.Exists(ctx, presaveTaskKey(d.Provider, d.ID, d.Generation))
+		exists[i] = pipe.Exists(ctx, queue.PresaveTaskKey(d.Provider, d.ID, d.Generation))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("jobs: rescue: check tasks: %w", err)
@@ -242,7 +229,7 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 			break
 		}
 		for _, d := range revived {
-			if _, err := w.sched.enqueuePresave(ctx, d); err != nil {
+			if _, err := w.queue.Enqueue(ctx, d); err != nil {
 				w.log.Warn("sweep: enqueue revived failed", "presave_id", d.ID, "err", err)
 			}
 		}
@@ -281,7 +268,7 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 			break
 		}
 		for _, id := range ids {
-			created, err := w.sched.enqueuePurge(ctx, id)
+			created, err := w.queue.EnqueuePurge(ctx, id)
 			if err != nil {
 				errs = append(errs, err)
 				break

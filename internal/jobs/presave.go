@@ -18,6 +18,7 @@ import (
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/youtube"
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/ratelimit"
 	"github.com/presave/presave/internal/store"
 )
@@ -49,7 +50,7 @@ const (
 // and an open pre-save with an archived task would never run again nor
 // release its token.
 func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
-	var pl PresavePayload
+	var pl queue.PresavePayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil || pl.PresaveID == uuid.Nil {
 		return fmt.Errorf("jobs: bad presave payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
@@ -78,7 +79,7 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 }
 
 // attemptPresave is one attempt at a pre-save's task.
-func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl PresavePayload) error {
+func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.PresavePayload) error {
 	fan, provider := pl.FanID, pl.Provider
 	if fan == uuid.Nil || provider == "" {
 		// A task queued before payloads named the fan: read the row for
@@ -112,13 +113,13 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl Presav
 	}
 	defer unlock()
 
-	actx, cancel := context.WithTimeout(ctx, w.cfg.PresaveTimeout)
+	actx, cancel := context.WithTimeout(ctx, w.cfg.Queue.PresaveTimeout)
 	defer cancel()
 	// The lease outlives the attempt's deadline by the time it takes to
 	// record the outcome. A pre-save due within dueEarly (clock skew
 	// between the enqueuer and us) starts and waits below; one due later
 	// is not started at all.
-	att, ok, err := w.st.BeginAttempt(actx, pl.PresaveID, pl.Generation, fan, w.cfg.PresaveTimeout+15*time.Second, dueEarly)
+	att, ok, err := w.st.BeginAttempt(actx, pl.PresaveID, pl.Generation, fan, w.cfg.Queue.PresaveTimeout+15*time.Second, dueEarly)
 	var (
 		leased *store.LeasedError
 		notDue *store.NotDueError
@@ -131,7 +132,7 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl Presav
 		w.metrics.Deferred.WithLabelValues(string(provider), "busy").Inc()
 		return &Deferral{Reason: "busy", Until: leased.Until}
 	case errors.As(err, &notDue):
-		if time.Until(notDue.DueAt) <= w.cfg.RelayWindow {
+		if time.Until(notDue.DueAt) <= w.cfg.Queue.Window {
 			w.metrics.Deferred.WithLabelValues(string(provider), "not_due").Inc()
 			return &Deferral{Reason: "not_due", Until: notDue.DueAt}
 		}
@@ -473,7 +474,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave,
 // token_revocations, or queues the purge task that retries it.
 func (w *Worker) afterPurge(ctx context.Context, log *slog.Logger, p providers.Name, f store.Finished) {
 	if f.Purge.RevocationID != uuid.Nil && !w.revokeNow(ctx, log, p, f.Purge.RevocationID, f.RevokeToken) {
-		if err := w.sched.EnqueuePurge(ctx, f.Purge.RevocationID); err != nil {
+		if _, err := w.queue.EnqueuePurge(ctx, f.Purge.RevocationID); err != nil {
 			// The sweeper queues every pending revocation again.
 			log.Warn("enqueue purge failed", "err", err)
 		}
@@ -498,14 +499,8 @@ func (w *Worker) revokeNow(ctx context.Context, log *slog.Logger, p providers.Na
 	rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	err := prov.Revoke(rctx, token)
 	cancel()
-	outcome := "revoked"
-	switch {
-	case err == nil:
-	case errors.Is(err, providers.ErrRevokeUnsupported):
-		outcome = "deleted"
-	case alreadyRevoked(err):
-		outcome = "already_revoked"
-	default:
+	outcome, settled := providers.RevokeSettled(err)
+	if !settled {
 		log.Debug("revoking at once failed; queueing the purge", "err", err)
 		return false
 	}
@@ -513,7 +508,7 @@ func (w *Worker) revokeNow(ctx context.Context, log *slog.Logger, p providers.Na
 		log.Warn("deleting revocation failed; queueing the purge", "err", err)
 		return false
 	}
-	w.metrics.Purges.WithLabelValues(string(p), outcome).Inc()
+	w.metrics.Purges.WithLabelValues(string(p), string(outcome)).Inc()
 	log.Info("grant purged", "outcome", outcome)
 	return true
 }
@@ -561,7 +556,7 @@ func (w *Worker) reserveUnits(ctx context.Context, prov providers.Provider, ps s
 // (StopAttempts): the action must not start.
 func (w *Worker) pace(ctx context.Context, ps store.Presave, a providers.Action, t providers.Target) (*Deferral, error) {
 	name := ps.Provider
-	err := w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait, attemptStop(ps.ID, ps.Generation))
+	err := w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait, ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)})
 	if err == nil {
 		return nil, nil
 	}
@@ -602,7 +597,7 @@ func (w *Worker) lockGrant(ctx context.Context, fan uuid.UUID, p providers.Name)
 	_, _ = rand.Read(b[:])
 	tokenVal := hex.EncodeToString(b[:])
 	key := "presave:lock:grant:" + fan.String() + ":" + string(p)
-	ok, err := w.rdb.SetNX(ctx, key, tokenVal, w.cfg.PresaveTimeout+bookkeepingTimeout+5*time.Second).Result()
+	ok, err := w.rdb.SetNX(ctx, key, tokenVal, w.cfg.Queue.PresaveTimeout+bookkeepingTimeout+5*time.Second).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("jobs: lock: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/presave/presave/internal/queue"
 )
 
 // Deferral is a handler's answer "not now, and that is not a failure": a
@@ -69,7 +71,7 @@ func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 		}
 		return wait + rand.N(wait/10+50*time.Millisecond)
 	}
-	if t != nil && t.Type() == TypePurge {
+	if t != nil && t.Type() == queue.TypePurge {
 		return w.cfg.PurgeBackoff.Delay(n)
 	}
 	return w.cfg.RetryBackoff.Delay(n)

@@ -39,7 +39,6 @@ type bundle struct {
 	meter  *meter
 	env    map[string]string
 	provs  registry.Set
-	sched  *jobs.Scheduler
 	client *asynq.Client
 	// reg holds the metrics of the first worker startWorker starts.
 	reg     *prometheus.Registry
@@ -105,7 +104,6 @@ func setup(t *testing.T, env map[string]string) *bundle {
 	b.provs = provs
 	b.client = asynq.NewClient(asynq.RedisClientOpt{Addr: b.rd.Opt.Addr, DB: b.rd.Opt.DB, Password: b.rd.Opt.Password})
 	t.Cleanup(func() { b.client.Close() })
-	b.sched = &jobs.Scheduler{Store: b.st, Client: b.client, Window: 10 * time.Minute}
 	return b
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/providers/youtube"
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/ratelimit"
 	"github.com/presave/presave/internal/store"
 )
@@ -39,8 +40,9 @@ type Config struct {
 	// before asynq hands them back to the queue.
 	ShutdownTimeout time.Duration
 
-	// RelayWindow: pre-saves due within it are moved into Redis.
-	RelayWindow time.Duration
+	// Queue is how tasks are queued (RELAY_WINDOW, PRESAVE_MAX_RETRY,
+	// PRESAVE_TIMEOUT, PURGE_MAX_RETRY), shared with the API.
+	Queue queue.Config
 	// RelayInterval is the relay's period.
 	RelayInterval time.Duration
 	// RelayBatch is how many pre-saves one claim takes.
@@ -51,19 +53,14 @@ type Config struct {
 	// SweepInterval is the sweeper's period.
 	SweepInterval time.Duration
 	// RunningTimeout: a pre-save running longer than this lost its worker.
-	// It must exceed PresaveTimeout plus bookkeeping.
+	// It must exceed Queue.PresaveTimeout plus bookkeeping.
 	RunningTimeout time.Duration
 	// TokenGrace: the sweeper leaves tokens written more recently alone.
 	TokenGrace time.Duration
 
-	// PresaveTimeout bounds one pre-save attempt.
-	PresaveTimeout time.Duration
-	// PresaveMaxRetry and PurgeMaxRetry cap asynq's failure retries.
-	PresaveMaxRetry int
-	PurgeMaxRetry   int
 	// RetryBackoff paces retries of retryable pre-save errors.
 	RetryBackoff Backoff
-	// PurgeBackoff paces retries of purges (with PurgeMaxRetry, days).
+	// PurgeBackoff paces retries of purges (with Queue.PurgeMaxRetry, days).
 	PurgeBackoff Backoff
 	// NotLiveRetry is the wait before checking again whether a release
 	// went live; NotLiveGiveUp is how long after due_at we stop.
@@ -81,7 +78,7 @@ type Config struct {
 
 // DefaultQueues are the default queue weights: purges first (the privacy
 // promise), both providers alike, maintenance last.
-var DefaultQueues = map[string]int{QueuePurge: 6, QueueSpotify: 3, QueueYouTube: 3, QueueMaintenance: 1}
+var DefaultQueues = map[string]int{queue.QueuePurge: 6, queue.QueueSpotify: 3, queue.QueueYouTube: 3, queue.QueueMaintenance: 1}
 
 func (c *Config) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -98,22 +95,15 @@ func (c *Config) defaults() {
 	def(&c.DelayedTaskCheckInterval, 200*time.Millisecond)
 	def(&c.TaskCheckInterval, 200*time.Millisecond)
 	def(&c.ShutdownTimeout, 25*time.Second)
-	def(&c.RelayWindow, 10*time.Minute)
+	c.Queue = c.Queue.WithDefaults()
 	def(&c.RelayInterval, 2*time.Second)
 	if c.RelayBatch <= 0 {
 		c.RelayBatch = 1000
 	}
 	def(&c.RescueInterval, 30*time.Second)
 	def(&c.SweepInterval, 30*time.Second)
-	def(&c.PresaveTimeout, 2*time.Minute)
-	def(&c.RunningTimeout, c.PresaveTimeout+time.Minute)
+	def(&c.RunningTimeout, c.Queue.PresaveTimeout+time.Minute)
 	def(&c.TokenGrace, time.Minute)
-	if c.PresaveMaxRetry <= 0 {
-		c.PresaveMaxRetry = 25
-	}
-	if c.PurgeMaxRetry <= 0 {
-		c.PurgeMaxRetry = 40
-	}
 	def(&c.RetryBackoff.Base, time.Second)
 	def(&c.RetryBackoff.Max, 10*time.Minute)
 	def(&c.PurgeBackoff.Base, 10*time.Second)
@@ -132,17 +122,16 @@ func (c *Config) defaults() {
 func (c Config) validate() error {
 	// A live handler must never outlast RunningTimeout, or the sweeper
 	// would revive its pre-save while it still runs.
-	if c.RunningTimeout < c.PresaveTimeout+bookkeepingTimeout+5*time.Second {
-		return fmt.Errorf("RUNNING_TIMEOUT (%s) must exceed PRESAVE_TIMEOUT (%s) by at least %s",
-			c.RunningTimeout, c.PresaveTimeout, bookkeepingTimeout+5*time.Second)
+	if err := c.Queue.Validate(); err != nil {
+		return err
 	}
-	// A stop key must outlive every attempt that started before it.
-	if c.PresaveTimeout > stopTTL/2 {
-		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be at most %s", c.PresaveTimeout, stopTTL/2)
+	if c.RunningTimeout < c.Queue.PresaveTimeout+bookkeepingTimeout+5*time.Second {
+		return fmt.Errorf("RUNNING_TIMEOUT (%s) must exceed PRESAVE_TIMEOUT (%s) by at least %s",
+			c.RunningTimeout, c.Queue.PresaveTimeout, bookkeepingTimeout+5*time.Second)
 	}
 	for q, w := range c.Queues {
 		switch q {
-		case QueueSpotify, QueueYouTube, QueuePurge, QueueMaintenance:
+		case queue.QueueSpotify, queue.QueueYouTube, queue.QueuePurge, queue.QueueMaintenance:
 		default:
 			return fmt.Errorf("QUEUE_WEIGHTS: unknown queue %q", q)
 		}
@@ -150,7 +139,7 @@ func (c Config) validate() error {
 			return fmt.Errorf("QUEUE_WEIGHTS: %s=%d: weights must be positive", q, w)
 		}
 	}
-	for _, q := range []string{QueueSpotify, QueueYouTube, QueuePurge, QueueMaintenance} {
+	for _, q := range []string{queue.QueueSpotify, queue.QueueYouTube, queue.QueuePurge, queue.QueueMaintenance} {
 		if _, ok := c.Queues[q]; !ok {
 			return fmt.Errorf("QUEUE_WEIGHTS: queue %q is missing (its work would never run)", q)
 		}
@@ -159,11 +148,10 @@ func (c Config) validate() error {
 }
 
 // LoadConfig reads the worker's settings (see the README's configuration
-// table): WORKER_CONCURRENCY, QUEUE_WEIGHTS, DELAYED_TASK_CHECK_INTERVAL,
-// TASK_CHECK_INTERVAL, SHUTDOWN_TIMEOUT, RELAY_WINDOW, RELAY_INTERVAL,
-// RELAY_BATCH, RELAY_RESCUE_INTERVAL, SWEEP_INTERVAL, RUNNING_TIMEOUT,
-// TOKEN_GRACE, PRESAVE_TIMEOUT, PRESAVE_MAX_RETRY, PURGE_MAX_RETRY,
-// RETRY_BASE_DELAY, RETRY_MAX_DELAY, PURGE_RETRY_MAX_DELAY,
+// table): the queue settings (queue.LoadConfig), WORKER_CONCURRENCY,
+// QUEUE_WEIGHTS, DELAYED_TASK_CHECK_INTERVAL, TASK_CHECK_INTERVAL,
+// SHUTDOWN_TIMEOUT, RELAY_INTERVAL, RELAY_BATCH, RELAY_RESCUE_INTERVAL,
+// SWEEP_INTERVAL, RUNNING_TIMEOUT, TOKEN_GRACE, RETRY_BASE_DELAY, RETRY_MAX_DELAY, PURGE_RETRY_MAX_DELAY,
 // NOT_LIVE_RETRY, NOT_LIVE_GIVE_UP, SPOTIFY_RPS, SPOTIFY_BURST,
 // YOUTUBE_RPS, YOUTUBE_BURST, LIMITER_MAX_WAIT, YOUTUBE_DAILY_UNITS.
 func LoadConfig(env config.Env) (Config, error) {
@@ -179,20 +167,19 @@ func LoadConfig(env config.Env) (Config, error) {
 		errs = append(errs, err)
 		*dst = v
 	}
+	q, err := queue.LoadConfig(env)
+	errs = append(errs, err)
+	c.Queue = q
 	intv("WORKER_CONCURRENCY", &c.Concurrency)
 	durv("DELAYED_TASK_CHECK_INTERVAL", &c.DelayedTaskCheckInterval)
 	durv("TASK_CHECK_INTERVAL", &c.TaskCheckInterval)
 	durv("SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
-	durv("RELAY_WINDOW", &c.RelayWindow)
 	durv("RELAY_INTERVAL", &c.RelayInterval)
 	intv("RELAY_BATCH", &c.RelayBatch)
 	durv("RELAY_RESCUE_INTERVAL", &c.RescueInterval)
 	durv("SWEEP_INTERVAL", &c.SweepInterval)
 	durv("RUNNING_TIMEOUT", &c.RunningTimeout)
 	durv("TOKEN_GRACE", &c.TokenGrace)
-	durv("PRESAVE_TIMEOUT", &c.PresaveTimeout)
-	intv("PRESAVE_MAX_RETRY", &c.PresaveMaxRetry)
-	intv("PURGE_MAX_RETRY", &c.PurgeMaxRetry)
 	durv("RETRY_BASE_DELAY", &c.RetryBackoff.Base)
 	durv("RETRY_MAX_DELAY", &c.RetryBackoff.Max)
 	durv("PURGE_RETRY_MAX_DELAY", &c.PurgeBackoff.Max)
@@ -275,9 +262,8 @@ type Worker struct {
 	limiter  *ratelimit.Limiter
 	ytBudget *ratelimit.Budget
 	metrics  *Metrics
-	sched    *Scheduler
+	queue    *queue.Client
 	client   *asynq.Client
-	insp     *asynq.Inspector
 	srv      *asynq.Server
 	mux      *asynq.ServeMux
 	releases releaseCache
@@ -301,16 +287,15 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.YouTubeDailyUnits, pacificDay)
 	w.metrics = NewMetrics(d.Registerer)
 	w.client = asynq.NewClient(d.Redis)
-	w.insp = asynq.NewInspector(d.Redis)
-	w.sched = &Scheduler{
-		Store: d.Store, Client: w.client, Inspector: w.insp, Redis: d.RDB, Window: cfg.RelayWindow,
-		PresaveMaxRetry: cfg.PresaveMaxRetry, PurgeMaxRetry: cfg.PurgeMaxRetry, PresaveTimeout: cfg.PresaveTimeout,
+	var err error
+	if w.queue, err = queue.New(cfg.Queue, d.Store, d.RDB); err != nil {
+		return nil, err
 	}
 	w.mux = asynq.NewServeMux()
-	w.mux.HandleFunc(TypePresave, w.handlePresave)
-	w.mux.HandleFunc(TypePurge, w.handlePurge)
-	w.mux.HandleFunc(TypeRelay, w.handleRelay)
-	w.mux.HandleFunc(TypeSweep, w.handleSweep)
+	w.mux.HandleFunc(queue.TypePresave, w.handlePresave)
+	w.mux.HandleFunc(queue.TypePurge, w.handlePurge)
+	w.mux.HandleFunc(queue.TypeRelay, w.handleRelay)
+	w.mux.HandleFunc(queue.TypeSweep, w.handleSweep)
 	w.srv = asynq.NewServer(d.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -331,9 +316,8 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Scheduler is the worker's enqueue entry point (the relay's and the
-// handlers').
-func (w *Worker) Scheduler() *Scheduler { return w.sched }
+// Queue is the worker's queue client (the relay's and the handlers').
+func (w *Worker) Queue() *queue.Client { return w.queue }
 
 // Handler is the ServeMux routing task types to handlers.
 func (w *Worker) Handler() asynq.Handler { return w.mux }
@@ -354,16 +338,15 @@ func (w *Worker) Ready(ctx context.Context) error {
 // finish, after which asynq hands them back to their queues.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.client.Close()
-	defer w.insp.Close()
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("jobs: start asynq server: %w", err)
 	}
 	tctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
-	go func() { w.tick(tctx, TypeRelay, w.cfg.RelayInterval); done <- struct{}{} }()
-	go func() { w.tick(tctx, TypeSweep, w.cfg.SweepInterval); done <- struct{}{} }()
+	go func() { w.tick(tctx, queue.TypeRelay, w.cfg.RelayInterval); done <- struct{}{} }()
+	go func() { w.tick(tctx, queue.TypeSweep, w.cfg.SweepInterval); done <- struct{}{} }()
 	w.log.Info("worker running", "concurrency", w.cfg.Concurrency, "queues", fmtQueues(w.cfg.Queues),
-		"relay_window", w.cfg.RelayWindow, "delayed_task_check_interval", w.cfg.DelayedTaskCheckInterval)
+		"relay_window", w.cfg.Queue.Window, "delayed_task_check_interval", w.cfg.DelayedTaskCheckInterval)
 	<-ctx.Done()
 	stop()
 	<-done

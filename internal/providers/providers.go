@@ -97,7 +97,9 @@ type Provider interface {
 	// one when the provider rotated it and the old one otherwise.
 	Client(ctx context.Context, tok *oauth2.Token, onRefresh func(*oauth2.Token)) Client
 	// Revoke revokes the grant at the provider. It returns
-	// ErrRevokeUnsupported when the provider has no revoke endpoint.
+	// ErrRevokeUnsupported when the provider has no revoke endpoint and
+	// ErrAlreadyRevoked when the provider no longer knows the grant;
+	// RevokeSettled reads the answer.
 	Revoke(ctx context.Context, refreshToken string) error
 	// QuotaCost is the provider quota units one attempt of a costs (YouTube
 	// writes cost 50 units of a daily per-project budget); 0 when the
@@ -118,6 +120,37 @@ type Client interface {
 // ErrRevokeUnsupported is returned by Revoke when the provider offers no
 // way to revoke a grant (Spotify): deleting our copy is all we can do.
 var ErrRevokeUnsupported = errors.New("provider has no revoke endpoint")
+
+// ErrAlreadyRevoked is returned by Revoke when the provider no longer
+// knows the grant (revoked by the fan, expired, or revoked by an earlier
+// attempt of ours): what the revoke wanted.
+var ErrAlreadyRevoked = errors.New("grant already revoked")
+
+// RevokeOutcome is what a revoke settled, for the metric and the log.
+type RevokeOutcome string
+
+// Revoke outcomes.
+const (
+	RevokeRevoked RevokeOutcome = "revoked"         // the provider revoked it
+	RevokeDeleted RevokeOutcome = "deleted"         // no revoke endpoint: our copy is gone, that is all
+	RevokeAlready RevokeOutcome = "already_revoked" // the provider no longer knew it
+)
+
+// RevokeSettled reports what a Revoke's error means: ok is true when the
+// grant no longer works at the provider (or cannot be revoked there), so
+// our copy can go; false means try again or give up by the error's Class.
+// The one place that reads Revoke's answers.
+func RevokeSettled(err error) (RevokeOutcome, bool) {
+	switch {
+	case err == nil:
+		return RevokeRevoked, true
+	case errors.Is(err, ErrRevokeUnsupported):
+		return RevokeDeleted, true
+	case errors.Is(err, ErrAlreadyRevoked), ClassOf(err) == GrantInvalid:
+		return RevokeAlready, true
+	}
+	return "", false
+}
 
 // Class says what a caller should do about an error.
 type Class int

@@ -1,8 +1,12 @@
-// Package jobs defines presave's background work: the asynq task types,
-// their payloads (IDs only, never a token: ARCHITECTURE.md invariant 2),
-// the queues, and the scheduling entry point shared by the API and the
-// workers.
-package jobs
+// Package queue is the scheduling contract the API and the workers share:
+// the asynq task types, their payloads (IDs only, never a token:
+// ARCHITECTURE.md invariant 2), the queues, the task IDs, the rule that
+// decides when a pre-save goes into Redis, and the stop keys that end
+// running attempts. Both binaries build their Client from one Config
+// (LoadConfig), so a task is queued with the same retries and deadline
+// whichever process queues it. The worker runtime that executes the
+// tasks lives in internal/jobs; this package links none of it.
+package queue
 
 import (
 	"context"
@@ -53,8 +57,9 @@ func QueueFor(p providers.Name) string {
 // release moved, or the fan consented again) and does nothing.
 //
 // FanID and Provider (opaque IDs, never personal data) let the worker
-// take the fan's grant lock before reading anything; tasks queued before
-// they existed carry neither, and the worker reads the row for them.
+// take the fan's grant lock before reading anything. Every task queued
+// here names them; the worker still reads the row for a task that does
+// not (queued by an older version).
 type PresavePayload struct {
 	PresaveID  uuid.UUID      `json:"presave_id"`
 	Generation int            `json:"generation"`
@@ -74,130 +79,108 @@ func PresaveTaskID(id uuid.UUID, generation int) string {
 	return fmt.Sprintf("presave:%s:%d", id, generation)
 }
 
-// presaveTaskKey is the Redis key asynq keeps a pre-save's task under,
+// PresaveTaskKey is the Redis key asynq keeps a pre-save's task under,
 // whatever its state (asynq's internal/base.TaskKey): the key whose
-// existence makes an enqueue with the same TaskID a conflict. The rescue
-// checks many at once with it; TestPresaveTaskKeyIsAsynqs enqueues through
-// asynq and looks for this key, so an asynq upgrade that moves it fails
-// that test rather than the rescue.
-func presaveTaskKey(p providers.Name, id uuid.UUID, generation int) string {
+// existence makes an enqueue with the same TaskID a conflict. The relay's
+// rescue checks many at once with it; TestPresaveTaskKeyIsAsynqs enqueues
+// through asynq and looks for this key, so an asynq upgrade that moves it
+// fails that test rather than the rescue.
+func PresaveTaskKey(p providers.Name, id uuid.UUID, generation int) string {
 	return "asynq:{" + QueueFor(p) + "}:t:" + PresaveTaskID(id, generation)
 }
 
 // PurgeTaskID is the asynq TaskID of a revocation.
 func PurgeTaskID(id uuid.UUID) string { return "purge:" + id.String() }
 
-// Scheduler puts work into asynq. It is the one entry point the API and
-// the relay use.
-type Scheduler struct {
-	Store     *store.Store
-	Client    *asynq.Client
-	Inspector *asynq.Inspector
-	// Redis carries the stop keys of StopAttempts (nil: none are set).
-	Redis redis.UniversalClient
-	// Window is how far ahead work goes into Redis; pre-saves due later
-	// stay in PostgreSQL until the relay claims them.
-	Window time.Duration
-	// PresaveMaxRetry caps asynq's retries of a pre-save task.
-	PresaveMaxRetry int
-	// PurgeMaxRetry caps retries of a purge (with backoff, they span days).
-	PurgeMaxRetry int
-	// PresaveTimeout is asynq's deadline for one pre-save attempt (0: 2
-	// minutes). The worker also bounds each attempt itself.
-	PresaveTimeout time.Duration
+// Client puts work into asynq: the one way the API and the workers queue
+// a task. Build it with New.
+type Client struct {
+	cfg   Config
+	st    *store.Store
+	rdb   redis.UniversalClient
+	asynq *asynq.Client
+	insp  *asynq.Inspector
 }
 
+// New returns a Client that queues with cfg (defaults filled in,
+// validated) on rdb, a go-redis client of the queues' database; st is
+// where Schedule marks pre-saves enqueued. Closing rdb is the caller's:
+// the client and inspector built on it leave it open.
+func New(cfg Config, st *store.Store, rdb redis.UniversalClient) (*Client, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if rdb == nil {
+		return nil, errors.New("queue: a Redis client is required")
+	}
+	return &Client{cfg: cfg, st: st, rdb: rdb,
+		asynq: asynq.NewClientFromRedisClient(rdb), insp: asynq.NewInspectorFromRedisClient(rdb)}, nil
+}
+
+// Config is the configuration the client queues with.
+func (c *Client) Config() Config { return c.cfg }
+
+// Inspector is the asynq inspector on the queues' database.
+func (c *Client) Inspector() *asynq.Inspector { return c.insp }
+
+// DueSoon is the enqueue rule: a pre-save due at dueAt goes into Redis
+// now when it is due within the window; one due later stays in
+// PostgreSQL until the relay claims it in time.
+func (c *Client) DueSoon(dueAt time.Time) bool { return time.Until(dueAt) <= c.cfg.Window }
+
 // Schedule is called after a pre-save was created or changed: when it is
-// due within the window it is marked enqueued and queued now; otherwise
-// the relay will claim it in time. It reports whether it queued the task.
-func (s *Scheduler) Schedule(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) (bool, error) {
-	if time.Until(dueAt) > s.Window {
+// due soon (DueSoon) it is marked enqueued and queued now; otherwise the
+// relay will claim it in time. It reports whether it queued the task.
+func (c *Client) Schedule(ctx context.Context, id uuid.UUID, generation int, dueAt time.Time) (bool, error) {
+	if !c.DueSoon(dueAt) {
 		return false, nil
 	}
-	d, ok, err := s.Store.MarkDueEnqueued(ctx, id, generation)
+	d, ok, err := c.st.MarkDueEnqueued(ctx, id, generation)
 	if err != nil || !ok {
 		return false, err
 	}
-	if _, err := s.enqueuePresave(ctx, d); err != nil {
+	if _, err := c.Enqueue(ctx, d); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-// EnqueuePresave queues a pre-save generation to run at dueAt. Already
-// queued (ErrTaskIDConflict) is success. The task does not name the fan,
-// so the worker reads the row first; the scheduler's own paths use
-// enqueuePresave with the fan.
-func (s *Scheduler) EnqueuePresave(ctx context.Context, id uuid.UUID, generation int, p providers.Name, dueAt time.Time) error {
-	_, err := s.enqueuePresave(ctx, store.DuePresave{ID: id, Generation: generation, Provider: p, DueAt: dueAt})
-	return err
-}
-
-// EnqueueDue queues d's generation to run at its due time; with d.FanID
-// set, the task names the fan so the worker takes the grant lock first.
-// Already queued is success. The API uses it after recording a consent as
-// enqueued in the consent transaction.
-func (s *Scheduler) EnqueueDue(ctx context.Context, d store.DuePresave) error {
-	_, err := s.enqueuePresave(ctx, d)
-	return err
-}
-
-// enqueuePresave queues d's generation to run at its due time, reporting
-// whether a task was created (false: it was already there).
-func (s *Scheduler) enqueuePresave(ctx context.Context, d store.DuePresave) (bool, error) {
-	id, generation, p, dueAt := d.ID, d.Generation, d.Provider, d.DueAt
-	pl := PresavePayload{PresaveID: id, Generation: generation}
-	if d.FanID != uuid.Nil {
-		pl.FanID, pl.Provider = d.FanID, p
-	}
-	payload, err := json.Marshal(pl)
+// Enqueue queues d's generation to run at its due time, the task naming
+// the fan so the worker takes the grant lock first. It reports whether a
+// task was created (false: it was already queued, which is success).
+func (c *Client) Enqueue(ctx context.Context, d store.DuePresave) (bool, error) {
+	payload, err := json.Marshal(PresavePayload{PresaveID: d.ID, Generation: d.Generation, FanID: d.FanID, Provider: d.Provider})
 	if err != nil {
 		return false, err
 	}
-	maxRetry := s.PresaveMaxRetry
-	if maxRetry == 0 {
-		maxRetry = 25
-	}
-	timeout := s.PresaveTimeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	_, err = s.Client.EnqueueContext(ctx, asynq.NewTask(TypePresave, payload),
-		asynq.TaskID(PresaveTaskID(id, generation)), asynq.Queue(QueueFor(p)),
-		asynq.ProcessAt(dueAt), asynq.MaxRetry(maxRetry), asynq.Timeout(timeout))
+	_, err = c.asynq.EnqueueContext(ctx, asynq.NewTask(TypePresave, payload),
+		asynq.TaskID(PresaveTaskID(d.ID, d.Generation)), asynq.Queue(QueueFor(d.Provider)),
+		asynq.ProcessAt(d.DueAt), asynq.MaxRetry(c.cfg.PresaveMaxRetry), asynq.Timeout(c.cfg.PresaveTimeout))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("jobs: enqueue presave %s: %w", id, err)
+		return false, fmt.Errorf("queue: enqueue presave %s: %w", d.ID, err)
 	}
 	return true, nil
 }
 
-// EnqueuePurge queues the revocation of a grant. Already queued is success.
-func (s *Scheduler) EnqueuePurge(ctx context.Context, revocationID uuid.UUID) error {
-	_, err := s.enqueuePurge(ctx, revocationID)
-	return err
-}
-
-// enqueuePurge is EnqueuePurge reporting whether a task was created.
-func (s *Scheduler) enqueuePurge(ctx context.Context, revocationID uuid.UUID) (bool, error) {
+// EnqueuePurge queues the revocation of a grant, reporting whether a task
+// was created (false: already queued, which is success).
+func (c *Client) EnqueuePurge(ctx context.Context, revocationID uuid.UUID) (bool, error) {
 	payload, err := json.Marshal(PurgePayload{RevocationID: revocationID})
 	if err != nil {
 		return false, err
 	}
-	maxRetry := s.PurgeMaxRetry
-	if maxRetry == 0 {
-		maxRetry = 40 // asynq's default backoff over 40 tries spans several days
-	}
-	_, err = s.Client.EnqueueContext(ctx, asynq.NewTask(TypePurge, payload),
+	_, err = c.asynq.EnqueueContext(ctx, asynq.NewTask(TypePurge, payload),
 		asynq.TaskID(PurgeTaskID(revocationID)), asynq.Queue(QueuePurge),
-		asynq.MaxRetry(maxRetry), asynq.Timeout(time.Minute))
+		asynq.MaxRetry(c.cfg.PurgeMaxRetry), asynq.Timeout(time.Minute))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("jobs: enqueue purge: %w", err)
+		return false, fmt.Errorf("queue: enqueue purge: %w", err)
 	}
 	return true, nil
 }
@@ -205,13 +188,10 @@ func (s *Scheduler) enqueuePurge(ctx context.Context, revocationID uuid.UUID) (b
 // DropPresaveTask deletes a stale generation's task from the queue, if it
 // is still waiting there. Not finding it is fine: the task also checks its
 // generation when it runs.
-func (s *Scheduler) DropPresaveTask(id uuid.UUID, generation int, p providers.Name) error {
-	if s.Inspector == nil {
-		return nil
-	}
-	err := s.Inspector.DeleteTask(QueueFor(p), PresaveTaskID(id, generation))
+func (c *Client) DropPresaveTask(id uuid.UUID, generation int, p providers.Name) error {
+	err := c.insp.DeleteTask(QueueFor(p), PresaveTaskID(id, generation))
 	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 		return nil
 	}
-	return fmt.Errorf("jobs: drop presave task: %w", err)
+	return fmt.Errorf("queue: drop presave task: %w", err)
 }

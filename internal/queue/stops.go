@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/presave/presave/internal/ratelimit"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -24,32 +23,28 @@ import (
 // the cancelled pre-save.
 
 // stopTTL is how long a stop key lives. It only has to outlast attempts
-// that started before the cancellation; WorkerConfig.validate keeps
+// that started before the cancellation; Config.Validate keeps
 // PRESAVE_TIMEOUT well below it.
 const stopTTL = time.Hour
 
-// stopKey is the Redis key that stops the running attempts of a pre-save.
-func stopKey(id uuid.UUID) string { return "presave:stop:" + id.String() }
-
-// attemptStop is the condition under which an attempt of generation g of
-// pre-save id must make no further provider call.
-func attemptStop(id uuid.UUID, g int) ratelimit.Stop {
-	return ratelimit.Stop{Key: stopKey(id), AtLeast: int64(g)}
-}
+// StopKey is the Redis key that stops the running attempts of a pre-save:
+// it holds the last generation that must stop, so an attempt of
+// generation g stops once the key holds g or more.
+func StopKey(id uuid.UUID) string { return "presave:stop:" + id.String() }
 
 // StopAttempts tells the running attempts of cancelled pre-saves to make
 // no further provider call: one pipelined round trip for all of them.
 // The caller answers the cancellation only after it returns.
-func (s *Scheduler) StopAttempts(ctx context.Context, cancelled []store.Rescheduled) error {
-	if len(cancelled) == 0 || s.Redis == nil {
+func (c *Client) StopAttempts(ctx context.Context, cancelled []store.Rescheduled) error {
+	if len(cancelled) == 0 {
 		return nil
 	}
-	pipe := s.Redis.Pipeline()
-	for _, c := range cancelled {
-		pipe.Set(ctx, stopKey(c.PresaveID), strconv.Itoa(c.OldGeneration), stopTTL)
+	pipe := c.rdb.Pipeline()
+	for _, p := range cancelled {
+		pipe.Set(ctx, StopKey(p.PresaveID), strconv.Itoa(p.OldGeneration), stopTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("jobs: stop attempts: %w", err)
+		return fmt.Errorf("queue: stop attempts: %w", err)
 	}
 	return nil
 }

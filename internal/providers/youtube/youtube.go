@@ -260,8 +260,11 @@ func (p *Provider) Revoke(ctx context.Context, refreshToken string) error {
 		Error string `json:"error"`
 	}
 	_ = json.Unmarshal(body, &oe)
-	if resp.StatusCode == http.StatusBadRequest && oe.Error == "invalid_token" {
-		return nil
+	// Google answers 400 invalid_token for a token it does not know: the
+	// fan revoked it, it expired, or an earlier attempt of ours revoked it
+	// already (a crash between revoking and deleting our row).
+	if resp.StatusCode == http.StatusBadRequest && (oe.Error == "invalid_token" || oe.Error == "invalid_grant") {
+		return providers.ErrAlreadyRevoked
 	}
 	e := &providers.Error{Provider: providers.YouTube, Op: "revoke", Status: resp.StatusCode, Reason: oe.Error}
 	switch {

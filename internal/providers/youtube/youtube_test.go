@@ -2,6 +2,7 @@ package youtube_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -309,9 +310,10 @@ func TestRevoke(t *testing.T) {
 	if providers.ClassOf(err) != providers.GrantInvalid {
 		t.Fatalf("after revoke: %v, want grant_invalid", err)
 	}
-	// Revoking again is not an error: the grant is already gone.
-	if err := e.p.Revoke(ctx, e.tok.RefreshToken); err != nil {
-		t.Fatalf("second Revoke: %v", err)
+	// Revoking again says the grant is already gone, which settles it.
+	err = e.p.Revoke(ctx, e.tok.RefreshToken)
+	if outcome, settled := providers.RevokeSettled(err); !errors.Is(err, providers.ErrAlreadyRevoked) || !settled || outcome != providers.RevokeAlready {
+		t.Fatalf("second Revoke: %v (%s, settled %v), want ErrAlreadyRevoked", err, outcome, settled)
 	}
 	if len(e.fake.Revoked()) != 1 {
 		t.Fatal("second revoke recorded")

@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/presave/presave/internal/config"
+)
+
+// Defaults of the scheduling contract: their one home (the README's
+// configuration table quotes them).
+const (
+	// WindowDefault is how far ahead work goes into Redis.
+	WindowDefault = 10 * time.Minute
+	// PresaveMaxRetryDefault caps asynq's failure retries of a pre-save.
+	PresaveMaxRetryDefault = 25
+	// PresaveTimeoutDefault bounds one pre-save attempt.
+	PresaveTimeoutDefault = 2 * time.Minute
+	// PurgeMaxRetryDefault caps a revocation's retries (with the worker's
+	// backoff they span days).
+	PurgeMaxRetryDefault = 40
+)
+
+// Config is how tasks are queued, the same in every process.
+type Config struct {
+	// Window (RELAY_WINDOW): pre-saves due within it go into Redis.
+	Window time.Duration
+	// PresaveMaxRetry (PRESAVE_MAX_RETRY) caps a pre-save task's retries.
+	PresaveMaxRetry int
+	// PresaveTimeout (PRESAVE_TIMEOUT) is asynq's deadline for one attempt;
+	// the worker also bounds each attempt by it.
+	PresaveTimeout time.Duration
+	// PurgeMaxRetry (PURGE_MAX_RETRY) caps a revocation task's retries.
+	PurgeMaxRetry int
+}
+
+// LoadConfig reads RELAY_WINDOW, PRESAVE_MAX_RETRY, PRESAVE_TIMEOUT and
+// PURGE_MAX_RETRY, with the defaults above, and validates them.
+func LoadConfig(env config.Env) (Config, error) {
+	var c Config
+	var errs []error
+	var err error
+	if c.Window, err = env.Duration("RELAY_WINDOW", WindowDefault); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PresaveMaxRetry, err = env.Int("PRESAVE_MAX_RETRY", PresaveMaxRetryDefault); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PresaveTimeout, err = env.Duration("PRESAVE_TIMEOUT", PresaveTimeoutDefault); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PurgeMaxRetry, err = env.Int("PURGE_MAX_RETRY", PurgeMaxRetryDefault); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// WithDefaults fills in the zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Window == 0 {
+		c.Window = WindowDefault
+	}
+	if c.PresaveMaxRetry == 0 {
+		c.PresaveMaxRetry = PresaveMaxRetryDefault
+	}
+	if c.PresaveTimeout == 0 {
+		c.PresaveTimeout = PresaveTimeoutDefault
+	}
+	if c.PurgeMaxRetry == 0 {
+		c.PurgeMaxRetry = PurgeMaxRetryDefault
+	}
+	return c
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	switch {
+	case c.Window <= 0:
+		return fmt.Errorf("RELAY_WINDOW (%s) must be positive", c.Window)
+	case c.PresaveMaxRetry < 0 || c.PurgeMaxRetry < 0:
+		return fmt.Errorf("PRESAVE_MAX_RETRY (%d) and PURGE_MAX_RETRY (%d) must not be negative", c.PresaveMaxRetry, c.PurgeMaxRetry)
+	case c.PresaveTimeout <= 0:
+		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be positive", c.PresaveTimeout)
+	case c.PresaveTimeout > stopTTL/2:
+		// A stop key must outlive every attempt that started before it.
+		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be at most %s", c.PresaveTimeout, stopTTL/2)
+	}
+	return nil
+}
