@@ -248,7 +248,7 @@ actions:
 			retryErr = ctx.Err()
 			break
 		}
-		d, err := w.pace(ctx, ps, a, target)
+		d, err := w.pace(ctx, prov, ps, a, target)
 		if d != nil {
 			deferral = d
 			break
@@ -554,9 +554,11 @@ func (w *Worker) reserveUnits(ctx context.Context, prov providers.Provider, ps s
 // should wait in the queue rather than in a worker slot.
 // It returns ratelimit.ErrStopped once the pre-save was cancelled
 // (StopAttempts): the action must not start.
-func (w *Worker) pace(ctx context.Context, ps store.Presave, a providers.Action, t providers.Target) (*Deferral, error) {
+func (w *Worker) pace(ctx context.Context, prov providers.Provider, ps store.Presave, a providers.Action, t providers.Target) (*Deferral, error) {
 	name := ps.Provider
-	err := w.limiter.Wait(ctx, string(name), callsFor(name, a, t), w.cfg.MaxLimiterWait, ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)})
+	// Paid per action up front; an action found already in effect pays
+	// for a write it did not make.
+	err := w.limiter.Wait(ctx, string(name), prov.Calls(a, t), w.cfg.MaxLimiterWait, ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)})
 	if err == nil {
 		return nil, nil
 	}
@@ -566,27 +568,6 @@ func (w *Worker) pace(ctx context.Context, ps store.Presave, a providers.Action,
 		return &Deferral{Reason: "rate_limited", Until: we.Until, Err: err}, nil
 	}
 	return nil, err
-}
-
-// callsFor is how many provider requests one Perform of a makes when it
-// writes: a check, then the write, per chunk of IDs (see the provider
-// clients). The limiter cannot see individual requests, so it is paid
-// per action up front; an action found already in effect pays for a
-// write it did not make.
-func callsFor(p providers.Name, a providers.Action, t providers.Target) int {
-	if p == providers.YouTube {
-		return 2 // getRating/list, then rate/insert
-	}
-	chunks := func(n, k int) int { return max(1, (n+k-1)/k) }
-	switch a {
-	case providers.ActionSave:
-		return 2 * chunks(len(t.AlbumIDs)+len(t.TrackIDs), 40)
-	case providers.ActionFollow:
-		return 2 * chunks(len(t.ArtistIDs), 40)
-	case providers.ActionPlaylist:
-		return 1 + chunks(len(t.TrackIDs), 100)
-	}
-	return 1
 }
 
 // lockGrant takes the per-(fan, provider) execution lock in Redis. It

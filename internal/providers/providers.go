@@ -105,6 +105,10 @@ type Provider interface {
 	// writes cost 50 units of a daily per-project budget); 0 when the
 	// provider has no unit quota.
 	QuotaCost(a Action) int
+	// Calls is how many requests one Perform of a on t makes at most when
+	// it writes (checks included): what the shared rate limiter charges
+	// up front, since it cannot see individual requests.
+	Calls(a Action, t Target) int
 }
 
 // Client performs pre-save actions for one fan.

@@ -93,7 +93,7 @@ func (c *client) legacyMissing(ctx context.Context, all []string) ([]string, err
 	kinds, byKind := splitURIs(all)
 	var missing []string
 	for _, kind := range kinds {
-		for _, part := range chunks(byKind[kind], 50) {
+		for _, part := range chunks(byKind[kind], legacyBatch) {
 			var has []bool
 			var err error
 			switch kind {
@@ -123,7 +123,7 @@ func (c *client) legacyMissing(ctx context.Context, all []string) ([]string, err
 func (c *client) legacySave(ctx context.Context, missing []string) error {
 	kinds, byKind := splitURIs(missing)
 	for _, kind := range kinds {
-		for _, part := range chunks(byKind[kind], 50) {
+		for _, part := range chunks(byKind[kind], legacyBatch) {
 			var err error
 			switch kind {
 			case "album":
@@ -165,7 +165,7 @@ func (c *client) playlist(ctx context.Context, id string, want []string, write b
 	if !write {
 		return providers.OutcomeOK, nil
 	}
-	for _, part := range chunks(missing, 100) {
+	for _, part := range chunks(missing, playlistAddBatch) {
 		if c.p.cfg.Mode == ModeLegacy {
 			_, byKind := splitURIs(part)
 			if _, err := c.sp.AddTracksToPlaylist(ctx, zspotify.ID(id), byKind["track"]...); err != nil {
@@ -187,7 +187,7 @@ func (c *client) playlist(ctx context.Context, id string, want []string, write b
 // playlistURIs reads every item URI of a playlist, page by page.
 func (c *client) playlistURIs(ctx context.Context, id string) (map[string]bool, error) {
 	have := map[string]bool{}
-	const limit = 50
+	const limit = playlistPage
 	for offset := 0; ; {
 		if c.p.cfg.Mode == ModeLegacy {
 			page, err := c.sp.GetPlaylistItems(ctx, zspotify.ID(id), zspotify.Limit(limit), zspotify.Offset(offset))

@@ -200,6 +200,41 @@ func (p *Provider) Revoke(context.Context, string) error { return providers.ErrR
 // QuotaCost implements providers.Provider: Spotify has no unit quota.
 func (p *Provider) QuotaCost(providers.Action) int { return 0 }
 
+// Batch sizes of the endpoints the client calls (the most IDs or URIs
+// one request takes): /me/library and /me/library/contains take 40 URIs;
+// the legacy /me/albums, /me/tracks, /me/following (and their contains)
+// 50 IDs; adding to a playlist 100 URIs; a playlist's items are read 50
+// per page.
+const (
+	libraryBatch     = 40
+	legacyBatch      = 50
+	playlistAddBatch = 100
+	playlistPage     = 50
+)
+
+// Calls implements providers.Provider: the requests one Perform of a
+// makes when everything is missing (a check, then a write, per batch;
+// for a playlist one page of its items, then the adds).
+func (p *Provider) Calls(a providers.Action, t providers.Target) int {
+	n := func(count, batch int) int { return max(1, (count+batch-1)/batch) }
+	switch a {
+	case providers.ActionSave, providers.ActionFollow:
+		if p.cfg.Mode == ModeLegacy {
+			if a == providers.ActionFollow {
+				return 2 * n(len(t.ArtistIDs), legacyBatch)
+			}
+			return 2 * (n(len(t.AlbumIDs), legacyBatch) + n(len(t.TrackIDs), legacyBatch))
+		}
+		if a == providers.ActionFollow {
+			return 2 * n(len(t.ArtistIDs), libraryBatch)
+		}
+		return 2 * n(len(t.AlbumIDs)+len(t.TrackIDs), libraryBatch)
+	case providers.ActionPlaylist:
+		return 1 + n(len(t.TrackIDs), playlistAddBatch)
+	}
+	return 1
+}
+
 // Client implements providers.Provider. Refreshes run within the context
 // of the call that needs them.
 func (p *Provider) Client(_ context.Context, tok *oauth2.Token, onRefresh func(*oauth2.Token)) providers.Client {
@@ -336,7 +371,7 @@ func (c *client) saveItems(ctx context.Context, all []string, write bool) (provi
 	if c.p.cfg.Mode == ModeLegacy {
 		return providers.OutcomeOK, c.legacySave(ctx, missing)
 	}
-	for _, part := range chunks(missing, 40) {
+	for _, part := range chunks(missing, libraryBatch) {
 		if err := c.do(ctx, http.MethodPut, "me/library?"+urisQuery(part), nil, nil, http.StatusOK, http.StatusNoContent); err != nil {
 			return "", err
 		}
@@ -346,7 +381,7 @@ func (c *client) saveItems(ctx context.Context, all []string, write bool) (provi
 
 func (c *client) libraryMissing(ctx context.Context, all []string) ([]string, error) {
 	var missing []string
-	for _, part := range chunks(all, 40) {
+	for _, part := range chunks(all, libraryBatch) {
 		var has []bool
 		if err := c.do(ctx, http.MethodGet, "me/library/contains?"+urisQuery(part), nil, &has, http.StatusOK); err != nil {
 			return nil, err

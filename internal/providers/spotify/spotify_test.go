@@ -490,3 +490,41 @@ func TestScopesAndActions(t *testing.T) {
 		}
 	}
 }
+
+// TestCallsCountsWhatPerformSends: Calls, which the shared limiter
+// charges up front, is exactly the number of requests a Perform that
+// finds everything missing sends, in both modes and past every batch
+// size.
+func TestCallsCountsWhatPerformSends(t *testing.T) {
+	ids := func(prefix string, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		return out
+	}
+	big := providers.Target{AlbumIDs: ids("album", 3), TrackIDs: ids("track", 120), ArtistIDs: ids("artist", 55), PlaylistID: "pl-big"}
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, mode)
+			ctx := ctxT(t)
+			c := e.client(ctx, nil)
+			total := func() int {
+				n := 0
+				for _, v := range e.fake.CallCounts() {
+					n += v
+				}
+				return n
+			}
+			for _, a := range e.p.Actions(big) {
+				before := total()
+				if got, err := c.Perform(ctx, a, big); err != nil || got != providers.OutcomeOK {
+					t.Fatalf("%s: %q, %v", a, got, err)
+				}
+				if sent, want := total()-before, e.p.Calls(a, big); sent != want {
+					t.Errorf("%s: Perform sent %d requests, Calls says %d", a, sent, want)
+				}
+			}
+		})
+	}
+}

@@ -146,6 +146,10 @@ func (p *Provider) QuotaCost(a providers.Action) int {
 	return 0
 }
 
+// Calls implements providers.Provider: one Perform checks once
+// (videos.getRating, playlistItems.list), then writes at most once.
+func (p *Provider) Calls(providers.Action, providers.Target) int { return 2 }
+
 // Exchange implements providers.Provider.
 func (p *Provider) Exchange(ctx context.Context, code, verifier string) (providers.Grant, error) {
 	tok, err := p.oauth.Exchange(oauthx.WithBase(ctx, p.base), code, oauth2.VerifierOption(verifier))
