@@ -71,7 +71,7 @@ func (s *Store) CountSecrets(ctx context.Context) (Secrets, error) {
 		SELECT (SELECT count(*) FROM provider_tokens),
 			(SELECT count(*) FROM provider_tokens t WHERE NOT EXISTS (
 				SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
-					AND p.status IN ('pending', 'enqueued', 'running'))),
+					AND p.status IN `+openStatuses+`)),
 			(SELECT count(*) FROM token_revocations)`).
 		Scan(&c.Tokens, &c.Unneeded, &c.Revocations)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/presave/presave/internal/providers"
 )
@@ -337,7 +338,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 	rows, err := tx.Query(ctx, `
 		WITH old AS (
 			SELECT id, status = 'running' AND lease_until > now() AS running FROM presaves
-			WHERE `+where+` AND status IN ('pending', 'enqueued', 'running') FOR UPDATE)
+			WHERE `+where+` AND status IN `+openStatuses+` FOR UPDATE)
 		UPDATE presaves p SET status = 'cancelled', generation = p.generation + 1, completed_at = now(),
 			last_error = `+fmt.Sprintf("$%d", len(args)+1)+`, updated_at = now()
 		FROM old WHERE p.id = old.id
@@ -386,7 +387,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 func (s *Store) purgeIfUnneeded(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p providers.Name, revocable Revocable, reason string) (Purge, error) {
 	var needed bool
 	err := tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM presaves WHERE fan_id = $1 AND provider = $2 AND status IN ('pending', 'enqueued', 'running'))
+		SELECT EXISTS (SELECT 1 FROM presaves WHERE fan_id = $1 AND provider = $2 AND status IN `+openStatuses+`)
 		FROM provider_tokens WHERE fan_id = $1 AND provider = $2 FOR UPDATE`, fan, p).Scan(&needed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Purge{}, nil
@@ -418,4 +419,45 @@ func (s *Store) ReleaseCounts(ctx context.Context, id uuid.UUID) (map[providers.
 		out[p][st] = n
 	}
 	return out, rows.Err()
+}
+
+// ReleasesByID reads the releases with the given IDs in one query (for
+// the fan export, which names the release of every pre-save). Unknown IDs
+// are simply absent from the map.
+func (s *Store) ReleasesByID(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Release, error) {
+	out := make(map[uuid.UUID]Release, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+releaseColumns+` FROM releases WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: releases by id: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: releases by id: %w", err)
+		}
+		out[r.ID] = r
+	}
+	return out, rows.Err()
+}
+
+// ZoneKnown reports whether PostgreSQL knows the IANA zone name. Zones are
+// computed both in Go and in SQL (UpdateRelease moves local-time
+// pre-saves with AT TIME ZONE), so a zone is only accepted when both
+// agree on it; otherwise one bad name could make every later update of
+// its release fail.
+func (s *Store) ZoneKnown(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT (now() AT TIME ZONE $1::text) IS NOT NULL`, name).Scan(&ok)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "22023" { // invalid_parameter_value: time zone not recognized
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: zone known: %w", err)
+	}
+	return ok, nil
 }

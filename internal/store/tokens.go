@@ -201,29 +201,6 @@ func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p pr
 	return Purge{Deleted: true, RevocationID: id}, nil
 }
 
-// revocationRow re-seals a deleted token's refresh token for a new
-// revocation row and returns the row's ID, the grant in plaintext and
-// the INSERT; no INSERT (and no error) when the token cannot be opened.
-func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, *pgx.QueuedQuery, error) {
-	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
-	if err != nil {
-		return uuid.Nil, "", nil, nil
-	}
-	id := uuid.Must(uuid.NewV7())
-	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
-	if err != nil {
-		return uuid.Nil, "", nil, err
-	}
-	return id, string(rt), &pgx.QueuedQuery{
-		SQL:       `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
-		Arguments: []any{id, p, keyID, sealed, reason},
-	}, nil
-}
-
-func revocationOwner(id uuid.UUID, p providers.Name) []byte {
-	return seal.Owner("revocation", id.String(), string(p))
-}
-
 // PurgeToken deletes the fan's token at p now (see purgeToken). Callers
 // enqueue a purge task for Purge.RevocationID when it is set.
 func (s *Store) PurgeToken(ctx context.Context, fanID uuid.UUID, p providers.Name, revocable bool, reason string) (Purge, error) {
@@ -234,56 +211,6 @@ func (s *Store) PurgeToken(ctx context.Context, fanID uuid.UUID, p providers.Nam
 		return err
 	})
 	return out, err
-}
-
-// Revocation is a grant waiting to be revoked at the provider.
-type Revocation struct {
-	ID           uuid.UUID
-	Provider     providers.Name
-	RefreshToken string
-	Reason       string
-	Attempts     int
-	CreatedAt    time.Time
-}
-
-// Revocation opens a pending revocation. ErrNotFound when it is done.
-func (s *Store) Revocation(ctx context.Context, id uuid.UUID) (Revocation, error) {
-	r := Revocation{ID: id}
-	var sealed []byte
-	err := s.pool.QueryRow(ctx, `SELECT provider, token_sealed, reason, attempts, created_at FROM token_revocations WHERE id = $1`, id).
-		Scan(&r.Provider, &sealed, &r.Reason, &r.Attempts, &r.CreatedAt)
-	if err != nil {
-		return Revocation{}, fmt.Errorf("store: revocation: %w", notFound(err))
-	}
-	rt, err := s.ring.Open(sealed, revocationOwner(id, r.Provider))
-	if err != nil {
-		return Revocation{}, fmt.Errorf("store: open revocation: %w", err)
-	}
-	r.RefreshToken = string(rt)
-	return r, nil
-}
-
-// RevocationFailed records a failed revoke attempt (the error must not
-// carry the token).
-func (s *Store) RevocationFailed(ctx context.Context, id uuid.UUID, errText string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE token_revocations SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, id, errText)
-	return err
-}
-
-// DeleteRevocation forgets a revocation: it succeeded or was given up.
-func (s *Store) DeleteRevocation(ctx context.Context, id uuid.UUID) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM token_revocations WHERE id = $1`, id)
-	return err
-}
-
-// PendingRevocations lists revocations, oldest first (for the sweeper to
-// re-enqueue after Redis lost them).
-func (s *Store) PendingRevocations(ctx context.Context, limit int) ([]uuid.UUID, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id FROM token_revocations ORDER BY created_at LIMIT $1`, limit)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
 // RotateKeys re-seals up to batch token rows and pending revocations that
@@ -382,4 +309,49 @@ func (s *Store) RotateKeys(ctx context.Context, batch int) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// PurgeUnneededTokens is the sweeper's safety net for invariant 4: it
+// purges up to limit tokens that no open pre-save needs, skipping tokens
+// written within grace (a flow that stores a token just before its
+// pre-save). Each purge runs in its own transaction with the same check
+// and lock as every other purge path.
+func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, limit int, revocable Revocable) ([]PurgedToken, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT t.fan_id, t.provider FROM provider_tokens t
+		WHERE greatest(t.created_at, coalesce(t.rotated_at, t.created_at)) < now() - make_interval(secs => $1)
+			AND NOT EXISTS (SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
+				AND p.status IN `+openStatuses+`)
+		LIMIT $2`, grace.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: unneeded tokens: %w", err)
+	}
+	type fp struct {
+		fan uuid.UUID
+		p   providers.Name
+	}
+	cands, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (fp, error) {
+		var c fp
+		err := row.Scan(&c.fan, &c.p)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: unneeded tokens: %w", err)
+	}
+	var out []PurgedToken
+	for _, c := range cands {
+		var pt Purge
+		err := s.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			pt, err = s.purgeIfUnneeded(ctx, tx, c.fan, c.p, revocable, "unneeded")
+			return err
+		})
+		if err != nil {
+			return out, fmt.Errorf("store: purge unneeded token: %w", err)
+		}
+		if pt.Deleted {
+			out = append(out, PurgedToken{FanID: c.fan, Provider: c.p, Purge: pt})
+		}
+	}
+	return out, nil
 }

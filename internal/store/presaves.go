@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -13,6 +14,97 @@ import (
 
 	"github.com/presave/presave/internal/providers"
 )
+
+// PresaveStatus is a pre-save's lifecycle state.
+type PresaveStatus string
+
+// Pre-save statuses. Pending, enqueued and running are open: they still
+// need the fan's token. The others are final.
+const (
+	PresavePending   PresaveStatus = "pending"
+	PresaveEnqueued  PresaveStatus = "enqueued"
+	PresaveRunning   PresaveStatus = "running"
+	PresaveDone      PresaveStatus = "done"
+	PresavePartial   PresaveStatus = "partial"
+	PresaveFailed    PresaveStatus = "failed"
+	PresaveCancelled PresaveStatus = "cancelled"
+)
+
+// openStatuses is the SQL list of the open statuses (Open), for
+// statements that select or change open pre-saves: its one spelling.
+const openStatuses = `('pending', 'enqueued', 'running')`
+
+// Open reports whether the pre-save still needs to run.
+func (s PresaveStatus) Open() bool {
+	return s == PresavePending || s == PresaveEnqueued || s == PresaveRunning
+}
+
+// ActionResult is what happened to one consented action.
+type ActionResult struct {
+	Outcome string    `json:"outcome"` // ok | already | failed
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Presave is one fan's pre-save of one release on one provider, with its
+// consent record.
+type Presave struct {
+	ID        uuid.UUID
+	FanID     uuid.UUID
+	ReleaseID uuid.UUID
+	Provider  providers.Name
+	// AccountID is the provider account the fan consented with; the
+	// pre-save runs only with a grant of that account. Empty for a
+	// pre-save recorded before accounts were kept per pre-save whose fan
+	// had no link left.
+	AccountID      string
+	Actions        []providers.Action
+	ConsentedAt    time.Time
+	ConsentVersion string
+	FanZone        string
+	ClientIPPrefix *netip.Prefix
+	DueAt          time.Time
+	Generation     int
+	Status         PresaveStatus
+	Results        map[providers.Action]ActionResult
+	Attempts       int
+	LastError      string
+	EnqueuedAt     *time.Time
+	StartedAt      *time.Time
+	CompletedAt    *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+const presaveColumns = `id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone,
+	client_ip_prefix, due_at, generation, status, results, attempts, last_error, enqueued_at, started_at,
+	completed_at, created_at, updated_at, account_id`
+
+func scanPresave(row pgx.Row) (Presave, error) {
+	var p Presave
+	var results []byte
+	var lastErr, account *string
+	err := row.Scan(&p.ID, &p.FanID, &p.ReleaseID, &p.Provider, &p.Actions, &p.ConsentedAt, &p.ConsentVersion, &p.FanZone,
+		&p.ClientIPPrefix, &p.DueAt, &p.Generation, &p.Status, &results, &p.Attempts, &lastErr, &p.EnqueuedAt,
+		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt, &account)
+	if err != nil {
+		return Presave{}, notFound(err)
+	}
+	p.LastError, p.AccountID = deref(lastErr), deref(account)
+	if err := json.Unmarshal(results, &p.Results); err != nil {
+		return Presave{}, fmt.Errorf("results: %w", err)
+	}
+	return p, nil
+}
+
+// Presave reads a pre-save by ID.
+func (s *Store) Presave(ctx context.Context, id uuid.UUID) (Presave, error) {
+	p, err := scanPresave(s.pool.QueryRow(ctx, `SELECT `+presaveColumns+` FROM presaves WHERE id = $1`, id))
+	if err != nil {
+		return Presave{}, fmt.Errorf("store: presave: %w", err)
+	}
+	return p, nil
+}
 
 // The worker's view of a pre-save's lifecycle. Every write is conditioned
 // on the pre-save's ID AND generation: a reschedule, re-consent or
@@ -348,7 +440,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 			WITH p AS (
 				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
 					completed_at = now(), lease_until = NULL, updated_at = now()
-				WHERE id = $1 AND generation = $2 AND status IN ('pending', 'enqueued', 'running')
+				WHERE id = $1 AND generation = $2 AND status IN ` + openStatuses + `
 				RETURNING fan_id, provider),
 			d AS (
 				DELETE FROM provider_tokens t USING p
@@ -357,7 +449,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 				  AND ($6 OR NOT EXISTS (
 					SELECT 1 FROM presaves o
 					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
-					  AND o.status IN ('pending', 'enqueued', 'running')))
+					  AND o.status IN ` + openStatuses + `))
 				RETURNING t.refresh_sealed)
 			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
 	finishArgs := []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version}
@@ -436,4 +528,114 @@ func nullUUID(id uuid.UUID) *uuid.UUID {
 		return nil
 	}
 	return &id
+}
+
+// relayLock names the advisory lock that keeps the relay single across the
+// cluster. It is derived from the schema so that separate schemas (tests,
+// staging next to production) never block each other.
+const relayLock = `hashtext(current_schema() || ':presave-relay')`
+
+// ClaimDuePresaves is the relay's claim: under a transaction-scoped
+// advisory lock (one relay at a time, cluster-wide), it moves up to batch
+// pending pre-saves due within window to enqueued and returns them, oldest
+// due first. ran is false when another relay holds the lock. The caller
+// enqueues each; a process dying before it does leaves enqueued rows
+// without a task, which InFlightPresaves finds.
+func (s *Store) ClaimDuePresaves(ctx context.Context, window time.Duration, batch int) (claimed []DuePresave, ran bool, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(`+relayLock+`)`).Scan(&ran); err != nil || !ran {
+			return err
+		}
+		// SKIP LOCKED: rows a consent or reschedule is changing right now
+		// are left for the next tick instead of blocking the relay.
+		rows, err := tx.Query(ctx, `
+			WITH due AS (
+				SELECT id FROM presaves
+				WHERE status = 'pending' AND due_at <= now() + make_interval(secs => $1)
+				ORDER BY due_at LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			UPDATE presaves p SET status = 'enqueued', enqueued_at = now(), updated_at = now()
+			FROM due WHERE p.id = due.id
+			RETURNING p.id, p.generation, p.provider, p.due_at, p.fan_id`, window.Seconds(), batch)
+		if err != nil {
+			return err
+		}
+		claimed, err = collectDue(rows)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: claim due presaves: %w", err)
+	}
+	return claimed, ran, nil
+}
+
+// InFlightCursor pages through in-flight pre-saves by (due_at, id).
+type InFlightCursor struct {
+	DueAt time.Time
+	ID    uuid.UUID
+}
+
+// InFlightPresaves lists enqueued or running pre-saves due within window,
+// after the cursor (zero value: from the start), so the relay can put back
+// the tasks Redis lost.
+func (s *Store) InFlightPresaves(ctx context.Context, window time.Duration, after InFlightCursor, limit int) ([]DuePresave, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, generation, provider, due_at, fan_id FROM presaves
+		WHERE status IN ('enqueued', 'running') AND due_at <= now() + make_interval(secs => $1)
+			AND (due_at, id) > ($2, $3)
+		ORDER BY due_at, id LIMIT $4`, window.Seconds(), after.DueAt, after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: in-flight presaves: %w", err)
+	}
+	out, err := collectDue(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: in-flight presaves: %w", err)
+	}
+	return out, nil
+}
+
+// ReviveStuckPresaves makes runnable again up to limit pre-saves that have
+// been running for longer than timeout (their worker died): each gets a
+// new generation, so the dead worker's task, when asynq recovers it, is
+// stale and does nothing, and status enqueued. The caller enqueues each.
+// timeout must exceed the longest a handler may run, or a slow but live
+// handler would race the revived task.
+func (s *Store) ReviveStuckPresaves(ctx context.Context, timeout time.Duration, limit int) ([]DuePresave, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH stuck AS (
+			SELECT id FROM presaves
+			WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)
+			ORDER BY started_at LIMIT $2
+			FOR UPDATE SKIP LOCKED)
+		UPDATE presaves p SET generation = p.generation + 1, status = 'enqueued', enqueued_at = now(),
+			last_error = 'revived: running past its lease', updated_at = now()
+		FROM stuck WHERE p.id = stuck.id
+		RETURNING p.id, p.generation, p.provider, p.due_at, p.fan_id`, timeout.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: revive stuck presaves: %w", err)
+	}
+	out, err := collectDue(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: revive stuck presaves: %w", err)
+	}
+	return out, nil
+}
+
+// MarkDueEnqueued is for the scheduler: it moves a pending
+// pre-save of the given generation to enqueued and returns it as the task
+// will name it (with its fan). ok is false when the pre-save is no longer
+// pending at that generation.
+func (s *Store) MarkDueEnqueued(ctx context.Context, id uuid.UUID, generation int) (d DuePresave, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, `
+		UPDATE presaves SET status = 'enqueued', enqueued_at = now(), updated_at = now()
+		WHERE id = $1 AND generation = $2 AND status = 'pending'
+		RETURNING id, generation, provider, due_at, fan_id`, id, generation).
+		Scan(&d.ID, &d.Generation, &d.Provider, &d.DueAt, &d.FanID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return DuePresave{}, false, nil
+	}
+	if err != nil {
+		return DuePresave{}, false, fmt.Errorf("store: mark enqueued: %w", err)
+	}
+	return d, true, nil
 }

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/seal"
+)
+
+// RevocationIDsAfter lists pending revocations by ID (UUIDv7: creation
+// order) after the cursor (uuid.Nil: from the start), so the sweeper can
+// walk all of them, not only the oldest page.
+func (s *Store) RevocationIDsAfter(ctx context.Context, after uuid.UUID, limit int) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM token_revocations WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: revocations: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("store: revocations: %w", err)
+	}
+	return ids, nil
+}
+
+// revocationRow re-seals a deleted token's refresh token for a new
+// revocation row and returns the row's ID, the grant in plaintext and
+// the INSERT; no INSERT (and no error) when the token cannot be opened.
+func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, *pgx.QueuedQuery, error) {
+	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
+	if err != nil {
+		return uuid.Nil, "", nil, nil
+	}
+	id := uuid.Must(uuid.NewV7())
+	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
+	if err != nil {
+		return uuid.Nil, "", nil, err
+	}
+	return id, string(rt), &pgx.QueuedQuery{
+		SQL:       `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
+		Arguments: []any{id, p, keyID, sealed, reason},
+	}, nil
+}
+
+func revocationOwner(id uuid.UUID, p providers.Name) []byte {
+	return seal.Owner("revocation", id.String(), string(p))
+}
+
+// Revocation is a grant waiting to be revoked at the provider.
+type Revocation struct {
+	ID           uuid.UUID
+	Provider     providers.Name
+	RefreshToken string
+	Reason       string
+	Attempts     int
+	CreatedAt    time.Time
+}
+
+// Revocation opens a pending revocation. ErrNotFound when it is done.
+func (s *Store) Revocation(ctx context.Context, id uuid.UUID) (Revocation, error) {
+	r := Revocation{ID: id}
+	var sealed []byte
+	err := s.pool.QueryRow(ctx, `SELECT provider, token_sealed, reason, attempts, created_at FROM token_revocations WHERE id = $1`, id).
+		Scan(&r.Provider, &sealed, &r.Reason, &r.Attempts, &r.CreatedAt)
+	if err != nil {
+		return Revocation{}, fmt.Errorf("store: revocation: %w", notFound(err))
+	}
+	rt, err := s.ring.Open(sealed, revocationOwner(id, r.Provider))
+	if err != nil {
+		return Revocation{}, fmt.Errorf("store: open revocation: %w", err)
+	}
+	r.RefreshToken = string(rt)
+	return r, nil
+}
+
+// RevocationFailed records a failed revoke attempt (the error must not
+// carry the token).
+func (s *Store) RevocationFailed(ctx context.Context, id uuid.UUID, errText string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE token_revocations SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, id, errText)
+	return err
+}
+
+// DeleteRevocation forgets a revocation: it succeeded or was given up.
+func (s *Store) DeleteRevocation(ctx context.Context, id uuid.UUID) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM token_revocations WHERE id = $1`, id)
+	return err
+}
+
+// PendingRevocations lists revocations, oldest first (for the sweeper to
+// re-enqueue after Redis lost them).
+func (s *Store) PendingRevocations(ctx context.Context, limit int) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM token_revocations ORDER BY created_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+}
