@@ -182,12 +182,6 @@ type Server struct {
 	// most), so a release-day burst of starts does not ask every time.
 	zones sync.Map
 
-	// RenderCallback, when set, answers the OAuth callback instead of the
-	// JSON default (and instead of the built-in fan page, see MountPage).
-	// err is nil or an *Error; res is set when err is nil. Set it before
-	// serving.
-	RenderCallback func(c echo.Context, res *Connected, err error) error
-
 	// page is the fan's pre-save page, once MountPage has added it.
 	page *page
 }

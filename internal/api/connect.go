@@ -225,7 +225,11 @@ func (s *Server) StartConnect(ctx context.Context, providerName string, req Star
 
 var providerErrorCode = regexp.MustCompile(`^[a-z_]{1,40}$`)
 
-// CompleteConnect finishes a connection: it consumes the state (unknown,
+// errBindingMismatch refuses a bound state reached without its cookie.
+var errBindingMismatch = errorf(http.StatusBadRequest, "state_browser_mismatch",
+	"This sign-in was started in another browser, or took too long; for your safety nothing was saved. Please start again from the release page.")
+
+// completeConnect finishes a connection: it consumes the state (unknown,
 // reused or expired: refused, nothing written), exchanges the code with
 // the verifier, and records fan, account, sealed token, pre-save and
 // consent in one transaction, then schedules the pre-save. It returns
@@ -237,15 +241,6 @@ var providerErrorCode = regexp.MustCompile(`^[a-z_]{1,40}$`)
 // is exchanged. That is what makes the state's fan (the one whose token
 // came with the start) safe to attach the account to: whoever completes
 // the callback is the client that proved to be that fan.
-func (s *Server) CompleteConnect(ctx context.Context, providerName string, req CallbackRequest) (*Connected, error) {
-	res, _, err := s.completeConnect(ctx, providerName, req)
-	return res, err
-}
-
-// errBindingMismatch refuses a bound state reached without its cookie.
-var errBindingMismatch = errorf(http.StatusBadRequest, "state_browser_mismatch",
-	"This sign-in was started in another browser, or took too long; for your safety nothing was saved. Please start again from the release page.")
-
 func (s *Server) completeConnect(ctx context.Context, providerName string, req CallbackRequest) (*Connected, callbackInfo, error) {
 	var info callbackInfo
 	p, err := s.provider(providerName)
@@ -552,14 +547,8 @@ func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 		}
 		// The fan page's flow answers in HTML, and so do failures a
 		// browser meets; API clients keep their JSON.
-		if s.RenderCallback == nil && s.page != nil && (info.viaPage || (err != nil && s.page.browserRequest(c))) {
+		if s.page != nil && (info.viaPage || (err != nil && s.page.browserRequest(c))) {
 			return s.page.callback(c, info, res, err)
-		}
-		if s.RenderCallback != nil {
-			if err != nil {
-				return s.RenderCallback(c, nil, AsError(err))
-			}
-			return s.RenderCallback(c, res, nil)
 		}
 		if err != nil {
 			return err
