@@ -14,10 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/oauth2"
 
 	"github.com/presave/presave/internal/providers"
-	"github.com/presave/presave/internal/providers/youtube"
 	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/ratelimit"
 	"github.com/presave/presave/internal/store"
@@ -70,7 +68,7 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 	ps, perr := w.st.Presave(bctx, pl.PresaveID)
 	if perr == nil && ps.Generation == pl.Generation && ps.Status.Open() {
 		log.Error("presave failed: retries exhausted", "err", err)
-		perr = w.finish(bctx, log, ps, time.Time{}, store.PresaveFailed, w.failRemaining(ps, nil, ReasonRetriesExhausted), ReasonRetriesExhausted, false)
+		perr = w.apply(bctx, log, ps, time.Time{}, w.failAll(ps, nil, ReasonRetriesExhausted, false, nil))
 	}
 	if perr != nil && !errors.Is(perr, store.ErrNotFound) {
 		log.Error("recording retries_exhausted failed", "err", perr, "cause", err)
@@ -148,7 +146,7 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 	ps := att.Presave
 	if wait := time.Until(ps.DueAt); wait > 0 {
 		if err := ratelimit.Sleep(actx, min(wait, dueEarly)); err != nil {
-			return w.requeue(ctx, log, ps, nil, err, err)
+			return w.apply(ctx, log, ps, att.Token.AuthorizedAt, requeueFor(nil, err))
 		}
 	}
 	first := ps.Attempts == 1
@@ -161,217 +159,6 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 // dueEarly is how early (by PostgreSQL's clock) a pre-save may start and
 // wait for its due time in the worker rather than in the queue.
 const dueEarly = 5 * time.Second
-
-// runPresave performs the pre-save's remaining actions and records the
-// outcome. ps is marked running.
-func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Attempt, first bool) error {
-	ps := att.Presave
-	prov, ok := w.provs.Get(ps.Provider)
-	if !ok {
-		return w.finish(ctx, log, ps, att.Token.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, nil, "provider_unavailable"), "provider_unavailable", false)
-	}
-	rel, err := w.releases.get(ctx, w.st, ps.ReleaseID, att.ReleaseUpdatedAt)
-	if err != nil {
-		return w.requeue(ctx, log, ps, nil, err, err)
-	}
-	tok, err := att.Token, att.TokenErr
-	if errors.Is(err, store.ErrNotFound) {
-		// Purged meanwhile (an invalid grant seen by another pre-save).
-		// Nothing of ours is left to purge; a token stored since belongs to
-		// a new consent, so no forced purge here.
-		return w.finish(ctx, log, ps, time.Time{}, store.PresaveFailed, w.failRemaining(ps, nil, ReasonReconnect), ReasonReconnect, false)
-	}
-	if errors.Is(err, store.ErrTokenUnreadable) {
-		// Tampered with, or copied from another fan's row: it will never
-		// open, so no retry can help. The row goes (it helps nobody) and
-		// the pre-save fails for good with its own reason.
-		log.Error("stored grant does not authenticate: presave failed", "key_id", tok.KeyID, "err", err)
-		w.metrics.TokenUnreadable.WithLabelValues(string(ps.Provider)).Inc()
-		if err := w.finish(ctx, log, ps, tok.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, nil, ReasonTokenUnreadable), ReasonTokenUnreadable, true); err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: %w", asynq.SkipRetry, err)
-	}
-	if err != nil {
-		return w.requeue(ctx, log, ps, nil, err, err)
-	}
-	client := prov.Client(ctx, &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry},
-		func(nt *oauth2.Token) {
-			// Store the new access token (and a rotated refresh token) so
-			// the fan's other actions and pre-saves share one refresh.
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-			defer cancel()
-			err := w.st.UpdateToken(bctx, store.Token{FanID: ps.FanID, Provider: ps.Provider,
-				RefreshToken: nt.RefreshToken, AccessToken: nt.AccessToken, Expiry: nt.Expiry})
-			if err != nil {
-				log.Warn("storing refreshed token failed", "err", err)
-			}
-		})
-	target := rel.Target(ps.Provider)
-	available := prov.Actions(target)
-	results := map[providers.Action]store.ActionResult{}
-
-	// YouTube's daily units are reserved for the whole attempt up front,
-	// so a short budget completes whole pre-saves instead of starting
-	// many and finishing none; what goes unused is handed back.
-	budget, reserved, d, err := w.reserveUnits(ctx, prov, ps, available)
-	if d != nil {
-		w.metrics.Deferred.WithLabelValues(string(ps.Provider), d.Reason).Inc()
-		return w.requeue(ctx, log, ps, nil, d, d)
-	}
-	if err != nil {
-		return w.requeue(ctx, log, ps, nil, err, err)
-	}
-	defer func() {
-		if reserved > 0 {
-			_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, reserved)
-		}
-	}()
-	var (
-		retryErr  error
-		notLive   error
-		deferral  *Deferral
-		grantErr  error
-		stopped   bool
-		firstCall = true
-	)
-actions:
-	for _, a := range ps.Actions {
-		if _, done := ps.Results[a]; done {
-			continue // ok, already or permanently failed in an earlier attempt
-		}
-		if !slices.Contains(available, a) {
-			w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
-			continue
-		}
-		if ctx.Err() != nil {
-			retryErr = ctx.Err()
-			break
-		}
-		d, err := w.pace(ctx, prov, ps, a, target)
-		if d != nil {
-			deferral = d
-			break
-		}
-		if errors.Is(err, ratelimit.ErrStopped) {
-			stopped = true
-			break
-		}
-		if err != nil {
-			retryErr = err
-			break
-		}
-		if first && firstCall {
-			lag := time.Since(ps.DueAt)
-			w.metrics.FirstActionLag.WithLabelValues(string(ps.Provider)).Observe(lag.Seconds())
-			log.Debug("first action", "lag_ms", lag.Milliseconds())
-		}
-		firstCall = false
-		start := time.Now()
-		out, err := client.Perform(ctx, a, target)
-		class := providers.ClassOf(err)
-		className := ""
-		if err != nil {
-			className = class.String()
-		}
-		w.metrics.CallSeconds.WithLabelValues(string(ps.Provider), string(a), className).Observe(time.Since(start).Seconds())
-		if units := prov.QuotaCost(a); units > 0 {
-			if err == nil && out == providers.OutcomeAlready {
-				units = youtube.CostRead // only the check ran
-			}
-			reserved -= units
-		}
-		pe, _ := providers.AsError(err)
-		switch {
-		case err == nil:
-			w.record(ps, a, store.ActionResult{Outcome: string(out), At: time.Now()}, results)
-		case class == providers.GrantInvalid:
-			grantErr = err
-			break actions
-		case class == providers.RateLimited:
-			wait := time.Second
-			if pe != nil && pe.RetryAfter > 0 {
-				wait = pe.RetryAfter
-			}
-			// Everybody pauses this provider, so a 429 storm does not
-			// become a retry storm.
-			if cerr := w.limiter.Cooldown(ctx, string(ps.Provider), wait); cerr != nil {
-				log.Warn("setting provider cooldown failed", "err", cerr)
-			}
-			w.metrics.RateLimited.WithLabelValues(string(ps.Provider), "provider").Inc()
-			deferral = &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}
-			break actions
-		case class == providers.QuotaExhausted:
-			until := time.Now().Add(time.Hour)
-			if pe != nil && !pe.ResetAt.IsZero() {
-				until = pe.ResetAt
-			}
-			deferral = &Deferral{Reason: "quota", Until: until, Err: err}
-			break actions
-		case class == providers.NotLiveYet:
-			if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
-				w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotLive, At: time.Now()}, results)
-				continue
-			}
-			notLive = err
-		case class == providers.Retryable:
-			retryErr = err
-		default:
-			reason := class.String()
-			if pe != nil && pe.Reason != "" {
-				reason = pe.Reason
-			}
-			w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: time.Now()}, results)
-		}
-	}
-
-	switch {
-	case stopped:
-		// Cancelled while running: the cancellation already settled the
-		// row and the token; only what this attempt did is left to keep.
-		w.metrics.Stopped.WithLabelValues(string(ps.Provider)).Inc()
-		log.Info("presave cancelled while running: stopped before its next call", "actions_done", len(results))
-		w.keepLateResults(ctx, log, ps, results)
-		return nil
-	case grantErr != nil:
-		// The fan must reconnect: no retry, and the dead grant goes now.
-		log.Info("grant invalid: presave failed", "err", grantErr)
-		if err := w.finish(ctx, log, ps, tok.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, results, ReasonReconnect), ReasonReconnect, true); err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: %w", asynq.SkipRetry, grantErr)
-	case deferral != nil:
-		w.metrics.Deferred.WithLabelValues(string(ps.Provider), deferral.Reason).Inc()
-		return w.requeue(ctx, log, ps, results, deferral, deferral)
-	case retryErr != nil:
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		if retried >= maxRetry {
-			if err := w.finish(ctx, log, ps, tok.AuthorizedAt, store.PresaveFailed, w.failRemaining(ps, results, ReasonRetriesExhausted), ReasonRetriesExhausted, false); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: %w", asynq.SkipRetry, retryErr)
-		}
-		return w.requeue(ctx, log, ps, results, retryErr, retryErr)
-	case notLive != nil:
-		until := time.Now().Add(w.cfg.NotLiveRetry)
-		if giveUp := ps.DueAt.Add(w.cfg.NotLiveGiveUp); until.After(giveUp) {
-			until = giveUp.Add(time.Second)
-		}
-		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_live").Inc()
-		d := &Deferral{Reason: "not_live", Until: until, Err: notLive}
-		return w.requeue(ctx, log, ps, results, d, d)
-	}
-	all := map[providers.Action]store.ActionResult{}
-	for a, r := range ps.Results {
-		all[a] = r
-	}
-	for a, r := range results {
-		all[a] = r
-	}
-	status, lastErr := finalStatus(ps.Actions, all)
-	return w.finish(ctx, log, ps, tok.AuthorizedAt, status, results, lastErr, false)
-}
 
 // finalStatus is done when every action is ok or already, failed when
 // every one failed, partial otherwise.
@@ -421,21 +208,6 @@ func (w *Worker) record(ps store.Presave, a providers.Action, r store.ActionResu
 	w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), r.Outcome).Inc()
 }
 
-// requeue hands the pre-save back to its queue (status enqueued) with the
-// results the attempt gathered, and returns ret for asynq to retry the
-// task.
-func (w *Worker) requeue(ctx context.Context, log *slog.Logger, ps store.Presave, results map[providers.Action]store.ActionResult, why error, ret error) error {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	ok, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, why.Error(), results)
-	if err != nil {
-		log.Warn("requeue failed", "err", err)
-	} else if !ok {
-		w.keepLateResults(bctx, log, ps, results)
-	}
-	return ret
-}
-
 // keepLateResults records on a cancelled pre-save what its attempt did
 // after the cancellation, and ends its lease (store.RecordLateResults).
 func (w *Worker) keepLateResults(ctx context.Context, log *slog.Logger, ps store.Presave, results map[providers.Action]store.ActionResult) {
@@ -444,30 +216,6 @@ func (w *Worker) keepLateResults(ctx context.Context, log *slog.Logger, ps store
 	if _, err := w.st.RecordLateResults(bctx, ps.ID, results); err != nil {
 		log.Warn("recording the results of a cancelled attempt failed", "err", err)
 	}
-}
-
-// finish records a final status and purges the fan's token when nothing
-// else needs it, then queues the revocation at the provider.
-func (w *Worker) finish(ctx context.Context, log *slog.Logger, ps store.Presave, tokenVersion time.Time, status store.PresaveStatus,
-	results map[providers.Action]store.ActionResult, lastErr string, purgeAlways bool) error {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	f, err := w.st.FinishPresave(bctx, store.Finish{
-		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: status, Results: results, LastError: lastErr,
-		PurgeAlways: purgeAlways, PurgeReason: purgeReason(purgeAlways), TokenAuthorizedAt: tokenVersion,
-	}, w.provs.Revocable)
-	if err != nil {
-		return err
-	}
-	if !f.Applied {
-		log.Debug("presave moved on before finishing")
-		w.keepLateResults(bctx, log, ps, results)
-		return nil
-	}
-	w.metrics.Finished.WithLabelValues(string(ps.Provider), string(status)).Inc()
-	log.Info("presave finished", "status", status, "reason", lastErr, "token_purged", f.Purge.Deleted)
-	w.afterPurge(bctx, log, ps.Provider, f)
-	return nil
 }
 
 // afterPurge revokes at the provider the grant a finish moved to
@@ -513,11 +261,12 @@ func (w *Worker) revokeNow(ctx context.Context, log *slog.Logger, p providers.Na
 	return true
 }
 
-// purgeReason is recorded with a revocation: an invalid grant, or a
-// pre-save that finished (the store's default).
-func purgeReason(grantInvalid bool) string {
-	if grantInvalid {
-		return ReasonReconnect
+// purgeReason is recorded with a revocation: why a dead grant was purged
+// (the failure's reason), or "" for a pre-save that finished (the store's
+// default).
+func purgeReason(purge bool, reason string) string {
+	if purge {
+		return reason
 	}
 	return ""
 }
@@ -532,7 +281,7 @@ func (w *Worker) reserveUnits(ctx context.Context, prov providers.Provider, ps s
 	units := 0
 	for _, a := range ps.Actions {
 		if _, done := ps.Results[a]; !done && slices.Contains(available, a) {
-			units += prov.QuotaCost(a)
+			units += prov.QuotaCost(a, "")
 		}
 	}
 	if units == 0 {

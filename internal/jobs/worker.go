@@ -18,7 +18,6 @@ import (
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/registry"
-	"github.com/presave/presave/internal/providers/youtube"
 	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/ratelimit"
 	"github.com/presave/presave/internal/store"
@@ -284,7 +283,11 @@ func New(d Deps, cfg Config) (*Worker, error) {
 		rates[string(p)] = r
 	}
 	w.limiter = ratelimit.New(d.RDB, rates)
-	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.YouTubeDailyUnits, pacificDay)
+	yt, ok := d.Providers.Get(providers.YouTube)
+	if !ok {
+		return nil, errors.New("jobs: the YouTube provider is not configured")
+	}
+	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.YouTubeDailyUnits, yt.QuotaDay)
 	w.metrics = NewMetrics(d.Registerer)
 	w.client = asynq.NewClient(d.Redis)
 	var err error
@@ -370,12 +373,6 @@ func fmtQueues(q map[string]int) string {
 		fmt.Fprintf(&b, "%s=%d", n, q[n])
 	}
 	return b.String()
-}
-
-// pacificDay names YouTube's quota day containing t and when it ends.
-func pacificDay(t time.Time) (string, time.Time) {
-	end := youtube.NextQuotaReset(t)
-	return end.Add(-time.Hour).In(end.Location()).Format(time.DateOnly), end
 }
 
 // asynqLogger sends asynq's own logging to slog.

@@ -101,10 +101,15 @@ type Provider interface {
 	// ErrAlreadyRevoked when the provider no longer knows the grant;
 	// RevokeSettled reads the answer.
 	Revoke(ctx context.Context, refreshToken string) error
-	// QuotaCost is the provider quota units one attempt of a costs (YouTube
-	// writes cost 50 units of a daily per-project budget); 0 when the
-	// provider has no unit quota.
-	QuotaCost(a Action) int
+	// QuotaCost is the provider quota units one Perform of a costs
+	// (YouTube writes cost 50 units of a daily per-project budget); 0
+	// when the provider has no unit quota. With out "" it is the most it
+	// can cost (what to reserve, or what a failed call may have spent);
+	// with its outcome, what it did cost (OutcomeAlready: the check only).
+	QuotaCost(a Action, out Outcome) int
+	// QuotaDay names the provider's quota day containing t and when it
+	// ends ("" and the zero time for a provider without a daily quota).
+	QuotaDay(t time.Time) (day string, ends time.Time)
 	// Calls is how many requests one Perform of a on t makes at most when
 	// it writes (checks included): what the shared rate limiter charges
 	// up front, since it cannot see individual requests.

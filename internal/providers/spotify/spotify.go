@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	zspotify "github.com/zmb3/spotify/v2"
 	"golang.org/x/oauth2"
@@ -197,8 +198,11 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier string) (provide
 // Revoke implements providers.Provider: Spotify has no revoke endpoint.
 func (p *Provider) Revoke(context.Context, string) error { return providers.ErrRevokeUnsupported }
 
+// QuotaDay implements providers.Provider: Spotify has no daily quota.
+func (p *Provider) QuotaDay(time.Time) (string, time.Time) { return "", time.Time{} }
+
 // QuotaCost implements providers.Provider: Spotify has no unit quota.
-func (p *Provider) QuotaCost(providers.Action) int { return 0 }
+func (p *Provider) QuotaCost(providers.Action, providers.Outcome) int { return 0 }
 
 // Batch sizes of the endpoints the client calls (the most IDs or URIs
 // one request takes): /me/library and /me/library/contains take 40 URIs;

@@ -457,8 +457,8 @@ func TestRevokeUnsupportedAndNoQuota(t *testing.T) {
 		t.Fatalf("Revoke = %v", err)
 	}
 	for _, a := range []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist} {
-		if p.QuotaCost(a) != 0 {
-			t.Errorf("QuotaCost(%s) = %d", a, p.QuotaCost(a))
+		if p.QuotaCost(a, "") != 0 {
+			t.Errorf("QuotaCost(%s) = %d", a, p.QuotaCost(a, ""))
 		}
 	}
 	if p.Name() != providers.Spotify || p.Mode() != spotify.ModeLibrary {

@@ -138,12 +138,14 @@ func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
 
 // QuotaCost implements providers.Provider: one Perform reads once, then
 // writes at most once (like: getRating + rate; playlist: list + insert).
-func (p *Provider) QuotaCost(a providers.Action) int {
-	switch a {
-	case providers.ActionLike, providers.ActionPlaylist:
-		return CostRead + CostWrite
+func (p *Provider) QuotaCost(a providers.Action, out providers.Outcome) int {
+	switch {
+	case a != providers.ActionLike && a != providers.ActionPlaylist:
+		return 0
+	case out == providers.OutcomeAlready:
+		return CostRead // only the check ran
 	}
-	return 0
+	return CostRead + CostWrite
 }
 
 // Calls implements providers.Provider: one Perform checks once
@@ -413,6 +415,13 @@ var pacific = func() *time.Location {
 func NextQuotaReset(t time.Time) time.Time {
 	lt := t.In(pacific)
 	return time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, pacific)
+}
+
+// QuotaDay implements providers.Provider: YouTube's quota day is the
+// Pacific calendar day, ending at the next Pacific midnight.
+func (p *Provider) QuotaDay(t time.Time) (string, time.Time) {
+	end := NextQuotaReset(t)
+	return end.Add(-time.Hour).In(pacific).Format(time.DateOnly), end
 }
 
 // classify turns any error into a *providers.Error.

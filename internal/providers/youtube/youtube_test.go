@@ -88,8 +88,9 @@ func TestOAuthURLAndScopes(t *testing.T) {
 	if got := p.Actions(providers.Target{PlaylistID: "p"}); got != nil {
 		t.Errorf("Actions without video = %v", got)
 	}
-	if p.QuotaCost(providers.ActionLike) != 51 || p.QuotaCost(providers.ActionPlaylist) != 51 || p.QuotaCost(providers.ActionSave) != 0 {
-		t.Errorf("QuotaCost = %d/%d", p.QuotaCost(providers.ActionLike), p.QuotaCost(providers.ActionPlaylist))
+	if p.QuotaCost(providers.ActionLike, "") != 51 || p.QuotaCost(providers.ActionPlaylist, "") != 51 || p.QuotaCost(providers.ActionSave, "") != 0 ||
+		p.QuotaCost(providers.ActionLike, providers.OutcomeAlready) != 1 {
+		t.Errorf("QuotaCost = %d/%d", p.QuotaCost(providers.ActionLike, ""), p.QuotaCost(providers.ActionPlaylist, ""))
 	}
 }
 
@@ -118,8 +119,8 @@ func TestActionsIdempotentAndQuota(t *testing.T) {
 		if got, err := c.Perform(ctx, a, target); err != nil || got != providers.OutcomeOK {
 			t.Fatalf("%s Perform = %q, %v", a, got, err)
 		}
-		if used := e.fake.QuotaUsed(clientID) - before; used != e.p.QuotaCost(a) {
-			t.Errorf("%s used %d units, QuotaCost says %d", a, used, e.p.QuotaCost(a))
+		if used := e.fake.QuotaUsed(clientID) - before; used != e.p.QuotaCost(a, providers.OutcomeOK) {
+			t.Errorf("%s used %d units, QuotaCost says %d", a, used, e.p.QuotaCost(a, providers.OutcomeOK))
 		}
 		// Retries, from this client and from a fresh one, write nothing.
 		for _, cl := range []providers.Client{c, e.p.Client(ctx, e.tok, nil)} {

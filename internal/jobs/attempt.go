@@ -1,0 +1,360 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"golang.org/x/oauth2"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/ratelimit"
+	"github.com/presave/presave/internal/store"
+)
+
+// An attempt runs in two halves: execute performs the pre-save's
+// remaining actions and returns one verdict, and apply carries it out
+// (the only place an attempt writes its outcome). river's jobexecutor
+// has the same split.
+
+// verdictKind is what an attempt decided.
+type verdictKind int
+
+const (
+	// verdictFinish records a final status (and purges the token when
+	// nothing else needs it).
+	verdictFinish verdictKind = iota
+	// verdictRequeue hands the pre-save back to its queue; asynq retries
+	// the task after cause (a Deferral waits without counting a failure).
+	verdictRequeue
+	// verdictStopped: the pre-save was cancelled while running; only the
+	// results of what this attempt did are kept.
+	verdictStopped
+)
+
+// verdict is the outcome of one attempt.
+type verdict struct {
+	kind verdictKind
+	// results are this attempt's action results (the store merges them
+	// with the earlier attempts').
+	results map[providers.Action]store.ActionResult
+	// status and reason (last_error) are the final status (finish).
+	status store.PresaveStatus
+	reason string
+	// purge deletes the fan's token at the provider whatever else needs
+	// it: the grant is dead and helps nobody (finish).
+	purge bool
+	// cause is what made a requeue wait, returned to asynq; on a finish,
+	// an error returned to asynq wrapped in SkipRetry (nil: success).
+	cause error
+}
+
+func requeueFor(results map[providers.Action]store.ActionResult, cause error) verdict {
+	return verdict{kind: verdictRequeue, results: results, cause: cause}
+}
+
+// failAll is a finish as failed with reason, every action without a
+// result failing with it too.
+func (w *Worker) failAll(ps store.Presave, results map[providers.Action]store.ActionResult, reason string, purge bool, cause error) verdict {
+	return verdict{kind: verdictFinish, status: store.PresaveFailed, results: w.failRemaining(ps, results, reason),
+		reason: reason, purge: purge, cause: cause}
+}
+
+// runPresave performs the pre-save's remaining actions and records the
+// outcome. The attempt's pre-save is marked running.
+func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Attempt, first bool) error {
+	return w.apply(ctx, log, att.Presave, att.Token.AuthorizedAt, w.execute(ctx, log, att, first))
+}
+
+// execute decides an attempt: it checks what the attempt needs (the
+// provider, the release, an openable grant, YouTube units), performs the
+// remaining actions, and returns the verdict. It writes nothing but the
+// refreshed token.
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attempt, first bool) verdict {
+	ps := att.Presave
+	prov, ok := w.provs.Get(ps.Provider)
+	if !ok {
+		return w.failAll(ps, nil, "provider_unavailable", false, nil)
+	}
+	rel, err := w.releases.get(ctx, w.st, ps.ReleaseID, att.ReleaseUpdatedAt)
+	if err != nil {
+		return requeueFor(nil, err)
+	}
+	if v, unusable := w.tokenVerdict(log, att); unusable {
+		return v
+	}
+	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first,
+		client: w.providerClient(ctx, log, prov, ps, att.Token)}
+	x.available = prov.Actions(x.target)
+
+	// YouTube's daily units are reserved for the whole attempt up front,
+	// so a short budget completes whole pre-saves instead of starting
+	// many and finishing none; what goes unused is handed back.
+	budget, reserved, d, err := w.reserveUnits(ctx, prov, ps, x.available)
+	if d != nil {
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), d.Reason).Inc()
+		return requeueFor(nil, d)
+	}
+	if err != nil {
+		return requeueFor(nil, err)
+	}
+	x.reserved = reserved
+	defer func() {
+		if x.reserved > 0 {
+			_ = w.ytBudget.Refund(context.WithoutCancel(ctx), budget, x.reserved)
+		}
+	}()
+	results, end := w.performActions(ctx, log, x)
+	return w.decide(ctx, ps, results, end)
+}
+
+// tokenVerdict is the verdict for an attempt whose grant cannot be used,
+// if so.
+func (w *Worker) tokenVerdict(log *slog.Logger, att store.Attempt) (verdict, bool) {
+	ps, err := att.Presave, att.TokenErr
+	switch {
+	case err == nil:
+		return verdict{}, false
+	case errors.Is(err, store.ErrNotFound):
+		// Purged meanwhile (an invalid grant seen by another pre-save), or
+		// a grant of another account: nothing of ours to purge; a token
+		// stored since belongs to a new consent.
+		return w.failAll(ps, nil, ReasonReconnect, false, nil), true
+	case errors.Is(err, store.ErrTokenUnreadable):
+		// Tampered with, or copied from another fan's row: it will never
+		// open, so no retry can help. The row goes (it helps nobody) and
+		// the pre-save fails for good with its own reason.
+		log.Error("stored grant does not authenticate: presave failed", "key_id", att.Token.KeyID, "err", err)
+		w.metrics.TokenUnreadable.WithLabelValues(string(ps.Provider)).Inc()
+		return w.failAll(ps, nil, ReasonTokenUnreadable, true, err), true
+	}
+	return requeueFor(nil, err), true
+}
+
+// providerClient is the provider client on the fan's grant. A refresh
+// stores the new access token (and a rotated refresh token) so the fan's
+// other actions and pre-saves share one refresh.
+func (w *Worker) providerClient(ctx context.Context, log *slog.Logger, prov providers.Provider, ps store.Presave, tok store.Token) providers.Client {
+	return prov.Client(ctx, &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry},
+		func(nt *oauth2.Token) {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			defer cancel()
+			err := w.st.UpdateToken(bctx, store.Token{FanID: ps.FanID, Provider: ps.Provider,
+				RefreshToken: nt.RefreshToken, AccessToken: nt.AccessToken, Expiry: nt.Expiry})
+			if err != nil {
+				log.Warn("storing refreshed token failed", "err", err)
+			}
+		})
+}
+
+// execution is one attempt's working set.
+type execution struct {
+	ps        store.Presave
+	prov      providers.Provider
+	client    providers.Client
+	target    providers.Target
+	available []providers.Action
+	first     bool // the pre-save's first attempt (lateness metric)
+	called    bool // a provider call was made in this attempt
+	reserved  int  // YouTube units still reserved
+}
+
+// loopEnd says why the action loop ended early (zero: every action ran).
+type loopEnd struct {
+	retry    error     // retryable: retry the task with backoff
+	notLive  error     // the release is not out yet: look again later
+	deferral *Deferral // rate limit, cooldown or quota: wait, not a failure
+	grant    error     // the grant no longer works: the fan must reconnect
+	stopped  bool      // cancelled while running
+}
+
+// performActions runs every consented action without a result yet,
+// checking first so a retry never duplicates, until one ends the attempt.
+func (w *Worker) performActions(ctx context.Context, log *slog.Logger, x *execution) (map[providers.Action]store.ActionResult, loopEnd) {
+	ps := x.ps
+	results := map[providers.Action]store.ActionResult{}
+	var end loopEnd
+	for _, a := range ps.Actions {
+		if _, done := ps.Results[a]; done {
+			continue // ok, already or permanently failed in an earlier attempt
+		}
+		if !slices.Contains(x.available, a) {
+			w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
+			continue
+		}
+		if ctx.Err() != nil {
+			return results, loopEnd{retry: ctx.Err()}
+		}
+		d, err := w.pace(ctx, x.prov, ps, a, x.target)
+		switch {
+		case d != nil:
+			return results, loopEnd{deferral: d}
+		case errors.Is(err, ratelimit.ErrStopped):
+			return results, loopEnd{stopped: true}
+		case err != nil:
+			return results, loopEnd{retry: err}
+		}
+		if x.first && !x.called {
+			lag := time.Since(ps.DueAt)
+			w.metrics.FirstActionLag.WithLabelValues(string(ps.Provider)).Observe(lag.Seconds())
+			log.Debug("first action", "lag_ms", lag.Milliseconds())
+		}
+		x.called = true
+		res, stop := w.performOne(ctx, log, x, a)
+		if res != nil {
+			w.record(ps, a, *res, results)
+		}
+		switch {
+		case stop.grant != nil || stop.deferral != nil:
+			return results, stop
+		case stop.retry != nil:
+			end.retry = stop.retry // the other actions may still succeed
+		case stop.notLive != nil:
+			end.notLive = stop.notLive
+		}
+	}
+	return results, end
+}
+
+// performOne performs one action and classifies its outcome: a result
+// to record, or (and) why the attempt cannot end as it stands.
+func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution, a providers.Action) (*store.ActionResult, loopEnd) {
+	ps := x.ps
+	start := time.Now()
+	out, err := x.client.Perform(ctx, a, x.target)
+	class := providers.ClassOf(err)
+	className := ""
+	if err != nil {
+		className = class.String()
+	}
+	w.metrics.CallSeconds.WithLabelValues(string(ps.Provider), string(a), className).Observe(time.Since(start).Seconds())
+	x.reserved -= x.prov.QuotaCost(a, out)
+	pe, _ := providers.AsError(err)
+	switch {
+	case err == nil:
+		return &store.ActionResult{Outcome: string(out), At: time.Now()}, loopEnd{}
+	case class == providers.GrantInvalid:
+		return nil, loopEnd{grant: err}
+	case class == providers.RateLimited:
+		wait := time.Second
+		if pe != nil && pe.RetryAfter > 0 {
+			wait = pe.RetryAfter
+		}
+		// Everybody pauses this provider, so a 429 storm does not become
+		// a retry storm.
+		if cerr := w.limiter.Cooldown(ctx, string(ps.Provider), wait); cerr != nil {
+			log.Warn("setting provider cooldown failed", "err", cerr)
+		}
+		w.metrics.RateLimited.WithLabelValues(string(ps.Provider), "provider").Inc()
+		return nil, loopEnd{deferral: &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}}
+	case class == providers.QuotaExhausted:
+		until := time.Now().Add(time.Hour)
+		if pe != nil && !pe.ResetAt.IsZero() {
+			until = pe.ResetAt
+		}
+		return nil, loopEnd{deferral: &Deferral{Reason: "quota", Until: until, Err: err}}
+	case class == providers.NotLiveYet:
+		if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
+			return &store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotLive, At: time.Now()}, loopEnd{}
+		}
+		return nil, loopEnd{notLive: err}
+	case class == providers.Retryable:
+		return nil, loopEnd{retry: err}
+	}
+	reason := class.String()
+	if pe != nil && pe.Reason != "" {
+		reason = pe.Reason
+	}
+	return &store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: time.Now()}, loopEnd{}
+}
+
+// decide turns how the action loop ended into the attempt's verdict.
+func (w *Worker) decide(ctx context.Context, ps store.Presave, results map[providers.Action]store.ActionResult, end loopEnd) verdict {
+	switch {
+	case end.stopped:
+		return verdict{kind: verdictStopped, results: results}
+	case end.grant != nil:
+		// The fan must reconnect: no retry, and the dead grant goes now.
+		return w.failAll(ps, results, ReasonReconnect, true, end.grant)
+	case end.deferral != nil:
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), end.deferral.Reason).Inc()
+		return requeueFor(results, end.deferral)
+	case end.retry != nil:
+		if lastRetry(ctx) {
+			return w.failAll(ps, results, ReasonRetriesExhausted, false, end.retry)
+		}
+		return requeueFor(results, end.retry)
+	case end.notLive != nil:
+		until := time.Now().Add(w.cfg.NotLiveRetry)
+		if giveUp := ps.DueAt.Add(w.cfg.NotLiveGiveUp); until.After(giveUp) {
+			until = giveUp.Add(time.Second)
+		}
+		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_live").Inc()
+		return requeueFor(results, &Deferral{Reason: "not_live", Until: until, Err: end.notLive})
+	}
+	all := map[providers.Action]store.ActionResult{}
+	for a, r := range ps.Results {
+		all[a] = r
+	}
+	for a, r := range results {
+		all[a] = r
+	}
+	status, lastErr := finalStatus(ps.Actions, all)
+	return verdict{kind: verdictFinish, status: status, results: results, reason: lastErr}
+}
+
+// lastRetry reports whether the running task is on its last retry: a
+// failure now gets it archived.
+func lastRetry(ctx context.Context) bool {
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	return retried >= maxRetry
+}
+
+// apply carries out an attempt's verdict and returns what asynq should
+// hear. tokenVersion is the authorization of the grant the attempt used
+// (a grant re-authorized since belongs to a new consent and is never
+// purged here); zero when it used none.
+func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, tokenVersion time.Time, v verdict) error {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	switch v.kind {
+	case verdictStopped:
+		// The cancellation already settled the row and the token.
+		w.metrics.Stopped.WithLabelValues(string(ps.Provider)).Inc()
+		log.Info("presave cancelled while running: stopped before its next call", "actions_done", len(v.results))
+		w.keepLateResults(bctx, log, ps, v.results)
+		return nil
+	case verdictRequeue:
+		ok, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, v.cause.Error(), v.results)
+		if err != nil {
+			log.Warn("requeue failed", "err", err)
+		} else if !ok {
+			w.keepLateResults(bctx, log, ps, v.results)
+		}
+		return v.cause
+	}
+	f, err := w.st.FinishPresave(bctx, store.Finish{
+		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: v.status, Results: v.results, LastError: v.reason,
+		PurgeAlways: v.purge, PurgeReason: purgeReason(v.purge, v.reason), TokenAuthorizedAt: tokenVersion,
+	}, w.provs.Revocable)
+	if err != nil {
+		return err
+	}
+	if !f.Applied {
+		log.Debug("presave moved on before finishing")
+		w.keepLateResults(bctx, log, ps, v.results)
+	} else {
+		w.metrics.Finished.WithLabelValues(string(ps.Provider), string(v.status)).Inc()
+		log.Info("presave finished", "status", v.status, "reason", v.reason, "token_purged", f.Purge.Deleted)
+		w.afterPurge(bctx, log, ps.Provider, f)
+	}
+	if v.cause != nil {
+		return fmt.Errorf("%w: %w", asynq.SkipRetry, v.cause)
+	}
+	return nil
+}
