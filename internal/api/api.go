@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/store"
@@ -170,6 +171,7 @@ type Server struct {
 	store     *store.Store
 	providers registry.Set
 	queue     *queue.Client
+	app       *presave.Service
 	log       *slog.Logger
 	echo      *echo.Echo
 	redis     redis.UniversalClient
@@ -220,6 +222,7 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	if s.queue, err = queue.New(cfg.Queue, st, rc); err != nil {
 		return nil, err
 	}
+	s.app = presave.New(st, s.queue, provs, log)
 	s.registry, s.metrics = newMetrics(s.inspector)
 	s.echo = s.routes()
 	return s, nil

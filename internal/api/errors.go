@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/presave/presave/internal/presave"
 )
 
 // Error is an API error: an HTTP status, a machine-readable code and a
@@ -52,6 +54,10 @@ func AsError(err error) *Error {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var pe *presave.Error
+	if errors.As(err, &pe) {
+		return &Error{Status: statusOf(pe.Kind), Code: pe.Code, Message: pe.Message}
+	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		return fromEchoError(he)
@@ -60,6 +66,20 @@ func AsError(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "timeout", Message: "The request took too long; please try again.", Err: err}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "Something went wrong on our side; please try again later.", Err: err}
+}
+
+// statusOf is the HTTP status of a use case's refusal: the one mapping
+// from the application's kinds of error to HTTP.
+func statusOf(k presave.Kind) int {
+	switch k {
+	case presave.KindNotFound:
+		return http.StatusNotFound
+	case presave.KindConflict:
+		return http.StatusConflict
+	case presave.KindUnauthenticated:
+		return http.StatusUnauthorized
+	}
+	return http.StatusBadRequest
 }
 
 func fromEchoError(he *echo.HTTPError) *Error {

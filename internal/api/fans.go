@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
@@ -131,25 +132,9 @@ func (s *Server) exportMe(c echo.Context) error {
 }
 
 var (
-	errFanGone         = errorf(http.StatusUnauthorized, "fan_token_invalid", "This fan token is not valid (or the account was deleted).")
-	errPresaveNotFound = errorf(http.StatusNotFound, "presave_not_found", "You have no such pre-save.")
+	errFanGone         error = presave.ErrFanGone
+	errPresaveNotFound error = presave.ErrPresaveNotFound
 )
-
-// purgedAny reports whether a cancellation deleted a stored grant.
-func purgedAny(c store.Cancelled) bool { return len(c.Purges) > 0 }
-
-// runningAtCancel counts the cancelled pre-saves that had an attempt
-// under way: each may still complete the one action it had started (its
-// result then shows in the fan's export), and makes no further call.
-func runningAtCancel(c store.Cancelled) int {
-	n := 0
-	for _, p := range c.Presaves {
-		if p.WasRunning {
-			n++
-		}
-	}
-	return n
-}
 
 func (s *Server) withdraw(c echo.Context) error {
 	id, err := uuid.Parse(c.Param("id"))
@@ -157,15 +142,10 @@ func (s *Server) withdraw(c echo.Context) error {
 		return errPresaveNotFound
 	}
 	ctx := ctxOf(c)
-	fan := fanOf(c)
-	cancelled, err := s.store.WithdrawPresave(ctx, fan, id, s.providers.Revocable)
-	if errors.Is(err, store.ErrNotFound) {
-		return errPresaveNotFound
-	}
+	done, err := s.app.Withdraw(ctx, fanOf(c), id)
 	if err != nil {
 		return err
 	}
-	s.afterCancel(ctx, cancelled)
 	p, err := s.store.Presave(ctx, id)
 	if err != nil {
 		return err
@@ -176,7 +156,7 @@ func (s *Server) withdraw(c echo.Context) error {
 		// AttemptRunning: an attempt was under way; the action it had
 		// started may complete (see the pre-save's results in the export).
 		AttemptRunning bool `json:"attempt_running"`
-	}{presaveView(p, nil), purgedAny(cancelled), runningAtCancel(cancelled) > 0})
+	}{presaveView(p, nil), done.GrantsDeleted > 0, done.Running > 0})
 }
 
 func (s *Server) disconnect(c echo.Context) error {
@@ -184,12 +164,10 @@ func (s *Server) disconnect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := ctxOf(c)
-	cancelled, err := s.store.Disconnect(ctx, fanOf(c), p.Name(), s.providers.Revocable)
+	done, err := s.app.Disconnect(ctxOf(c), fanOf(c), p.Name())
 	if err != nil {
 		return err
 	}
-	s.afterCancel(ctx, cancelled)
 	return c.JSON(http.StatusOK, struct {
 		Provider     providers.Name `json:"provider"`
 		Cancelled    int            `json:"cancelled"`
@@ -197,19 +175,14 @@ func (s *Server) disconnect(c echo.Context) error {
 		// Running counts the cancelled pre-saves that had an attempt
 		// under way (at most one action each may still complete).
 		Running int `json:"running"`
-	}{p.Name(), len(cancelled.Presaves), purgedAny(cancelled), runningAtCancel(cancelled)})
+	}{p.Name(), done.Cancelled, done.GrantsDeleted > 0, done.Running})
 }
 
 func (s *Server) deleteMe(c echo.Context) error {
-	ctx := ctxOf(c)
-	cancelled, err := s.store.DeleteFan(ctx, fanOf(c), s.providers.Revocable)
-	if errors.Is(err, store.ErrNotFound) {
-		return errFanGone
-	}
+	done, err := s.app.DeleteFan(ctxOf(c), fanOf(c))
 	if err != nil {
 		return err
 	}
-	s.afterCancel(ctx, cancelled)
 	s.clearFanCookie(c)
 	return c.JSON(http.StatusOK, struct {
 		Deleted      bool `json:"deleted"`
@@ -218,5 +191,5 @@ func (s *Server) deleteMe(c echo.Context) error {
 		// Running counts the pre-saves that had an attempt under way (at
 		// most one action each may still complete; nothing of it is kept).
 		Running int `json:"running"`
-	}{true, len(cancelled.Presaves), len(cancelled.Purges), runningAtCancel(cancelled)})
+	}{true, done.Cancelled, done.GrantsDeleted, done.Running})
 }

@@ -195,15 +195,9 @@ func (p *page) withdraw(c echo.Context) error {
 	if err != nil {
 		return errPresaveNotFound
 	}
-	ctx := ctxOf(c)
-	cancelled, err := p.s.store.WithdrawPresave(ctx, fanOf(c), id, p.s.providers.Revocable)
-	if errors.Is(err, store.ErrNotFound) {
-		return errPresaveNotFound
-	}
-	if err != nil {
+	if _, err := p.s.app.Withdraw(ctxOf(c), fanOf(c), id); err != nil {
 		return err
 	}
-	p.s.afterCancel(ctx, cancelled)
 	return c.Redirect(http.StatusSeeOther, "/me?done=withdrawn")
 }
 
@@ -226,12 +220,9 @@ func (p *page) disconnect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := ctxOf(c)
-	cancelled, err := p.s.store.Disconnect(ctx, fanOf(c), pr.Name(), p.s.providers.Revocable)
-	if err != nil {
+	if _, err := p.s.app.Disconnect(ctxOf(c), fanOf(c), pr.Name()); err != nil {
 		return err
 	}
-	p.s.afterCancel(ctx, cancelled)
 	return c.Redirect(http.StatusSeeOther, "/me?done=disconnected")
 }
 
@@ -245,15 +236,9 @@ func (p *page) confirmDelete(c echo.Context) error {
 }
 
 func (p *page) deleteFan(c echo.Context) error {
-	ctx := ctxOf(c)
-	cancelled, err := p.s.store.DeleteFan(ctx, fanOf(c), p.s.providers.Revocable)
-	if errors.Is(err, store.ErrNotFound) {
-		return errFanGone
-	}
-	if err != nil {
+	if _, err := p.s.app.DeleteFan(ctxOf(c), fanOf(c)); err != nil {
 		return err
 	}
-	p.s.afterCancel(ctx, cancelled)
 	p.s.clearFanCookie(c)
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return p.render(c, http.StatusOK, "message", "Your account is deleted", messageView{

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
@@ -487,7 +486,7 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err := s.validateRelease(ctx, r, moves); err != nil {
 		return err
 	}
-	out, moved, err := s.store.UpdateRelease(ctx, r)
+	out, moved, err := s.app.UpdateRelease(ctx, r)
 	if errors.Is(err, store.ErrConflict) {
 		// Either the slug is taken or the release stopped being scheduled
 		// meanwhile; read it again to say which.
@@ -499,13 +498,11 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.reschedule(ctx, moved)
 	v, err := s.withCounts(ctx, s.releaseView(out))
 	if err != nil {
 		return err
 	}
-	n := len(moved)
-	v.Rescheduled = &n
+	v.Rescheduled = &moved
 	return c.JSON(http.StatusOK, v)
 }
 
@@ -515,11 +512,9 @@ func (s *Server) cancelRelease(c echo.Context) error {
 		return err
 	}
 	ctx := ctxOf(c)
-	cancelled, err := s.store.CancelRelease(ctx, r.ID, s.providers.Revocable)
-	if err != nil {
+	if _, err := s.app.CancelRelease(ctx, r.ID); err != nil {
 		return err
 	}
-	s.afterCancel(ctx, cancelled)
 	if r, err = s.store.Release(ctx, r.ID); err != nil {
 		return err
 	}
@@ -528,69 +523,4 @@ func (s *Server) cancelRelease(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, v)
-}
-
-// queueParallelism bounds the Redis calls made at once after a release
-// moves or is cancelled.
-const queueParallelism = 16
-
-// reschedule drops the queued tasks of moved pre-saves' old generations
-// and schedules the new ones. PostgreSQL already holds the truth: a stale
-// task that could not be dropped does nothing when it runs (its
-// generation is old), and a pre-save that could not be queued stays
-// pending for the relay; so failures here are logged, not returned.
-func (s *Server) reschedule(ctx context.Context, moved []store.Rescheduled) {
-	var g errgroup.Group
-	g.SetLimit(queueParallelism)
-	for _, m := range moved {
-		g.Go(func() error {
-			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
-				s.log.WarnContext(ctx, "dropping a stale pre-save task", "presave_id", m.PresaveID, "err", err)
-			}
-			if _, err := s.queue.Schedule(ctx, m.PresaveID, m.Generation, m.DueAt); err != nil {
-				s.log.WarnContext(ctx, "scheduling a moved pre-save; the relay will queue it", "presave_id", m.PresaveID, "err", err)
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-}
-
-// afterCancel drops the cancelled pre-saves' queued tasks and queues the
-// revocation of purged grants. Both are safety-netted (stale tasks do
-// nothing; the sweeper re-queues pending revocations), so failures are
-// logged.
-func (s *Server) afterCancel(ctx context.Context, c store.Cancelled) {
-	// First, and before the answer: attempts already running make no
-	// further provider call (queue.Client.StopAttempts).
-	if err := s.queue.StopAttempts(ctx, c.Presaves); err != nil {
-		s.log.ErrorContext(ctx, "stopping running attempts of cancelled pre-saves; each may run to its end", "presaves", len(c.Presaves), "err", err)
-	}
-	var g errgroup.Group
-	g.SetLimit(queueParallelism)
-	for _, m := range c.Presaves {
-		if m.WasRunning {
-			// Its task is being processed (asynq cannot delete an active
-			// task); the stop key above ends it.
-			continue
-		}
-		g.Go(func() error {
-			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
-				s.log.WarnContext(ctx, "dropping a cancelled pre-save task", "presave_id", m.PresaveID, "err", err)
-			}
-			return nil
-		})
-	}
-	for _, p := range c.Purges {
-		if p.RevocationID == uuid.Nil {
-			continue
-		}
-		g.Go(func() error {
-			if _, err := s.queue.EnqueuePurge(ctx, p.RevocationID); err != nil {
-				s.log.WarnContext(ctx, "queueing a grant revocation; the sweeper will retry", "revocation_id", p.RevocationID, "err", err)
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
 }

@@ -1,0 +1,194 @@
+// Package presave holds the use cases every transport shares: each does
+// its store write and the queue side effects that follow the commit, and
+// refuses with an *Error (a kind and a code) that the transport maps to
+// its own answer. The JSON API and the fan page call the same function.
+package presave
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/queue"
+	"github.com/presave/presave/internal/store"
+)
+
+// Service is presave's use cases. Build it with New.
+type Service struct {
+	store     *store.Store
+	queue     *queue.Client
+	providers registry.Set
+	log       *slog.Logger
+}
+
+// New returns the use cases over st, q and provs; log receives what goes
+// wrong after a commit (a task not dropped, a revocation not queued: all
+// safety-netted, so logged rather than returned).
+func New(st *store.Store, q *queue.Client, provs registry.Set, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: st, queue: q, providers: provs, log: log}
+}
+
+// queueParallelism bounds the Redis calls made at once after a release
+// moves or is cancelled.
+const queueParallelism = 16
+
+// Cancellation is what a withdrawal, disconnect, account deletion or
+// release cancellation did.
+type Cancellation struct {
+	// Cancelled counts the pre-saves cancelled.
+	Cancelled int
+	// GrantsDeleted counts the stored grants deleted (nothing needed them
+	// any more).
+	GrantsDeleted int
+	// Running counts the cancelled pre-saves that had an attempt under
+	// way: each may still complete the one action it had started (its
+	// result then shows on the pre-save), and makes no further call.
+	Running int
+}
+
+func cancellation(c store.Cancelled) Cancellation {
+	out := Cancellation{Cancelled: len(c.Presaves), GrantsDeleted: len(c.Purges)}
+	for _, p := range c.Presaves {
+		if p.WasRunning {
+			out.Running++
+		}
+	}
+	return out
+}
+
+// Withdraw cancels one of the fan's pre-saves and deletes its grant if
+// nothing else needs it. ErrPresaveNotFound when it is not the fan's.
+func (s *Service) Withdraw(ctx context.Context, fanID, presaveID uuid.UUID) (Cancellation, error) {
+	c, err := s.store.WithdrawPresave(ctx, fanID, presaveID, s.providers.Revocable)
+	if errors.Is(err, store.ErrNotFound) {
+		return Cancellation{}, ErrPresaveNotFound
+	}
+	if err != nil {
+		return Cancellation{}, err
+	}
+	s.afterCancel(ctx, c)
+	return cancellation(c), nil
+}
+
+// Disconnect cancels the fan's open pre-saves on p and deletes the grant
+// and the account link.
+func (s *Service) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.Name) (Cancellation, error) {
+	c, err := s.store.Disconnect(ctx, fanID, p, s.providers.Revocable)
+	if err != nil {
+		return Cancellation{}, err
+	}
+	s.afterCancel(ctx, c)
+	return cancellation(c), nil
+}
+
+// DeleteFan deletes everything about the fan, irreversibly. ErrFanGone
+// when the fan is already gone.
+func (s *Service) DeleteFan(ctx context.Context, fanID uuid.UUID) (Cancellation, error) {
+	c, err := s.store.DeleteFan(ctx, fanID, s.providers.Revocable)
+	if errors.Is(err, store.ErrNotFound) {
+		return Cancellation{}, ErrFanGone
+	}
+	if err != nil {
+		return Cancellation{}, err
+	}
+	s.afterCancel(ctx, c)
+	return cancellation(c), nil
+}
+
+// CancelRelease cancels a release and its open pre-saves, deleting the
+// grants nothing else needs. Cancelling a cancelled release changes
+// nothing. ErrReleaseNotFound when there is no such release.
+func (s *Service) CancelRelease(ctx context.Context, id uuid.UUID) (Cancellation, error) {
+	c, err := s.store.CancelRelease(ctx, id, s.providers.Revocable)
+	if errors.Is(err, store.ErrNotFound) {
+		return Cancellation{}, ErrReleaseNotFound
+	}
+	if err != nil {
+		return Cancellation{}, err
+	}
+	s.afterCancel(ctx, c)
+	return cancellation(c), nil
+}
+
+// UpdateRelease stores a scheduled release's new fields; when its time
+// changed, every pre-save it moved is queued anew (its stale task
+// dropped). It returns the release and how many pre-saves moved. The
+// store's ErrConflict (slug taken, or no longer scheduled) passes through.
+func (s *Service) UpdateRelease(ctx context.Context, r store.Release) (store.Release, int, error) {
+	out, moved, err := s.store.UpdateRelease(ctx, r)
+	if err != nil {
+		return store.Release{}, 0, err
+	}
+	s.reschedule(ctx, moved)
+	return out, len(moved), nil
+}
+
+// reschedule drops the queued tasks of moved pre-saves' old generations
+// and schedules the new ones. PostgreSQL already holds the truth: a stale
+// task that could not be dropped does nothing when it runs (its
+// generation is old), and a pre-save that could not be queued stays
+// pending for the relay; so failures here are logged, not returned.
+func (s *Service) reschedule(ctx context.Context, moved []store.Rescheduled) {
+	var g errgroup.Group
+	g.SetLimit(queueParallelism)
+	for _, m := range moved {
+		g.Go(func() error {
+			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
+				s.log.WarnContext(ctx, "dropping a stale pre-save task", "presave_id", m.PresaveID, "err", err)
+			}
+			if _, err := s.queue.Schedule(ctx, m.PresaveID, m.Generation, m.DueAt); err != nil {
+				s.log.WarnContext(ctx, "scheduling a moved pre-save; the relay will queue it", "presave_id", m.PresaveID, "err", err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// afterCancel runs a cancellation's queue side effects: first, before
+// the caller answers, it stops the attempts already running
+// (queue.Client.StopAttempts); then it drops the cancelled pre-saves'
+// queued tasks and queues the revocation of deleted grants. The last two
+// are safety-netted (stale tasks do nothing; the sweeper re-queues
+// pending revocations), so failures are logged.
+func (s *Service) afterCancel(ctx context.Context, c store.Cancelled) {
+	if err := s.queue.StopAttempts(ctx, c.Presaves); err != nil {
+		s.log.ErrorContext(ctx, "stopping running attempts of cancelled pre-saves; each may run to its end", "presaves", len(c.Presaves), "err", err)
+	}
+	var g errgroup.Group
+	g.SetLimit(queueParallelism)
+	for _, m := range c.Presaves {
+		if m.WasRunning {
+			// Its task is being processed (asynq cannot delete an active
+			// task); the stop key ends it.
+			continue
+		}
+		g.Go(func() error {
+			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
+				s.log.WarnContext(ctx, "dropping a cancelled pre-save task", "presave_id", m.PresaveID, "err", err)
+			}
+			return nil
+		})
+	}
+	for _, p := range c.Purges {
+		if p.RevocationID == uuid.Nil {
+			continue
+		}
+		g.Go(func() error {
+			if _, err := s.queue.EnqueuePurge(ctx, p.RevocationID); err != nil {
+				s.log.WarnContext(ctx, "queueing a grant revocation; the sweeper will retry", "revocation_id", p.RevocationID, "err", err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
