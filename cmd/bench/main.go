@@ -34,8 +34,7 @@ import (
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers/fake"
-	"github.com/presave/presave/internal/redistest"
-	"github.com/presave/presave/internal/store/storetest"
+	"github.com/presave/presave/internal/scratch"
 )
 
 func main() {
@@ -149,9 +148,9 @@ func gitCommit() string {
 type bench struct {
 	o        options
 	out      io.Writer
-	db       storetest.Bundle
+	db       scratch.Schema
 	dropDB   func() error
-	rdb      redistest.DB
+	rdb      scratch.Redis
 	freeRDB  func()
 	fake     *fake.Server
 	fakeURL  string

@@ -12,8 +12,7 @@ import (
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers/fake"
-	"github.com/presave/presave/internal/redistest"
-	"github.com/presave/presave/internal/store/storetest"
+	"github.com/presave/presave/internal/scratch"
 )
 
 const adminToken = "bench-admin-token"
@@ -35,11 +34,11 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 		return nil, err
 	}
 	base := env.String("DATABASE_URL", config.DefaultDatabaseURL)
-	if b.db, b.dropDB, err = storetest.Create(ctx, base, "bench"); err != nil {
+	if b.db, b.dropDB, err = scratch.NewSchema(ctx, base, "bench"); err != nil {
 		return nil, fmt.Errorf("PostgreSQL (run scripts/services.sh): %w", err)
 	}
 	b.redisURL = env.String("REDIS_URL", config.DefaultRedisURL)
-	if b.rdb, b.freeRDB, err = redistest.Lease(ctx, b.redisURL); err != nil {
+	if b.rdb, b.freeRDB, err = scratch.LeaseRedis(ctx, b.redisURL); err != nil {
 		return nil, fmt.Errorf("Redis (run scripts/services.sh): %w", err)
 	}
 
@@ -61,7 +60,7 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 			return nil, err
 		}
 	}
-	dbURL, err := storetest.WithParam(b.db.URL, "pool_max_conns", strconv.Itoa(o.poolConns))
+	dbURL, err := scratch.WithParam(b.db.URL, "pool_max_conns", strconv.Itoa(o.poolConns))
 	if err != nil {
 		return nil, err
 	}

@@ -12,9 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/presave/presave/internal/redistest"
+	"github.com/presave/presave/internal/scratch"
 	"github.com/presave/presave/internal/store"
-	"github.com/presave/presave/internal/store/storetest"
 )
 
 // A Harness is one isolated presave for a demo run or a reliability
@@ -43,7 +42,7 @@ type HarnessConfig struct {
 	// Parallel sizes the HTTP client for this many concurrent fans.
 	Parallel int
 	// PoolConns is each process's PostgreSQL pool size; 0 keeps the test
-	// cap (storetest.TestPoolConns), so suites running side by side stay
+	// cap (scratch.PoolConns), so suites running side by side stay
 	// within PostgreSQL's connection limit.
 	PoolConns int
 }
@@ -69,9 +68,9 @@ type Harness struct {
 	*Cluster
 	Store *store.Store
 	// DB is the run's schema (DB.URL selects it).
-	DB storetest.Bundle
+	DB scratch.Schema
 	// Redis is the run's logical database.
-	Redis redistest.DB
+	Redis scratch.Redis
 	// HTTP is a client sized for the configured parallelism.
 	HTTP       *http.Client
 	AdminToken string
@@ -109,13 +108,13 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "harness"
 	}
-	b, drop, err := storetest.Create(ctx, cfg.DatabaseURL, cfg.Prefix)
+	b, drop, err := scratch.NewSchema(ctx, cfg.DatabaseURL, cfg.Prefix)
 	if err != nil {
 		return h, fmt.Errorf("harness: PostgreSQL at %s: %w", redact(cfg.DatabaseURL), err)
 	}
 	h.DB, h.Store = b, b.Store
 	h.undo = append(h.undo, drop)
-	rdb, release, err := redistest.Lease(ctx, cfg.RedisURL)
+	rdb, release, err := scratch.LeaseRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		return h, fmt.Errorf("harness: %w", err)
 	}
@@ -128,7 +127,7 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 		"MONITORING_USER="+h.MonitoringUser, "MONITORING_PASSWORD="+h.MonitoringPassword), cfg.Env...)
 	dbURL := b.URL
 	if cfg.PoolConns > 0 {
-		if dbURL, err = storetest.WithParam(dbURL, "pool_max_conns", strconv.Itoa(cfg.PoolConns)); err != nil {
+		if dbURL, err = scratch.WithParam(dbURL, "pool_max_conns", strconv.Itoa(cfg.PoolConns)); err != nil {
 			return h, err
 		}
 	}
@@ -150,7 +149,7 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 
 // keepLease extends the Redis database lease while the harness lives: a
 // demo left running for hours must not see a test take its database.
-func (h *Harness) keepLease(rdb redistest.DB) {
+func (h *Harness) keepLease(rdb scratch.Redis) {
 	opt := *rdb.Opt
 	opt.DB = 0
 	c := redis.NewClient(&opt)

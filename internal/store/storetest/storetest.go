@@ -1,51 +1,41 @@
-// Package storetest gives each test its own PostgreSQL schema, migrated
-// from zero and dropped when the test ends, so tests run in parallel
-// against the real database and leave nothing behind.
+// Package storetest gives each test its own PostgreSQL schema (a scratch
+// schema), migrated from zero and dropped when the test ends, so tests run
+// in parallel against the real database and leave nothing behind.
 package storetest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
-	"fmt"
-	"net/url"
-	"os"
-	"regexp"
-	"strconv"
 	"strings"
-	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/presave/presave/internal/config"
-	"github.com/presave/presave/internal/seal"
-	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/scratch"
 )
 
+// Bundle is what a test gets: the schema and the Store open on it.
+type Bundle = scratch.Schema
+
+// TestPoolConns caps each test store's connection pool.
+const TestPoolConns = scratch.PoolConns
+
 // BaseURL is the database tests use: DATABASE_URL, or the local default.
-func BaseURL() string {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u
-	}
-	return config.DefaultDatabaseURL
-}
+func BaseURL() string { return scratch.DatabaseURL() }
 
-// Bundle is what a test gets.
-type Bundle struct {
-	Store  *store.Store
-	Ring   *seal.Ring
-	Keys   string // the TOKEN_KEYS value of Ring
-	URL    string // DATABASE_URL selecting the test's schema (for subprocesses)
-	Schema string
-}
+// RandomKeys returns a TOKEN_KEYS value with one fresh key named id.
+func RandomKeys(id string) string { return scratch.RandomKeys(id) }
 
-var unsafe = regexp.MustCompile(`[^a-z0-9_]+`)
+// TB is the part of testing.TB these helpers use (declared here, so that
+// no package outside tests imports testing).
+type TB interface {
+	Helper()
+	Name() string
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
 
 // New creates a fresh schema, migrates it and opens a Store on it with a
 // random key ring. Everything is dropped in t.Cleanup.
-func New(t testing.TB) Bundle {
+func New(t TB) Bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -53,7 +43,7 @@ func New(t testing.TB) Bundle {
 	if len(name) > 30 {
 		name = name[:30]
 	}
-	b, drop, err := Create(ctx, BaseURL(), "t_"+name)
+	b, drop, err := scratch.NewSchema(ctx, BaseURL(), "t_"+name)
 	if err != nil {
 		t.Fatalf("storetest: %v (is PostgreSQL running? scripts/services.sh starts it)", err)
 	}
@@ -63,93 +53,4 @@ func New(t testing.TB) Bundle {
 		}
 	})
 	return b
-}
-
-// Create makes a fresh schema named prefix plus a random suffix in the
-// database at base, migrates it and opens a Store on it with a random key
-// ring. drop closes the store and drops the schema. Tests call New; the
-// benchmark calls Create.
-func Create(ctx context.Context, base, prefix string) (b Bundle, drop func() error, err error) {
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	schema := unsafe.ReplaceAllString(strings.ToLower(prefix), "_") + "_" + hex.EncodeToString(r[:])
-
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		return Bundle{}, nil, fmt.Errorf("connect %s: %w", base, err)
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		return Bundle{}, nil, fmt.Errorf("create schema: %w", err)
-	}
-	var st *store.Store
-	drop = func() error {
-		if st != nil {
-			st.Close()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return fmt.Errorf("drop schema %s: %w", schema, err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			return fmt.Errorf("drop schema %s: %w", schema, err)
-		}
-		return nil
-	}
-	fail := func(err error) (Bundle, func() error, error) {
-		_ = drop()
-		return Bundle{}, nil, err
-	}
-	u, err := WithSearchPath(base, schema)
-	if err == nil {
-		u, err = WithParam(u, "pool_max_conns", strconv.Itoa(TestPoolConns))
-	}
-	if err != nil {
-		return fail(err)
-	}
-	if err := store.Migrate(ctx, u); err != nil {
-		return fail(err)
-	}
-	keys := RandomKeys("test")
-	ring, err := seal.ParseRing(keys)
-	if err != nil {
-		return fail(err)
-	}
-	if st, err = store.Open(ctx, u, ring); err != nil {
-		return fail(err)
-	}
-	return Bundle{Store: st, Ring: ring, Keys: keys, URL: u, Schema: schema}, drop, nil
-}
-
-// TestPoolConns caps each test store's (and each process a test starts
-// with Bundle.URL) connection pool: test packages run in parallel against
-// one PostgreSQL, whose default limit is 100 connections.
-const TestPoolConns = 4
-
-// WithSearchPath returns databaseURL with its search_path set to schema.
-func WithSearchPath(databaseURL, schema string) (string, error) {
-	return WithParam(databaseURL, "search_path", schema)
-}
-
-// WithParam returns databaseURL with the query parameter key set to value
-// (replacing any earlier value).
-func WithParam(databaseURL, key, value string) (string, error) {
-	u, err := url.Parse(databaseURL)
-	if err != nil {
-		return "", fmt.Errorf("storetest: parse %q: %w", databaseURL, err)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
-}
-
-// RandomKeys returns a TOKEN_KEYS value with one fresh key named id.
-func RandomKeys(id string) string {
-	k := make([]byte, seal.KeySize)
-	_, _ = rand.Read(k)
-	return id + ":" + base64.StdEncoding.EncodeToString(k)
 }
