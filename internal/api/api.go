@@ -172,6 +172,9 @@ type Server struct {
 	providers registry.Set
 	queue     *queue.Client
 	app       *presave.Service
+	// limit is the fan endpoints' per-IP rate limit, one budget for the
+	// JSON API and the page.
+	limit     echo.MiddlewareFunc
 	log       *slog.Logger
 	echo      *echo.Echo
 	redis     redis.UniversalClient
@@ -224,6 +227,7 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	}
 	s.app = presave.New(st, s.queue, provs, log)
 	s.registry, s.metrics = newMetrics(s.inspector)
+	s.limit = s.fanRateLimit()
 	s.echo = s.routes()
 	return s, nil
 }

@@ -111,8 +111,10 @@ func fromEchoError(he *echo.HTTPError) *Error {
 	return e
 }
 
-// handleError is the echo HTTPErrorHandler: every failure, including
-// echo's own 404/405/413, answers in the one error shape.
+// handleError is the echo HTTPErrorHandler, the one error renderer:
+// every failure, including echo's own 404/405/413 and the rate limiter's
+// 429, answers in the one error shape, as JSON, or as a page a fan
+// understands on the fan page's routes.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -120,6 +122,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	e := AsError(err)
 	if e.Status >= 500 {
 		s.log.ErrorContext(ctxOf(c), "request failed", "request_id", requestID(c), "route", routeOf(c), "code", e.Code, "err", e.Err)
+	}
+	if isPage, _ := c.Get(pageKey).(bool); isPage && s.page != nil && c.Request().Method != http.MethodHead {
+		back, _ := c.Get(backKey).(string)
+		if werr := s.page.renderError(c, e, back); werr != nil {
+			s.log.WarnContext(ctxOf(c), "writing error page", "request_id", requestID(c), "err", werr)
+		}
+		return
 	}
 	if e.Status == http.StatusUnauthorized && c.Get(wantBasicAuth) != nil {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="presave monitoring", charset="UTF-8"`)

@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
-	"golang.org/x/time/rate"
 
 	"github.com/presave/presave/internal/providers"
 )
@@ -28,8 +26,8 @@ import (
 // this package because it is the same flow as the JSON API (StartConnect,
 // completeConnect, the self-service store calls) seen through a browser.
 //
-// Pages (added by MountPage, not by routes(): they are not part of the
-// JSON API that openapi.json documents):
+// Pages (routes.go's pageRoutes, added by MountPage: they are not part
+// of the JSON API that openapi.json documents):
 //
 //	GET  /r/{slug}                             the release and its consent form
 //	POST /r/{slug}/start                       start (302 to the provider's consent screen)
@@ -129,46 +127,8 @@ func (s *Server) MountPage() error {
 		p.csp += " " + o
 	}
 	s.page = p
-
-	// Routes one by one rather than in a Group: echo gives a group with
-	// middleware a catch-all not-found route, which for these prefixes
-	// would turn the JSON API's 404s into pages.
-	limit := p.rateLimit()
-	route := func(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
-		// Outermost first: headers on everything, errors as pages, then
-		// the rate limit (so a 429 is a page too).
-		s.echo.Add(method, path, h, append([]echo.MiddlewareFunc{p.headers, p.errors}, mw...)...)
-	}
-	fan := []echo.MiddlewareFunc{limit, p.back("/me"), s.requireFan}
-	withCSRF := append(slices.Clone(fan), p.checkCSRF)
-	route(http.MethodGet, "/static/*", p.asset)
-	route(http.MethodGet, "/r/:slug", p.release, limit)
-	route(http.MethodPost, "/r/:slug/start", p.start, backToRelease, limit, p.checkCSRF)
-	route(http.MethodGet, "/me", p.manage, limit)
-	route(http.MethodGet, "/me/presaves/:id", p.presave, fan...)
-	route(http.MethodGet, "/me/presaves/:id/withdraw", p.confirmWithdraw, fan...)
-	route(http.MethodPost, "/me/presaves/:id/withdraw", p.withdraw, withCSRF...)
-	route(http.MethodGet, "/me/connections/:provider/disconnect", p.confirmDisconnect, fan...)
-	route(http.MethodPost, "/me/connections/:provider/disconnect", p.disconnect, withCSRF...)
-	route(http.MethodGet, "/me/delete", p.confirmDelete, fan...)
-	route(http.MethodPost, "/me/delete", p.deleteFan, withCSRF...)
-	route(http.MethodGet, "/me/export", p.export, fan...)
+	s.pageRoutes(p)
 	return nil
-}
-
-// rateLimit is the fan endpoints' per-IP limit (its own budget) whose
-// refusal is a page. echo's limiter writes its refusal itself (c.Error),
-// so the page's error middleware would never see it.
-func (p *page) rateLimit() echo.MiddlewareFunc {
-	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
-			Rate: rate.Limit(p.s.cfg.FanRateLimit), Burst: p.s.cfg.FanRateBurst, ExpiresIn: 3 * time.Minute,
-		}),
-		DenyHandler: func(c echo.Context, _ string, _ error) error {
-			back, _ := c.Get(backKey).(string)
-			return p.renderError(c, errorf(http.StatusTooManyRequests, "rate_limited", "Too many requests from your address; please wait a moment."), back)
-		},
-	})
 }
 
 // authOrigins are the origins of the providers' consent screens, taken
@@ -246,16 +206,16 @@ func (p *page) back(to string) echo.MiddlewareFunc {
 	}
 }
 
-// errors renders every failure of a page route as a page a fan
-// understands (the JSON API keeps its error shape).
-func (p *page) errors(next echo.HandlerFunc) echo.HandlerFunc {
+// pageKey marks a request to a page route: the error handler answers it
+// with a page.
+const pageKey = "presave.page"
+
+// mark sets pageKey, so every failure of a page route (a handler's, the
+// rate limiter's, echo's own) is rendered as a page by handleError.
+func (p *page) mark(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		err := next(c)
-		if err == nil || c.Response().Committed {
-			return err
-		}
-		back, _ := c.Get(backKey).(string)
-		return p.renderError(c, AsError(err), back)
+		c.Set(pageKey, true)
+		return next(c)
 	}
 }
 
@@ -284,9 +244,6 @@ var friendly = map[string][2]string{
 
 // renderError renders an error page with the right status and a way back.
 func (p *page) renderError(c echo.Context, e *Error, back string) error {
-	if e.Status >= 500 {
-		p.s.log.ErrorContext(ctxOf(c), "page request failed", "request_id", requestID(c), "route", routeOf(c), "code", e.Code, "err", e.Err)
-	}
 	title, msg := "Something went wrong", e.Message
 	if f, ok := friendly[e.Code]; ok {
 		title, msg = f[0], f[1]
@@ -413,7 +370,10 @@ func (p *page) callback(c echo.Context, info callbackInfo, res *Connected, err e
 				back = "/r/" + r.Slug
 			}
 		}
-		return p.renderError(c, AsError(err), back)
+		// handleError renders it, as for every page route.
+		c.Set(pageKey, true)
+		c.Set(backKey, back)
+		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/me/presaves/"+res.Presave.ID.String())
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -15,8 +16,9 @@ import (
 // monitoringRoot is where asynqmon is mounted.
 const monitoringRoot = "/monitoring"
 
-// routes builds the router: every route of the API is registered here,
-// and each one is documented in openapi.json (a test checks both agree).
+// routes builds the router: every route of the JSON API is registered
+// here, and each one is documented in openapi.json (a test checks both
+// agree); the fan page's routes are pageRoutes, below.
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -54,7 +56,7 @@ func (s *Server) routes() *echo.Echo {
 	rel.POST("/:id/cancel", s.cancelRelease)
 
 	// Fans: connect and consent (rate-limited per IP).
-	limit := s.fanRateLimit()
+	limit := s.limit
 	e.POST("/v1/connect/:provider/start", s.start, limit)
 	e.GET("/v1/connect/:provider/start", s.startLink, limit)
 	for _, n := range providers.Names {
@@ -74,4 +76,31 @@ func (s *Server) routes() *echo.Echo {
 // healthz answers while the process runs.
 func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// pageRoutes adds the fan page's routes (MountPage calls it). They are
+// added one by one rather than in a Group: echo gives a group with
+// middleware a catch-all not-found route, which for these prefixes would
+// turn the JSON API's 404s into pages. Every one is marked a page route
+// first, so handleError answers its failures (the rate limiter's too) with
+// a page, and shares the fan endpoints' per-IP limit.
+func (s *Server) pageRoutes(p *page) {
+	limit := s.limit
+	route := func(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+		s.echo.Add(method, path, h, append([]echo.MiddlewareFunc{p.mark, p.headers}, mw...)...)
+	}
+	fan := []echo.MiddlewareFunc{p.back("/me"), limit, s.requireFan}
+	withCSRF := append(slices.Clone(fan), p.checkCSRF)
+	route(http.MethodGet, "/static/*", p.asset)
+	route(http.MethodGet, "/r/:slug", p.release, limit)
+	route(http.MethodPost, "/r/:slug/start", p.start, backToRelease, limit, p.checkCSRF)
+	route(http.MethodGet, "/me", p.manage, limit)
+	route(http.MethodGet, "/me/presaves/:id", p.presave, fan...)
+	route(http.MethodGet, "/me/presaves/:id/withdraw", p.confirmWithdraw, fan...)
+	route(http.MethodPost, "/me/presaves/:id/withdraw", p.withdraw, withCSRF...)
+	route(http.MethodGet, "/me/connections/:provider/disconnect", p.confirmDisconnect, fan...)
+	route(http.MethodPost, "/me/connections/:provider/disconnect", p.disconnect, withCSRF...)
+	route(http.MethodGet, "/me/delete", p.confirmDelete, fan...)
+	route(http.MethodPost, "/me/delete", p.deleteFan, withCSRF...)
+	route(http.MethodGet, "/me/export", p.export, fan...)
 }
