@@ -71,13 +71,13 @@ func reportLateness(t *testing.T, b *bundle, fans []fan) {
 // second, because every worker paces through the shared limiter.
 func TestFaultsAndRateLimit(t *testing.T) {
 	t.Parallel()
-	const rps, fakeBurst = 25, 4
+	const rps, fakeBurst = 50, 4
 	b := setup(t, map[string]string{
 		"SPOTIFY_RPS": fmt.Sprint(rps), "SPOTIFY_BURST": "2",
 		"YOUTUBE_RPS": fmt.Sprint(rps), "YOUTUBE_BURST": "2",
 	})
 	rel := b.newRelease("faults", time.Now().Add(4*time.Second))
-	fans := b.consentMany(rel, "faults", 40, providers.Spotify, providers.YouTube)
+	fans := b.consentMany(rel, "faults", 24, providers.Spotify, providers.YouTube)
 	for _, p := range providers.Names {
 		b.fake.SetErrorRate(p, 0.2)
 		b.fake.SetRateLimit(p, rps, fakeBurst)
