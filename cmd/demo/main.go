@@ -219,7 +219,7 @@ func run(ctx context.Context, o options, out io.Writer) (int, error) {
 	}
 	say("presave demo: drained %d pre-saves %s after they were due", final.Total, time.Since(due).Round(100*time.Millisecond))
 
-	// Google grants are revoked by purge tasks after the token row is
+	// Google grants are revoked by revoke tasks after the token row is
 	// deleted; give them a moment so "revocations left" means something.
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	_, _ = cluster.WaitSecretsGone(sctx, h.Store, 250*time.Millisecond)

@@ -1,5 +1,5 @@
 // Command worker executes presave's background work from asynq: release-day
-// pre-saves, token purges and maintenance. Run as many as you like.
+// pre-saves, grant revocations and maintenance. Run as many as you like.
 //
 //	worker              run the worker
 //	worker migrate      apply migrations and exit

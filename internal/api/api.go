@@ -87,7 +87,7 @@ type Config struct {
 	// behind a proxy that sets it); otherwise the peer address is used.
 	TrustProxyHeaders bool
 	// Queue is how tasks are queued (RELAY_WINDOW, PRESAVE_MAX_RETRY,
-	// PRESAVE_TIMEOUT, PURGE_MAX_RETRY): the same settings as the
+	// PRESAVE_TIMEOUT, REVOKE_MAX_RETRY): the same settings as the
 	// workers', so a task the API queues retries and times out alike.
 	Queue queue.Config
 	// RequestTimeout bounds each request's context.

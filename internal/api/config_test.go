@@ -25,7 +25,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.AdminToken != api.DevAdminToken || c.PublicURL != api.DefaultPublicURL || c.ConsentVersion != api.DefaultConsentVersion ||
-		c.FanRateLimit != 10 || c.FanRateBurst != 30 || c.Queue != (queue.Config{Window: 10 * time.Minute, PresaveMaxRetry: 25, PresaveTimeout: 2 * time.Minute, PurgeMaxRetry: 40}) || c.MonitoringReadOnly {
+		c.FanRateLimit != 10 || c.FanRateBurst != 30 || c.Queue != (queue.Config{Window: 10 * time.Minute, PresaveMaxRetry: 25, PresaveTimeout: 2 * time.Minute, RevokeMaxRetry: 40}) || c.MonitoringReadOnly {
 		t.Errorf("dev defaults = %+v", c)
 	}
 

@@ -484,7 +484,7 @@ func (b *bundle) taskExists(queue, id string) bool {
 // purgeTasks lists the revocation IDs queued in the purge queue.
 func (b *bundle) purgeTasks() []string {
 	b.t.Helper()
-	tasks, err := b.insp.ListPendingTasks("purge")
+	tasks, err := b.insp.ListPendingTasks(queue.QueueRevoke)
 	if err != nil && !strings.Contains(err.Error(), "not found") {
 		b.t.Fatal(err)
 	}

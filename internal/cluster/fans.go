@@ -243,7 +243,7 @@ func (e EndState) Line(name string) string {
 		name, e.Expected, e.Done, failed, e.Open(), e.Duplicates, e.Tokens, e.Revocations)
 }
 
-// WaitSecretsGone polls until no revocation is pending (the purge tasks
+// WaitSecretsGone polls until no revocation is pending (the revoke tasks
 // ran) and no token is left that no open pre-save needs, or ctx ends,
 // and returns the last count.
 func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duration) (store.Secrets, error) {

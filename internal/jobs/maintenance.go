@@ -17,13 +17,13 @@ import (
 	"github.com/presave/presave/internal/store"
 )
 
-// handlePurge revokes one purged grant at its provider. The token row is
+// handleRevoke revokes one purged grant at its provider. The token row is
 // already gone; token_revocations holds the sealed grant (bound to the
 // revocation, not the fan) until the provider confirms or we give up.
-func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
-	var pl queue.PurgePayload
+func (w *Worker) handleRevoke(ctx context.Context, t *asynq.Task) error {
+	var pl queue.RevokePayload
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil || pl.RevocationID == uuid.Nil {
-		return fmt.Errorf("jobs: bad purge payload: %w", errors.Join(err, asynq.SkipRetry))
+		return fmt.Errorf("jobs: bad revoke payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	log := w.log.With("revocation_id", pl.RevocationID)
 	rev, err := w.st.Revocation(ctx, pl.RevocationID)
@@ -61,7 +61,7 @@ func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if retried < maxRetry && providers.ClassOf(err) != providers.Permanent {
-			w.metrics.Purges.WithLabelValues(string(rev.Provider), "failed").Inc()
+			w.metrics.Revocations.WithLabelValues(string(rev.Provider), "failed").Inc()
 			return err
 		}
 		// Given up: forget the grant rather than keep it forever.
@@ -73,7 +73,7 @@ func (w *Worker) handlePurge(ctx context.Context, t *asynq.Task) error {
 	if err := w.st.DeleteRevocation(bctx, rev.ID); err != nil {
 		return err
 	}
-	w.metrics.Purges.WithLabelValues(string(rev.Provider), string(outcome)).Inc()
+	w.metrics.Revocations.WithLabelValues(string(rev.Provider), string(outcome)).Inc()
 	log.Info("grant purged", "outcome", outcome, "reason", rev.Reason)
 	return nil
 }
@@ -268,7 +268,7 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 			break
 		}
 		for _, id := range ids {
-			created, err := w.queue.EnqueuePurge(ctx, id)
+			created, err := w.queue.EnqueueRevoke(ctx, id)
 			if err != nil {
 				errs = append(errs, err)
 				break
@@ -283,7 +283,7 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 		after = ids[len(ids)-1]
 	}
 	if queued > 0 {
-		w.metrics.Relayed.WithLabelValues("purge").Add(float64(queued))
+		w.metrics.Relayed.WithLabelValues("revoke").Add(float64(queued))
 	}
 	return errors.Join(errs...)
 }

@@ -28,9 +28,9 @@ type Metrics struct {
 	// Finished counts pre-saves reaching a final status, by provider and
 	// status (done, partial, failed).
 	Finished *prometheus.CounterVec
-	// Purges counts purge-task outcomes by provider and outcome (revoked,
-	// deleted, failed, given_up).
-	Purges *prometheus.CounterVec
+	// Revocations counts revoke outcomes by provider and outcome
+	// (revoked, deleted, already_revoked, failed, given_up).
+	Revocations *prometheus.CounterVec
 	// Relayed counts tasks the relay queued (kind claimed or rescued) and
 	// the sweeper revived (kind revived).
 	Relayed *prometheus.CounterVec
@@ -73,11 +73,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "presave_finished_total", Help: "Pre-saves reaching a final status, by provider and status.",
 		}, []string{"provider", "status"}),
-		Purges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "presave_token_purges_total", Help: "Token purge (revoke) outcomes, by provider and outcome.",
+		Revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "presave_revocations_total", Help: "Grant revocations at the provider, by provider and outcome.",
 		}, []string{"provider", "outcome"}),
 		Relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "presave_relay_enqueued_total", Help: "Tasks queued from PostgreSQL, by kind (claimed, rescued, revived, purge).",
+			Name: "presave_relay_enqueued_total", Help: "Tasks queued from PostgreSQL, by kind (claimed, rescued, revived, revoke).",
 		}, []string{"kind"}),
 		TokenUnreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "presave_token_unreadable_total", Help: "Stored grants that did not authenticate under their key, by provider.",
@@ -88,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Actions, m.CallSeconds, m.RateLimited, m.Deferred, m.StartLag, m.FirstActionLag,
-			m.Finished, m.Purges, m.Relayed, m.TokenUnreadable, m.Stopped)
+			m.Finished, m.Revocations, m.Relayed, m.TokenUnreadable, m.Stopped)
 	}
 	return m
 }

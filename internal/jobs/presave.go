@@ -219,12 +219,12 @@ func (w *Worker) keepLateResults(ctx context.Context, log *slog.Logger, ps store
 }
 
 // afterPurge revokes at the provider the grant a finish moved to
-// token_revocations, or queues the purge task that retries it.
+// token_revocations, or queues the revoke task that retries it.
 func (w *Worker) afterPurge(ctx context.Context, log *slog.Logger, p providers.Name, f store.Finished) {
 	if f.Purge.RevocationID != uuid.Nil && !w.revokeNow(ctx, log, p, f.Purge.RevocationID, f.RevokeToken) {
-		if _, err := w.queue.EnqueuePurge(ctx, f.Purge.RevocationID); err != nil {
+		if _, err := w.queue.EnqueueRevoke(ctx, f.Purge.RevocationID); err != nil {
 			// The sweeper queues every pending revocation again.
-			log.Warn("enqueue purge failed", "err", err)
+			log.Warn("enqueue revoke failed", "err", err)
 		}
 	}
 }
@@ -234,8 +234,8 @@ const revokeTimeout = 5 * time.Second
 
 // revokeNow tries once to revoke a grant just purged, as the purge task
 // would, and reports whether that settled it (the revocation row is
-// gone). Otherwise the caller queues the purge task, which retries for
-// days. Doing the usual case here spares the purge task's trip through
+// gone). Otherwise the caller queues the revoke task, which retries for
+// days. Doing the usual case here spares the revoke task's trip through
 // the queue and reading the revocation back; revoking twice (a crash
 // between revoking and deleting the row) is harmless, the task treats an
 // already revoked grant as done.
@@ -249,14 +249,14 @@ func (w *Worker) revokeNow(ctx context.Context, log *slog.Logger, p providers.Na
 	cancel()
 	outcome, settled := providers.RevokeSettled(err)
 	if !settled {
-		log.Debug("revoking at once failed; queueing the purge", "err", err)
+		log.Debug("revoking at once failed; queueing the revoke task", "err", err)
 		return false
 	}
 	if err := w.st.DeleteRevocation(ctx, id); err != nil {
-		log.Warn("deleting revocation failed; queueing the purge", "err", err)
+		log.Warn("deleting revocation failed; queueing the revoke task", "err", err)
 		return false
 	}
-	w.metrics.Purges.WithLabelValues(string(p), string(outcome)).Inc()
+	w.metrics.Revocations.WithLabelValues(string(p), string(outcome)).Inc()
 	log.Info("grant purged", "outcome", outcome)
 	return true
 }

@@ -61,7 +61,7 @@ func (b Backoff) Delay(n int) time.Duration {
 
 // retryDelay is asynq's RetryDelayFunc: deferrals wait until their time
 // (with a little jitter so a cooldown's end is not a thundering herd),
-// purges back off towards hours, everything else with the retry backoff.
+// revocations back off towards hours, everything else with the retry backoff.
 func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	var d *Deferral
 	if errors.As(err, &d) {
@@ -71,8 +71,8 @@ func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 		}
 		return wait + rand.N(wait/10+50*time.Millisecond)
 	}
-	if t != nil && t.Type() == queue.TypePurge {
-		return w.cfg.PurgeBackoff.Delay(n)
+	if t != nil && t.Type() == queue.TypeRevoke {
+		return w.cfg.RevokeBackoff.Delay(n)
 	}
 	return w.cfg.RetryBackoff.Delay(n)
 }

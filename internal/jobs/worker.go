@@ -40,7 +40,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// Queue is how tasks are queued (RELAY_WINDOW, PRESAVE_MAX_RETRY,
-	// PRESAVE_TIMEOUT, PURGE_MAX_RETRY), shared with the API.
+	// PRESAVE_TIMEOUT, REVOKE_MAX_RETRY), shared with the API.
 	Queue queue.Config
 	// RelayInterval is the relay's period.
 	RelayInterval time.Duration
@@ -59,8 +59,8 @@ type Config struct {
 
 	// RetryBackoff paces retries of retryable pre-save errors.
 	RetryBackoff Backoff
-	// PurgeBackoff paces retries of purges (with Queue.PurgeMaxRetry, days).
-	PurgeBackoff Backoff
+	// RevokeBackoff paces retries of revocations (with Queue.RevokeMaxRetry, days).
+	RevokeBackoff Backoff
 	// NotLiveRetry is the wait before checking again whether a release
 	// went live; NotLiveGiveUp is how long after due_at we stop.
 	NotLiveRetry  time.Duration
@@ -75,9 +75,9 @@ type Config struct {
 	YouTubeDailyUnits int
 }
 
-// DefaultQueues are the default queue weights: purges first (the privacy
+// DefaultQueues are the default queue weights: revocations first (the privacy
 // promise), both providers alike, maintenance last.
-var DefaultQueues = map[string]int{queue.QueuePurge: 6, queue.QueueSpotify: 3, queue.QueueYouTube: 3, queue.QueueMaintenance: 1}
+var DefaultQueues = map[string]int{queue.QueueRevoke: 6, queue.QueueSpotify: 3, queue.QueueYouTube: 3, queue.QueueMaintenance: 1}
 
 func (c *Config) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -105,8 +105,8 @@ func (c *Config) defaults() {
 	def(&c.TokenGrace, time.Minute)
 	def(&c.RetryBackoff.Base, time.Second)
 	def(&c.RetryBackoff.Max, 10*time.Minute)
-	def(&c.PurgeBackoff.Base, 10*time.Second)
-	def(&c.PurgeBackoff.Max, 6*time.Hour)
+	def(&c.RevokeBackoff.Base, 10*time.Second)
+	def(&c.RevokeBackoff.Max, 6*time.Hour)
 	def(&c.NotLiveRetry, 5*time.Minute)
 	def(&c.NotLiveGiveUp, 72*time.Hour)
 	def(&c.MaxLimiterWait, 30*time.Second)
@@ -130,15 +130,16 @@ func (c Config) validate() error {
 	}
 	for q, w := range c.Queues {
 		switch q {
-		case queue.QueueSpotify, queue.QueueYouTube, queue.QueuePurge, queue.QueueMaintenance:
+		case queue.QueueSpotify, queue.QueueYouTube, queue.QueueRevoke, queue.QueueMaintenance:
 		default:
-			return fmt.Errorf("QUEUE_WEIGHTS: unknown queue %q", q)
+			return fmt.Errorf("QUEUE_WEIGHTS: unknown queue %q (the queues are %s, %s, %s and %s)", q,
+				queue.QueueRevoke, queue.QueueSpotify, queue.QueueYouTube, queue.QueueMaintenance)
 		}
 		if w <= 0 {
 			return fmt.Errorf("QUEUE_WEIGHTS: %s=%d: weights must be positive", q, w)
 		}
 	}
-	for _, q := range []string{queue.QueueSpotify, queue.QueueYouTube, queue.QueuePurge, queue.QueueMaintenance} {
+	for _, q := range []string{queue.QueueSpotify, queue.QueueYouTube, queue.QueueRevoke, queue.QueueMaintenance} {
 		if _, ok := c.Queues[q]; !ok {
 			return fmt.Errorf("QUEUE_WEIGHTS: queue %q is missing (its work would never run)", q)
 		}
@@ -150,7 +151,7 @@ func (c Config) validate() error {
 // table): the queue settings (queue.LoadConfig), WORKER_CONCURRENCY,
 // QUEUE_WEIGHTS, DELAYED_TASK_CHECK_INTERVAL, TASK_CHECK_INTERVAL,
 // SHUTDOWN_TIMEOUT, RELAY_INTERVAL, RELAY_BATCH, RELAY_RESCUE_INTERVAL,
-// SWEEP_INTERVAL, RUNNING_TIMEOUT, TOKEN_GRACE, RETRY_BASE_DELAY, RETRY_MAX_DELAY, PURGE_RETRY_MAX_DELAY,
+// SWEEP_INTERVAL, RUNNING_TIMEOUT, TOKEN_GRACE, RETRY_BASE_DELAY, RETRY_MAX_DELAY, REVOKE_RETRY_MAX_DELAY,
 // NOT_LIVE_RETRY, NOT_LIVE_GIVE_UP, SPOTIFY_RPS, SPOTIFY_BURST,
 // YOUTUBE_RPS, YOUTUBE_BURST, LIMITER_MAX_WAIT, YOUTUBE_DAILY_UNITS.
 func LoadConfig(env config.Env) (Config, error) {
@@ -181,7 +182,10 @@ func LoadConfig(env config.Env) (Config, error) {
 	durv("TOKEN_GRACE", &c.TokenGrace)
 	durv("RETRY_BASE_DELAY", &c.RetryBackoff.Base)
 	durv("RETRY_MAX_DELAY", &c.RetryBackoff.Max)
-	durv("PURGE_RETRY_MAX_DELAY", &c.PurgeBackoff.Max)
+	durv("REVOKE_RETRY_MAX_DELAY", &c.RevokeBackoff.Max)
+	if env.String("PURGE_RETRY_MAX_DELAY", "") != "" {
+		errs = append(errs, errors.New("PURGE_RETRY_MAX_DELAY is now REVOKE_RETRY_MAX_DELAY"))
+	}
 	durv("NOT_LIVE_RETRY", &c.NotLiveRetry)
 	durv("NOT_LIVE_GIVE_UP", &c.NotLiveGiveUp)
 	durv("LIMITER_MAX_WAIT", &c.MaxLimiterWait)
@@ -217,7 +221,7 @@ func LoadConfig(env config.Env) (Config, error) {
 	return c, c.validate()
 }
 
-// ParseQueueWeights parses "purge=6,spotify=3,youtube=3,maintenance=1".
+// ParseQueueWeights parses "revoke=6,spotify=3,youtube=3,maintenance=1".
 func ParseQueueWeights(s string) (map[string]int, error) {
 	out := map[string]int{}
 	for _, part := range strings.Split(s, ",") {
@@ -250,7 +254,7 @@ type Deps struct {
 }
 
 // Worker runs presave's background work: the asynq server with the
-// pre-save, purge, relay and sweep handlers, and the tickers that feed
+// pre-save, revoke, relay and sweep handlers, and the tickers that feed
 // the relay and the sweeper.
 type Worker struct {
 	cfg      Config
@@ -296,7 +300,7 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	}
 	w.mux = asynq.NewServeMux()
 	w.mux.HandleFunc(queue.TypePresave, w.handlePresave)
-	w.mux.HandleFunc(queue.TypePurge, w.handlePurge)
+	w.mux.HandleFunc(queue.TypeRevoke, w.handleRevoke)
 	w.mux.HandleFunc(queue.TypeRelay, w.handleRelay)
 	w.mux.HandleFunc(queue.TypeSweep, w.handleSweep)
 	w.srv = asynq.NewServer(d.Redis, asynq.Config{

@@ -184,7 +184,7 @@ func (s *Service) afterCancel(ctx context.Context, c store.Cancelled) {
 			continue
 		}
 		g.Go(func() error {
-			if _, err := s.queue.EnqueuePurge(ctx, p.RevocationID); err != nil {
+			if _, err := s.queue.EnqueueRevoke(ctx, p.RevocationID); err != nil {
 				s.log.WarnContext(ctx, "queueing a grant revocation; the sweeper will retry", "revocation_id", p.RevocationID, "err", err)
 			}
 			return nil

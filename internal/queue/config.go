@@ -17,9 +17,9 @@ const (
 	PresaveMaxRetryDefault = 25
 	// PresaveTimeoutDefault bounds one pre-save attempt.
 	PresaveTimeoutDefault = 2 * time.Minute
-	// PurgeMaxRetryDefault caps a revocation's retries (with the worker's
+	// RevokeMaxRetryDefault caps a revocation's retries (with the worker's
 	// backoff they span days).
-	PurgeMaxRetryDefault = 40
+	RevokeMaxRetryDefault = 40
 )
 
 // Config is how tasks are queued, the same in every process.
@@ -31,16 +31,19 @@ type Config struct {
 	// PresaveTimeout (PRESAVE_TIMEOUT) is asynq's deadline for one attempt;
 	// the worker also bounds each attempt by it.
 	PresaveTimeout time.Duration
-	// PurgeMaxRetry (PURGE_MAX_RETRY) caps a revocation task's retries.
-	PurgeMaxRetry int
+	// RevokeMaxRetry (REVOKE_MAX_RETRY) caps a revocation task's retries.
+	RevokeMaxRetry int
 }
 
 // LoadConfig reads RELAY_WINDOW, PRESAVE_MAX_RETRY, PRESAVE_TIMEOUT and
-// PURGE_MAX_RETRY, with the defaults above, and validates them.
+// REVOKE_MAX_RETRY, with the defaults above, and validates them.
 func LoadConfig(env config.Env) (Config, error) {
 	var c Config
 	var errs []error
 	var err error
+	if env.String("PURGE_MAX_RETRY", "") != "" {
+		errs = append(errs, errors.New("PURGE_MAX_RETRY is now REVOKE_MAX_RETRY (revocations at the provider are \"revoke\"; \"purge\" is deleting our copy)"))
+	}
 	if c.Window, err = env.Duration("RELAY_WINDOW", WindowDefault); err != nil {
 		errs = append(errs, err)
 	}
@@ -50,7 +53,7 @@ func LoadConfig(env config.Env) (Config, error) {
 	if c.PresaveTimeout, err = env.Duration("PRESAVE_TIMEOUT", PresaveTimeoutDefault); err != nil {
 		errs = append(errs, err)
 	}
-	if c.PurgeMaxRetry, err = env.Int("PURGE_MAX_RETRY", PurgeMaxRetryDefault); err != nil {
+	if c.RevokeMaxRetry, err = env.Int("REVOKE_MAX_RETRY", RevokeMaxRetryDefault); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -70,8 +73,8 @@ func (c Config) WithDefaults() Config {
 	if c.PresaveTimeout == 0 {
 		c.PresaveTimeout = PresaveTimeoutDefault
 	}
-	if c.PurgeMaxRetry == 0 {
-		c.PurgeMaxRetry = PurgeMaxRetryDefault
+	if c.RevokeMaxRetry == 0 {
+		c.RevokeMaxRetry = RevokeMaxRetryDefault
 	}
 	return c
 }
@@ -81,8 +84,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Window <= 0:
 		return fmt.Errorf("RELAY_WINDOW (%s) must be positive", c.Window)
-	case c.PresaveMaxRetry < 0 || c.PurgeMaxRetry < 0:
-		return fmt.Errorf("PRESAVE_MAX_RETRY (%d) and PURGE_MAX_RETRY (%d) must not be negative", c.PresaveMaxRetry, c.PurgeMaxRetry)
+	case c.PresaveMaxRetry < 0 || c.RevokeMaxRetry < 0:
+		return fmt.Errorf("PRESAVE_MAX_RETRY (%d) and REVOKE_MAX_RETRY (%d) must not be negative", c.PresaveMaxRetry, c.RevokeMaxRetry)
 	case c.PresaveTimeout <= 0:
 		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be positive", c.PresaveTimeout)
 	case c.PresaveTimeout > stopTTL/2:

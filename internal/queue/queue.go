@@ -27,8 +27,9 @@ import (
 const (
 	// TypePresave runs one pre-save: every consented action on one provider.
 	TypePresave = "presave:run"
-	// TypePurge revokes a grant at the provider after its token row was deleted.
-	TypePurge = "token:purge"
+	// TypeRevoke revokes a grant at the provider after our copy was
+	// purged (its token row deleted).
+	TypeRevoke = "token:revoke"
 	// TypeRelay moves pre-saves due soon from PostgreSQL into the queues.
 	TypeRelay = "maintenance:relay"
 	// TypeSweep is the safety net: purges unneeded tokens, revives stuck pre-saves.
@@ -40,7 +41,7 @@ const (
 const (
 	QueueSpotify     = "spotify"
 	QueueYouTube     = "youtube"
-	QueuePurge       = "purge"
+	QueueRevoke      = "revoke"
 	QueueMaintenance = "maintenance"
 )
 
@@ -67,8 +68,8 @@ type PresavePayload struct {
 	Provider   providers.Name `json:"provider,omitempty"`
 }
 
-// PurgePayload names a token_revocations row.
-type PurgePayload struct {
+// RevokePayload names a token_revocations row.
+type RevokePayload struct {
 	RevocationID uuid.UUID `json:"revocation_id"`
 }
 
@@ -89,8 +90,8 @@ func PresaveTaskKey(p providers.Name, id uuid.UUID, generation int) string {
 	return "asynq:{" + QueueFor(p) + "}:t:" + PresaveTaskID(id, generation)
 }
 
-// PurgeTaskID is the asynq TaskID of a revocation.
-func PurgeTaskID(id uuid.UUID) string { return "purge:" + id.String() }
+// RevokeTaskID is the asynq TaskID of a revocation.
+func RevokeTaskID(id uuid.UUID) string { return "revoke:" + id.String() }
 
 // Client puts work into asynq: the one way the API and the workers queue
 // a task. Build it with New.
@@ -166,21 +167,21 @@ func (c *Client) Enqueue(ctx context.Context, d store.DuePresave) (bool, error) 
 	return true, nil
 }
 
-// EnqueuePurge queues the revocation of a grant, reporting whether a task
+// EnqueueRevoke queues the revocation of a grant at its provider, reporting whether a task
 // was created (false: already queued, which is success).
-func (c *Client) EnqueuePurge(ctx context.Context, revocationID uuid.UUID) (bool, error) {
-	payload, err := json.Marshal(PurgePayload{RevocationID: revocationID})
+func (c *Client) EnqueueRevoke(ctx context.Context, revocationID uuid.UUID) (bool, error) {
+	payload, err := json.Marshal(RevokePayload{RevocationID: revocationID})
 	if err != nil {
 		return false, err
 	}
-	_, err = c.asynq.EnqueueContext(ctx, asynq.NewTask(TypePurge, payload),
-		asynq.TaskID(PurgeTaskID(revocationID)), asynq.Queue(QueuePurge),
-		asynq.MaxRetry(c.cfg.PurgeMaxRetry), asynq.Timeout(time.Minute))
+	_, err = c.asynq.EnqueueContext(ctx, asynq.NewTask(TypeRevoke, payload),
+		asynq.TaskID(RevokeTaskID(revocationID)), asynq.Queue(QueueRevoke),
+		asynq.MaxRetry(c.cfg.RevokeMaxRetry), asynq.Timeout(time.Minute))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("queue: enqueue purge: %w", err)
+		return false, fmt.Errorf("queue: enqueue revoke: %w", err)
 	}
 	return true, nil
 }
