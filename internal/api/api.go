@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 	_ "time/tzdata" // fans' zones must load even where the image has no zoneinfo
 
@@ -47,13 +46,9 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	// BodyLimit caps every request body; releases and starts are small.
 	BodyLimit = 64 << 10
-	// StateTTL is how long a fan has to come back from the consent screen.
-	StateTTL = 10 * time.Minute
-	// SpotifyHorizon is how far after the authorization a Spotify pre-save
-	// may be due: Spotify refresh tokens expire six months after the
-	// fan's authorization, so a later pre-save could never run. 182 days
-	// stays inside six months whatever the months' lengths.
-	SpotifyHorizon = 182 * 24 * time.Hour
+	// StateTTL is how long a fan has to come back from the consent
+	// screen (the binding cookie lives as long).
+	StateTTL = presave.StateTTL
 	// minAdminToken is the shortest admin token that passes without a warning.
 	minAdminToken = 16
 )
@@ -183,9 +178,6 @@ type Server struct {
 	monitor   *asynqmon.HTTPHandler
 	metrics   *httpMetrics
 	registry  *prometheus.Registry
-	// zones caches the zone names PostgreSQL accepted (a few hundred at
-	// most), so a release-day burst of starts does not ask every time.
-	zones sync.Map
 
 	// page is the fan's pre-save page, once MountPage has added it.
 	page *page
@@ -225,7 +217,8 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	if s.queue, err = queue.New(cfg.Queue, st, rc); err != nil {
 		return nil, err
 	}
-	s.app = presave.New(st, s.queue, provs, log)
+	s.app = presave.New(presave.Options{Store: st, Queue: s.queue, Providers: provs, Log: log,
+		ConsentVersion: cfg.ConsentVersion, Now: cfg.Now})
 	s.registry, s.metrics = newMetrics(s.inspector)
 	s.limit = s.fanRateLimit()
 	s.echo = s.routes()

@@ -56,7 +56,7 @@ func AsError(err error) *Error {
 	}
 	var pe *presave.Error
 	if errors.As(err, &pe) {
-		return &Error{Status: statusOf(pe.Kind), Code: pe.Code, Message: pe.Message}
+		return &Error{Status: statusOf(pe.Kind), Code: pe.Code, Message: pe.Message, Err: pe.Err}
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
@@ -72,6 +72,14 @@ func AsError(err error) *Error {
 // from the application's kinds of error to HTTP.
 func statusOf(k presave.Kind) int {
 	switch k {
+	case presave.KindInvalid:
+		return http.StatusBadRequest
+	case presave.KindDeclined:
+		return http.StatusForbidden
+	case presave.KindUnprocessable:
+		return http.StatusUnprocessableEntity
+	case presave.KindProvider:
+		return http.StatusBadGateway
 	case presave.KindNotFound:
 		return http.StatusNotFound
 	case presave.KindConflict:
@@ -79,7 +87,7 @@ func statusOf(k presave.Kind) int {
 	case presave.KindUnauthenticated:
 		return http.StatusUnauthorized
 	}
-	return http.StatusBadRequest
+	return http.StatusInternalServerError
 }
 
 func fromEchoError(he *echo.HTTPError) *Error {

@@ -160,7 +160,7 @@ func (s *Server) withdraw(c echo.Context) error {
 }
 
 func (s *Server) disconnect(c echo.Context) error {
-	p, err := s.provider(c.Param("provider"))
+	p, err := s.app.Provider(c.Param("provider"))
 	if err != nil {
 		return err
 	}

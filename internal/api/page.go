@@ -18,13 +18,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 )
 
 // The fan's pre-save page: server-rendered HTML (html/template) with
 // embedded assets, no third-party script, font or tracker. It lives in
-// this package because it is the same flow as the JSON API (StartConnect,
-// completeConnect, the self-service store calls) seen through a browser.
+// this package because it is the same flow as the JSON API (the same use
+// cases of internal/presave) seen through a browser.
 //
 // Pages (routes.go's pageRoutes, added by MountPage: they are not part
 // of the JSON API that openapi.json documents):
@@ -54,7 +55,7 @@ const (
 	csrfField = "csrf"
 	csrfKey   = "presave.csrf"
 	backKey   = "presave.back"
-	// tokenLen is the length of randomToken's output (32 bytes, base64url).
+	// tokenLen is the length of presave.NewToken's output (32 bytes, base64url).
 	tokenLen = 43
 )
 
@@ -295,7 +296,7 @@ func (p *page) csrfToken(c echo.Context) (string, error) {
 		c.Set(csrfKey, ck.Value)
 		return ck.Value, nil
 	}
-	tok, err := randomToken()
+	tok, err := presave.NewToken()
 	if err != nil {
 		return "", err
 	}
@@ -361,12 +362,12 @@ func (p *page) asset(c echo.Context) error {
 // callback answers the OAuth callback of a page flow: on success a
 // redirect to the confirmation (so a reload never replays the code),
 // otherwise an error page leading back to the release.
-func (p *page) callback(c echo.Context, info callbackInfo, res *Connected, err error) error {
+func (p *page) callback(c echo.Context, info presave.CallbackState, res *Connected, err error) error {
 	p.setHeaders(c)
 	if err != nil {
 		back := "/me"
-		if info.release != [16]byte{} {
-			if r, rerr := p.s.store.Release(ctxOf(c), info.release); rerr == nil {
+		if info.ReleaseID != [16]byte{} {
+			if r, rerr := p.s.store.Release(ctxOf(c), info.ReleaseID); rerr == nil {
 				back = "/r/" + r.Slug
 			}
 		}

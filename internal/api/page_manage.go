@@ -202,7 +202,7 @@ func (p *page) withdraw(c echo.Context) error {
 }
 
 func (p *page) confirmDisconnect(c echo.Context) error {
-	pr, err := p.s.provider(c.Param("provider"))
+	pr, err := p.s.app.Provider(c.Param("provider"))
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (p *page) confirmDisconnect(c echo.Context) error {
 }
 
 func (p *page) disconnect(c echo.Context) error {
-	pr, err := p.s.provider(c.Param("provider"))
+	pr, err := p.s.app.Provider(c.Param("provider"))
 	if err != nil {
 		return err
 	}

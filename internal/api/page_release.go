@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
@@ -52,14 +53,6 @@ type releasePageView struct {
 	Consent                template.HTML
 }
 
-// defaultZone is the zone a start without one uses (StartConnect's rule).
-func defaultZone(r store.Release) string {
-	if r.DefaultZone != "" {
-		return r.DefaultZone
-	}
-	return "UTC"
-}
-
 func (p *page) offers(r store.Release) []offer {
 	var out []offer
 	for _, n := range providers.Names {
@@ -99,11 +92,11 @@ func (p *page) consentText(version string, r store.Release, zone string, offers 
 // release renders /r/{slug}.
 func (p *page) release(c echo.Context) error {
 	slug := c.Param("slug")
-	r, err := p.s.findRelease(ctxOf(c), slug)
+	r, err := p.s.app.FindRelease(ctxOf(c), slug)
 	if err != nil {
 		return err
 	}
-	zone := defaultZone(r)
+	zone := presave.DefaultZone(r)
 	v := releasePageView{Slug: r.Slug, Title: r.Title, Artist: r.Artist, Status: r.Status,
 		Open: r.Status == store.ReleaseScheduled, Fixed: r.Timing == store.TimingFixed, Zone: zone,
 		Offers: p.offers(r), ConsentVersion: p.s.cfg.ConsentVersion}
@@ -155,15 +148,8 @@ func (p *page) start(c echo.Context) error {
 			return badRequest("actions_required", "Tick at least one thing presave may do on %s.", providerLabel(providers.Name(provider)))
 		}
 	}
-	fan, err := p.s.optionalFan(c)
-	if err != nil {
-		return err
-	}
-	if req.Binding, err = p.s.bindClient(c); err != nil {
-		return err
-	}
 	req.ViaPage = true
-	res, err := p.s.StartConnect(ctxOf(c), provider, req, clientIP(c), fan)
+	res, err := p.s.startConnect(c, provider, req)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
@@ -22,18 +23,15 @@ import (
 // YouTube issues (UU uploads, FL favourites, LL likes, OL "OLAK5uy_"
 // album playlists, RD mixes) plus 10 to 64 characters.
 var (
-	slugPattern            = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 	spotifyIDPattern       = regexp.MustCompile(`^[0-9A-Za-z]{22}$`)
 	youtubeVideoPattern    = regexp.MustCompile(`^[A-Za-z0-9_-]{11}$`)
 	youtubePlaylistPattern = regexp.MustCompile(`^(?:PL[A-Za-z0-9_-]{16,64}|(?:UU|FL|LL|OL|RD)[A-Za-z0-9_-]{10,64})$`)
 )
 
 const (
-	maxSlug     = 100
-	maxText     = 200
-	maxIDs      = 50 // per list; a Spotify library write takes 50 IDs at most
-	maxZoneName = 64
-	dateLayout  = "2006-01-02"
+	maxText    = 200
+	maxIDs     = 50 // per list; a Spotify library write takes 50 IDs at most
+	dateLayout = "2006-01-02"
 )
 
 // SpotifyTarget is what a release asks of Spotify, as JSON.
@@ -181,29 +179,6 @@ func parseReleaseDate(s string) (time.Time, error) {
 	return d, nil
 }
 
-// checkZone accepts an IANA zone name that both Go and PostgreSQL know.
-func (s *Server) checkZone(ctx context.Context, field, name string) error {
-	bad := badRequest("invalid_zone", "%s must be an IANA time zone name such as Europe/Paris.", field)
-	if name == "" || len(name) > maxZoneName || name == "Local" || strings.ContainsAny(name, " \\") {
-		return bad
-	}
-	if _, err := time.LoadLocation(name); err != nil {
-		return bad
-	}
-	if _, known := s.zones.Load(name); known {
-		return nil
-	}
-	ok, err := s.store.ZoneKnown(ctx, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return bad
-	}
-	s.zones.Store(name, true)
-	return nil
-}
-
 func checkText(field, v string) error {
 	if strings.TrimSpace(v) == "" || utf8.RuneCountInString(v) > maxText || !utf8.ValidString(v) {
 		return badRequest("invalid_"+field, "%s must be 1 to %d characters.", field, maxText)
@@ -231,8 +206,8 @@ func checkIDs(field string, ids []string, pattern *regexp.Regexp, what string) e
 // validateRelease checks a complete release. checkTime also demands that
 // it goes live in the future (on create, and when an update moves it).
 func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime bool) error {
-	if len(r.Slug) > maxSlug || !slugPattern.MatchString(r.Slug) {
-		return badRequest("invalid_slug", "slug must be lower-case letters and digits in words joined by single hyphens, at most %d characters.", maxSlug)
+	if !presave.IsSlug(r.Slug) {
+		return badRequest("invalid_slug", "slug must be lower-case letters and digits in words joined by single hyphens, at most %d characters.", presave.MaxSlug)
 	}
 	if err := checkText("title", r.Title); err != nil {
 		return err
@@ -241,7 +216,7 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 		return err
 	}
 	if r.Timing == store.TimingLocal {
-		if err := s.checkZone(ctx, "default_zone", r.DefaultZone); err != nil {
+		if err := s.app.CheckZone(ctx, "default_zone", r.DefaultZone); err != nil {
 			return err
 		}
 	}
@@ -403,7 +378,7 @@ func (s *Server) listReleases(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-var errReleaseNotFound = errorf(http.StatusNotFound, "release_not_found", "There is no such release.")
+var errReleaseNotFound error = presave.ErrReleaseNotFound
 
 // releaseParam reads the release named by the :id path parameter.
 func (s *Server) releaseParam(c echo.Context) (store.Release, error) {

@@ -3,25 +3,21 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/presave/presave/internal/presave"
 )
 
 // What PostgreSQL can store as text: valid UTF-8 without NUL (it refuses
 // both with an error, which would otherwise surface as a 500). Every text
 // the API accepts passes through here first: JSON bodies in decodeJSON
-// (before and after decoding), forms and queries in checkValues, and what
-// a provider sends back in checkProviderText.
-
-// storable reports whether PostgreSQL can store v as text.
-func storable(v string) bool {
-	return utf8.ValidString(v) && !strings.ContainsRune(v, 0)
-}
+// (before and after decoding) and forms and queries in checkValues (what
+// a provider sends back is the connect use case's: presave.Storable).
 
 // errText refuses a client's text field that PostgreSQL cannot store.
 func errText(field string) *Error {
@@ -39,7 +35,7 @@ func checkStrings(path string, v reflect.Value) error {
 			return checkStrings(path, v.Elem())
 		}
 	case reflect.String:
-		if !storable(v.String()) {
+		if !presave.Storable(v.String()) {
 			return errText(path)
 		}
 	case reflect.Slice, reflect.Array:
@@ -51,7 +47,7 @@ func checkStrings(path string, v reflect.Value) error {
 	case reflect.Map:
 		for _, k := range v.MapKeys() {
 			name := path + "." + k.String()
-			if k.Kind() == reflect.String && !storable(k.String()) {
+			if k.Kind() == reflect.String && !presave.Storable(k.String()) {
 				return errText(path)
 			}
 			if err := checkStrings(name, v.MapIndex(k)); err != nil {
@@ -92,26 +88,13 @@ func checkValues(vals url.Values) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !storable(k) {
+		if !presave.Storable(k) {
 			return errText("a field name")
 		}
 		for _, v := range vals[k] {
-			if !storable(v) {
+			if !presave.Storable(v) {
 				return errText(k)
 			}
-		}
-	}
-	return nil
-}
-
-// checkProviderText refuses what a provider sent (an account ID, a
-// scope) that PostgreSQL cannot store: the provider misbehaved, so it is
-// a classified 502 naming the field, and nothing is written.
-func checkProviderText(provider, field string, vs ...string) error {
-	for _, v := range vs {
-		if !storable(v) {
-			return errorf(http.StatusBadGateway, "provider_invalid_text",
-				"%s sent a value for %s that we cannot store (not valid UTF-8, or a NUL character); nothing was saved. Please try again later.", provider, field)
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,20 +23,40 @@ import (
 
 // Service is presave's use cases. Build it with New.
 type Service struct {
-	store     *store.Store
-	queue     *queue.Client
-	providers registry.Set
-	log       *slog.Logger
+	store          *store.Store
+	queue          *queue.Client
+	providers      registry.Set
+	log            *slog.Logger
+	consentVersion string
+	now            func() time.Time
+	// zones remembers the zone names PostgreSQL accepted.
+	zones sync.Map
 }
 
-// New returns the use cases over st, q and provs; log receives what goes
-// wrong after a commit (a task not dropped, a revocation not queued: all
-// safety-netted, so logged rather than returned).
-func New(st *store.Store, q *queue.Client, provs registry.Set, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Options are what a Service works with.
+type Options struct {
+	Store     *store.Store
+	Queue     *queue.Client
+	Providers registry.Set
+	// Log receives what goes wrong after a commit (a task not dropped, a
+	// revocation not queued: all safety-netted, so logged, not returned).
+	Log *slog.Logger
+	// ConsentVersion is the consent wording fans agree to now.
+	ConsentVersion string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// New returns the use cases.
+func New(o Options) *Service {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, queue: q, providers: provs, log: log}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{store: o.Store, queue: o.Queue, providers: o.Providers, log: o.Log,
+		consentVersion: o.ConsentVersion, now: o.Now}
 }
 
 // queueParallelism bounds the Redis calls made at once after a release
