@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -72,34 +73,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
-	wcfg, err := jobs.LoadConfig(env)
+	w, reg, closeRedis, err := newWorker(env, cfg, st, log)
 	if err != nil {
 		return err
+	}
+	defer closeRedis()
+	ops, err := opsHandler(env, w, reg)
+	if err != nil {
+		return err
+	}
+	addr := env.String("WORKER_ADDR", "127.0.0.1:9090")
+	return serve(ctx, log, &http.Server{Addr: addr, Handler: ops, ReadHeaderTimeout: 10 * time.Second}, w)
+}
+
+// newWorker builds the worker from the environment, with its metrics
+// registry; closeRedis releases its Redis client.
+func newWorker(env config.Env, cfg config.Common, st *store.Store, log *slog.Logger) (*jobs.Worker, *prometheus.Registry, func(), error) {
+	wcfg, err := jobs.LoadConfig(env)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	// The worker never redirects a fan; the redirect URI only has to match
 	// what the API registered, so PUBLIC_URL is read the same way.
 	provs, err := registry.FromEnv(env, env.String("PUBLIC_URL", "http://127.0.0.1:8080"))
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	gopt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	rdb := redis.NewClient(gopt)
-	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := jobs.New(jobs.Deps{Store: st, Providers: provs, Redis: redisOpt, RDB: rdb, Log: log, Registerer: reg}, wcfg)
 	if err != nil {
-		return err
+		_ = rdb.Close()
+		return nil, nil, nil, err
 	}
+	return w, reg, func() { _ = rdb.Close() }, nil
+}
 
-	addr := env.String("WORKER_ADDR", "127.0.0.1:9090")
+// opsHandler serves /healthz, /readyz, /metrics (behind METRICS_TOKEN
+// when set) and, with PPROF, Go's profiler.
+func opsHandler(env config.Env, w *jobs.Worker, reg *prometheus.Registry) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
@@ -117,22 +138,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, _ = io.WriteString(rw, `{"status":"ok"}`)
 	})
 	mux.Handle("GET /metrics", health.RequireBearer(env.String("METRICS_TOKEN", ""), promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	if on, err := env.Bool("PPROF", false); err != nil {
-		return err
-	} else if on {
+	on, err := env.Bool("PPROF", false)
+	if err != nil {
+		return nil, err
+	}
+	if on {
 		// Profiling for operators chasing a slow drain; off by default
 		// since it exposes internals on the health port.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return mux, nil
+}
+
+// serve runs the worker and its ops endpoint until ctx ends or either
+// fails, then shuts down gracefully: stop taking tasks, let in-flight ones
+// finish (up to SHUTDOWN_TIMEOUT), then close the endpoint.
+func serve(ctx context.Context, log *slog.Logger, srv *http.Server, w *jobs.Worker) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
 	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(wctx) }()
-	log.Info("worker health endpoint listening", "addr", addr)
+	log.Info("worker health endpoint listening", "addr", srv.Addr)
 	var runErr error
 	select {
 	case runErr = <-errc:
@@ -140,8 +169,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		workerDone = nil
 	case <-ctx.Done():
 	}
-	// Graceful: stop taking tasks, let in-flight ones finish (up to
-	// SHUTDOWN_TIMEOUT), then close the endpoint.
 	stopWorker()
 	if workerDone != nil {
 		if err := <-workerDone; err != nil && runErr == nil {
