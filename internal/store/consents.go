@@ -105,69 +105,11 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 		h := sha256.Sum256([]byte(out.FanToken))
 		sessionHash = h[:]
 	}
-	status := PresavePending
-	if c.Enqueue {
-		status = PresaveEnqueued
-	}
-	presaveID := uuid.Must(uuid.NewV7())
-	// The release must still be scheduled, as read: FOR SHARE holds off
-	// a cancellation or a new release time until this commits, so the
-	// pre-save is either moved or cancelled with the others, never left
-	// behind with a stale due time. The account lookup (FOR UPDATE: two
-	// callbacks of one new account must not both create a fan) rides in
-	// the same statement.
-	var version *time.Time
-	if !c.ReleaseUpdatedAt.IsZero() {
-		version = &c.ReleaseUpdatedAt
-	}
-	var live, otherAccountBusy bool
-	var linked *uuid.UUID
-	check := &pgx.Batch{}
-	if c.FanID != uuid.Nil {
-		// Consents of one fan are serialized, so two of different accounts
-		// cannot both find the other's pre-saves missing. A statement of
-		// its own: the check below then reads what the lock waited for.
-		check.Queue(`SELECT 1 FROM fans WHERE id = $1 FOR UPDATE`, c.FanID).Exec(func(pgconn.CommandTag) error { return nil })
-	}
-	// otherAccountBusy: the known fan has open pre-saves of other
-	// releases on this provider, consented with another account.
-	check.Queue(`
-		SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1 AND status = 'scheduled'
-				AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE),
-			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE),
-			EXISTS (SELECT 1 FROM presaves WHERE fan_id = $5 AND provider = $3 AND release_id <> $1
-				AND status IN `+openStatuses+` AND account_id IS DISTINCT FROM $4)`,
-		c.ReleaseID, version, c.Provider, c.AccountID, c.FanID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&live, &linked, &otherAccountBusy)
-	})
-	err := s.inPipelinedTx(ctx, check, func() (*pgx.Batch, error) {
-		if !live {
-			return nil, ErrReleaseChanged
-		}
+	var facts consentFacts
+	err := s.inPipelinedTx(ctx, consentCheck(c, &facts), func() (*pgx.Batch, error) {
 		b := &pgx.Batch{}
-		switch {
-		case linked != nil:
-			if c.FanID != uuid.Nil && c.FanID != *linked {
-				return nil, ErrAccountTaken
-			}
-			out.FanID = *linked
-		case otherAccountBusy:
-			return nil, ErrOtherAccount
-		default:
-			out.FanID = c.FanID
-			if out.FanID == uuid.Nil {
-				out.FanID = uuid.Must(uuid.NewV7())
-				b.Queue(`INSERT INTO fans (id) VALUES ($1)`, out.FanID)
-				out.FanCreated = true
-			} else {
-				// A fan has one account per provider: connecting another
-				// account of the same provider replaces the link, which
-				// the check above allows only when no open pre-save of
-				// another release uses the old one. (A fan created just
-				// now has none.)
-				b.Queue(`DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, out.FanID, c.Provider)
-			}
-			b.Queue(`INSERT INTO fan_accounts (provider, account_id, fan_id) VALUES ($1, $2, $3)`, c.Provider, c.AccountID, out.FanID)
+		if err := linkAccount(b, c, facts, &out); err != nil {
+			return nil, err
 		}
 		tok := c.Token
 		tok.FanID, tok.Provider, tok.AccountID = out.FanID, c.Provider, c.AccountID
@@ -176,26 +118,7 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 			return nil, err
 		}
 		b.Queue(query, args...)
-		b.Queue(`
-			INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
-				status, enqueued_at, account_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END, $12)
-			ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
-				account_id = CASE WHEN presaves.status IN ('done') THEN presaves.account_id ELSE EXCLUDED.account_id END,
-				actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
-				fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
-				generation = presaves.generation + 1,
-				status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE EXCLUDED.status END,
-				completed_at = CASE WHEN presaves.status IN ('done') THEN presaves.completed_at END,
-				enqueued_at = CASE WHEN presaves.status IN ('done') THEN NULL ELSE EXCLUDED.enqueued_at END,
-				last_error = NULL, updated_at = now()
-			RETURNING `+presaveColumns,
-			presaveID, out.FanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
-			status, c.AccountID).QueryRow(func(row pgx.Row) error {
-			var err error
-			out.Presave, err = scanPresave(row)
-			return err
-		})
+		queuePresaveUpsert(b, c, out.FanID, &out.Presave)
 		if sessionHash != nil {
 			b.Queue(`INSERT INTO fan_sessions (token_hash, fan_id) VALUES ($1, $2)`, sessionHash, out.FanID)
 		}
@@ -205,4 +128,108 @@ func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func()
 		return Consented{}, fmt.Errorf("store: record consent: %w", err)
 	}
 	return out, nil
+}
+
+// consentFacts is what the consent transaction reads before it writes.
+type consentFacts struct {
+	// live: the release is still scheduled, at the version read.
+	live bool
+	// linked is the fan the provider account already belongs to, if any.
+	linked *uuid.UUID
+	// otherAccountBusy: the known fan has open pre-saves of other
+	// releases on this provider, consented with another account.
+	otherAccountBusy bool
+}
+
+// consentCheck is the consent transaction's first batch, which fills f.
+// The release must still be scheduled, as read: FOR SHARE holds off a
+// cancellation or a new release time until the consent commits, so the
+// pre-save is either moved or cancelled with the others, never left
+// behind with a stale due time. The account lookup (FOR UPDATE: two
+// callbacks of one new account must not both create a fan) rides in the
+// same statement.
+func consentCheck(c Consent, f *consentFacts) *pgx.Batch {
+	var version *time.Time
+	if !c.ReleaseUpdatedAt.IsZero() {
+		version = &c.ReleaseUpdatedAt
+	}
+	check := &pgx.Batch{}
+	if c.FanID != uuid.Nil {
+		// Consents of one fan are serialized, so two of different accounts
+		// cannot both find the other's pre-saves missing. A statement of
+		// its own: the check below then reads what the lock waited for.
+		check.Queue(`SELECT 1 FROM fans WHERE id = $1 FOR UPDATE`, c.FanID).Exec(func(pgconn.CommandTag) error { return nil })
+	}
+	check.Queue(`
+		SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1 AND status = 'scheduled'
+				AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE),
+			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE),
+			EXISTS (SELECT 1 FROM presaves WHERE fan_id = $5 AND provider = $3 AND release_id <> $1
+				AND status IN `+openStatuses+` AND account_id IS DISTINCT FROM $4)`,
+		c.ReleaseID, version, c.Provider, c.AccountID, c.FanID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&f.live, &f.linked, &f.otherAccountBusy)
+	})
+	return check
+}
+
+// linkAccount decides whose consent this is and queues the account link:
+// the fan the account belongs to, or the known fan (replacing its link to
+// another account of the provider), or a new fan. It refuses what the
+// facts forbid (ErrReleaseChanged, ErrAccountTaken, ErrOtherAccount).
+func linkAccount(b *pgx.Batch, c Consent, f consentFacts, out *Consented) error {
+	switch {
+	case !f.live:
+		return ErrReleaseChanged
+	case f.linked != nil:
+		if c.FanID != uuid.Nil && c.FanID != *f.linked {
+			return ErrAccountTaken
+		}
+		out.FanID = *f.linked
+		return nil
+	case f.otherAccountBusy:
+		return ErrOtherAccount
+	}
+	out.FanID = c.FanID
+	if out.FanID == uuid.Nil {
+		out.FanID = uuid.Must(uuid.NewV7())
+		b.Queue(`INSERT INTO fans (id) VALUES ($1)`, out.FanID)
+		out.FanCreated = true
+	} else {
+		// A fan has one account per provider: connecting another account
+		// of the same provider replaces the link, which consentCheck allows
+		// only when no open pre-save of another release uses the old one.
+		b.Queue(`DELETE FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, out.FanID, c.Provider)
+	}
+	b.Queue(`INSERT INTO fan_accounts (provider, account_id, fan_id) VALUES ($1, $2, $3)`, c.Provider, c.AccountID, out.FanID)
+	return nil
+}
+
+// queuePresaveUpsert queues the pre-save's insert, or the update of a
+// repeated consent (a new generation; a pre-save already done stays
+// done), scanning the row into ps.
+func queuePresaveUpsert(b *pgx.Batch, c Consent, fanID uuid.UUID, ps *Presave) {
+	status := PresavePending
+	if c.Enqueue {
+		status = PresaveEnqueued
+	}
+	b.Queue(`
+		INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
+			status, enqueued_at, account_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END, $12)
+		ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
+			account_id = CASE WHEN presaves.status IN ('done') THEN presaves.account_id ELSE EXCLUDED.account_id END,
+			actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
+			fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
+			generation = presaves.generation + 1,
+			status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE EXCLUDED.status END,
+			completed_at = CASE WHEN presaves.status IN ('done') THEN presaves.completed_at END,
+			enqueued_at = CASE WHEN presaves.status IN ('done') THEN NULL ELSE EXCLUDED.enqueued_at END,
+			last_error = NULL, updated_at = now()
+		RETURNING `+presaveColumns,
+		uuid.Must(uuid.NewV7()), fanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
+		status, c.AccountID).QueryRow(func(row pgx.Row) error {
+		var err error
+		*ps, err = scanPresave(row)
+		return err
+	})
 }

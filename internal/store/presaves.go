@@ -403,6 +403,33 @@ type Finished struct {
 	RevokeToken string
 }
 
+// finishStatement is FinishPresave's status change and token deletion,
+// one statement.
+//
+// The DELETE sees the snapshot from before the UPDATE beside it,
+// so the pre-save itself is excluded from the open ones by ID. A
+// consent writing the token row at the same moment holds its row
+// lock: the DELETE waits for it, then re-checks the row it wrote,
+// whose new authorized_at no longer matches the attempt's, so the
+// new consent's token survives (the NOT EXISTS alone would still
+// read the snapshot from before that consent).
+const finishStatement = `
+			WITH p AS (
+				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
+					completed_at = now(), lease_until = NULL, updated_at = now()
+				WHERE id = $1 AND generation = $2 AND status IN ` + openStatuses + `
+				RETURNING fan_id, provider),
+			d AS (
+				DELETE FROM provider_tokens t USING p
+				WHERE t.fan_id = p.fan_id AND t.provider = p.provider
+				  AND ($7::timestamptz IS NULL OR t.authorized_at = $7)
+				  AND ($6 OR NOT EXISTS (
+					SELECT 1 FROM presaves o
+					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
+					  AND o.status IN ` + openStatuses + `))
+				RETURNING t.refresh_sealed)
+			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
+
 // FinishPresave records a final state and, in the same transaction,
 // deletes the fan's token at the provider when no open pre-save needs it
 // any more (ARCHITECTURE.md invariant 4). The caller enqueues a purge task
@@ -429,30 +456,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 		version = &f.TokenAuthorizedAt
 	}
 	var out Finished
-	// The DELETE sees the snapshot from before the UPDATE beside it,
-	// so the pre-save itself is excluded from the open ones by ID. A
-	// consent writing the token row at the same moment holds its row
-	// lock: the DELETE waits for it, then re-checks the row it wrote,
-	// whose new authorized_at no longer matches the attempt's, so the
-	// new consent's token survives (the NOT EXISTS alone would still
-	// read the snapshot from before that consent).
-	finishSQL := `
-			WITH p AS (
-				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
-					completed_at = now(), lease_until = NULL, updated_at = now()
-				WHERE id = $1 AND generation = $2 AND status IN ` + openStatuses + `
-				RETURNING fan_id, provider),
-			d AS (
-				DELETE FROM provider_tokens t USING p
-				WHERE t.fan_id = p.fan_id AND t.provider = p.provider
-				  AND ($7::timestamptz IS NULL OR t.authorized_at = $7)
-				  AND ($6 OR NOT EXISTS (
-					SELECT 1 FROM presaves o
-					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
-					  AND o.status IN ` + openStatuses + `))
-				RETURNING t.refresh_sealed)
-			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
-	finishArgs := []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version}
+	finishSQL, finishArgs := finishStatement, []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version}
 	scanFinish := func(row pgx.Row) ([]byte, error) {
 		var refresh []byte
 		err := row.Scan(&out.FanID, &out.Provider, &refresh)

@@ -99,3 +99,35 @@ func (s *Store) PendingRevocations(ctx context.Context, limit int) ([]uuid.UUID,
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
+
+// rotateRevocations re-seals up to limit pending revocations not under
+// primary (RotateKeys).
+func (s *Store) rotateRevocations(ctx context.Context, tx pgx.Tx, primary string, limit int) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT id, provider, token_sealed FROM token_revocations WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, primary, limit)
+	if err != nil {
+		return 0, err
+	}
+	type rev struct {
+		id uuid.UUID
+		p  providers.Name
+		s  []byte
+	}
+	revs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rev, error) {
+		var v rev
+		err := r.Scan(&v.id, &v.p, &v.s)
+		return v, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range revs {
+		keyID, sealed, err := s.reseal(r.s, revocationOwner(r.id, r.p))
+		if err != nil {
+			return 0, fmt.Errorf("rotate: revocation %s: %w", r.id, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE token_revocations SET key_id = $2, token_sealed = $3 WHERE id = $1`, r.id, keyID, sealed); err != nil {
+			return 0, err
+		}
+	}
+	return len(revs), nil
+}

@@ -214,101 +214,73 @@ func (s *Store) PurgeToken(ctx context.Context, fanID uuid.UUID, p providers.Nam
 }
 
 // RotateKeys re-seals up to batch token rows and pending revocations that
-// are not under the primary key. (OAuth states live ten minutes: rotating
-// them is not worth it; states sealed under a removed key simply expire.) It returns how many it
-// re-sealed; call it until it returns 0.
+// are not under the primary key, in one transaction. (OAuth states live
+// ten minutes: rotating them is not worth it; states sealed under a
+// removed key simply expire.) It returns how many it re-sealed; call it
+// until it returns 0.
 func (s *Store) RotateKeys(ctx context.Context, batch int) (int, error) {
 	primary := s.ring.Primary()
 	n := 0
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			SELECT fan_id, provider, refresh_sealed, access_sealed FROM provider_tokens
-			WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, primary, batch)
-		if err != nil {
+		var err error
+		if n, err = s.rotateTokens(ctx, tx, primary, batch); err != nil || n >= batch {
 			return err
 		}
-		type row struct {
-			fan  uuid.UUID
-			p    providers.Name
-			r, a []byte
-		}
-		var todo []row
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.fan, &r.p, &r.r, &r.a); err != nil {
-				return err
-			}
-			todo = append(todo, r)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, r := range todo {
-			rt, err := s.ring.Open(r.r, tokenOwner(r.fan, r.p, "refresh"))
-			if err != nil {
-				return fmt.Errorf("rotate: fan %s %s: %w", r.fan, r.p, err)
-			}
-			newRefresh, newAccess := []byte(nil), []byte(nil)
-			var keyID string
-			if keyID, newRefresh, err = s.ring.Seal(rt, tokenOwner(r.fan, r.p, "refresh")); err != nil {
-				return err
-			}
-			if r.a != nil {
-				at, err := s.ring.Open(r.a, tokenOwner(r.fan, r.p, "access"))
-				if err != nil {
-					return fmt.Errorf("rotate: fan %s %s access: %w", r.fan, r.p, err)
-				}
-				if _, newAccess, err = s.ring.Seal(at, tokenOwner(r.fan, r.p, "access")); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.Exec(ctx, `UPDATE provider_tokens SET key_id = $3, refresh_sealed = $4, access_sealed = $5 WHERE fan_id = $1 AND provider = $2`,
-				r.fan, r.p, keyID, newRefresh, newAccess); err != nil {
-				return err
-			}
-			n++
-		}
-		if n >= batch {
-			return nil
-		}
-		// Revocations in the same pass.
-		rrows, err := tx.Query(ctx, `SELECT id, provider, token_sealed FROM token_revocations WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, primary, batch-n)
-		if err != nil {
-			return err
-		}
-		type rev struct {
-			id uuid.UUID
-			p  providers.Name
-			s  []byte
-		}
-		var revs []rev
-		for rrows.Next() {
-			var r rev
-			if err := rrows.Scan(&r.id, &r.p, &r.s); err != nil {
-				return err
-			}
-			revs = append(revs, r)
-		}
-		if err := rrows.Err(); err != nil {
-			return err
-		}
-		for _, r := range revs {
-			pt, err := s.ring.Open(r.s, revocationOwner(r.id, r.p))
-			if err != nil {
-				return fmt.Errorf("rotate: revocation %s: %w", r.id, err)
-			}
-			keyID, sealed, err := s.ring.Seal(pt, revocationOwner(r.id, r.p))
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE token_revocations SET key_id = $2, token_sealed = $3 WHERE id = $1`, r.id, keyID, sealed); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+		m, err := s.rotateRevocations(ctx, tx, primary, batch-n)
+		n += m
+		return err
 	})
 	return n, err
+}
+
+// rotateTokens re-seals up to limit token rows not under primary.
+func (s *Store) rotateTokens(ctx context.Context, tx pgx.Tx, primary string, limit int) (int, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT fan_id, provider, refresh_sealed, access_sealed FROM provider_tokens
+		WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, primary, limit)
+	if err != nil {
+		return 0, err
+	}
+	type row struct {
+		fan  uuid.UUID
+		p    providers.Name
+		r, a []byte
+	}
+	todo, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var v row
+		err := r.Scan(&v.fan, &v.p, &v.r, &v.a)
+		return v, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range todo {
+		keyID, refresh, err := s.reseal(r.r, tokenOwner(r.fan, r.p, "refresh"))
+		if err != nil {
+			return 0, fmt.Errorf("rotate: fan %s %s: %w", r.fan, r.p, err)
+		}
+		var access []byte
+		if r.a != nil {
+			if _, access, err = s.reseal(r.a, tokenOwner(r.fan, r.p, "access")); err != nil {
+				return 0, fmt.Errorf("rotate: fan %s %s access: %w", r.fan, r.p, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE provider_tokens SET key_id = $3, refresh_sealed = $4, access_sealed = $5 WHERE fan_id = $1 AND provider = $2`,
+			r.fan, r.p, keyID, refresh, access); err != nil {
+			return 0, err
+		}
+	}
+	return len(todo), nil
+}
+
+// reseal opens a sealed value and seals it again under the primary key,
+// bound to the same owner.
+func (s *Store) reseal(sealed, owner []byte) (string, []byte, error) {
+	pt, err := s.ring.Open(sealed, owner)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.ring.Seal(pt, owner)
 }
 
 // PurgeUnneededTokens is the sweeper's safety net for invariant 4: it
