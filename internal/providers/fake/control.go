@@ -321,112 +321,133 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /_fake/state", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.State())
 	})
-	m.HandleFunc("POST /_fake/faults", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Provider       providers.Name `json:"provider"`
-			Latency        *string        `json:"latency"` // Go duration, e.g. "150ms"
-			RateLimitRPS   *float64       `json:"rate_limit_rps"`
-			RateLimitBurst int            `json:"rate_limit_burst"`
-			ErrorRate      *float64       `json:"error_rate"`
-		}
-		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+	m.HandleFunc("POST /_fake/faults", s.ctlFaults)
+	m.HandleFunc("POST /_fake/quota", s.ctlQuota)
+	m.HandleFunc("POST /_fake/revoke", s.ctlRevoke)
+	m.HandleFunc("POST /_fake/expire", s.ctlExpire)
+	m.HandleFunc("POST /_fake/notlive", s.ctlNotlive)
+	m.HandleFunc("POST /_fake/rotation", s.ctlRotation)
+	m.HandleFunc("POST /_fake/legacy", s.ctlLegacy)
+}
+
+// ctlFaults handles POST /_fake/faults.
+func (s *Server) ctlFaults(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Provider       providers.Name `json:"provider"`
+		Latency        *string        `json:"latency"` // Go duration, e.g. "150ms"
+		RateLimitRPS   *float64       `json:"rate_limit_rps"`
+		RateLimitBurst int            `json:"rate_limit_burst"`
+		ErrorRate      *float64       `json:"error_rate"`
+	}
+	if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+		return
+	}
+	if req.Latency != nil {
+		d, err := time.ParseDuration(*req.Latency)
+		if err != nil {
+			http.Error(w, "latency: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		if req.Latency != nil {
-			d, err := time.ParseDuration(*req.Latency)
-			if err != nil {
-				http.Error(w, "latency: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			s.SetLatency(req.Provider, d)
-		}
-		if req.RateLimitRPS != nil {
-			s.SetRateLimit(req.Provider, *req.RateLimitRPS, req.RateLimitBurst)
-		}
-		if req.ErrorRate != nil {
-			s.SetErrorRate(req.Provider, *req.ErrorRate)
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_fake/quota", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Provider   providers.Name `json:"provider"`
-			Exhausted  bool           `json:"exhausted"`
-			Until      time.Time      `json:"until"`
-			Reset      bool           `json:"reset"`
-			DailyLimit int            `json:"daily_limit"`
-		}
-		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
-			return
-		}
-		if req.Reset {
-			s.ResetQuota(req.Provider)
-		}
-		if req.Exhausted {
-			s.ExhaustQuota(req.Provider, req.Until)
-		}
-		if req.DailyLimit > 0 {
-			s.SetDailyQuota(req.DailyLimit)
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_fake/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Provider providers.Name `json:"provider"`
-			User     string         `json:"user"`
-		}
-		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]int{"revoked": s.RevokeUser(req.Provider, req.User)})
-	})
-	m.HandleFunc("POST /_fake/expire", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Provider providers.Name `json:"provider"`
-			User     string         `json:"user"`
-		}
-		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
-			return
-		}
-		s.ExpireAccessTokens(req.Provider, req.User)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_fake/notlive", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID    string    `json:"id"`
-			Until time.Time `json:"until"` // zero clears
-		}
-		if !decode(w, r, &req) {
-			return
-		}
-		if req.ID == "" {
-			http.Error(w, "id required", http.StatusBadRequest)
-			return
-		}
-		s.SetNotLiveUntil(req.ID, req.Until)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_fake/rotation", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Provider providers.Name `json:"provider"`
-			Rotate   bool           `json:"rotate"`
-		}
-		if !decode(w, r, &req) || !validProvider(w, req.Provider) {
-			return
-		}
-		s.SetRotation(req.Provider, req.Rotate)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("POST /_fake/legacy", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Forbidden bool `json:"forbidden"`
-		}
-		if !decode(w, r, &req) {
-			return
-		}
-		s.SetLegacyForbidden(req.Forbidden)
-		w.WriteHeader(http.StatusNoContent)
-	})
+		s.SetLatency(req.Provider, d)
+	}
+	if req.RateLimitRPS != nil {
+		s.SetRateLimit(req.Provider, *req.RateLimitRPS, req.RateLimitBurst)
+	}
+	if req.ErrorRate != nil {
+		s.SetErrorRate(req.Provider, *req.ErrorRate)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlQuota handles POST /_fake/quota.
+func (s *Server) ctlQuota(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Provider   providers.Name `json:"provider"`
+		Exhausted  bool           `json:"exhausted"`
+		Until      time.Time      `json:"until"`
+		Reset      bool           `json:"reset"`
+		DailyLimit int            `json:"daily_limit"`
+	}
+	if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+		return
+	}
+	if req.Reset {
+		s.ResetQuota(req.Provider)
+	}
+	if req.Exhausted {
+		s.ExhaustQuota(req.Provider, req.Until)
+	}
+	if req.DailyLimit > 0 {
+		s.SetDailyQuota(req.DailyLimit)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlRevoke handles POST /_fake/revoke.
+func (s *Server) ctlRevoke(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Provider providers.Name `json:"provider"`
+		User     string         `json:"user"`
+	}
+	if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"revoked": s.RevokeUser(req.Provider, req.User)})
+}
+
+// ctlExpire handles POST /_fake/expire.
+func (s *Server) ctlExpire(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Provider providers.Name `json:"provider"`
+		User     string         `json:"user"`
+	}
+	if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+		return
+	}
+	s.ExpireAccessTokens(req.Provider, req.User)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlNotlive handles POST /_fake/notlive.
+func (s *Server) ctlNotlive(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID    string    `json:"id"`
+		Until time.Time `json:"until"` // zero clears
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.ID == "" {
+		http.Error(w, "id required", http.StatusBadRequest)
+		return
+	}
+	s.SetNotLiveUntil(req.ID, req.Until)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlRotation handles POST /_fake/rotation.
+func (s *Server) ctlRotation(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Provider providers.Name `json:"provider"`
+		Rotate   bool           `json:"rotate"`
+	}
+	if !decode(w, r, &req) || !validProvider(w, req.Provider) {
+		return
+	}
+	s.SetRotation(req.Provider, req.Rotate)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ctlLegacy handles POST /_fake/legacy.
+func (s *Server) ctlLegacy(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Forbidden bool `json:"forbidden"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	s.SetLegacyForbidden(req.Forbidden)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {

@@ -344,6 +344,67 @@ func (s *Server) authorize(p providers.Name) http.HandlerFunc {
 	}
 }
 
+// exchangeCodeLocked redeems an authorization code (single use, even
+// when the exchange fails) for a new grant, answering the OAuth error
+// itself when it cannot. s.mu must be held.
+func (s *Server) exchangeCodeLocked(w http.ResponseWriter, r *http.Request, p providers.Name, clientID string, now time.Time) (*grant, bool) {
+	code := r.PostForm.Get("code")
+	c := s.codes[code]
+	delete(s.codes, code)
+	switch {
+	case c == nil || c.p != p || !now.Before(c.expires):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid authorization code")
+		return nil, false
+	case c.clientID != clientID:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "client mismatch")
+		return nil, false
+	case c.redirectURI != r.PostForm.Get("redirect_uri"):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid redirect URI")
+		return nil, false
+	case c.challenge != "" && s256(r.PostForm.Get("code_verifier")) != c.challenge:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier was incorrect")
+		return nil, false
+	}
+	g := &grant{p: p, clientID: clientID, user: c.user, scopes: c.scopes, refresh: randomToken("rt-")}
+	s.grants = append(s.grants, g)
+	s.refresh[g.refresh] = g
+	return g, true
+}
+
+// refreshLocked finds the grant of a refresh token, rotating the token
+// when the provider is set to. s.mu must be held.
+func (s *Server) refreshLocked(w http.ResponseWriter, r *http.Request, p providers.Name, clientID string) (g *grant, rotated, ok bool) {
+	g = s.refresh[r.PostForm.Get("refresh_token")]
+	if g == nil || g.revoked || g.p != p || g.clientID != clientID {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "Refresh token revoked")
+		return nil, false, false
+	}
+	if s.rotate[p] {
+		delete(s.refresh, g.refresh)
+		g.refresh = randomToken("rt-")
+		s.refresh[g.refresh] = g
+		rotated = true
+	}
+	return g, rotated, true
+}
+
+// sweepAccessLocked forgets dead access tokens, at most once a minute
+// and only once there are many: long benchmarks refresh a lot. (Sweeping
+// on every request once 10,000 live tokens existed made each code
+// exchange scan them all, under the lock every request takes.) s.mu must
+// be held.
+func (s *Server) sweepAccessLocked(now time.Time) {
+	if len(s.access) < 10000 || now.Before(s.accessSweep) {
+		return
+	}
+	for k, old := range s.access {
+		if !now.Before(old.expires) || old.g.revoked {
+			delete(s.access, k)
+		}
+	}
+	s.accessSweep = now.Add(time.Minute)
+}
+
 // token implements the authorization_code (with PKCE) and refresh_token grants.
 func (s *Server) token(p providers.Name) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -363,59 +424,20 @@ func (s *Server) token(p providers.Name) http.HandlerFunc {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		var g *grant
-		rotated := false
+		rotated, ok := false, false
 		switch r.PostForm.Get("grant_type") {
 		case "authorization_code":
-			code := r.PostForm.Get("code")
-			c := s.codes[code]
-			delete(s.codes, code) // single use, even when the exchange fails
-			switch {
-			case c == nil || c.p != p || !now.Before(c.expires):
-				oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid authorization code")
-				return
-			case c.clientID != clientID:
-				oauthError(w, http.StatusBadRequest, "invalid_grant", "client mismatch")
-				return
-			case c.redirectURI != r.PostForm.Get("redirect_uri"):
-				oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid redirect URI")
-				return
-			case c.challenge != "" && s256(r.PostForm.Get("code_verifier")) != c.challenge:
-				oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier was incorrect")
-				return
-			}
-			g = &grant{p: p, clientID: clientID, user: c.user, scopes: c.scopes, refresh: randomToken("rt-")}
-			s.grants = append(s.grants, g)
-			s.refresh[g.refresh] = g
+			g, ok = s.exchangeCodeLocked(w, r, p, clientID, now)
 			rotated = true
 		case "refresh_token":
-			g = s.refresh[r.PostForm.Get("refresh_token")]
-			if g == nil || g.revoked || g.p != p || g.clientID != clientID {
-				oauthError(w, http.StatusBadRequest, "invalid_grant", "Refresh token revoked")
-				return
-			}
-			if s.rotate[p] {
-				delete(s.refresh, g.refresh)
-				g.refresh = randomToken("rt-")
-				s.refresh[g.refresh] = g
-				rotated = true
-			}
+			g, rotated, ok = s.refreshLocked(w, r, p, clientID)
 		default:
 			oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
+		}
+		if !ok {
 			return
 		}
-		if len(s.access) >= 10000 && !now.Before(s.accessSweep) {
-			// Long benchmarks refresh a lot: forget dead access tokens, at
-			// most once a minute. (Sweeping on every request once 10,000
-			// live tokens existed made each code exchange scan them all,
-			// under the lock every request takes: the benchmark's consent
-			// ingest slowed down with its own size.)
-			for k, old := range s.access {
-				if !now.Before(old.expires) || old.g.revoked {
-					delete(s.access, k)
-				}
-			}
-			s.accessSweep = now.Add(time.Minute)
-		}
+		s.sweepAccessLocked(now)
 		at := randomToken("at-")
 		s.access[at] = &accessToken{g: g, expires: now.Add(s.ttl)}
 		resp := map[string]any{
