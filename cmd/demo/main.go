@@ -91,158 +91,208 @@ func run(ctx context.Context, o options, out io.Writer) (int, error) {
 	if o.fans < 2 || o.delay < 0 || o.workers < 1 {
 		return 2, errors.New("want -fans ≥ 2, -delay ≥ 0 and -workers ≥ 1")
 	}
-	tty := terminal(out)
-	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
-
-	root, err := cluster.ModuleRoot(ctx)
+	d := &demo{o: o, out: out, p: newPrinter(out, terminal(out))}
+	h, cleanup, err := d.start(ctx)
 	if err != nil {
 		return 1, err
 	}
-	runDir := filepath.Join(root, ".local", "demo", time.Now().Format("20060102-150405"))
-	binDir, logDir := filepath.Join(runDir, "bin"), filepath.Join(runDir, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return 1, err
-	}
-	say("presave demo: building the binaries…")
-	if err := cluster.Build(ctx, binDir); err != nil {
-		return 1, err
-	}
-	// The binaries are rebuilt each run; only the logs are worth keeping.
-	defer os.RemoveAll(binDir)
-
-	say("presave demo: starting the fake provider, the API and %d workers (isolated schema and Redis database)…", o.workers)
-	rps := strconv.Itoa(o.rps)
-	h, err := cluster.Setup(ctx, cluster.HarnessConfig{
-		BinDir: binDir, DatabaseURL: env("DATABASE_URL", config.DefaultDatabaseURL), RedisURL: env("REDIS_URL", config.DefaultRedisURL),
-		Prefix: "demo", Workers: o.workers, LogDir: logDir, Parallel: o.parallel,
-		PoolConns: store.DefaultMaxConns, // production's pool, not the tests' cap
-		Env:       []string{"SPOTIFY_RPS=" + rps, "YOUTUBE_RPS=" + rps, "LOG_LEVEL=info"},
-	})
+	defer cleanup()
+	d.h = h
+	rel, err := d.releases(ctx)
 	if err != nil {
 		return 1, err
 	}
-	defer func() {
-		say("presave demo: stopping the processes, dropping schema %s and releasing Redis database %d…", h.DB.Schema, h.Redis.Index)
-		if err := h.Close(); err != nil {
-			say("presave demo: cleanup: %v", err)
-		}
-		say("presave demo: stopped. Process logs: %s", logDir)
-	}()
-	say("  fake provider  %s", h.FakeURL)
-	say("  API            %s", h.APIURL)
-	for _, w := range h.Workers {
-		say("  %-14s http://%s", w.Name, w.Addr)
+	if err := d.connect(ctx, rel); err != nil {
+		return 1, err
 	}
-	say("  database       schema %s   Redis database %d", h.DB.Schema, h.Redis.Index)
-	say("  logs           %s", logDir)
-	say("  provider rate  %d requests/s per provider shared by the workers (-rps; production default 20)", o.rps)
-
-	// The releases. The fixed one is due after -delay; the local one is due
-	// at the next midnight of each fan's zone, so its pre-saves wait in
-	// PostgreSQL (not Redis) and only show up as pending here.
-	start := time.Now()
-	due := start.Add(o.delay).Truncate(time.Second).Add(time.Second)
-	slug := "midnight-signals-" + strconv.FormatInt(start.Unix(), 36)
-	rel, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, cluster.SampleRelease(slug, due))
+	final, err := d.drain(ctx, rel)
 	if err != nil {
 		return 1, err
 	}
-	relID, err := uuid.Parse(rel.ID)
-	if err != nil {
-		return 1, fmt.Errorf("release ID %q: %w", rel.ID, err)
-	}
-	say("presave demo: release %q due at %s (in %s): Spotify %s, YouTube %s",
-		slug, due.Local().Format("15:04:05"), time.Until(due).Round(time.Second), strings.Join(rel.Actions["spotify"], "+"), strings.Join(rel.Actions["youtube"], "+"))
-
-	fans := cluster.MakeFans(o.fans, "fan")
-	var localFans []cluster.Fan
-	var localSlug string
-	if o.local {
-		localSlug = slug + "-local"
-		spec := cluster.SampleRelease(localSlug, time.Time{})
-		spec.ReleaseAt, spec.ReleaseDate, spec.DefaultZone = nil, time.Now().AddDate(0, 0, 2).Format("2006-01-02"), "UTC"
-		spec.Title = "Midnight Signals (deluxe)"
-		if _, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, spec); err != nil {
-			return 1, err
-		}
-		localFans = fans[:max(o.fans/10, 1)]
-		say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", localSlug, spec.ReleaseDate, len(localFans), min(len(localFans), len(cluster.Zones)))
-	}
-
-	// The fans. Each one goes through the real flow; several at once.
-	connStart := time.Now()
-	p := newPrinter(out, tty)
-	if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, slug, fans, o.parallel, func(n int) {
-		p.line(false, "fans connecting: %d/%d  (%.0f/s)", n, len(fans), float64(n)/time.Since(connStart).Seconds())
-	}); err != nil {
-		p.end()
-		return 1, fmt.Errorf("a fan could not connect: %w\n%s", err, h.TailAll(10))
-	}
-	if len(localFans) > 0 {
-		if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, localSlug, localFans, o.parallel, nil); err != nil {
-			p.end()
-			return 1, fmt.Errorf("a fan could not connect to the local release: %w", err)
-		}
-	}
-	took := time.Since(connStart)
-	msg := fmt.Sprintf("fans connected: %d to %q", len(fans), slug)
-	if len(localFans) > 0 {
-		msg += fmt.Sprintf(" and %d to %q", len(localFans), localSlug)
-	}
-	p.line(true, "%s in %s (%.0f/s through start → consent screen → callback)",
-		msg, took.Round(10*time.Millisecond), float64(len(fans)+len(localFans))/took.Seconds())
-	p.end()
-
-	// The drain, watched from PostgreSQL (the truth).
-	dctx, cancel := context.WithDeadline(ctx, due.Add(o.timeout))
-	defer cancel()
-	var rate rateMeter
-	final, err := cluster.WaitDrained(dctx, h.Store, len(fans), time.Second/2, func(pr cluster.Progress) {
-		now := time.Now()
-		fin := pr.Finished()
-		r := rate.add(now, fin)
-		if now.Before(due) {
-			p.line(false, "waiting for the release: due in %s  |  %d pre-saves: %d in PostgreSQL, %d queued in Redis",
-				due.Sub(now).Round(time.Second), pr.Total, pr.Pending, pr.Queued)
-			return
-		}
-		eta := "–"
-		if r > 0 {
-			eta = (time.Duration(float64(pr.Open())/r*float64(time.Second)) + time.Second/2).Round(time.Second).String()
-		}
-		p.line(false, "draining: pending %d  running %d  done %d  failed %d  |  %.0f/s  ETA %s  |  %s since due",
-			pr.Pending+pr.Queued, pr.Running, pr.Done, pr.Failed+pr.Partial, r, eta, now.Sub(due).Round(time.Second))
-	}, relID)
-	p.end()
-	if err != nil {
-		return 1, fmt.Errorf("%w\n%s", err, h.TailAll(10))
-	}
-	say("presave demo: drained %d pre-saves %s after they were due", final.Total, time.Since(due).Round(100*time.Millisecond))
-
+	d.say("presave demo: drained %d pre-saves %s after they were due", final.Total, time.Since(rel.due).Round(100*time.Millisecond))
 	// Google grants are revoked by revoke tasks after the token row is
 	// deleted; give them a moment so "revocations left" means something.
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	_, _ = cluster.WaitSecretsGone(sctx, h.Store, 250*time.Millisecond)
 	scancel()
-
-	es, err := cluster.ReadEndState(ctx, h.Store, h.FakeURL, len(fans), relID)
+	es, err := cluster.ReadEndState(ctx, h.Store, h.FakeURL, len(rel.fans), rel.id)
 	if err != nil {
 		return 1, err
 	}
-	code := summary(out, es, due, localFans)
-	say("")
-	say("asynqmon (queues, tasks, retries): %s", h.MonitoringURL())
-	say("  user %s   password %s", h.MonitoringUser, h.MonitoringPassword)
-	say("API (admin token for /v1/releases): %s   Authorization: Bearer %s", h.APIURL, h.AdminToken)
-	say("fake provider state: %s/_fake/state", h.FakeURL)
+	code := summary(out, es, rel.due, rel.localFans)
+	d.where()
 	if o.exit {
 		return code, nil
 	}
-	say("")
-	say("presave demo: running until Ctrl-C.")
+	d.say("")
+	d.say("presave demo: running until Ctrl-C.")
 	<-ctx.Done()
 	fmt.Fprintln(out)
 	return code, nil
+}
+
+// demo is one run's state.
+type demo struct {
+	o   options
+	out io.Writer
+	p   *printer
+	h   *cluster.Harness
+}
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+// start builds the binaries and starts the fake provider, the API and
+// the workers on an isolated schema and Redis database; cleanup stops
+// them and drops both.
+func (d *demo) start(ctx context.Context) (*cluster.Harness, func(), error) {
+	root, err := cluster.ModuleRoot(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	runDir := filepath.Join(root, ".local", "demo", time.Now().Format("20060102-150405"))
+	binDir, logDir := filepath.Join(runDir, "bin"), filepath.Join(runDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	d.say("presave demo: building the binaries…")
+	if err := cluster.Build(ctx, binDir); err != nil {
+		return nil, nil, err
+	}
+	d.say("presave demo: starting the fake provider, the API and %d workers (isolated schema and Redis database)…", d.o.workers)
+	rps := strconv.Itoa(d.o.rps)
+	h, err := cluster.Setup(ctx, cluster.HarnessConfig{
+		BinDir: binDir, DatabaseURL: env("DATABASE_URL", config.DefaultDatabaseURL), RedisURL: env("REDIS_URL", config.DefaultRedisURL),
+		Prefix: "demo", Workers: d.o.workers, LogDir: logDir, Parallel: d.o.parallel,
+		PoolConns: store.DefaultMaxConns, // production's pool, not the tests' cap
+		Env:       []string{"SPOTIFY_RPS=" + rps, "YOUTUBE_RPS=" + rps, "LOG_LEVEL=info"},
+	})
+	if err != nil {
+		_ = os.RemoveAll(binDir)
+		return nil, nil, err
+	}
+	cleanup := func() {
+		d.say("presave demo: stopping the processes, dropping schema %s and releasing Redis database %d…", h.DB.Schema, h.Redis.Index)
+		if err := h.Close(); err != nil {
+			d.say("presave demo: cleanup: %v", err)
+		}
+		// The binaries are rebuilt each run; only the logs are worth keeping.
+		_ = os.RemoveAll(binDir)
+		d.say("presave demo: stopped. Process logs: %s", logDir)
+	}
+	d.say("  fake provider  %s", h.FakeURL)
+	d.say("  API            %s", h.APIURL)
+	for _, w := range h.Workers {
+		d.say("  %-14s http://%s", w.Name, w.Addr)
+	}
+	d.say("  database       schema %s   Redis database %d", h.DB.Schema, h.Redis.Index)
+	d.say("  logs           %s", logDir)
+	d.say("  provider rate  %d requests/s per provider shared by the workers (-rps; production default 20)", d.o.rps)
+	return h, cleanup, nil
+}
+
+// demoRelease is the run's releases and their fans.
+type demoRelease struct {
+	slug, localSlug string
+	id              uuid.UUID
+	due             time.Time
+	fans, localFans []cluster.Fan
+}
+
+// releases creates the releases. The fixed one is due after -delay; the
+// local one (-local) is due at the next midnight of each fan's zone, so
+// its pre-saves wait in PostgreSQL (not Redis) and only show up as
+// pending here.
+func (d *demo) releases(ctx context.Context) (demoRelease, error) {
+	h := d.h
+	start := time.Now()
+	r := demoRelease{due: start.Add(d.o.delay).Truncate(time.Second).Add(time.Second),
+		slug: "midnight-signals-" + strconv.FormatInt(start.Unix(), 36)}
+	rel, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, cluster.SampleRelease(r.slug, r.due))
+	if err != nil {
+		return r, err
+	}
+	if r.id, err = uuid.Parse(rel.ID); err != nil {
+		return r, fmt.Errorf("release ID %q: %w", rel.ID, err)
+	}
+	d.say("presave demo: release %q due at %s (in %s): Spotify %s, YouTube %s",
+		r.slug, r.due.Local().Format("15:04:05"), time.Until(r.due).Round(time.Second), strings.Join(rel.Actions["spotify"], "+"), strings.Join(rel.Actions["youtube"], "+"))
+	r.fans = cluster.MakeFans(d.o.fans, "fan")
+	if d.o.local {
+		r.localSlug = r.slug + "-local"
+		spec := cluster.SampleRelease(r.localSlug, time.Time{})
+		spec.ReleaseAt, spec.ReleaseDate, spec.DefaultZone = nil, time.Now().AddDate(0, 0, 2).Format("2006-01-02"), "UTC"
+		spec.Title = "Midnight Signals (deluxe)"
+		if _, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, spec); err != nil {
+			return r, err
+		}
+		r.localFans = r.fans[:max(d.o.fans/10, 1)]
+		d.say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", r.localSlug, spec.ReleaseDate, len(r.localFans), min(len(r.localFans), len(cluster.Zones)))
+	}
+	return r, nil
+}
+
+// connect plays every fan through the real flow, several at once.
+func (d *demo) connect(ctx context.Context, r demoRelease) error {
+	h, p := d.h, d.p
+	connStart := time.Now()
+	if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, r.slug, r.fans, d.o.parallel, func(n int) {
+		p.line(false, "fans connecting: %d/%d  (%.0f/s)", n, len(r.fans), float64(n)/time.Since(connStart).Seconds())
+	}); err != nil {
+		p.end()
+		return fmt.Errorf("a fan could not connect: %w\n%s", err, h.TailAll(10))
+	}
+	if len(r.localFans) > 0 {
+		if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, r.localSlug, r.localFans, d.o.parallel, nil); err != nil {
+			p.end()
+			return fmt.Errorf("a fan could not connect to the local release: %w", err)
+		}
+	}
+	took := time.Since(connStart)
+	msg := fmt.Sprintf("fans connected: %d to %q", len(r.fans), r.slug)
+	if len(r.localFans) > 0 {
+		msg += fmt.Sprintf(" and %d to %q", len(r.localFans), r.localSlug)
+	}
+	p.line(true, "%s in %s (%.0f/s through start → consent screen → callback)",
+		msg, took.Round(10*time.Millisecond), float64(len(r.fans)+len(r.localFans))/took.Seconds())
+	p.end()
+	return nil
+}
+
+// drain watches the release drain from PostgreSQL (the truth).
+func (d *demo) drain(ctx context.Context, r demoRelease) (cluster.Progress, error) {
+	dctx, cancel := context.WithDeadline(ctx, r.due.Add(d.o.timeout))
+	defer cancel()
+	var rate rateMeter
+	final, err := cluster.WaitDrained(dctx, d.h.Store, len(r.fans), time.Second/2, func(pr cluster.Progress) {
+		now := time.Now()
+		rt := rate.add(now, pr.Finished())
+		if now.Before(r.due) {
+			d.p.line(false, "waiting for the release: due in %s  |  %d pre-saves: %d in PostgreSQL, %d queued in Redis",
+				r.due.Sub(now).Round(time.Second), pr.Total, pr.Pending, pr.Queued)
+			return
+		}
+		eta := "–"
+		if rt > 0 {
+			eta = (time.Duration(float64(pr.Open())/rt*float64(time.Second)) + time.Second/2).Round(time.Second).String()
+		}
+		d.p.line(false, "draining: pending %d  running %d  done %d  failed %d  |  %.0f/s  ETA %s  |  %s since due",
+			pr.Pending+pr.Queued, pr.Running, pr.Done, pr.Failed+pr.Partial, rt, eta, now.Sub(r.due).Round(time.Second))
+	}, r.id)
+	d.p.end()
+	if err != nil {
+		return final, fmt.Errorf("%w\n%s", err, d.h.TailAll(10))
+	}
+	return final, nil
+}
+
+// where prints where to look next: asynqmon, the API, the fake.
+func (d *demo) where() {
+	h := d.h
+	d.say("")
+	d.say("asynqmon (queues, tasks, retries): %s", h.MonitoringURL())
+	d.say("  user %s   password %s", h.MonitoringUser, h.MonitoringPassword)
+	d.say("API (admin token for /v1/releases): %s   Authorization: Bearer %s", h.APIURL, h.AdminToken)
+	d.say("fake provider state: %s/_fake/state", h.FakeURL)
 }
 
 // summary prints what the run did and returns the exit code: 1 when a
