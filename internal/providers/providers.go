@@ -1,9 +1,10 @@
 // Package providers defines what presave needs from a music provider
 // (Spotify, YouTube): OAuth 2.0 with PKCE, the account ID, token refresh
 // with rotation reporting, idempotent pre-save actions and grant
-// revocation. Every error a provider returns is classified here, in one
-// place, so the API and the workers decide retry/wait/defer/give-up the
-// same way.
+// revocation. Every error a provider returns is a *Error with a Class:
+// each client classifies its own service's answers once (its classify
+// function), so the API and the workers decide retry/wait/defer/give-up
+// the same way from the Class alone.
 //
 // Provider HTTP lives only under this package (ARCHITECTURE.md, invariant 5).
 package providers

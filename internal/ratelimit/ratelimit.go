@@ -1,5 +1,6 @@
 // Package ratelimit paces calls to the music providers across every worker
-// process: a GCRA limiter per provider in Redis (redis_rate's GCRA), a shared
+// process: a GCRA limiter per provider in Redis (redis_rate's algorithm and
+// keys, run in one script with the cooldown and stop checks), a shared
 // cooldown that a provider's 429 sets for everybody, and a daily unit
 // budget (YouTube's quota) counted per quota day.
 //
