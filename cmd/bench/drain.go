@@ -16,7 +16,7 @@ import (
 
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/providers"
-	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 )
 
 // width is how many simulated fans talk to the API at once.
@@ -101,10 +101,10 @@ func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n in
 // figures come from the rows' own timestamps, so the polling period only
 // adds to the wall time; each poll reads every row of the release, so it
 // stays slow enough not to load the database it measures.
-func (b *bench) waitDrained(ctx context.Context, release uuid.UUID, n int) (store.Timings, error) {
+func (b *bench) waitDrained(ctx context.Context, release uuid.UUID, n int) (inspect.Timings, error) {
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
-		t, err := b.db.Store.ReleaseTimings(ctx, release)
+		t, err := inspect.ReleaseTimings(ctx, b.db.Store, release)
 		if err != nil {
 			return t, err
 		}

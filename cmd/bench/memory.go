@@ -12,6 +12,7 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 )
 
 // usedMemory reads Redis's used_memory after letting it settle.
@@ -42,7 +43,7 @@ func (b *bench) memory(ctx context.Context, res results) error {
 	if err != nil {
 		return err
 	}
-	if err := b.db.Store.SeedSyntheticPresaves(ctx, rel, b.o.future, time.Now().Add(7*24*time.Hour)); err != nil {
+	if err := inspect.SeedSyntheticPresaves(ctx, b.db.Store, rel, b.o.future, time.Now().Add(7*24*time.Hour)); err != nil {
 		return err
 	}
 	// Let the relay run a few times over the new rows.

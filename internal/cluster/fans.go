@@ -16,6 +16,7 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 )
 
 // Zones are the time zones simulated fans live in.
@@ -139,7 +140,7 @@ func (p Progress) ReasonsString() string {
 
 // ReadProgress tallies the pre-saves of releaseIDs (all when none).
 func ReadProgress(ctx context.Context, st *store.Store, releaseIDs ...uuid.UUID) (Progress, error) {
-	tally, err := st.TallyPresaves(ctx, releaseIDs...)
+	tally, err := inspect.TallyPresaves(ctx, st, releaseIDs...)
 	if err != nil {
 		return Progress{}, err
 	}
@@ -208,8 +209,8 @@ type EndState struct {
 	// Duplicates and Entries are counted on the fake (see Duplicates).
 	Duplicates int
 	Entries    int
-	store.Secrets
-	Times store.ActionTimes
+	inspect.Secrets
+	Times inspect.ActionTimes
 }
 
 // ReadEndState reads the end state of releaseIDs (all when none).
@@ -219,10 +220,10 @@ func ReadEndState(ctx context.Context, st *store.Store, fakeURL string, expected
 	if e.Progress, err = ReadProgress(ctx, st, releaseIDs...); err != nil {
 		return e, err
 	}
-	if e.Secrets, err = st.CountSecrets(ctx); err != nil {
+	if e.Secrets, err = inspect.CountSecrets(ctx, st); err != nil {
 		return e, err
 	}
-	if e.Times, err = st.PresaveActionTimes(ctx, releaseIDs...); err != nil {
+	if e.Times, err = inspect.PresaveActionTimes(ctx, st, releaseIDs...); err != nil {
 		return e, err
 	}
 	fs, err := FakeState(ctx, fakeURL)
@@ -246,10 +247,10 @@ func (e EndState) Line(name string) string {
 // WaitSecretsGone polls until no revocation is pending (the revoke tasks
 // ran) and no token is left that no open pre-save needs, or ctx ends,
 // and returns the last count.
-func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duration) (store.Secrets, error) {
+func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duration) (inspect.Secrets, error) {
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		s, err := st.CountSecrets(qctx)
+		s, err := inspect.CountSecrets(qctx, st)
 		cancel()
 		if err == nil && s.Unneeded == 0 && s.Revocations == 0 {
 			return s, nil

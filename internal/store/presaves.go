@@ -30,9 +30,9 @@ const (
 	PresaveCancelled PresaveStatus = "cancelled"
 )
 
-// openStatuses is the SQL list of the open statuses (Open), for
+// OpenStatuses is the SQL list of the open statuses (Open), for
 // statements that select or change open pre-saves: its one spelling.
-const openStatuses = `('pending', 'enqueued', 'running')`
+const OpenStatuses = `('pending', 'enqueued', 'running')`
 
 // Open reports whether the pre-save still needs to run.
 func (s PresaveStatus) Open() bool {
@@ -417,7 +417,7 @@ const finishStatement = `
 			WITH p AS (
 				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
 					completed_at = now(), lease_until = NULL, updated_at = now()
-				WHERE id = $1 AND generation = $2 AND status IN ` + openStatuses + `
+				WHERE id = $1 AND generation = $2 AND status IN ` + OpenStatuses + `
 				RETURNING fan_id, provider),
 			d AS (
 				DELETE FROM provider_tokens t USING p
@@ -426,7 +426,7 @@ const finishStatement = `
 				  AND ($6 OR NOT EXISTS (
 					SELECT 1 FROM presaves o
 					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
-					  AND o.status IN ` + openStatuses + `))
+					  AND o.status IN ` + OpenStatuses + `))
 				RETURNING t.refresh_sealed)
 			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
 

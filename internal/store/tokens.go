@@ -293,7 +293,7 @@ func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, li
 		SELECT t.fan_id, t.provider FROM provider_tokens t
 		WHERE greatest(t.created_at, coalesce(t.rotated_at, t.created_at)) < now() - make_interval(secs => $1)
 			AND NOT EXISTS (SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
-				AND p.status IN `+openStatuses+`)
+				AND p.status IN `+OpenStatuses+`)
 		LIMIT $2`, grace.Seconds(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: unneeded tokens: %w", err)

@@ -1,4 +1,4 @@
-package store_test
+package inspect_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 	"github.com/presave/presave/internal/store/storetest"
 )
 
@@ -42,11 +43,11 @@ func TestEndStateReads(t *testing.T) {
 	insert("youtube", "failed", "reconnect_required", `{"like":{"outcome":"failed","reason":"reconnect_required","at":"`+at(-5*time.Second)+`"}}`)
 	pendingFan := insert("youtube", "pending", "", `{}`)
 
-	tally, err := b.Store.TallyPresaves(ctx, rel)
+	tally, err := inspect.TallyPresaves(ctx, b.Store, rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[store.PresaveTally]bool{
+	want := map[inspect.PresaveTally]bool{
 		{Provider: "spotify", Status: store.PresaveDone, N: 2}:                                 true,
 		{Provider: "youtube", Status: store.PresaveFailed, Reason: "reconnect_required", N: 1}: true,
 		{Provider: "youtube", Status: store.PresavePending, N: 1}:                              true,
@@ -59,11 +60,11 @@ func TestEndStateReads(t *testing.T) {
 			t.Fatalf("unexpected tally row %+v in %+v", tl, tally)
 		}
 	}
-	if all, err := b.Store.TallyPresaves(ctx); err != nil || len(all) != 3 {
+	if all, err := inspect.TallyPresaves(ctx, b.Store); err != nil || len(all) != 3 {
 		t.Fatalf("tally of all releases = %+v, %v", all, err)
 	}
 
-	times, err := b.Store.PresaveActionTimes(ctx, rel)
+	times, err := inspect.PresaveActionTimes(ctx, b.Store, rel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +84,8 @@ func TestEndStateReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sec, err := b.Store.CountSecrets(ctx)
-	if err != nil || sec != (store.Secrets{Tokens: 2, Unneeded: 1, Revocations: 1}) {
+	sec, err := inspect.CountSecrets(ctx, b.Store)
+	if err != nil || sec != (inspect.Secrets{Tokens: 2, Unneeded: 1, Revocations: 1}) {
 		t.Fatalf("secrets = %+v, %v", sec, err)
 	}
 }

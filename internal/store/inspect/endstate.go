@@ -1,4 +1,8 @@
-package store
+// Package inspect reads how a run ended, for the demo, the benchmark and
+// the reliability suite (how many pre-saves ended how, what secrets are
+// left, when actions ran), and seeds the benchmark's synthetic pre-saves.
+// Neither binary links it. Read-only except SeedSyntheticPresaves.
+package inspect
 
 import (
 	"context"
@@ -9,31 +13,29 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
 )
-
-// End-state reads for the demo and the reliability suite: how many
-// pre-saves ended how, and what secrets are left. Read-only.
 
 // PresaveTally is how many pre-saves of one provider are in one status
 // with one last error (the failure reason of a finished pre-save; empty
 // when none).
 type PresaveTally struct {
 	Provider providers.Name
-	Status   PresaveStatus
+	Status   store.PresaveStatus
 	Reason   string
 	N        int
 }
 
 // TallyPresaves counts the pre-saves of the given releases (all releases
 // when none is given) by provider, status and last error.
-func (s *Store) TallyPresaves(ctx context.Context, releaseIDs ...uuid.UUID) ([]PresaveTally, error) {
-	rows, err := s.pool.Query(ctx, `
+func TallyPresaves(ctx context.Context, st *store.Store, releaseIDs ...uuid.UUID) ([]PresaveTally, error) {
+	rows, err := st.Pool().Query(ctx, `
 		SELECT provider, status, coalesce(last_error, ''), count(*)
 		FROM presaves
 		WHERE cardinality($1::uuid[]) = 0 OR release_id = ANY($1)
 		GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, nonNilIDs(releaseIDs))
 	if err != nil {
-		return nil, fmt.Errorf("store: tally presaves: %w", err)
+		return nil, fmt.Errorf("inspect: tally presaves: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PresaveTally, error) {
 		var t PresaveTally
@@ -41,7 +43,7 @@ func (s *Store) TallyPresaves(ctx context.Context, releaseIDs ...uuid.UUID) ([]P
 		return t, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: tally presaves: %w", err)
+		return nil, fmt.Errorf("inspect: tally presaves: %w", err)
 	}
 	return out, nil
 }
@@ -65,17 +67,17 @@ type Secrets struct {
 
 // CountSecrets counts token rows (all, and those no open pre-save
 // needs) and pending revocations in the whole database (schema).
-func (s *Store) CountSecrets(ctx context.Context) (Secrets, error) {
+func CountSecrets(ctx context.Context, st *store.Store) (Secrets, error) {
 	var c Secrets
-	err := s.pool.QueryRow(ctx, `
+	err := st.Pool().QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM provider_tokens),
 			(SELECT count(*) FROM provider_tokens t WHERE NOT EXISTS (
 				SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
-					AND p.status IN `+openStatuses+`)),
+					AND p.status IN `+store.OpenStatuses+`)),
 			(SELECT count(*) FROM token_revocations)`).
 		Scan(&c.Tokens, &c.Unneeded, &c.Revocations)
 	if err != nil {
-		return Secrets{}, fmt.Errorf("store: count secrets: %w", err)
+		return Secrets{}, fmt.Errorf("inspect: count secrets: %w", err)
 	}
 	return c, nil
 }
@@ -101,11 +103,11 @@ type ActionTimes struct {
 
 // PresaveActionTimes reads ActionTimes for the given releases (all when
 // none is given).
-func (s *Store) PresaveActionTimes(ctx context.Context, releaseIDs ...uuid.UUID) (ActionTimes, error) {
+func PresaveActionTimes(ctx context.Context, st *store.Store, releaseIDs ...uuid.UUID) (ActionTimes, error) {
 	var t ActionTimes
 	var firstDue, last *time.Time
 	var p50, p99, pmax *float64
-	err := s.pool.QueryRow(ctx, `
+	err := st.Pool().QueryRow(ctx, `
 		WITH a AS (
 			SELECT p.due_at, min((r.value->>'at')::timestamptz) AS first_at,
 				max((r.value->>'at')::timestamptz) AS last_at, count(*) AS n
@@ -121,7 +123,7 @@ func (s *Store) PresaveActionTimes(ctx context.Context, releaseIDs ...uuid.UUID)
 		FROM a`, nonNilIDs(releaseIDs)).
 		Scan(&t.Presaves, &t.Actions, &firstDue, &last, &p50, &p99, &pmax, &t.Early)
 	if err != nil {
-		return ActionTimes{}, fmt.Errorf("store: presave action times: %w", err)
+		return ActionTimes{}, fmt.Errorf("inspect: presave action times: %w", err)
 	}
 	if firstDue != nil {
 		t.FirstDue = *firstDue

@@ -1,4 +1,4 @@
-package store
+package inspect
 
 import (
 	"context"
@@ -6,14 +6,16 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/store"
 )
 
 // SeedSyntheticPresaves inserts n fans, each with one pending Spotify
 // pre-save of release due at dueAt, in one statement. They have no token:
 // the benchmark uses them to show that future pre-saves live in
 // PostgreSQL and cost Redis nothing. Not for production use.
-func (s *Store) SeedSyntheticPresaves(ctx context.Context, releaseID uuid.UUID, n int, dueAt time.Time) error {
-	_, err := s.pool.Exec(ctx, `
+func SeedSyntheticPresaves(ctx context.Context, st *store.Store, releaseID uuid.UUID, n int, dueAt time.Time) error {
+	_, err := st.Pool().Exec(ctx, `
 		WITH f AS (
 			INSERT INTO fans (id) SELECT gen_random_uuid() FROM generate_series(1, $2) RETURNING id
 		)
@@ -21,7 +23,7 @@ func (s *Store) SeedSyntheticPresaves(ctx context.Context, releaseID uuid.UUID, 
 		SELECT gen_random_uuid(), f.id, $1, 'spotify', '{save}', now(), 'bench', 'UTC', $3 FROM f`,
 		releaseID, n, dueAt)
 	if err != nil {
-		return fmt.Errorf("store: seed presaves: %w", err)
+		return fmt.Errorf("inspect: seed presaves: %w", err)
 	}
 	return nil
 }
@@ -37,11 +39,11 @@ type Timings struct {
 
 // ReleaseTimings reads how the release's pre-saves ran: how many finished,
 // and the lateness from due_at to the start of the task that ran them.
-func (s *Store) ReleaseTimings(ctx context.Context, releaseID uuid.UUID) (Timings, error) {
+func ReleaseTimings(ctx context.Context, st *store.Store, releaseID uuid.UUID) (Timings, error) {
 	var t Timings
 	var firstDue, lastDone *time.Time
 	var p50, p99, pmax *float64
-	err := s.pool.QueryRow(ctx, `
+	err := st.Pool().QueryRow(ctx, `
 		SELECT count(*),
 			count(*) FILTER (WHERE status IN ('done', 'partial', 'failed', 'cancelled')),
 			count(*) FILTER (WHERE status = 'done'),
@@ -53,7 +55,7 @@ func (s *Store) ReleaseTimings(ctx context.Context, releaseID uuid.UUID) (Timing
 		FROM presaves WHERE release_id = $1`, releaseID).
 		Scan(&t.Total, &t.Finished, &t.Done, &t.Failed, &firstDue, &lastDone, &p50, &p99, &pmax)
 	if err != nil {
-		return Timings{}, fmt.Errorf("store: release timings: %w", err)
+		return Timings{}, fmt.Errorf("inspect: release timings: %w", err)
 	}
 	if firstDue != nil {
 		t.FirstDue = *firstDue
