@@ -165,7 +165,7 @@ func consentCheck(c Consent, f *consentFacts) *pgx.Batch {
 				AND ($2::timestamptz IS NULL OR updated_at = $2) FOR SHARE),
 			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE),
 			EXISTS (SELECT 1 FROM presaves WHERE fan_id = $5 AND provider = $3 AND release_id <> $1
-				AND status IN `+OpenStatuses+` AND account_id IS DISTINCT FROM $4)`,
+				AND status IN `+openStatuses+` AND account_id IS DISTINCT FROM $4)`,
 		c.ReleaseID, version, c.Provider, c.AccountID, c.FanID).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&f.live, &f.linked, &f.otherAccountBusy)
 	})

@@ -30,9 +30,9 @@ const (
 	PresaveCancelled PresaveStatus = "cancelled"
 )
 
-// OpenStatuses is the SQL list of the open statuses (Open), for
+// openStatuses is the SQL list of the open statuses (Open), for
 // statements that select or change open pre-saves: its one spelling.
-const OpenStatuses = `('pending', 'enqueued', 'running')`
+const openStatuses = `('pending', 'enqueued', 'running')`
 
 // Open reports whether the pre-save still needs to run.
 func (s PresaveStatus) Open() bool {
@@ -413,20 +413,17 @@ type Finished struct {
 // whose new authorized_at no longer matches the attempt's, so the
 // new consent's token survives (the NOT EXISTS alone would still
 // read the snapshot from before that consent).
-const finishStatement = `
+var finishStatement = `
 			WITH p AS (
 				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
 					completed_at = now(), lease_until = NULL, updated_at = now()
-				WHERE id = $1 AND generation = $2 AND status IN ` + OpenStatuses + `
+				WHERE id = $1 AND generation = $2 AND status IN ` + openStatuses + `
 				RETURNING fan_id, provider),
 			d AS (
 				DELETE FROM provider_tokens t USING p
 				WHERE t.fan_id = p.fan_id AND t.provider = p.provider
 				  AND ($7::timestamptz IS NULL OR t.authorized_at = $7)
-				  AND ($6 OR NOT EXISTS (
-					SELECT 1 FROM presaves o
-					WHERE o.fan_id = p.fan_id AND o.provider = p.provider AND o.id <> $1
-					  AND o.status IN ` + OpenStatuses + `))
+				  AND ($6 OR NOT ` + TokenNeededSQL("p.fan_id", "p.provider", "$1") + `)
 				RETURNING t.refresh_sealed)
 			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
 

@@ -338,7 +338,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 	rows, err := tx.Query(ctx, `
 		WITH old AS (
 			SELECT id, status = 'running' AND lease_until > now() AS running FROM presaves
-			WHERE `+where+` AND status IN `+OpenStatuses+` FOR UPDATE)
+			WHERE `+where+` AND status IN `+openStatuses+` FOR UPDATE)
 		UPDATE presaves p SET status = 'cancelled', generation = p.generation + 1, completed_at = now(),
 			last_error = `+fmt.Sprintf("$%d", len(args)+1)+`, updated_at = now()
 		FROM old WHERE p.id = old.id
@@ -387,7 +387,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 func (s *Store) purgeIfUnneeded(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p providers.Name, revocable Revocable, reason string) (Purge, error) {
 	var needed bool
 	err := tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM presaves WHERE fan_id = $1 AND provider = $2 AND status IN `+OpenStatuses+`)
+		SELECT `+TokenNeededSQL("$1", "$2", "")+`
 		FROM provider_tokens WHERE fan_id = $1 AND provider = $2 FOR UPDATE`, fan, p).Scan(&needed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Purge{}, nil

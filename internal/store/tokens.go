@@ -30,6 +30,19 @@ type Token struct {
 	RotatedAt    *time.Time
 }
 
+// TokenNeededSQL is the one spelling of "a token is still needed": an
+// open pre-save of the token's fan and provider exists. fan and provider
+// are SQL expressions naming the token's owner; except, when not empty,
+// is an SQL expression of a pre-save ID that does not count (the one
+// finishing).
+func TokenNeededSQL(fan, provider, except string) string {
+	q := `EXISTS (SELECT 1 FROM presaves o WHERE o.fan_id = ` + fan + ` AND o.provider = ` + provider
+	if except != "" {
+		q += ` AND o.id <> ` + except
+	}
+	return q + ` AND o.status IN ` + openStatuses + `)`
+}
+
 // ErrTokenUnreadable: a stored grant does not authenticate under its key
 // (tampered with, or copied from another fan's or provider's row). It
 // will never open, so whatever needed it cannot run. A grant sealed under
@@ -292,8 +305,7 @@ func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, li
 	rows, err := s.pool.Query(ctx, `
 		SELECT t.fan_id, t.provider FROM provider_tokens t
 		WHERE greatest(t.created_at, coalesce(t.rotated_at, t.created_at)) < now() - make_interval(secs => $1)
-			AND NOT EXISTS (SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
-				AND p.status IN `+OpenStatuses+`)
+			AND NOT `+TokenNeededSQL("t.fan_id", "t.provider", "")+`
 		LIMIT $2`, grace.Seconds(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: unneeded tokens: %w", err)

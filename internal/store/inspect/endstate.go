@@ -71,9 +71,7 @@ func CountSecrets(ctx context.Context, st *store.Store) (Secrets, error) {
 	var c Secrets
 	err := st.Pool().QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM provider_tokens),
-			(SELECT count(*) FROM provider_tokens t WHERE NOT EXISTS (
-				SELECT 1 FROM presaves p WHERE p.fan_id = t.fan_id AND p.provider = t.provider
-					AND p.status IN `+store.OpenStatuses+`)),
+			(SELECT count(*) FROM provider_tokens t WHERE NOT `+store.TokenNeededSQL("t.fan_id", "t.provider", "")+`),
 			(SELECT count(*) FROM token_revocations)`).
 		Scan(&c.Tokens, &c.Unneeded, &c.Revocations)
 	if err != nil {
