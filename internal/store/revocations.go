@@ -90,16 +90,6 @@ func (s *Store) DeleteRevocation(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
-// PendingRevocations lists revocations, oldest first (for the sweeper to
-// re-enqueue after Redis lost them).
-func (s *Store) PendingRevocations(ctx context.Context, limit int) ([]uuid.UUID, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id FROM token_revocations ORDER BY created_at LIMIT $1`, limit)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-}
-
 // rotateRevocations re-seals up to limit pending revocations not under
 // primary (RotateKeys).
 func (s *Store) rotateRevocations(ctx context.Context, tx pgx.Tx, primary string, limit int) (int, error) {
