@@ -191,7 +191,7 @@ func TestReleaseMovedLater(t *testing.T) {
 		st := b.statuses(fans)
 		return st[store.PresaveEnqueued] == len(fans), fmt.Sprint(st)
 	})
-	newAt := time.Now().Add(8 * time.Second)
+	newAt := time.Now().Add(4 * time.Second)
 	rel.ReleaseAt = newAt.UTC()
 	if _, moved, err := b.st.UpdateRelease(ctx, rel); err != nil || len(moved) != len(fans) {
 		t.Fatalf("UpdateRelease: moved %d, err %v", len(moved), err)
