@@ -389,9 +389,8 @@ func (s *Server) refreshLocked(w http.ResponseWriter, r *http.Request, p provide
 }
 
 // sweepAccessLocked forgets dead access tokens, at most once a minute
-// and only once there are many: long benchmarks refresh a lot. (Sweeping
-// on every request once 10,000 live tokens existed made each code
-// exchange scan them all, under the lock every request takes.) s.mu must
+// and only once there are many: long benchmarks refresh a lot, and a
+// sweep scans every token under the lock every request takes. s.mu must
 // be held.
 func (s *Server) sweepAccessLocked(now time.Time) {
 	if len(s.access) < 10000 || now.Before(s.accessSweep) {
