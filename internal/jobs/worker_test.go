@@ -307,7 +307,7 @@ func TestSweeperDeletesExpiredOAuthStates(t *testing.T) {
 		}
 		return n == 1, fmt.Sprintf("%d states left", n)
 	})
-	if _, err := b.st.ConsumeOAuthState(ctx, "live", time.Now()); err != nil {
+	if _, _, err := b.st.ConsumeOAuthStateRelease(ctx, "live", time.Now()); err != nil {
 		t.Errorf("the live state must survive the sweep: %v", err)
 	}
 }

@@ -118,15 +118,6 @@ func (s *Store) DeleteExpiredOAuthStates(ctx context.Context, limit int) (int, e
 	return int(tag.RowsAffected()), nil
 }
 
-// ConsumeOAuthState deletes the state and returns what it held, in one
-// statement, so a state is used at most once even under concurrent
-// callbacks. ErrNotFound for an unknown or already used state,
-// ErrStateExpired when it expired before now (it is deleted either way).
-func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Time) (OAuthState, error) {
-	st, _, err := s.ConsumeOAuthStateRelease(ctx, state, now)
-	return st, err
-}
-
 // consumedReleaseColumns are releaseColumns of the release joined to a
 // consumed state (qualified: both tables have a created_at).
 var consumedReleaseColumns = qualify("r", releaseColumns)
@@ -140,11 +131,13 @@ func qualify(table, columns string) string {
 	return strings.Join(cols, ", ")
 }
 
-// ConsumeOAuthStateRelease is ConsumeOAuthState that also returns the
-// state's release as it is now, read by the same statement: the callback
-// needs both, and a release-day burst of callbacks is bound by
-// PostgreSQL, where every statement counts. The release is returned only
-// with the state (err == nil).
+// ConsumeOAuthStateRelease deletes the state and returns what it held
+// and its release as it is now, in one statement, so a state is used at
+// most once even under concurrent callbacks (and a release-day burst of
+// callbacks, bound by PostgreSQL, pays one statement for both).
+// ErrNotFound for an unknown or already used state, ErrStateExpired when
+// it expired before now (it is deleted either way). The release is
+// returned only with the state (err == nil).
 func (s *Store) ConsumeOAuthStateRelease(ctx context.Context, state string, now time.Time) (OAuthState, Release, error) {
 	hash := stateHash(state)
 	var st OAuthState

@@ -45,7 +45,7 @@ func TestOAuthStateIsSingleUseAndStoredHashed(t *testing.T) {
 		t.Errorf("verifier stored in plaintext")
 	}
 
-	got, err := b.Store.ConsumeOAuthState(ctx(t), state, now)
+	got, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), state, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,10 +54,10 @@ func TestOAuthStateIsSingleUseAndStoredHashed(t *testing.T) {
 		got.ClientIPPrefix == nil || *got.ClientIPPrefix != ip || len(got.Actions) != 1 {
 		t.Errorf("consumed state = %+v", got)
 	}
-	if _, err := b.Store.ConsumeOAuthState(ctx(t), state, now); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), state, now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second consume: err = %v, want ErrNotFound", err)
 	}
-	if _, err := b.Store.ConsumeOAuthState(ctx(t), "never-issued", now); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), "never-issued", now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown state: err = %v, want ErrNotFound", err)
 	}
 }
@@ -75,10 +75,10 @@ func TestOAuthStateExpiresAndIsCleanedUp(t *testing.T) {
 	if err := b.Store.CreateOAuthState(ctx(t), "late", st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Store.ConsumeOAuthState(ctx(t), "late", now.Add(11*time.Minute)); !errors.Is(err, store.ErrStateExpired) {
+	if _, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), "late", now.Add(11*time.Minute)); !errors.Is(err, store.ErrStateExpired) {
 		t.Fatalf("err = %v, want ErrStateExpired", err)
 	}
-	if _, err := b.Store.ConsumeOAuthState(ctx(t), "late", now); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), "late", now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an expired state must be gone after its first use: err = %v", err)
 	}
 
@@ -109,7 +109,7 @@ func TestOAuthStateExpiresAndIsCleanedUp(t *testing.T) {
 	if n != 1 {
 		t.Errorf("oauth_states rows = %d, want 1 (only the live one)", n)
 	}
-	if _, err := b.Store.ConsumeOAuthState(ctx(t), "fresh", now); err != nil {
+	if _, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), "fresh", now); err != nil {
 		t.Errorf("the live state must survive the clean-up: %v", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestOAuthStateRemembersTheFan(t *testing.T) {
 	if err := b.Store.CreateOAuthState(ctx(t), "s", st); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Store.ConsumeOAuthState(ctx(t), "s", time.Now())
+	got, _, err := b.Store.ConsumeOAuthStateRelease(ctx(t), "s", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,32 +119,6 @@ func (e *LeasedError) Error() string {
 	return "store: presave is running elsewhere until " + e.Until.Format(time.RFC3339)
 }
 
-// StartPresave marks the pre-save running for this generation and takes
-// its lease for lease (an attempt's time limit plus bookkeeping):
-// attempts+1, started_at = now. It reports false (and no error) when the
-// pre-save is not enqueued or running at that generation; the task is
-// then stale (every path that queues a task marks the row enqueued first,
-// and a postponed pre-save is pending until the relay claims it again).
-// It returns a *LeasedError when another attempt holds the lease.
-func (s *Store) StartPresave(ctx context.Context, id uuid.UUID, generation int, lease time.Duration) (Presave, bool, error) {
-	p, err := scanPresave(s.pool.QueryRow(ctx, `
-		UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(),
-			lease_until = now() + make_interval(secs => $3), updated_at = now()
-		WHERE id = $1 AND generation = $2
-		  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
-		RETURNING `+presaveColumns, id, generation, lease.Seconds()))
-	if err == nil {
-		return p, true, nil
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return Presave{}, false, fmt.Errorf("store: start presave: %w", err)
-	}
-	if err := s.whyNotStarted(ctx, id, generation, uuid.Nil, 0); err != nil {
-		return Presave{}, false, err
-	}
-	return Presave{}, false, nil
-}
-
 // whyNotStarted explains a start that matched no row: a *LeasedError when
 // another attempt of the generation holds the lease, a *NotDueError when
 // the pre-save is runnable but due later than now + early, nil when the
@@ -208,14 +182,17 @@ var attemptColumns = func() string {
 	return strings.Join(cols, ", ")
 }()
 
-// BeginAttempt is StartPresave for the worker's hot path: in one
-// statement it marks the pre-save running and takes its lease, and reads
-// the version of its release and the fan's sealed token, instead of three
-// round trips. It only starts a pre-save of fan (the one whose grant lock
-// the caller holds) due by now + early (PostgreSQL's clock); one due
-// later gets a *NotDueError and nothing changes. Like StartPresave it
-// reports false for a stale task and returns a *LeasedError when another
-// attempt holds the lease.
+// BeginAttempt starts an attempt of generation: in one statement it marks
+// the pre-save running (attempts+1, started_at = now) and takes its lease
+// for lease (the attempt's time limit plus bookkeeping), and reads the
+// version of its release and the fan's sealed grant. It only starts a
+// pre-save of fan (the one whose grant lock the caller holds) due by now
+// + early (PostgreSQL's clock); one due later gets a *NotDueError and
+// nothing changes. It reports false (and no error) for a stale task: the
+// pre-save is not enqueued, nor running with a lapsed lease, at that
+// generation (every path that queues a task marks the row enqueued
+// first). It returns a *LeasedError when another attempt holds the
+// lease.
 func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, fan uuid.UUID, lease, early time.Duration) (Attempt, bool, error) {
 	var (
 		a                     Attempt

@@ -43,8 +43,8 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	ps := jobsFixture(t, st, providers.YouTube, time.Now().Add(time.Minute))
 
 	// Pending: a task cannot start it (it was never claimed).
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); err != nil || ok {
-		t.Fatalf("StartPresave on pending = %v, %v; want false", ok, err)
+	if _, ok, err := begin(ctx, st, ps, ps.Generation, time.Minute); err != nil || ok {
+		t.Fatalf("BeginAttempt on pending = %v, %v; want false", ok, err)
 	}
 	claimed, ran, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 100)
 	if err != nil || !ran || len(claimed) != 1 || claimed[0].ID != ps.ID {
@@ -53,12 +53,12 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	if again, _, _ := st.ClaimDuePresaves(ctx, 10*time.Minute, 100); len(again) != 0 {
 		t.Fatalf("claimed twice: %v", again)
 	}
-	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation+1, time.Minute); ok {
+	if _, ok, _ := begin(ctx, st, ps, ps.Generation+1, time.Minute); ok {
 		t.Fatal("a wrong generation started")
 	}
-	run, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute)
+	run, ok, err := begin(ctx, st, ps, ps.Generation, time.Minute)
 	if err != nil || !ok || run.Status != store.PresaveRunning || run.Attempts != 1 {
-		t.Fatalf("StartPresave = %+v, %v, %v", run, ok, err)
+		t.Fatalf("BeginAttempt = %+v, %v, %v", run, ok, err)
 	}
 	stale, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveDone}, revocable)
 	if err != nil || stale.Applied {
@@ -92,7 +92,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	if _, _, err := st.ClaimDuePresaves(ctx, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
+	if _, ok, err := begin(ctx, st, ps, ps.Generation, time.Minute); !ok || err != nil {
 		t.Fatalf("start: %v %v", ok, err)
 	}
 	if got, err := st.ReviveStuckPresaves(ctx, time.Hour, 10); err != nil || len(got) != 0 {
@@ -103,7 +103,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Generation != ps.Generation+1 {
 		t.Fatalf("ReviveStuckPresaves = %v, %v", got, err)
 	}
-	if _, ok, _ := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); ok {
+	if _, ok, _ := begin(ctx, st, ps, ps.Generation, time.Minute); ok {
 		t.Fatal("the dead worker's generation could start again")
 	}
 	inflight, err := st.InFlightPresaves(ctx, time.Minute, store.InFlightCursor{}, 10)
@@ -125,7 +125,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 // Two tasks of one generation (possible after Redis lost its data) never
 // run a pre-save at once: the second finds the first's lease, learns when
 // it lapses, and may start after that or after the first hands it back.
-func TestStartPresaveLease(t *testing.T) {
+func TestAttemptLease(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t).Store
 	ctx := context.Background()
@@ -133,10 +133,10 @@ func TestStartPresaveLease(t *testing.T) {
 	if _, _, err := st.ClaimDuePresaves(ctx, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
+	if _, ok, err := begin(ctx, st, ps, ps.Generation, time.Minute); !ok || err != nil {
 		t.Fatalf("first start: %v %v", ok, err)
 	}
-	_, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute)
+	_, ok, err := begin(ctx, st, ps, ps.Generation, time.Minute)
 	var leased *store.LeasedError
 	if ok || !errors.As(err, &leased) || time.Until(leased.Until) < 50*time.Second {
 		t.Fatalf("second start = %v, %v; want a LeasedError about a minute away", ok, err)
@@ -145,12 +145,12 @@ func TestStartPresaveLease(t *testing.T) {
 	if ok, err := st.RequeuePresave(ctx, ps.ID, ps.Generation, "deferred", nil); !ok || err != nil {
 		t.Fatalf("requeue: %v %v", ok, err)
 	}
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, 100*time.Millisecond); !ok || err != nil {
+	if _, ok, err := begin(ctx, st, ps, ps.Generation, 100*time.Millisecond); !ok || err != nil {
 		t.Fatalf("start after requeue: %v %v", ok, err)
 	}
 	// A crashed attempt's lease lapses by itself.
 	time.Sleep(200 * time.Millisecond)
-	if _, ok, err := st.StartPresave(ctx, ps.ID, ps.Generation, time.Minute); !ok || err != nil {
+	if _, ok, err := begin(ctx, st, ps, ps.Generation, time.Minute); !ok || err != nil {
 		t.Fatalf("start after the lease lapsed: %v %v", ok, err)
 	}
 }
@@ -375,4 +375,11 @@ func waitBlockedBy(t *testing.T, st *store.Store, pid int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// begin starts an attempt as the worker does (BeginAttempt, holding the
+// fan's lock), whatever the pre-save's due time, and returns the row.
+func begin(ctx context.Context, st *store.Store, ps store.Presave, generation int, lease time.Duration) (store.Presave, bool, error) {
+	att, ok, err := st.BeginAttempt(ctx, ps.ID, generation, ps.FanID, lease, time.Hour)
+	return att.Presave, ok, err
 }
