@@ -12,9 +12,11 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/presave/presave/internal/apiclient"
+	"github.com/presave/presave/internal/scenario"
+
 	"github.com/google/uuid"
 
-	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store/inspect"
 )
@@ -25,17 +27,17 @@ const width = 32
 // release creates a release due at due with the given targets and returns
 // its ID.
 func (b *bench) release(ctx context.Context, name string, due time.Time, spotify, youtube bool) (uuid.UUID, error) {
-	spec := cluster.ReleaseSpec{
+	spec := apiclient.ReleaseSpec{
 		Slug: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()), Title: "Bench " + name, Artist: "The Benchmarks",
 		ReleaseAt: &due,
 	}
 	if spotify {
-		spec.Spotify = &cluster.SpotifyTarget{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
+		spec.Spotify = &apiclient.SpotifyTarget{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
 	}
 	if youtube {
-		spec.YouTube = &cluster.YouTubeTarget{VideoID: base62(11)}
+		spec.YouTube = &apiclient.YouTubeTarget{VideoID: base62(11)}
 	}
-	r, err := cluster.CreateRelease(ctx, b.hc, b.cl.APIURL, b.admin, spec)
+	r, err := apiclient.CreateRelease(ctx, b.hc, b.cl.APIURL, b.admin, spec)
 	if err != nil {
 		return uuid.Nil, err
 	}
@@ -52,7 +54,7 @@ func (b *bench) release(ctx context.Context, name string, due time.Time, spotify
 // injected latency, which slows the callbacks (each makes two provider
 // requests) and so moves the release time out.
 func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n int, only providers.Name, latency time.Duration) (float64, time.Time, error) {
-	callbacks := make([]cluster.Callback, n)
+	callbacks := make([]apiclient.Callback, n)
 	err := parallel(ctx, n, width, func(ctx context.Context, i int) error {
 		p := providers.Spotify
 		if only != "" {
@@ -61,7 +63,7 @@ func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n in
 			p = providers.YouTube
 		}
 		var err error
-		callbacks[i], err = cluster.PrepareConsent(ctx, b.hc, b.cl.APIURL, cluster.ConnectRequest{
+		callbacks[i], err = apiclient.PrepareConsent(ctx, b.hc, b.cl.APIURL, apiclient.ConnectRequest{
 			Provider: string(p), Release: release.String(), Zone: "Europe/Berlin", User: fmt.Sprintf("%s-%d", name, i),
 		})
 		return err
@@ -78,12 +80,12 @@ func (b *bench) ingest(ctx context.Context, release uuid.UUID, name string, n in
 		assumed = min(assumed, 0.6*width/(2*latency.Seconds()))
 	}
 	due := time.Now().Add(3*time.Second + time.Duration(float64(n)/assumed*float64(time.Second))).Truncate(time.Second)
-	if _, err := cluster.UpdateRelease(ctx, b.hc, b.cl.APIURL, b.admin, release.String(), map[string]any{"release_at": due}); err != nil {
+	if _, err := apiclient.UpdateRelease(ctx, b.hc, b.cl.APIURL, b.admin, release.String(), map[string]any{"release_at": due}); err != nil {
 		return 0, time.Time{}, err
 	}
 	start, cpu0 := time.Now(), sampleCPU()
 	err = parallel(ctx, n, width, func(ctx context.Context, i int) error {
-		_, err := cluster.FinishConsent(ctx, b.hc, callbacks[i])
+		_, err := apiclient.FinishConsent(ctx, b.hc, callbacks[i])
 		return err
 	})
 	if err != nil {
@@ -163,7 +165,7 @@ func (b *bench) drain(ctx context.Context, res results) error {
 	res["drain_ratio"] = res["drain_per_s"] / res["ceiling_per_s"]
 	res["lateness_p50_s"] = t.LatenessP50
 	res["lateness_p99_s"] = t.LatenessP99
-	if dups := cluster.Duplicates(b.fake.State()); dups != 0 {
+	if dups := scenario.Duplicates(b.fake.State()); dups != 0 {
 		return fmt.Errorf("%d duplicate entries on the fake provider", dups)
 	}
 	return nil

@@ -26,6 +26,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presave/presave/internal/apiclient"
+	"github.com/presave/presave/internal/scenario"
+
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/cluster"
@@ -113,9 +116,9 @@ func run(ctx context.Context, o options, out io.Writer) (int, error) {
 	// Google grants are revoked by revoke tasks after the token row is
 	// deleted; give them a moment so "revocations left" means something.
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-	_, _ = cluster.WaitSecretsGone(sctx, h.Store, 250*time.Millisecond)
+	_, _ = scenario.WaitSecretsGone(sctx, h.Store, 250*time.Millisecond)
 	scancel()
-	es, err := cluster.ReadEndState(ctx, h.Store, h.FakeURL, len(rel.fans), rel.id)
+	es, err := scenario.ReadEndState(ctx, h.Store, h.FakeURL, len(rel.fans), rel.id)
 	if err != nil {
 		return 1, err
 	}
@@ -195,7 +198,7 @@ type demoRelease struct {
 	slug, localSlug string
 	id              uuid.UUID
 	due             time.Time
-	fans, localFans []cluster.Fan
+	fans, localFans []scenario.Fan
 }
 
 // releases creates the releases. The fixed one is due after -delay; the
@@ -207,7 +210,7 @@ func (d *demo) releases(ctx context.Context) (demoRelease, error) {
 	start := time.Now()
 	r := demoRelease{due: start.Add(d.o.delay).Truncate(time.Second).Add(time.Second),
 		slug: "midnight-signals-" + strconv.FormatInt(start.Unix(), 36)}
-	rel, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, cluster.SampleRelease(r.slug, r.due))
+	rel, err := apiclient.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, scenario.SampleRelease(r.slug, r.due))
 	if err != nil {
 		return r, err
 	}
@@ -216,17 +219,17 @@ func (d *demo) releases(ctx context.Context) (demoRelease, error) {
 	}
 	d.say("presave demo: release %q due at %s (in %s): Spotify %s, YouTube %s",
 		r.slug, r.due.Local().Format("15:04:05"), time.Until(r.due).Round(time.Second), strings.Join(rel.Actions["spotify"], "+"), strings.Join(rel.Actions["youtube"], "+"))
-	r.fans = cluster.MakeFans(d.o.fans, "fan")
+	r.fans = scenario.MakeFans(d.o.fans, "fan")
 	if d.o.local {
 		r.localSlug = r.slug + "-local"
-		spec := cluster.SampleRelease(r.localSlug, time.Time{})
+		spec := scenario.SampleRelease(r.localSlug, time.Time{})
 		spec.ReleaseAt, spec.ReleaseDate, spec.DefaultZone = nil, time.Now().AddDate(0, 0, 2).Format("2006-01-02"), "UTC"
 		spec.Title = "Midnight Signals (deluxe)"
-		if _, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, spec); err != nil {
+		if _, err := apiclient.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, spec); err != nil {
 			return r, err
 		}
 		r.localFans = r.fans[:max(d.o.fans/10, 1)]
-		d.say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", r.localSlug, spec.ReleaseDate, len(r.localFans), min(len(r.localFans), len(cluster.Zones)))
+		d.say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", r.localSlug, spec.ReleaseDate, len(r.localFans), min(len(r.localFans), len(scenario.Zones)))
 	}
 	return r, nil
 }
@@ -235,14 +238,14 @@ func (d *demo) releases(ctx context.Context) (demoRelease, error) {
 func (d *demo) connect(ctx context.Context, r demoRelease) error {
 	h, p := d.h, d.p
 	connStart := time.Now()
-	if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, r.slug, r.fans, d.o.parallel, func(n int) {
+	if _, err := scenario.ConnectAll(ctx, h.HTTP, h.APIURL, r.slug, r.fans, d.o.parallel, func(n int) {
 		p.line(false, "fans connecting: %d/%d  (%.0f/s)", n, len(r.fans), float64(n)/time.Since(connStart).Seconds())
 	}); err != nil {
 		p.end()
 		return fmt.Errorf("a fan could not connect: %w\n%s", err, h.TailAll(10))
 	}
 	if len(r.localFans) > 0 {
-		if _, err := cluster.ConnectAll(ctx, h.HTTP, h.APIURL, r.localSlug, r.localFans, d.o.parallel, nil); err != nil {
+		if _, err := scenario.ConnectAll(ctx, h.HTTP, h.APIURL, r.localSlug, r.localFans, d.o.parallel, nil); err != nil {
 			p.end()
 			return fmt.Errorf("a fan could not connect to the local release: %w", err)
 		}
@@ -259,11 +262,11 @@ func (d *demo) connect(ctx context.Context, r demoRelease) error {
 }
 
 // drain watches the release drain from PostgreSQL (the truth).
-func (d *demo) drain(ctx context.Context, r demoRelease) (cluster.Progress, error) {
+func (d *demo) drain(ctx context.Context, r demoRelease) (scenario.Progress, error) {
 	dctx, cancel := context.WithDeadline(ctx, r.due.Add(d.o.timeout))
 	defer cancel()
 	var rate rateMeter
-	final, err := cluster.WaitDrained(dctx, d.h.Store, len(r.fans), time.Second/2, func(pr cluster.Progress) {
+	final, err := scenario.WaitDrained(dctx, d.h.Store, len(r.fans), time.Second/2, func(pr scenario.Progress) {
 		now := time.Now()
 		rt := rate.add(now, pr.Finished())
 		if now.Before(r.due) {
@@ -297,7 +300,7 @@ func (d *demo) where() {
 
 // summary prints what the run did and returns the exit code: 1 when a
 // duplicate or a token is left.
-func summary(out io.Writer, es cluster.EndState, due time.Time, localFans []cluster.Fan) int {
+func summary(out io.Writer, es scenario.EndState, due time.Time, localFans []scenario.Fan) int {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	mark := func(ok bool) string {
 		if ok {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presave/presave/internal/apiclient"
+	"github.com/presave/presave/internal/scenario"
+
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/cluster"
@@ -99,9 +102,9 @@ type run struct {
 	t    *testing.T
 	name string
 	h    *cluster.Harness
-	spec cluster.ReleaseSpec
+	spec apiclient.ReleaseSpec
 	rel  uuid.UUID
-	fans []cluster.Fan
+	fans []scenario.Fan
 	due  time.Time
 	// lost lists fans expected to fail (their grant was revoked).
 	lost map[string]bool
@@ -160,21 +163,21 @@ func setup(t *testing.T, name string, o opts) *run {
 		}
 	})
 	for _, p := range []string{"spotify", "youtube"} {
-		if err := cluster.FakeControl(ctx, h.FakeURL, "faults", map[string]any{"provider": p, "latency": o.latency}); err != nil {
+		if err := apiclient.FakeControl(ctx, h.FakeURL, "faults", map[string]any{"provider": p, "latency": o.latency}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Connecting runs at well over 100 fans/s; leave room for a slow machine.
 	r.due = time.Now().Add(3*time.Second + time.Duration(n)*15*time.Millisecond).Truncate(time.Second)
-	r.spec = cluster.SampleRelease(strings.ReplaceAll("chaos-"+name, "_", "-")+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), r.due)
-	rel, err := cluster.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, r.spec)
+	r.spec = scenario.SampleRelease(strings.ReplaceAll("chaos-"+name, "_", "-")+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), r.due)
+	rel, err := apiclient.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, r.spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.rel, err = uuid.Parse(rel.ID); err != nil {
 		t.Fatal(err)
 	}
-	r.fans = cluster.MakeFans(n, name)
+	r.fans = scenario.MakeFans(n, name)
 	return r
 }
 
@@ -182,17 +185,17 @@ func setup(t *testing.T, name string, o opts) *run {
 func (r *run) connect() {
 	r.t.Helper()
 	ctx := ctxFor(r.t, 2*time.Minute)
-	if _, err := cluster.ConnectAll(ctx, r.h.HTTP, r.h.APIURL, r.spec.Slug, r.fans, 16, nil); err != nil {
+	if _, err := scenario.ConnectAll(ctx, r.h.HTTP, r.h.APIURL, r.spec.Slug, r.fans, 16, nil); err != nil {
 		r.t.Fatal(err)
 	}
 }
 
 // progress reads the release's progress, failing the test on error.
-func (r *run) progress() cluster.Progress {
+func (r *run) progress() scenario.Progress {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := cluster.ReadProgress(ctx, r.h.Store, r.rel)
+	p, err := scenario.ReadProgress(ctx, r.h.Store, r.rel)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -201,7 +204,7 @@ func (r *run) progress() cluster.Progress {
 
 // waitFinished waits until at least frac of the pre-saves finished: the
 // drain is under way, and the trouble lands in its middle.
-func (r *run) waitFinished(frac float64) cluster.Progress {
+func (r *run) waitFinished(frac float64) scenario.Progress {
 	r.t.Helper()
 	want := max(int(frac*float64(len(r.fans))), 1)
 	deadline := time.Now().Add(3 * time.Minute)
@@ -225,33 +228,33 @@ func (r *run) waitFinished(frac float64) cluster.Progress {
 // fan in r.lost failed with reconnect_required, no duplicate, no token,
 // no revocation left, no action before due. extra is appended to the
 // scenario's line.
-func (r *run) finish(extra string) cluster.EndState {
+func (r *run) finish(extra string) scenario.EndState {
 	r.t.Helper()
 	t := r.t
 	ctx := ctxFor(t, 6*time.Minute)
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if _, err := cluster.WaitDrained(dctx, r.h.Store, len(r.fans), 200*time.Millisecond, nil, r.rel); err != nil {
+	if _, err := scenario.WaitDrained(dctx, r.h.Store, len(r.fans), 200*time.Millisecond, nil, r.rel); err != nil {
 		t.Fatal(err)
 	}
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	_, serr := cluster.WaitSecretsGone(sctx, r.h.Store, 200*time.Millisecond)
+	_, serr := scenario.WaitSecretsGone(sctx, r.h.Store, 200*time.Millisecond)
 	scancel()
-	es, err := cluster.ReadEndState(ctx, r.h.Store, r.h.FakeURL, len(r.fans), r.rel)
+	es, err := scenario.ReadEndState(ctx, r.h.Store, r.h.FakeURL, len(r.fans), r.rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := cluster.FakeState(ctx, r.h.FakeURL)
+	st, err := apiclient.FakeState(ctx, r.h.FakeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kept []cluster.Fan
+	var kept []scenario.Fan
 	for _, f := range r.fans {
 		if !r.lost[f.User] {
 			kept = append(kept, f)
 		}
 	}
-	missing := cluster.Missing(st, r.spec, kept)
+	missing := scenario.Missing(st, r.spec, kept)
 	line := es.Line(r.name) + fmt.Sprintf("  lost %d", missing)
 	if extra != "" {
 		line += "  |  " + extra
@@ -277,7 +280,7 @@ func (r *run) finish(extra string) cluster.EndState {
 		t.Errorf("%d fans' pre-saves are not (wholly) on the fake", missing)
 	}
 	if es.Duplicates != 0 {
-		t.Errorf("%d duplicates on the fake: %s", es.Duplicates, strings.Join(cluster.DuplicateEntries(st), "; "))
+		t.Errorf("%d duplicates on the fake: %s", es.Duplicates, strings.Join(scenario.DuplicateEntries(st), "; "))
 	}
 	if es.Tokens != 0 || es.Revocations != 0 {
 		t.Errorf("%d token rows and %d revocations left", es.Tokens, es.Revocations)
@@ -313,7 +316,7 @@ func fakeState(t *testing.T, r *run) fake.State {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := cluster.FakeState(ctx, r.h.FakeURL)
+	st, err := apiclient.FakeState(ctx, r.h.FakeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +413,7 @@ func TestProvider5xx(t *testing.T) {
 	r.connect()
 	ctx := ctxFor(t, 10*time.Second)
 	for _, p := range []string{"spotify", "youtube"} {
-		if err := cluster.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "error_rate": 0.2}); err != nil {
+		if err := apiclient.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "error_rate": 0.2}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -450,7 +453,7 @@ func TestProvider429(t *testing.T) {
 		defer wg.Done()
 		set := func(rps float64) {
 			for _, p := range []string{"spotify", "youtube"} {
-				_ = cluster.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "rate_limit_rps": rps, "rate_limit_burst": 2})
+				_ = apiclient.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "rate_limit_rps": rps, "rate_limit_burst": 2})
 			}
 		}
 		defer set(0)
@@ -474,7 +477,7 @@ func TestProvider429(t *testing.T) {
 		defer close(drained)
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		_, _ = cluster.WaitDrained(dctx, r.h.Store, len(r.fans), 200*time.Millisecond, nil, r.rel)
+		_, _ = scenario.WaitDrained(dctx, r.h.Store, len(r.fans), 200*time.Millisecond, nil, r.rel)
 	}()
 	<-drained
 	close(stop)
@@ -498,7 +501,7 @@ func TestQuotaExhausted(t *testing.T) {
 	r.connect()
 	until := r.due.Add(6 * time.Second)
 	ctx := ctxFor(t, 10*time.Second)
-	if err := cluster.FakeControl(ctx, r.h.FakeURL, "quota", map[string]any{"provider": "spotify", "exhausted": true, "until": until}); err != nil {
+	if err := apiclient.FakeControl(ctx, r.h.FakeURL, "quota", map[string]any{"provider": "spotify", "exhausted": true, "until": until}); err != nil {
 		t.Fatal(err)
 	}
 	es := r.finish("")
@@ -525,7 +528,7 @@ func TestGrantsRevoked(t *testing.T) {
 		if i%20 != 7 {
 			continue
 		}
-		if err := cluster.FakeControl(ctx, r.h.FakeURL, "revoke", map[string]any{"provider": f.Provider, "user": f.User}); err != nil {
+		if err := apiclient.FakeControl(ctx, r.h.FakeURL, "revoke", map[string]any{"provider": f.Provider, "user": f.User}); err != nil {
 			t.Fatal(err)
 		}
 		r.lost[f.User] = true
@@ -554,7 +557,7 @@ func TestReleaseMoved(t *testing.T) {
 		t.Fatalf("connecting took too long: the release is due in %s, too late to move it first", time.Until(oldDue))
 	}
 	before := calls(fakeState(t, r), isAction)
-	moved, err := cluster.UpdateRelease(ctx, r.h.HTTP, r.h.APIURL, r.h.AdminToken, r.rel.String(), map[string]any{"release_at": newDue.UTC().Format(time.RFC3339)})
+	moved, err := apiclient.UpdateRelease(ctx, r.h.HTTP, r.h.APIURL, r.h.AdminToken, r.rel.String(), map[string]any{"release_at": newDue.UTC().Format(time.RFC3339)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/presave/presave/internal/apiclient"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/scratch"
@@ -98,7 +100,7 @@ func randomSecret() string {
 // already made is undone.
 func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 	h = &Harness{cfg: cfg, AdminToken: randomSecret(), MonitoringUser: "presave", MonitoringPassword: randomSecret(),
-		HTTP: NewHTTPClient(max(cfg.Parallel, 8)), stop: make(chan struct{})}
+		HTTP: apiclient.NewHTTPClient(max(cfg.Parallel, 8)), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			h.Close()
@@ -110,7 +112,7 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 	}
 	b, drop, err := scratch.NewSchema(ctx, cfg.DatabaseURL, cfg.Prefix)
 	if err != nil {
-		return h, fmt.Errorf("harness: PostgreSQL at %s: %w", redact(cfg.DatabaseURL), err)
+		return h, fmt.Errorf("harness: PostgreSQL at %s: %w", apiclient.Redact(cfg.DatabaseURL), err)
 	}
 	h.DB, h.Store = b, b.Store
 	h.undo = append(h.undo, drop)

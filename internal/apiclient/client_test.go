@@ -1,4 +1,4 @@
-package cluster_test
+package apiclient_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presave/presave/internal/cluster"
+	"github.com/presave/presave/internal/apiclient"
 	"github.com/presave/presave/internal/providers/fake"
 )
 
@@ -54,8 +54,8 @@ func TestConnectPlaysTheBrowser(t *testing.T) {
 	api = httptest.NewServer(mux)
 	t.Cleanup(api.Close)
 
-	hc := cluster.NewHTTPClient(4)
-	res, err := cluster.Connect(ctx, hc, api.URL, "spotify", "rel", "Europe/Paris", "fan-1")
+	hc := apiclient.NewHTTPClient(4)
+	res, err := apiclient.Connect(ctx, hc, api.URL, "spotify", "rel", "Europe/Paris", "fan-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,23 +64,9 @@ func TestConnectPlaysTheBrowser(t *testing.T) {
 	}
 
 	// An API error carries its status and code.
-	_, err = cluster.Connect(ctx, hc, api.URL, "spotify", "other", "Europe/Paris", "fan-2")
-	var he *cluster.HTTPError
+	_, err = apiclient.Connect(ctx, hc, api.URL, "spotify", "other", "Europe/Paris", "fan-2")
+	var he *apiclient.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusBadRequest || he.Code != "invalid_request" {
 		t.Fatalf("err = %v, want a 400 invalid_request HTTPError", err)
-	}
-}
-
-// TestDuplicates counts surplus entries only.
-func TestDuplicates(t *testing.T) {
-	st := fake.State{Users: []fake.UserState{
-		{ID: "a", Albums: []string{"x"}, Playlists: map[string][]string{"p": {"t1", "t2", "t1", "t1"}}},
-		{ID: "b", Likes: []string{"v"}, Playlists: map[string][]string{"p": {"t1"}}},
-	}}
-	if got := cluster.Duplicates(st); got != 2 {
-		t.Fatalf("Duplicates = %d, want 2", got)
-	}
-	if got := cluster.Entries(st); got != 7 {
-		t.Fatalf("Entries = %d, want 7", got)
 	}
 }

@@ -1,4 +1,8 @@
-package cluster
+// Package apiclient is a typed client of presave's HTTP API, as the demo,
+// the benchmark, the reliability suite and the tests play it: an operator
+// creating and moving releases, fans connecting through the fake
+// provider's consent screen. It talks HTTP only.
+package apiclient
 
 import (
 	"bytes"
@@ -16,11 +20,6 @@ import (
 
 	"github.com/presave/presave/internal/providers/fake"
 )
-
-// This file holds the client side of the real HTTP flows, as the demo, the
-// benchmark and the reliability suite play them: an operator creating and
-// moving releases, fans connecting through the consent screen, and reads
-// of the fake provider's state.
 
 // RequestTimeout bounds each HTTP request these helpers make when the
 // caller's context has no earlier deadline.
@@ -74,9 +73,9 @@ func (e *HTTPError) Temporary() bool {
 		e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout
 }
 
-// redact drops a URL's query and fragment so an error message never
+// Redact drops a URL's query and fragment so an error message never
 // carries a code or a state.
-func redact(raw string) string {
+func Redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"
@@ -87,7 +86,7 @@ func redact(raw string) string {
 
 func httpError(req *http.Request, resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	e := &HTTPError{Method: req.Method, URL: redact(req.URL.String()), Status: resp.StatusCode}
+	e := &HTTPError{Method: req.Method, URL: Redact(req.URL.String()), Status: resp.StatusCode}
 	var api struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -136,13 +135,13 @@ func doJSONCookies(ctx context.Context, hc *http.Client, method, rawURL, bearer 
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("cluster: encode %s %s: %w", method, redact(rawURL), err)
+			return nil, fmt.Errorf("cluster: encode %s %s: %w", method, Redact(rawURL), err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
+		return nil, fmt.Errorf("cluster: %s %s: %w", method, Redact(rawURL), err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -161,7 +160,7 @@ func doJSONCookies(ctx context.Context, hc *http.Client, method, rawURL, bearer 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("cluster: %s %s: %w", method, redact(rawURL), err)
+		return nil, fmt.Errorf("cluster: %s %s: %w", method, Redact(rawURL), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -172,7 +171,7 @@ func doJSONCookies(ctx context.Context, hc *http.Client, method, rawURL, bearer 
 		return resp.Cookies(), nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return nil, fmt.Errorf("cluster: %s %s: decode answer: %w", method, redact(rawURL), err)
+		return nil, fmt.Errorf("cluster: %s %s: decode answer: %w", method, Redact(rawURL), err)
 	}
 	return resp.Cookies(), nil
 }
@@ -344,7 +343,7 @@ func consent(ctx context.Context, hc *http.Client, authURL string) (string, erro
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", fmt.Errorf("GET %s: %w", redact(authURL), err)
+		return "", fmt.Errorf("GET %s: %w", Redact(authURL), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
@@ -352,7 +351,7 @@ func consent(ctx context.Context, hc *http.Client, authURL string) (string, erro
 	}
 	loc, err := resp.Location()
 	if err != nil {
-		return "", fmt.Errorf("GET %s: redirect without a usable Location: %w", redact(authURL), err)
+		return "", fmt.Errorf("GET %s: redirect without a usable Location: %w", Redact(authURL), err)
 	}
 	if e := loc.Query().Get("error"); e != "" {
 		return "", fmt.Errorf("consent screen answered error=%s", e)
@@ -466,70 +465,4 @@ func FakeControl(ctx context.Context, fakeURL, path string, body any) error {
 		return fmt.Errorf("fake %s: %w", path, err)
 	}
 	return nil
-}
-
-// Duplicates counts the surplus entries in every user's library, follows,
-// likes and playlists: an entry present k times counts k-1. Zero means
-// every action happened at most once.
-func Duplicates(st fake.State) int {
-	n := 0
-	for _, u := range st.Users {
-		for _, list := range [][]string{u.Albums, u.Tracks, u.Artists, u.Likes} {
-			n += surplus(list)
-		}
-		for _, items := range u.Playlists {
-			n += surplus(items)
-		}
-	}
-	return n
-}
-
-func surplus(list []string) int {
-	seen := make(map[string]int, len(list))
-	n := 0
-	for _, v := range list {
-		if seen[v] > 0 {
-			n++
-		}
-		seen[v]++
-	}
-	return n
-}
-
-// Entries counts every entry in every user's library, follows, likes and
-// playlists: the provider-side effects of the actions done.
-func Entries(st fake.State) int {
-	n := 0
-	for _, u := range st.Users {
-		n += len(u.Albums) + len(u.Tracks) + len(u.Artists) + len(u.Likes)
-		for _, items := range u.Playlists {
-			n += len(items)
-		}
-	}
-	return n
-}
-
-// DuplicateEntries describes each surplus entry Duplicates counts, as
-// "provider/user list item", for failure messages.
-func DuplicateEntries(st fake.State) []string {
-	var out []string
-	add := func(u fake.UserState, list string, items []string) {
-		seen := map[string]bool{}
-		for _, v := range items {
-			if seen[v] {
-				out = append(out, fmt.Sprintf("%s/%s %s %s", u.Provider, u.ID, list, v))
-			}
-			seen[v] = true
-		}
-	}
-	for _, u := range st.Users {
-		add(u, "albums", u.Albums)
-		add(u, "tracks", u.Tracks)
-		add(u, "artists", u.Artists)
-		add(u, "likes", u.Likes)
-		for id, items := range u.Playlists {
-			add(u, "playlist:"+id, items)
-		}
-	}
-	return out
 }

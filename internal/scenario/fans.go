@@ -1,15 +1,23 @@
-package cluster
+// Package scenario plays fans and reads how a run ended: simulated fans
+// in many zones, a sample release, connecting them all through the API,
+// watching the drain in PostgreSQL, and checking the fake provider for
+// duplicates and missing entries. The demo, the benchmark and the
+// reliability suite share it.
+package scenario
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/presave/presave/internal/apiclient"
 
 	"github.com/google/uuid"
 
@@ -48,13 +56,13 @@ func MakeFans(n int, prefix string) []Fan {
 
 // SampleRelease is a release asking every action of both providers, due
 // at due (fixed timing).
-func SampleRelease(slug string, due time.Time) ReleaseSpec {
+func SampleRelease(slug string, due time.Time) apiclient.ReleaseSpec {
 	due = due.UTC()
-	return ReleaseSpec{
+	return apiclient.ReleaseSpec{
 		Slug: slug, Title: "Midnight Signals", Artist: "The Fakes", ReleaseAt: &due,
-		Spotify: &SpotifyTarget{AlbumIDs: []string{"4aawyAB9vmqN3uQ7FjRGTy"}, TrackIDs: []string{"3n3Ppam7vgaVa1iaRUc9Lp"},
+		Spotify: &apiclient.SpotifyTarget{AlbumIDs: []string{"4aawyAB9vmqN3uQ7FjRGTy"}, TrackIDs: []string{"3n3Ppam7vgaVa1iaRUc9Lp"},
 			ArtistIDs: []string{"0OdUWJ0sBjDrqHygGUXeCF"}, PlaylistID: "37i9dQZF1DXcBWIGoYBM5M"},
-		YouTube: &YouTubeTarget{VideoID: "dQw4w9WgXcQ", PlaylistID: "PLpresaveDemoPlaylist0001"},
+		YouTube: &apiclient.YouTubeTarget{VideoID: "dQw4w9WgXcQ", PlaylistID: "PLpresaveDemoPlaylist0001"},
 	}
 }
 
@@ -62,10 +70,10 @@ func SampleRelease(slug string, due time.Time) ReleaseSpec {
 // flow, at most parallel at a time. onDone, when set, is called after each
 // fan with the number connected so far. It stops at the first failure and
 // returns it; results are in fans' order.
-func ConnectAll(ctx context.Context, hc *http.Client, apiURL, release string, fans []Fan, parallel int, onDone func(done int)) ([]ConnectResult, error) {
+func ConnectAll(ctx context.Context, hc *http.Client, apiURL, release string, fans []Fan, parallel int, onDone func(done int)) ([]apiclient.ConnectResult, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	out := make([]ConnectResult, len(fans))
+	out := make([]apiclient.ConnectResult, len(fans))
 	var next, done atomic.Int64
 	var wg sync.WaitGroup
 	for range max(parallel, 1) {
@@ -78,7 +86,7 @@ func ConnectAll(ctx context.Context, hc *http.Client, apiURL, release string, fa
 					return
 				}
 				f := fans[i]
-				r, err := Connect(ctx, hc, apiURL, f.Provider, release, f.Zone, f.User)
+				r, err := apiclient.Connect(ctx, hc, apiURL, f.Provider, release, f.Zone, f.User)
 				if err != nil {
 					cancel(err)
 					return
@@ -226,7 +234,7 @@ func ReadEndState(ctx context.Context, st *store.Store, fakeURL string, expected
 	if e.Times, err = inspect.PresaveActionTimes(ctx, st, releaseIDs...); err != nil {
 		return e, err
 	}
-	fs, err := FakeState(ctx, fakeURL)
+	fs, err := apiclient.FakeState(ctx, fakeURL)
 	if err != nil {
 		return e, err
 	}
@@ -266,7 +274,7 @@ func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duratio
 // Missing counts the fans (of those given) whose pre-save is not wholly
 // on the fake: some entry spec asks for is absent from their library,
 // follows, likes or playlist. Zero means nothing was lost.
-func Missing(st fake.State, spec ReleaseSpec, fans []Fan) int {
+func Missing(st fake.State, spec apiclient.ReleaseSpec, fans []Fan) int {
 	users := make(map[string]fake.UserState, len(st.Users))
 	for _, u := range st.Users {
 		users[string(u.Provider)+"/"+u.ID] = u
@@ -283,8 +291,8 @@ func Missing(st fake.State, spec ReleaseSpec, fans []Fan) int {
 				(s.PlaylistID == "" || len(s.TrackIDs) == 0 || containsAll(u.Playlists[s.PlaylistID], trackURIs(s.TrackIDs))))
 		case "youtube":
 			y := spec.YouTube
-			ok = y == nil || y.VideoID == "" || (contains(u.Likes, y.VideoID) &&
-				(y.PlaylistID == "" || contains(u.Playlists[y.PlaylistID], y.VideoID)))
+			ok = y == nil || y.VideoID == "" || (slices.Contains(u.Likes, y.VideoID) &&
+				(y.PlaylistID == "" || slices.Contains(u.Playlists[y.PlaylistID], y.VideoID)))
 		}
 		if !ok {
 			n++
@@ -295,7 +303,7 @@ func Missing(st fake.State, spec ReleaseSpec, fans []Fan) int {
 
 func containsAll(have, want []string) bool {
 	for _, w := range want {
-		if !contains(have, w) {
+		if !slices.Contains(have, w) {
 			return false
 		}
 	}

@@ -1,4 +1,4 @@
-package cluster
+package apiclient
 
 import (
 	"context"
