@@ -16,15 +16,8 @@ type DB = scratch.Redis
 // BaseURL is the Redis tests use: REDIS_URL, or the local default.
 func BaseURL() string { return scratch.RedisURL() }
 
-// TB is the part of testing.TB these helpers use (declared here, so that
-// no package outside tests imports testing).
-type TB interface {
-	Helper()
-	Name() string
-	Cleanup(func())
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-}
+// TB is the part of testing.TB the helper uses.
+type TB = scratch.TB
 
 // New leases a free database, flushes it, and releases it (flushed again)
 // in t.Cleanup. It waits while all are taken.

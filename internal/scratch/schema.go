@@ -26,6 +26,17 @@ import (
 	"github.com/presave/presave/internal/store"
 )
 
+// TB is the part of testing.TB the test helpers over scratch use
+// (storetest, redistest), declared here so that no package outside tests
+// imports testing.
+type TB interface {
+	Helper()
+	Name() string
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // DatabaseURL is the shared database: DATABASE_URL, or the local default.
 func DatabaseURL() string {
 	if u := os.Getenv("DATABASE_URL"); u != "" {

@@ -23,15 +23,8 @@ func BaseURL() string { return scratch.DatabaseURL() }
 // RandomKeys returns a TOKEN_KEYS value with one fresh key named id.
 func RandomKeys(id string) string { return scratch.RandomKeys(id) }
 
-// TB is the part of testing.TB these helpers use (declared here, so that
-// no package outside tests imports testing).
-type TB interface {
-	Helper()
-	Name() string
-	Cleanup(func())
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-}
+// TB is the part of testing.TB the helper uses.
+type TB = scratch.TB
 
 // New creates a fresh schema, migrates it and opens a Store on it with a
 // random key ring. Everything is dropped in t.Cleanup.
