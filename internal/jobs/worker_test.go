@@ -13,7 +13,7 @@ import (
 	"github.com/presave/presave/internal/store"
 )
 
-// TestReleaseDayDrain: 200 fans × both providers due in a few seconds.
+// TestReleaseDayDrain: 100 fans × both providers due in a few seconds.
 // Every action is done exactly once at the fake, every token row is gone,
 // and Google saw a revoke for every YouTube grant. It also reports the
 // lateness from due_at to the start of each pre-save.
@@ -21,7 +21,7 @@ func TestReleaseDayDrain(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	rel := b.newRelease("drain", time.Now().Add(6*time.Second))
-	fans := b.consentMany(rel, "drain", 200, providers.Spotify, providers.YouTube)
+	fans := b.consentMany(rel, "drain", 100, providers.Spotify, providers.YouTube)
 	b.startWorker()
 
 	st := b.waitFinal(fans, 2*time.Minute)
