@@ -65,9 +65,9 @@ func (s *Store) Close() { s.pool.Close() }
 // Ping checks that PostgreSQL answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// Pool exposes the pool to tests and tools in this module that need a raw
-// connection (e.g. the benchmark's bulk loader). Application code calls
-// Store methods instead.
+// Pool exposes the pool to what reads the database raw: the end-state
+// reads of internal/store/inspect and tests checking rows. The binaries
+// call Store methods only.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Migrate applies every pending migration from migrations.FS. tern holds a

@@ -171,9 +171,9 @@ func TestRotateKeys(t *testing.T) {
 		fans = append(fans, c.FanID)
 	}
 	// One grant is waiting for revocation, sealed under the old key too.
-	pg, err := b.Store.PurgeToken(ctx(t), fans[6], providers.YouTube, true, "test")
-	if err != nil || pg.RevocationID == uuid.Nil {
-		t.Fatalf("purge: %+v %v", pg, err)
+	gone, err := b.Store.Disconnect(ctx(t), fans[6], providers.YouTube, func(providers.Name) bool { return true })
+	if err != nil || len(gone.Purges) != 1 || gone.Purges[0].RevocationID == uuid.Nil {
+		t.Fatalf("disconnect: %+v %v", gone, err)
 	}
 
 	newKeys := storetest.RandomKeys("new") + "," + b.Keys
@@ -205,7 +205,7 @@ func TestRotateKeys(t *testing.T) {
 			t.Fatalf("fan %d after rotation: %+v %v", i, tok, err)
 		}
 	}
-	rev, err := after.Revocation(ctx(t), pg.RevocationID)
+	rev, err := after.Revocation(ctx(t), gone.Purges[0].RevocationID)
 	if err != nil || rev.RefreshToken != "refresh-g" {
 		t.Fatalf("revocation after rotation: %+v %v", rev, err)
 	}

@@ -214,18 +214,6 @@ func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p pr
 	return Purge{Deleted: true, RevocationID: id}, nil
 }
 
-// PurgeToken deletes the fan's token at p now (see purgeToken). Callers
-// enqueue a purge task for Purge.RevocationID when it is set.
-func (s *Store) PurgeToken(ctx context.Context, fanID uuid.UUID, p providers.Name, revocable bool, reason string) (Purge, error) {
-	var out Purge
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		out, err = s.purgeToken(ctx, tx, fanID, p, revocable, reason)
-		return err
-	})
-	return out, err
-}
-
 // RotateKeys re-seals up to batch token rows and pending revocations that
 // are not under the primary key, in one transaction. (OAuth states live
 // ten minutes: rotating them is not worth it; states sealed under a
