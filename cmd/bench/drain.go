@@ -12,6 +12,8 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/presave/presave/internal/apiclient"
 	"github.com/presave/presave/internal/scenario"
 
@@ -27,15 +29,15 @@ const width = 32
 // release creates a release due at due with the given targets and returns
 // its ID.
 func (b *bench) release(ctx context.Context, name string, due time.Time, spotify, youtube bool) (uuid.UUID, error) {
-	spec := apiclient.ReleaseSpec{
+	spec := wire.ReleaseCreate{
 		Slug: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()), Title: "Bench " + name, Artist: "The Benchmarks",
-		ReleaseAt: &due,
+		ReleaseAt: wire.Time(due),
 	}
 	if spotify {
-		spec.Spotify = &apiclient.SpotifyTarget{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
+		spec.Spotify = &wire.SpotifyTarget{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
 	}
 	if youtube {
-		spec.YouTube = &apiclient.YouTubeTarget{VideoID: base62(11)}
+		spec.YouTube = &wire.YouTubeTarget{VideoID: base62(11)}
 	}
 	r, err := apiclient.CreateRelease(ctx, b.hc, b.cl.APIURL, b.admin, spec)
 	if err != nil {

@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/presave/presave/internal/apiclient"
 	"github.com/presave/presave/internal/scenario"
 
@@ -223,13 +225,14 @@ func (d *demo) releases(ctx context.Context) (demoRelease, error) {
 	if d.o.local {
 		r.localSlug = r.slug + "-local"
 		spec := scenario.SampleRelease(r.localSlug, time.Time{})
-		spec.ReleaseAt, spec.ReleaseDate, spec.DefaultZone = nil, time.Now().AddDate(0, 0, 2).Format("2006-01-02"), "UTC"
+		date := time.Now().AddDate(0, 0, 2).Format("2006-01-02")
+		spec.ReleaseAt, spec.ReleaseDate, spec.DefaultZone = nil, wire.Text(date), wire.Text("UTC")
 		spec.Title = "Midnight Signals (deluxe)"
 		if _, err := apiclient.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, spec); err != nil {
 			return r, err
 		}
 		r.localFans = r.fans[:max(d.o.fans/10, 1)]
-		d.say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", r.localSlug, spec.ReleaseDate, len(r.localFans), min(len(r.localFans), len(scenario.Zones)))
+		d.say("presave demo: release %q at 00:00 on %s in each fan's zone (%d fans in %d zones)", r.localSlug, date, len(r.localFans), min(len(r.localFans), len(scenario.Zones)))
 	}
 	return r, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/api"
@@ -104,7 +106,7 @@ func TestConnectAndConsentBothProviders(t *testing.T) {
 		t.Errorf("provider_tokens = %d, want 2", n)
 	}
 
-	var got releaseJSON
+	var got wire.Release
 	b.admin(http.MethodGet, "/v1/releases/"+rel.ID, nil, http.StatusOK).decode(t, &got)
 	if got.Counts["spotify"]["pending"] != 1 || got.Counts["youtube"]["pending"] != 1 || got.Counts["youtube"]["done"] != 0 {
 		t.Errorf("counts = %v", got.Counts)

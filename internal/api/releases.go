@@ -16,6 +16,7 @@ import (
 	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/wire"
 )
 
 // Identifier formats. YouTube playlist IDs: "PL" (user playlists) plus
@@ -33,34 +34,6 @@ const (
 	maxIDs     = 50 // per list; a Spotify library write takes 50 IDs at most
 	dateLayout = "2006-01-02"
 )
-
-// SpotifyTarget is what a release asks of Spotify, as JSON.
-type SpotifyTarget struct {
-	AlbumIDs   []string `json:"album_ids"`
-	TrackIDs   []string `json:"track_ids"`
-	ArtistIDs  []string `json:"artist_ids"`
-	PlaylistID string   `json:"playlist_id"`
-}
-
-// YouTubeTarget is what a release asks of YouTube, as JSON.
-type YouTubeTarget struct {
-	VideoID    string `json:"video_id"`
-	PlaylistID string `json:"playlist_id"`
-}
-
-// releaseCreate is the body of POST /v1/releases. Exactly one of
-// release_at (fixed timing) and release_date (+ default_zone; local
-// timing: midnight in each fan's zone) is given.
-type releaseCreate struct {
-	Slug        string         `json:"slug"`
-	Title       string         `json:"title"`
-	Artist      string         `json:"artist"`
-	ReleaseAt   *string        `json:"release_at"`
-	ReleaseDate *string        `json:"release_date"`
-	DefaultZone *string        `json:"default_zone"`
-	Spotify     *SpotifyTarget `json:"spotify"`
-	YouTube     *YouTubeTarget `json:"youtube"`
-}
 
 // releasePatch is the body of PATCH /v1/releases/{id}: absent fields keep
 // their value; a list or ID given replaces the old one ("" clears an ID).
@@ -84,26 +57,7 @@ type releasePatch struct {
 }
 
 // ReleaseView is a release as the API shows it.
-type ReleaseView struct {
-	ID          uuid.UUID                             `json:"id"`
-	Slug        string                                `json:"slug"`
-	Title       string                                `json:"title"`
-	Artist      string                                `json:"artist"`
-	Timing      store.Timing                          `json:"timing"`
-	ReleaseAt   *time.Time                            `json:"release_at,omitempty"`
-	ReleaseDate string                                `json:"release_date,omitempty"`
-	DefaultZone string                                `json:"default_zone,omitempty"`
-	Spotify     SpotifyTarget                         `json:"spotify"`
-	YouTube     YouTubeTarget                         `json:"youtube"`
-	Actions     map[providers.Name][]providers.Action `json:"actions"`
-	Status      store.ReleaseStatus                   `json:"status"`
-	CreatedAt   time.Time                             `json:"created_at"`
-	UpdatedAt   time.Time                             `json:"updated_at"`
-	// Counts: pre-saves by provider and status (single-release answers).
-	Counts map[providers.Name]map[store.PresaveStatus]int `json:"counts,omitempty"`
-	// Rescheduled: pre-saves moved by this update (PATCH only).
-	Rescheduled *int `json:"rescheduled,omitempty"`
-}
+type ReleaseView = wire.Release
 
 var allStatuses = []store.PresaveStatus{store.PresavePending, store.PresaveEnqueued, store.PresaveRunning,
 	store.PresaveDone, store.PresavePartial, store.PresaveFailed, store.PresaveCancelled}
@@ -117,12 +71,12 @@ func orEmpty(s []string) []string {
 
 func (s *Server) releaseView(r store.Release) ReleaseView {
 	v := ReleaseView{
-		ID: r.ID, Slug: r.Slug, Title: r.Title, Artist: r.Artist, Timing: r.Timing, DefaultZone: r.DefaultZone,
-		Spotify: SpotifyTarget{AlbumIDs: orEmpty(r.SpotifyAlbumIDs), TrackIDs: orEmpty(r.SpotifyTrackIDs),
+		ID: r.ID.String(), Slug: r.Slug, Title: r.Title, Artist: r.Artist, Timing: string(r.Timing), DefaultZone: r.DefaultZone,
+		Spotify: wire.SpotifyTarget{AlbumIDs: orEmpty(r.SpotifyAlbumIDs), TrackIDs: orEmpty(r.SpotifyTrackIDs),
 			ArtistIDs: orEmpty(r.SpotifyArtistIDs), PlaylistID: r.SpotifyPlaylistID},
-		YouTube:   YouTubeTarget{VideoID: r.YouTubeVideoID, PlaylistID: r.YouTubePlaylistID},
-		Actions:   map[providers.Name][]providers.Action{},
-		Status:    r.Status,
+		YouTube:   wire.YouTubeTarget{VideoID: r.YouTubeVideoID, PlaylistID: r.YouTubePlaylistID},
+		Actions:   map[string][]string{},
+		Status:    string(r.Status),
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 	if r.Timing == store.TimingFixed {
@@ -132,29 +86,31 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 		v.ReleaseDate = r.ReleaseDate.Format(dateLayout)
 	}
 	for _, n := range providers.Names {
-		acts := []providers.Action{}
+		acts := []string{}
 		if p, ok := s.providers.Get(n); ok {
-			acts = append(acts, p.Actions(r.Target(n))...)
+			for _, a := range p.Actions(r.Target(n)) {
+				acts = append(acts, string(a))
+			}
 		}
-		v.Actions[n] = acts
+		v.Actions[string(n)] = acts
 	}
 	return v
 }
 
 // withCounts adds the release's pre-save counts, every provider and
 // status present (zero included) so clients need no defaults.
-func (s *Server) withCounts(ctx context.Context, v ReleaseView) (ReleaseView, error) {
-	counts, err := s.store.ReleaseCounts(ctx, v.ID)
+func (s *Server) withCounts(ctx context.Context, id uuid.UUID, v ReleaseView) (ReleaseView, error) {
+	counts, err := s.store.ReleaseCounts(ctx, id)
 	if err != nil {
 		return v, err
 	}
-	v.Counts = map[providers.Name]map[store.PresaveStatus]int{}
+	v.Counts = map[string]map[string]int{}
 	for _, n := range providers.Names {
-		m := map[store.PresaveStatus]int{}
+		m := map[string]int{}
 		for _, st := range allStatuses {
-			m[st] = counts[n][string(st)]
+			m[string(st)] = counts[n][string(st)]
 		}
-		v.Counts[n] = m
+		v.Counts[string(n)] = m
 	}
 	return v, nil
 }
@@ -308,7 +264,7 @@ func setTiming(r *store.Release, at, date, zone *string) error {
 }
 
 func (s *Server) createRelease(c echo.Context) error {
-	var in releaseCreate
+	var in wire.ReleaseCreate
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
@@ -337,7 +293,7 @@ func (s *Server) createRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctx, s.releaseView(out))
+	v, err := s.withCounts(ctx, out.ID, s.releaseView(out))
 	if err != nil {
 		return err
 	}
@@ -398,7 +354,7 @@ func (s *Server) getRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctxOf(c), s.releaseView(r))
+	v, err := s.withCounts(ctxOf(c), r.ID, s.releaseView(r))
 	if err != nil {
 		return err
 	}
@@ -473,7 +429,7 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctx, s.releaseView(out))
+	v, err := s.withCounts(ctx, out.ID, s.releaseView(out))
 	if err != nil {
 		return err
 	}
@@ -493,7 +449,7 @@ func (s *Server) cancelRelease(c echo.Context) error {
 	if r, err = s.store.Release(ctx, r.ID); err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctx, s.releaseView(r))
+	v, err := s.withCounts(ctx, r.ID, s.releaseView(r))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/api"
@@ -50,8 +52,8 @@ func TestReleaseCreateReadListUpdate(t *testing.T) {
 	}
 
 	var page struct {
-		Releases []releaseJSON `json:"releases"`
-		Next     *string       `json:"next"`
+		Releases []wire.Release `json:"releases"`
+		Next     *string        `json:"next"`
 	}
 	b.admin(http.MethodGet, "/v1/releases?limit=1", nil, http.StatusOK).decode(t, &page)
 	if len(page.Releases) != 1 || page.Releases[0].ID != r2.ID || page.Next == nil {
@@ -62,9 +64,9 @@ func TestReleaseCreateReadListUpdate(t *testing.T) {
 		t.Fatalf("second page = %+v", page)
 	}
 
-	var got releaseJSON
+	var got wire.Release
 	b.admin(http.MethodPatch, "/v1/releases/"+r1.ID, map[string]any{"title": "New Title", "youtube": map[string]any{"playlist_id": ""}}, http.StatusOK).decode(t, &got)
-	if got.YouTube["playlist_id"] != "" || got.YouTube["video_id"] != ytVideo || len(got.Actions["youtube"]) != 1 || *got.Rescheduled != 0 {
+	if got.YouTube.PlaylistID != "" || got.YouTube.VideoID != ytVideo || len(got.Actions["youtube"]) != 1 || *got.Rescheduled != 0 {
 		t.Errorf("patched = %+v", got)
 	}
 	r := b.admin(http.MethodGet, "/v1/releases/"+r1.ID, nil, http.StatusOK)
@@ -74,7 +76,7 @@ func TestReleaseCreateReadListUpdate(t *testing.T) {
 		t.Errorf("title = %v", full["title"])
 	}
 	// Switch to local timing.
-	var switched releaseJSON
+	var switched wire.Release
 	b.admin(http.MethodPatch, "/v1/releases/"+r1.ID, map[string]any{"release_date": at.AddDate(0, 0, 1).Format("2006-01-02"), "default_zone": "Europe/Paris"}, http.StatusOK).decode(t, &switched)
 	if switched.Timing != "local" || switched.ReleaseAt != nil {
 		t.Errorf("switched = %+v", switched)
@@ -96,7 +98,7 @@ func TestReleaseTimeChangeMovesPendingPresaves(t *testing.T) {
 	// Later, beyond the relay window: due_at moves, generation bumps, the
 	// old tasks leave the queue and the pre-saves wait in PostgreSQL.
 	later := time.Now().Add(3 * time.Hour).Truncate(time.Second).UTC()
-	var got releaseJSON
+	var got wire.Release
 	b.admin(http.MethodPatch, "/v1/releases/"+rel.ID, map[string]any{"release_at": later.Format(time.RFC3339)}, http.StatusOK).decode(t, &got)
 	if got.Rescheduled == nil || *got.Rescheduled != 2 || got.Counts["spotify"]["pending"] != 1 || got.Counts["youtube"]["pending"] != 1 {
 		t.Errorf("patch answer = %+v", got)
@@ -166,7 +168,7 @@ func TestCancelledReleaseCancelsItsPresaves(t *testing.T) {
 	c := b.connect(providers.YouTube, rel.Slug, "yt-c", "")
 	c2 := b.connect(providers.YouTube, other.Slug, "yt-c", c.FanToken) // c's grant is still needed here
 
-	var got releaseJSON
+	var got wire.Release
 	b.admin(http.MethodPost, "/v1/releases/"+rel.ID+"/cancel", nil, http.StatusOK).decode(t, &got)
 	if got.Status != "cancelled" || got.Counts["spotify"]["cancelled"] != 1 || got.Counts["youtube"]["cancelled"] != 2 || got.Counts["youtube"]["enqueued"] != 0 {
 		t.Errorf("cancel answer = %+v", got)

@@ -27,6 +27,7 @@ import (
 	"github.com/presave/presave/internal/redistest"
 	"github.com/presave/presave/internal/store"
 	"github.com/presave/presave/internal/store/storetest"
+	"github.com/presave/presave/internal/wire"
 )
 
 const adminToken = "test-admin-token-0123456789"
@@ -285,23 +286,9 @@ func releaseBody(slug string, at time.Time) map[string]any {
 	}
 }
 
-type releaseJSON struct {
-	ID          string                    `json:"id"`
-	Slug        string                    `json:"slug"`
-	Timing      string                    `json:"timing"`
-	ReleaseAt   *time.Time                `json:"release_at"`
-	ReleaseDate string                    `json:"release_date"`
-	Status      string                    `json:"status"`
-	Actions     map[string][]string       `json:"actions"`
-	Counts      map[string]map[string]int `json:"counts"`
-	Rescheduled *int                      `json:"rescheduled"`
-	Spotify     map[string]any            `json:"spotify"`
-	YouTube     map[string]any            `json:"youtube"`
-}
-
-func (b *bundle) createRelease(body map[string]any) releaseJSON {
+func (b *bundle) createRelease(body map[string]any) wire.Release {
 	b.t.Helper()
-	var r releaseJSON
+	var r wire.Release
 	b.admin(http.MethodPost, "/v1/releases", body, http.StatusCreated).decode(b.t, &r)
 	return r
 }

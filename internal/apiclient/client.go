@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/presave/presave/internal/providers/fake"
 )
 
@@ -176,101 +178,33 @@ func doJSONCookies(ctx context.Context, hc *http.Client, method, rawURL, bearer 
 	return resp.Cookies(), nil
 }
 
-// SpotifyTarget is what a release asks of Spotify (POST /v1/releases).
-type SpotifyTarget struct {
-	AlbumIDs   []string `json:"album_ids,omitempty"`
-	TrackIDs   []string `json:"track_ids,omitempty"`
-	ArtistIDs  []string `json:"artist_ids,omitempty"`
-	PlaylistID string   `json:"playlist_id,omitempty"`
-}
-
-// YouTubeTarget is what a release asks of YouTube.
-type YouTubeTarget struct {
-	VideoID    string `json:"video_id,omitempty"`
-	PlaylistID string `json:"playlist_id,omitempty"`
-}
-
-// ReleaseSpec is the body of POST /v1/releases. Give ReleaseAt (fixed
-// timing) or ReleaseDate with DefaultZone (local timing: midnight in each
-// fan's zone).
-type ReleaseSpec struct {
-	Slug        string         `json:"slug"`
-	Title       string         `json:"title"`
-	Artist      string         `json:"artist"`
-	ReleaseAt   *time.Time     `json:"release_at,omitempty"`
-	ReleaseDate string         `json:"release_date,omitempty"`
-	DefaultZone string         `json:"default_zone,omitempty"`
-	Spotify     *SpotifyTarget `json:"spotify,omitempty"`
-	YouTube     *YouTubeTarget `json:"youtube,omitempty"`
-}
-
-// Release is the API's view of a release, the fields these tools use.
-type Release struct {
-	ID          string     `json:"id"`
-	Slug        string     `json:"slug"`
-	Timing      string     `json:"timing"`
-	ReleaseAt   *time.Time `json:"release_at,omitempty"`
-	ReleaseDate string     `json:"release_date,omitempty"`
-	DefaultZone string     `json:"default_zone,omitempty"`
-	Status      string     `json:"status"`
-	// Actions per provider ("spotify", "youtube").
-	Actions map[string][]string `json:"actions"`
-	// Counts: pre-saves by provider and status (GET of one release).
-	Counts map[string]map[string]int `json:"counts,omitempty"`
-	// Rescheduled: pre-saves moved by a PATCH.
-	Rescheduled *int `json:"rescheduled,omitempty"`
-}
-
-// Total is the number of pre-saves in Counts with any of the statuses
-// (all of them when none is given).
-func (r Release) Total(statuses ...string) int {
-	n := 0
-	for _, byStatus := range r.Counts {
-		for s, c := range byStatus {
-			if len(statuses) == 0 || contains(statuses, s) {
-				n += c
-			}
-		}
-	}
-	return n
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // CreateRelease creates a release as the operator. body is a ReleaseSpec
 // or anything that marshals to the API's JSON.
-func CreateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken string, body any) (Release, error) {
-	var r Release
+func CreateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken string, body any) (wire.Release, error) {
+	var r wire.Release
 	if err := doJSON(ctx, hc, http.MethodPost, strings.TrimRight(apiURL, "/")+"/v1/releases", adminToken, body, &r); err != nil {
-		return Release{}, fmt.Errorf("create release: %w", err)
+		return wire.Release{}, fmt.Errorf("create release: %w", err)
 	}
 	return r, nil
 }
 
 // UpdateRelease patches a release (absent fields keep their value), e.g.
 // map[string]any{"release_at": t} to move it.
-func UpdateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string, body any) (Release, error) {
-	var r Release
+func UpdateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string, body any) (wire.Release, error) {
+	var r wire.Release
 	u := strings.TrimRight(apiURL, "/") + "/v1/releases/" + url.PathEscape(id)
 	if err := doJSON(ctx, hc, http.MethodPatch, u, adminToken, body, &r); err != nil {
-		return Release{}, fmt.Errorf("update release: %w", err)
+		return wire.Release{}, fmt.Errorf("update release: %w", err)
 	}
 	return r, nil
 }
 
 // GetRelease reads a release with its pre-save counts.
-func GetRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string) (Release, error) {
-	var r Release
+func GetRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string) (wire.Release, error) {
+	var r wire.Release
 	u := strings.TrimRight(apiURL, "/") + "/v1/releases/" + url.PathEscape(id)
 	if err := doJSON(ctx, hc, http.MethodGet, u, adminToken, nil, &r); err != nil {
-		return Release{}, fmt.Errorf("get release: %w", err)
+		return wire.Release{}, fmt.Errorf("get release: %w", err)
 	}
 	return r, nil
 }

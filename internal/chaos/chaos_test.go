@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/presave/presave/internal/apiclient"
 	"github.com/presave/presave/internal/scenario"
 
@@ -102,7 +104,7 @@ type run struct {
 	t    *testing.T
 	name string
 	h    *cluster.Harness
-	spec apiclient.ReleaseSpec
+	spec wire.ReleaseCreate
 	rel  uuid.UUID
 	fans []scenario.Fan
 	due  time.Time
@@ -573,7 +575,7 @@ func TestReleaseMoved(t *testing.T) {
 	if moved.Rescheduled != nil {
 		resched = *moved.Rescheduled
 	}
-	r.spec.ReleaseAt = &newDue
+	r.spec.ReleaseAt = wire.Time(newDue)
 	es := r.finish(fmt.Sprintf("moved +12s with %d queued (%d rescheduled); no action before the new time", p.Queued, resched))
 	if es.Times.Presaves > 0 && es.Times.P50 < 0 {
 		t.Errorf("median lateness %s: actions ran before the new time", es.Times.P50)

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presave/presave/internal/wire"
+
 	"github.com/presave/presave/internal/apiclient"
 
 	"github.com/google/uuid"
@@ -56,13 +58,12 @@ func MakeFans(n int, prefix string) []Fan {
 
 // SampleRelease is a release asking every action of both providers, due
 // at due (fixed timing).
-func SampleRelease(slug string, due time.Time) apiclient.ReleaseSpec {
-	due = due.UTC()
-	return apiclient.ReleaseSpec{
-		Slug: slug, Title: "Midnight Signals", Artist: "The Fakes", ReleaseAt: &due,
-		Spotify: &apiclient.SpotifyTarget{AlbumIDs: []string{"4aawyAB9vmqN3uQ7FjRGTy"}, TrackIDs: []string{"3n3Ppam7vgaVa1iaRUc9Lp"},
+func SampleRelease(slug string, due time.Time) wire.ReleaseCreate {
+	return wire.ReleaseCreate{
+		Slug: slug, Title: "Midnight Signals", Artist: "The Fakes", ReleaseAt: wire.Time(due),
+		Spotify: &wire.SpotifyTarget{AlbumIDs: []string{"4aawyAB9vmqN3uQ7FjRGTy"}, TrackIDs: []string{"3n3Ppam7vgaVa1iaRUc9Lp"},
 			ArtistIDs: []string{"0OdUWJ0sBjDrqHygGUXeCF"}, PlaylistID: "37i9dQZF1DXcBWIGoYBM5M"},
-		YouTube: &apiclient.YouTubeTarget{VideoID: "dQw4w9WgXcQ", PlaylistID: "PLpresaveDemoPlaylist0001"},
+		YouTube: &wire.YouTubeTarget{VideoID: "dQw4w9WgXcQ", PlaylistID: "PLpresaveDemoPlaylist0001"},
 	}
 }
 
@@ -274,7 +275,7 @@ func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duratio
 // Missing counts the fans (of those given) whose pre-save is not wholly
 // on the fake: some entry spec asks for is absent from their library,
 // follows, likes or playlist. Zero means nothing was lost.
-func Missing(st fake.State, spec apiclient.ReleaseSpec, fans []Fan) int {
+func Missing(st fake.State, spec wire.ReleaseCreate, fans []Fan) int {
 	users := make(map[string]fake.UserState, len(st.Users))
 	for _, u := range st.Users {
 		users[string(u.Provider)+"/"+u.ID] = u

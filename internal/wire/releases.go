@@ -1,0 +1,93 @@
+// Package wire holds the JSON shapes of presave's release endpoints,
+// once: what the server accepts and answers (internal/api) and what its
+// clients send and read (internal/apiclient, the API's tests). It depends
+// on nothing of presave's, so a client links no server code.
+package wire
+
+import "time"
+
+// SpotifyTarget is what a release asks of Spotify.
+type SpotifyTarget struct {
+	AlbumIDs   []string `json:"album_ids"`
+	TrackIDs   []string `json:"track_ids"`
+	ArtistIDs  []string `json:"artist_ids"`
+	PlaylistID string   `json:"playlist_id"`
+}
+
+// YouTubeTarget is what a release asks of YouTube.
+type YouTubeTarget struct {
+	VideoID    string `json:"video_id"`
+	PlaylistID string `json:"playlist_id"`
+}
+
+// ReleaseCreate is the body of POST /v1/releases. Exactly one of
+// release_at (fixed timing, RFC 3339) and release_date (+ default_zone;
+// local timing: midnight in each fan's zone) is given. Times are strings
+// so the server can refuse a malformed one with its own error.
+type ReleaseCreate struct {
+	Slug        string         `json:"slug"`
+	Title       string         `json:"title"`
+	Artist      string         `json:"artist"`
+	ReleaseAt   *string        `json:"release_at"`
+	ReleaseDate *string        `json:"release_date"`
+	DefaultZone *string        `json:"default_zone"`
+	Spotify     *SpotifyTarget `json:"spotify"`
+	YouTube     *YouTubeTarget `json:"youtube"`
+}
+
+// Release is a release as the API shows it.
+type Release struct {
+	ID          string        `json:"id"`
+	Slug        string        `json:"slug"`
+	Title       string        `json:"title"`
+	Artist      string        `json:"artist"`
+	Timing      string        `json:"timing"` // fixed | local
+	ReleaseAt   *time.Time    `json:"release_at,omitempty"`
+	ReleaseDate string        `json:"release_date,omitempty"`
+	DefaultZone string        `json:"default_zone,omitempty"`
+	Spotify     SpotifyTarget `json:"spotify"`
+	YouTube     YouTubeTarget `json:"youtube"`
+	// Actions are what the release offers, by provider ("spotify",
+	// "youtube").
+	Actions   map[string][]string `json:"actions"`
+	Status    string              `json:"status"`
+	CreatedAt time.Time           `json:"created_at"`
+	UpdatedAt time.Time           `json:"updated_at"`
+	// Counts: pre-saves by provider and status, every one present (single
+	// release answers).
+	Counts map[string]map[string]int `json:"counts,omitempty"`
+	// Rescheduled: pre-saves moved by this update (PATCH only).
+	Rescheduled *int `json:"rescheduled,omitempty"`
+}
+
+// Total counts the release's pre-saves in the given statuses (all of them
+// when none is given), over every provider.
+func (r Release) Total(statuses ...string) int {
+	n := 0
+	for _, byStatus := range r.Counts {
+		for st, c := range byStatus {
+			if len(statuses) == 0 || contains(statuses, st) {
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Time is t as a release_at value (RFC 3339, UTC), for ReleaseCreate.
+func Time(t time.Time) *string {
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
+}
+
+// Text is s as an optional field value, for ReleaseCreate.
+func Text(s string) *string { return &s }
