@@ -341,7 +341,7 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 	f, err := w.st.FinishPresave(bctx, store.Finish{
 		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: v.status, Results: v.results, LastError: v.reason,
 		PurgeAlways: v.purge, PurgeReason: purgeReason(v.purge, v.reason), TokenAuthorizedAt: tokenVersion,
-	}, w.provs.Revocable)
+	})
 	if err != nil {
 		return err
 	}

@@ -251,7 +251,7 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 			break
 		}
 	}
-	purged, err := w.st.PurgeUnneededTokens(ctx, w.cfg.TokenGrace, w.cfg.RelayBatch, w.provs.Revocable)
+	purged, err := w.st.PurgeUnneededTokens(ctx, w.cfg.TokenGrace, w.cfg.RelayBatch)
 	if err != nil {
 		errs = append(errs, err)
 	}

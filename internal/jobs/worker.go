@@ -281,7 +281,7 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{cfg: cfg, st: d.Store, provs: d.Providers, rdb: d.RDB, log: d.Log}
+	w := &Worker{cfg: cfg, st: d.Store.WithRevocable(d.Providers.Revocable), provs: d.Providers, rdb: d.RDB, log: d.Log}
 	rates := map[string]ratelimit.Rate{}
 	for p, r := range cfg.Rates {
 		rates[string(p)] = r

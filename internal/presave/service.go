@@ -55,7 +55,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{store: o.Store, queue: o.Queue, providers: o.Providers, log: o.Log,
+	return &Service{store: o.Store.WithRevocable(o.Providers.Revocable), queue: o.Queue, providers: o.Providers, log: o.Log,
 		consentVersion: o.ConsentVersion, now: o.Now}
 }
 
@@ -90,7 +90,7 @@ func cancellation(c store.Cancelled) Cancellation {
 // Withdraw cancels one of the fan's pre-saves and deletes its grant if
 // nothing else needs it. ErrPresaveNotFound when it is not the fan's.
 func (s *Service) Withdraw(ctx context.Context, fanID, presaveID uuid.UUID) (Cancellation, error) {
-	c, err := s.store.WithdrawPresave(ctx, fanID, presaveID, s.providers.Revocable)
+	c, err := s.store.WithdrawPresave(ctx, fanID, presaveID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Cancellation{}, ErrPresaveNotFound
 	}
@@ -104,7 +104,7 @@ func (s *Service) Withdraw(ctx context.Context, fanID, presaveID uuid.UUID) (Can
 // Disconnect cancels the fan's open pre-saves on p and deletes the grant
 // and the account link.
 func (s *Service) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.Name) (Cancellation, error) {
-	c, err := s.store.Disconnect(ctx, fanID, p, s.providers.Revocable)
+	c, err := s.store.Disconnect(ctx, fanID, p)
 	if err != nil {
 		return Cancellation{}, err
 	}
@@ -115,7 +115,7 @@ func (s *Service) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.N
 // DeleteFan deletes everything about the fan, irreversibly. ErrFanGone
 // when the fan is already gone.
 func (s *Service) DeleteFan(ctx context.Context, fanID uuid.UUID) (Cancellation, error) {
-	c, err := s.store.DeleteFan(ctx, fanID, s.providers.Revocable)
+	c, err := s.store.DeleteFan(ctx, fanID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Cancellation{}, ErrFanGone
 	}
@@ -130,7 +130,7 @@ func (s *Service) DeleteFan(ctx context.Context, fanID uuid.UUID) (Cancellation,
 // grants nothing else needs. Cancelling a cancelled release changes
 // nothing. ErrReleaseNotFound when there is no such release.
 func (s *Service) CancelRelease(ctx context.Context, id uuid.UUID) (Cancellation, error) {
-	c, err := s.store.CancelRelease(ctx, id, s.providers.Revocable)
+	c, err := s.store.CancelRelease(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return Cancellation{}, ErrReleaseNotFound
 	}

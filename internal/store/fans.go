@@ -25,7 +25,7 @@ func (s *Store) FanByToken(ctx context.Context, token string) (uuid.UUID, error)
 
 // WithdrawPresave cancels one of the fan's pre-saves and purges its token
 // if nothing else needs it. ErrNotFound when the pre-save is not the fan's.
-func (s *Store) WithdrawPresave(ctx context.Context, fanID, presaveID uuid.UUID, revocable Revocable) (Cancelled, error) {
+func (s *Store) WithdrawPresave(ctx context.Context, fanID, presaveID uuid.UUID) (Cancelled, error) {
 	var out Cancelled
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var owner uuid.UUID
@@ -33,7 +33,7 @@ func (s *Store) WithdrawPresave(ctx context.Context, fanID, presaveID uuid.UUID,
 			return ErrNotFound
 		}
 		var err error
-		out, err = s.cancelPresaves(ctx, tx, `id = $1`, []any{presaveID}, revocable, "consent_withdrawn")
+		out, err = s.cancelPresaves(ctx, tx, `id = $1`, []any{presaveID}, "consent_withdrawn")
 		return err
 	})
 	if err != nil {
@@ -44,15 +44,15 @@ func (s *Store) WithdrawPresave(ctx context.Context, fanID, presaveID uuid.UUID,
 
 // Disconnect cancels the fan's open pre-saves on p and deletes the token
 // and the account link, whatever else it was needed for.
-func (s *Store) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.Name, revocable Revocable) (Cancelled, error) {
+func (s *Store) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.Name) (Cancelled, error) {
 	var out Cancelled
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if out, err = s.cancelPresaves(ctx, tx, `fan_id = $1 AND provider = $2`, []any{fanID, p}, revocable, "disconnected"); err != nil {
+		if out, err = s.cancelPresaves(ctx, tx, `fan_id = $1 AND provider = $2`, []any{fanID, p}, "disconnected"); err != nil {
 			return err
 		}
 		if len(out.Purges) == 0 {
-			pt, err := s.purgeToken(ctx, tx, fanID, p, revocable != nil && revocable(p), "disconnected")
+			pt, err := s.purgeToken(ctx, tx, fanID, p, "disconnected")
 			if err != nil {
 				return err
 			}
@@ -74,7 +74,7 @@ func (s *Store) Disconnect(ctx context.Context, fanID uuid.UUID, p providers.Nam
 // to the revocation, not the fan) and deletes the fan, which cascades to
 // accounts, sessions, tokens and pre-saves. ErrNotFound when the fan is
 // already gone.
-func (s *Store) DeleteFan(ctx context.Context, fanID uuid.UUID, revocable Revocable) (Cancelled, error) {
+func (s *Store) DeleteFan(ctx context.Context, fanID uuid.UUID) (Cancelled, error) {
 	var out Cancelled
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var one int
@@ -82,11 +82,11 @@ func (s *Store) DeleteFan(ctx context.Context, fanID uuid.UUID, revocable Revoca
 			return notFound(err)
 		}
 		var err error
-		if out, err = s.cancelPresaves(ctx, tx, `fan_id = $1`, []any{fanID}, revocable, "account_deleted"); err != nil {
+		if out, err = s.cancelPresaves(ctx, tx, `fan_id = $1`, []any{fanID}, "account_deleted"); err != nil {
 			return err
 		}
 		for _, p := range providers.Names {
-			pt, err := s.purgeToken(ctx, tx, fanID, p, revocable != nil && revocable(p), "account_deleted")
+			pt, err := s.purgeToken(ctx, tx, fanID, p, "account_deleted")
 			if err != nil {
 				return err
 			}

@@ -55,7 +55,7 @@ func TestConsumeOAuthStateRelease(t *testing.T) {
 	t.Parallel()
 	b := storetest.New(t)
 	r := release(t, b.Store, "consume-release")
-	if _, err := b.Store.CancelRelease(ctx(t), r.ID, nil); err != nil {
+	if _, err := b.Store.CancelRelease(ctx(t), r.ID); err != nil {
 		t.Fatal(err)
 	}
 	in := store.OAuthState{

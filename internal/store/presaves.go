@@ -413,7 +413,7 @@ var finishStatement = `
 // provider's grants are not revocable (f.Provider says so) that statement
 // is the whole transaction, otherwise the revocation row is written in
 // the same transaction as it, in two round trips (inPipelinedTx).
-func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable) (Finished, error) {
+func (s *Store) FinishPresave(ctx context.Context, f Finish) (Finished, error) {
 	if f.Status != PresaveDone && f.Status != PresavePartial && f.Status != PresaveFailed {
 		return Finished{}, fmt.Errorf("store: finish presave: %q is not a final status", f.Status)
 	}
@@ -443,7 +443,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 		out.Applied, out.Purge.Deleted = true, refresh != nil
 		return refresh, nil
 	}
-	if f.Provider != "" && (revocable == nil || !revocable(f.Provider)) {
+	if f.Provider != "" && !s.revocableAt(f.Provider) {
 		// Nothing to move: one statement, no transaction.
 		if _, err := scanFinish(s.pool.QueryRow(ctx, finishSQL, finishArgs...)); err != nil {
 			return Finished{}, fmt.Errorf("store: finish presave: %w", err)
@@ -462,7 +462,7 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish, revocable Revocable
 	})
 	err = s.inPipelinedTx(ctx, first, func() (*pgx.Batch, error) {
 		last := &pgx.Batch{}
-		if refresh == nil || revocable == nil || !revocable(out.Provider) {
+		if refresh == nil || !s.revocableAt(out.Provider) {
 			return last, nil
 		}
 		id, token, queued, err := s.revocationRow(out.FanID, out.Provider, refresh, reason)

@@ -37,9 +37,10 @@ func jobsFixture(t *testing.T, st *store.Store, p providers.Name, due time.Time)
 // in the same transaction (queuing a revocation for revocable providers).
 func TestJobsLifecycleAndPurge(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t).Store
+	st0 := storetest.New(t).Store
 	ctx := context.Background()
 	revocable := func(p providers.Name) bool { return p == providers.YouTube }
+	st := st0.WithRevocable(revocable)
 	ps := jobsFixture(t, st, providers.YouTube, time.Now().Add(time.Minute))
 
 	// Pending: a task cannot start it (it was never claimed).
@@ -60,12 +61,12 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	if err != nil || !ok || run.Status != store.PresaveRunning || run.Attempts != 1 {
 		t.Fatalf("BeginAttempt = %+v, %v, %v", run, ok, err)
 	}
-	stale, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveDone}, revocable)
+	stale, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveDone})
 	if err != nil || stale.Applied {
 		t.Fatalf("stale FinishPresave = %+v, %v", stale, err)
 	}
 	res := map[providers.Action]store.ActionResult{providers.ActionSave: {Outcome: "ok", At: time.Now()}}
-	fin, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Status: store.PresaveDone, Results: res}, revocable)
+	fin, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Status: store.PresaveDone, Results: res})
 	if err != nil || !fin.Applied || !fin.Purge.Deleted || fin.Purge.RevocationID == uuid.Nil || fin.RevokeToken != "refresh" {
 		t.Fatalf("FinishPresave = %+v, %v; want applied with token purged and a revocation", fin, err)
 	}
@@ -111,10 +112,10 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 		t.Fatalf("InFlightPresaves = %v, %v", inflight, err)
 	}
 	// Unneeded tokens: none while the pre-save is open.
-	if purged, err := st.PurgeUnneededTokens(ctx, 0, 10, nil); err != nil || len(purged) != 0 {
+	if purged, err := st.PurgeUnneededTokens(ctx, 0, 10); err != nil || len(purged) != 0 {
 		t.Fatalf("purged a needed token: %v %v", purged, err)
 	}
-	if _, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveFailed, LastError: "x"}, nil); err != nil {
+	if _, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveFailed, LastError: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); has {
@@ -266,7 +267,7 @@ func TestFinishKeepsNeededToken(t *testing.T) {
 	finish := func(ps store.Presave) store.Finished {
 		t.Helper()
 		f, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Provider: providers.Spotify,
-			Status: store.PresaveDone}, func(providers.Name) bool { return false })
+			Status: store.PresaveDone})
 		if err != nil || !f.Applied || f.FanID != first.FanID || f.Purge.RevocationID != uuid.Nil {
 			t.Fatalf("FinishPresave = %+v, %v", f, err)
 		}
@@ -336,7 +337,7 @@ func TestFinishSparesTokenOfAConcurrentConsent(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		f, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation, Provider: providers.Spotify,
-			Status: store.PresaveDone, TokenAuthorizedAt: old.AuthorizedAt}, func(providers.Name) bool { return false })
+			Status: store.PresaveDone, TokenAuthorizedAt: old.AuthorizedAt})
 		errc <- err
 		done <- f
 	}()

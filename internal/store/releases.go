@@ -307,7 +307,7 @@ type Revocable func(providers.Name) bool
 
 // CancelRelease cancels a scheduled release and its pending pre-saves, and
 // purges the tokens that nothing else needs, in one transaction.
-func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID, revocable Revocable) (Cancelled, error) {
+func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID) (Cancelled, error) {
 	var out Cancelled
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var status ReleaseStatus
@@ -321,7 +321,7 @@ func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID, revocable Revoc
 			return err
 		}
 		var err error
-		out, err = s.cancelPresaves(ctx, tx, `release_id = $1`, []any{id}, revocable, "release_cancelled")
+		out, err = s.cancelPresaves(ctx, tx, `release_id = $1`, []any{id}, "release_cancelled")
 		return err
 	})
 	if err != nil {
@@ -333,7 +333,7 @@ func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID, revocable Revoc
 // cancelPresaves cancels the not-finished pre-saves matching where (a
 // condition on presaves with its args), then purges every token of the
 // affected fans that no open pre-save needs any more.
-func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, args []any, revocable Revocable, reason string) (Cancelled, error) {
+func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, args []any, reason string) (Cancelled, error) {
 	var out Cancelled
 	rows, err := tx.Query(ctx, `
 		WITH old AS (
@@ -370,7 +370,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 		return out, err
 	}
 	for _, o := range owners {
-		pt, err := s.purgeIfUnneeded(ctx, tx, o.fan, o.p, revocable, reason)
+		pt, err := s.purgeIfUnneeded(ctx, tx, o.fan, o.p, reason)
 		if err != nil {
 			return out, err
 		}
@@ -384,7 +384,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 // purgeIfUnneeded purges the fan's token at p when no open pre-save needs
 // it. It locks the token row first so a concurrent consent that is about
 // to rely on the token waits for the decision.
-func (s *Store) purgeIfUnneeded(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p providers.Name, revocable Revocable, reason string) (Purge, error) {
+func (s *Store) purgeIfUnneeded(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p providers.Name, reason string) (Purge, error) {
 	var needed bool
 	err := tx.QueryRow(ctx, `
 		SELECT `+TokenNeededSQL("$1", "$2", "")+`
@@ -395,7 +395,7 @@ func (s *Store) purgeIfUnneeded(ctx context.Context, tx pgx.Tx, fan uuid.UUID, p
 	if err != nil || needed {
 		return Purge{}, err
 	}
-	return s.purgeToken(ctx, tx, fan, p, revocable != nil && revocable(p), reason)
+	return s.purgeToken(ctx, tx, fan, p, reason)
 }
 
 // ReleaseCounts counts a release's pre-saves by provider and status.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 
+	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/seal"
 	"github.com/presave/presave/migrations"
 )
@@ -34,7 +35,24 @@ const DefaultMaxConns = 10
 type Store struct {
 	pool *pgxpool.Pool
 	ring *seal.Ring
+	// revocable says which providers' grants are revoked at the provider
+	// after a purge (a sealed copy then waits in token_revocations); nil:
+	// none (WithRevocable).
+	revocable Revocable
 }
+
+// WithRevocable returns the store (sharing its pool) that keeps a sealed
+// copy of a purged grant for revocation when revocable says its provider
+// has a revoke endpoint: a fixed property of the providers, so it is set
+// once, not passed to every purge.
+func (s *Store) WithRevocable(revocable Revocable) *Store {
+	c := *s
+	c.revocable = revocable
+	return &c
+}
+
+// revocableAt reports whether p's grants are revoked after a purge.
+func (s *Store) revocableAt(p providers.Name) bool { return s.revocable != nil && s.revocable(p) }
 
 // Open connects to databaseURL. ring seals and opens tokens.
 func Open(ctx context.Context, databaseURL string, ring *seal.Ring) (*Store, error) {

@@ -171,7 +171,7 @@ func TestRotateKeys(t *testing.T) {
 		fans = append(fans, c.FanID)
 	}
 	// One grant is waiting for revocation, sealed under the old key too.
-	gone, err := b.Store.Disconnect(ctx(t), fans[6], providers.YouTube, func(providers.Name) bool { return true })
+	gone, err := b.Store.WithRevocable(revocable).Disconnect(ctx(t), fans[6], providers.YouTube)
 	if err != nil || len(gone.Purges) != 1 || gone.Purges[0].RevocationID == uuid.Nil {
 		t.Fatalf("disconnect: %+v %v", gone, err)
 	}
@@ -290,23 +290,23 @@ func revocable(p providers.Name) bool { return p == providers.YouTube }
 
 func TestWithdrawDisconnectDelete(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t).Store
+	st := storetest.New(t).Store.WithRevocable(revocable)
 	r1, r2 := release(t, st, "one"), release(t, st, "two")
 	a1 := consent(t, st, r1, providers.YouTube, "acct", "refresh", uuid.Nil)
 	a2 := consent(t, st, r2, providers.YouTube, "acct", "refresh", uuid.Nil)
 	intruder := consent(t, st, r1, providers.Spotify, "intruder", "x", uuid.Nil)
 
-	if _, err := st.WithdrawPresave(ctx(t), intruder.FanID, a1.Presave.ID, revocable); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.WithdrawPresave(ctx(t), intruder.FanID, a1.Presave.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another fan withdrew: %v", err)
 	}
-	c, err := st.WithdrawPresave(ctx(t), a1.FanID, a1.Presave.ID, revocable)
+	c, err := st.WithdrawPresave(ctx(t), a1.FanID, a1.Presave.ID)
 	if err != nil || len(c.Presaves) != 1 || len(c.Purges) != 0 {
 		t.Fatalf("withdraw one of two: %+v %v", c, err)
 	}
 	if ok, _ := st.HasToken(ctx(t), a1.FanID, providers.YouTube); !ok {
 		t.Fatal("token purged while another pre-save needs it")
 	}
-	c, err = st.WithdrawPresave(ctx(t), a1.FanID, a2.Presave.ID, revocable)
+	c, err = st.WithdrawPresave(ctx(t), a1.FanID, a2.Presave.ID)
 	if err != nil || len(c.Purges) != 1 || c.Purges[0].RevocationID == uuid.Nil {
 		t.Fatalf("withdraw last: %+v %v", c, err)
 	}
@@ -320,7 +320,7 @@ func TestWithdrawDisconnectDelete(t *testing.T) {
 
 	// Disconnect deletes the token even with pre-saves pending.
 	d := consent(t, st, r1, providers.Spotify, "acct-d", "rd", uuid.Nil)
-	c, err = st.Disconnect(ctx(t), d.FanID, providers.Spotify, revocable)
+	c, err = st.Disconnect(ctx(t), d.FanID, providers.Spotify)
 	if err != nil || len(c.Presaves) != 1 || len(c.Purges) != 1 || c.Purges[0].RevocationID != uuid.Nil {
 		t.Fatalf("disconnect: %+v %v", c, err)
 	}
@@ -330,7 +330,7 @@ func TestWithdrawDisconnectDelete(t *testing.T) {
 	}
 
 	// Delete removes every row about the fan.
-	c, err = st.DeleteFan(ctx(t), a1.FanID, revocable)
+	c, err = st.DeleteFan(ctx(t), a1.FanID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,14 +343,14 @@ func TestWithdrawDisconnectDelete(t *testing.T) {
 	if _, err := st.FanByToken(ctx(t), a1.FanToken); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("old fan token still works: %v", err)
 	}
-	if _, err := st.DeleteFan(ctx(t), a1.FanID, revocable); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.DeleteFan(ctx(t), a1.FanID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
 
 func TestRescheduleAndCancelRelease(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t).Store
+	st := storetest.New(t).Store.WithRevocable(revocable)
 	r := release(t, st, "moving")
 	a := consent(t, st, r, providers.Spotify, "acct-a", "ra", uuid.Nil)
 	r.ReleaseAt = r.ReleaseAt.Add(48 * time.Hour)
@@ -370,7 +370,7 @@ func TestRescheduleAndCancelRelease(t *testing.T) {
 	if counts[providers.Spotify]["pending"] != 1 {
 		t.Fatalf("counts = %v", counts)
 	}
-	c, err := st.CancelRelease(ctx(t), r.ID, revocable)
+	c, err := st.CancelRelease(ctx(t), r.ID)
 	if err != nil || len(c.Presaves) != 1 || len(c.Purges) != 1 {
 		t.Fatalf("cancel: %+v %v", c, err)
 	}
@@ -387,7 +387,7 @@ func TestRescheduleAndCancelRelease(t *testing.T) {
 // with a stale due time.
 func TestConsentRefusedWhenReleaseChanged(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t).Store
+	st := storetest.New(t).Store.WithRevocable(revocable)
 	r := release(t, st, "changing")
 	stale := r.UpdatedAt
 	r.ReleaseAt = r.ReleaseAt.Add(time.Hour)
@@ -401,7 +401,7 @@ func TestConsentRefusedWhenReleaseChanged(t *testing.T) {
 	if _, err := st.RecordConsent(ctx(t), c, nil); !errors.Is(err, store.ErrReleaseChanged) {
 		t.Fatalf("consent on a rescheduled release: err = %v, want ErrReleaseChanged", err)
 	}
-	if _, err := st.CancelRelease(ctx(t), r.ID, revocable); err != nil {
+	if _, err := st.CancelRelease(ctx(t), r.ID); err != nil {
 		t.Fatal(err)
 	}
 	c.ReleaseUpdatedAt = time.Time{}

@@ -185,10 +185,11 @@ type Purge struct {
 	RevocationID uuid.UUID
 }
 
-// purgeToken deletes the fan's token at p inside tx. When revocable, the
+// purgeToken deletes the fan's token at p inside tx. When p's grants are
+// revocable, the
 // sealed refresh token moves to token_revocations, re-sealed so that it is
 // bound to the revocation row and no longer to the fan.
-func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, revocable bool, reason string) (Purge, error) {
+func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p providers.Name, reason string) (Purge, error) {
 	var refresh []byte
 	err := tx.QueryRow(ctx, `DELETE FROM provider_tokens WHERE fan_id = $1 AND provider = $2 RETURNING refresh_sealed`, fanID, p).Scan(&refresh)
 	if err != nil {
@@ -197,7 +198,7 @@ func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p pr
 		}
 		return Purge{}, fmt.Errorf("store: purge token: %w", err)
 	}
-	if !revocable {
+	if !s.revocableAt(p) {
 		return Purge{Deleted: true}, nil
 	}
 	id, _, q, err := s.revocationRow(fanID, p, refresh, reason)
@@ -289,7 +290,7 @@ func (s *Store) reseal(sealed, owner []byte) (string, []byte, error) {
 // written within grace (a flow that stores a token just before its
 // pre-save). Each purge runs in its own transaction with the same check
 // and lock as every other purge path.
-func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, limit int, revocable Revocable) ([]PurgedToken, error) {
+func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, limit int) ([]PurgedToken, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT t.fan_id, t.provider FROM provider_tokens t
 		WHERE greatest(t.created_at, coalesce(t.rotated_at, t.created_at)) < now() - make_interval(secs => $1)
@@ -315,7 +316,7 @@ func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, li
 		var pt Purge
 		err := s.inTx(ctx, func(tx pgx.Tx) error {
 			var err error
-			pt, err = s.purgeIfUnneeded(ctx, tx, c.fan, c.p, revocable, "unneeded")
+			pt, err = s.purgeIfUnneeded(ctx, tx, c.fan, c.p, "unneeded")
 			return err
 		})
 		if err != nil {
