@@ -159,7 +159,7 @@ func (s *Service) UpdateRelease(ctx context.Context, r store.Release) (store.Rel
 // task that could not be dropped does nothing when it runs (its
 // generation is old), and a pre-save that could not be queued stays
 // pending for the relay; so failures here are logged, not returned.
-func (s *Service) reschedule(ctx context.Context, moved []store.Rescheduled) {
+func (s *Service) reschedule(ctx context.Context, moved []store.Superseded) {
 	var g errgroup.Group
 	g.SetLimit(queueParallelism)
 	for _, m := range moved {

@@ -35,7 +35,7 @@ func StopKey(id uuid.UUID) string { return "presave:stop:" + id.String() }
 // StopAttempts tells the running attempts of cancelled pre-saves to make
 // no further provider call: one pipelined round trip for all of them.
 // The caller answers the cancellation only after it returns.
-func (c *Client) StopAttempts(ctx context.Context, cancelled []store.Rescheduled) error {
+func (c *Client) StopAttempts(ctx context.Context, cancelled []store.Superseded) error {
 	if len(cancelled) == 0 {
 		return nil
 	}

@@ -212,8 +212,9 @@ func (s *Store) ListReleases(ctx context.Context, after uuid.UUID, limit int) ([
 	return out, rows.Err()
 }
 
-// Rescheduled is a pre-save whose due time an update moved.
-type Rescheduled struct {
+// Superseded is a pre-save whose generation moved on (its release was
+// moved, or it was cancelled): a task of OldGeneration is stale.
+type Superseded struct {
 	PresaveID uuid.UUID
 	// Provider says which queue the pre-save's task is in.
 	Provider      providers.Name
@@ -232,9 +233,9 @@ type Rescheduled struct {
 // pending, so a task already queued for the old time finds itself stale
 // and does nothing (see Presave.Generation); the returned list lets the
 // caller delete those tasks from the queue at once.
-func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Rescheduled, error) {
+func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Superseded, error) {
 	var out Release
-	var moved []Rescheduled
+	var moved []Superseded
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		old, err := scanRelease(tx.QueryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE id = $1 FOR UPDATE`, r.ID))
 		if err != nil {
@@ -271,8 +272,8 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Resche
 		if err != nil {
 			return err
 		}
-		moved, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Rescheduled, error) {
-			var m Rescheduled
+		moved, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Superseded, error) {
+			var m Superseded
 			err := row.Scan(&m.PresaveID, &m.Provider, &m.OldGeneration, &m.Generation, &m.DueAt)
 			return m, err
 		})
@@ -288,7 +289,7 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Resche
 type Cancelled struct {
 	// Presaves lists the cancelled pre-saves with the generation whose
 	// queued task (if any) is now stale.
-	Presaves []Rescheduled
+	Presaves []Superseded
 	// Purges lists the tokens deleted because nothing needs them any more;
 	// a non-nil RevocationID needs a purge task.
 	Purges []PurgedToken
@@ -353,7 +354,7 @@ func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, arg
 	seen := map[fp]bool{}
 	var owners []fp
 	for rows.Next() {
-		var m Rescheduled
+		var m Superseded
 		var o fp
 		if err := rows.Scan(&m.PresaveID, &m.OldGeneration, &m.Generation, &m.DueAt, &o.fan, &o.p, &m.WasRunning); err != nil {
 			rows.Close()
