@@ -183,7 +183,7 @@ func (w *Worker) performActions(ctx context.Context, log *slog.Logger, x *execut
 			continue // ok, already or permanently failed in an earlier attempt
 		}
 		if !slices.Contains(x.available, a) {
-			w.record(ps, a, store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
+			w.record(ps, a, store.ActionResult{Outcome: providers.OutcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -236,7 +236,7 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 	pe, _ := providers.AsError(err)
 	switch {
 	case err == nil:
-		return &store.ActionResult{Outcome: string(out), At: time.Now()}, loopEnd{}
+		return &store.ActionResult{Outcome: out, At: time.Now()}, loopEnd{}
 	case class == providers.GrantInvalid:
 		return nil, loopEnd{grant: err}
 	case class == providers.RateLimited:
@@ -259,7 +259,7 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 		return nil, loopEnd{deferral: &Deferral{Reason: "quota", Until: until, Err: err}}
 	case class == providers.NotLiveYet:
 		if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
-			return &store.ActionResult{Outcome: outcomeFailed, Reason: ReasonNotLive, At: time.Now()}, loopEnd{}
+			return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: ReasonNotLive, At: time.Now()}, loopEnd{}
 		}
 		return nil, loopEnd{notLive: err}
 	case class == providers.Retryable:
@@ -269,7 +269,7 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 	if pe != nil && pe.Reason != "" {
 		reason = pe.Reason
 	}
-	return &store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: time.Now()}, loopEnd{}
+	return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: reason, At: time.Now()}, loopEnd{}
 }
 
 // decide turns how the action loop ended into the attempt's verdict.

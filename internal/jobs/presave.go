@@ -26,13 +26,6 @@ import (
 // no result is lost.
 const bookkeepingTimeout = 10 * time.Second
 
-// Outcomes stored per action (store.ActionResult.Outcome).
-const (
-	outcomeOK      = string(providers.OutcomeOK)
-	outcomeAlready = string(providers.OutcomeAlready)
-	outcomeFailed  = "failed"
-)
-
 // Failure reasons recorded on pre-saves and actions.
 const (
 	ReasonReconnect        = "reconnect_required"
@@ -165,7 +158,7 @@ const dueEarly = 5 * time.Second
 func finalStatus(actions []providers.Action, results map[providers.Action]store.ActionResult) (store.PresaveStatus, string) {
 	failed, lastErr := 0, ""
 	for _, a := range actions {
-		if r := results[a]; r.Outcome == outcomeFailed || r.Outcome == "" {
+		if r := results[a]; r.Outcome == providers.OutcomeFailed || r.Outcome == "" {
 			failed++
 			lastErr = string(a) + ": " + r.Reason
 		}
@@ -192,8 +185,8 @@ func (w *Worker) failRemaining(ps store.Presave, results map[providers.Action]st
 			continue
 		}
 		if _, done := out[a]; !done {
-			out[a] = store.ActionResult{Outcome: outcomeFailed, Reason: reason, At: now}
-			w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), outcomeFailed).Inc()
+			out[a] = store.ActionResult{Outcome: providers.OutcomeFailed, Reason: reason, At: now}
+			w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), string(providers.OutcomeFailed)).Inc()
 		}
 	}
 	return out
@@ -205,7 +198,7 @@ func (w *Worker) failRemaining(ps store.Presave, results map[providers.Action]st
 // costs its retry a check per action, never a duplicate.
 func (w *Worker) record(ps store.Presave, a providers.Action, r store.ActionResult, results map[providers.Action]store.ActionResult) {
 	results[a] = r
-	w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), r.Outcome).Inc()
+	w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), string(r.Outcome)).Inc()
 }
 
 // keepLateResults records on a cancelled pre-save what its attempt did

@@ -61,13 +61,17 @@ type Target struct {
 	PlaylistID string
 }
 
-// Outcome is the result of a successful action.
+// Outcome is what happened to one action: the result of a successful
+// Perform (ok, already), or failed as recorded by the worker.
 type Outcome string
 
 // Outcomes recorded per action.
 const (
 	OutcomeOK      Outcome = "ok"      // we performed it
 	OutcomeAlready Outcome = "already" // it was already in effect; nothing sent
+	// OutcomeFailed is recorded for an action that could not be done
+	// (with a reason); Perform reports failures as errors, never as this.
+	OutcomeFailed Outcome = "failed"
 )
 
 // Grant is what a completed authorization yields.

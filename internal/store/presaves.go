@@ -41,9 +41,9 @@ func (s PresaveStatus) Open() bool {
 
 // ActionResult is what happened to one consented action.
 type ActionResult struct {
-	Outcome string    `json:"outcome"` // ok | already | failed
-	Reason  string    `json:"reason,omitempty"`
-	At      time.Time `json:"at"`
+	Outcome providers.Outcome `json:"outcome"` // ok | already | failed
+	Reason  string            `json:"reason,omitempty"`
+	At      time.Time         `json:"at"`
 }
 
 // Presave is one fan's pre-save of one release on one provider, with its
