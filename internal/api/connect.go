@@ -178,7 +178,7 @@ func (s *Server) bindClient(c echo.Context) (string, error) {
 		}
 	}
 	c.SetCookie(&http.Cookie{Name: BindingCookie, Value: nonce, Path: "/", MaxAge: int(StateTTL / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")})
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secureCookies()})
 	return nonce, nil
 }
 
@@ -221,6 +221,10 @@ func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 	}
 }
 
+// secureCookies reports whether our cookies are Secure: PUBLIC_URL is
+// https.
+func (s *Server) secureCookies() bool { return strings.HasPrefix(s.cfg.PublicURL, "https://") }
+
 // fanCookieMaxAge keeps the fan logged in on this browser for a year.
 const fanCookieMaxAge = 365 * 24 * 60 * 60
 
@@ -230,13 +234,13 @@ const fanCookieMaxAge = 365 * 24 * 60 * 60
 func (s *Server) SetFanCookie(c echo.Context, token string) {
 	c.SetCookie(&http.Cookie{
 		Name: FanCookie, Value: token, Path: "/", MaxAge: fanCookieMaxAge,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://"),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secureCookies(),
 	})
 }
 
 func (s *Server) clearFanCookie(c echo.Context) {
 	c.SetCookie(&http.Cookie{
 		Name: FanCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://"),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secureCookies(),
 	})
 }

@@ -88,7 +88,7 @@ func (s *Server) MountPage() error {
 		return errors.New("api: the page is already mounted")
 	}
 	p := &page{s: s, views: map[string]*template.Template{}, wordings: map[string]*template.Template{},
-		secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
+		secure: s.secureCookies()}
 	funcs := template.FuncMap{"providerLabel": providerLabel, "actionLabel": actionLabel}
 	for _, v := range pageViews {
 		t, err := template.New(v).Funcs(funcs).ParseFS(pageFiles, "templates/layout.html", "templates/"+v+".html")

@@ -50,9 +50,7 @@ func (w *Worker) handlePresave(ctx context.Context, t *asynq.Task) error {
 	if err == nil || !isFailure(err) || errors.Is(err, asynq.SkipRetry) {
 		return err
 	}
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	if retried < maxRetry {
+	if !lastRetry(ctx) {
 		return err
 	}
 	// A rare path: reading the row again costs nothing that matters.

@@ -14,7 +14,7 @@ import (
 // Stopping running attempts. A cancellation (withdraw, disconnect,
 // account deletion, a cancelled release) commits in PostgreSQL, where a
 // new attempt's start sees it. An attempt already running read its row
-// before that, so the API also sets a stop key per cancelled pre-save in
+// before that, so the API also sets a stop key per cancelled running pre-save in
 // Redis, holding the last generation that must stop, before it answers.
 // The worker's pacing call before every provider action checks the key
 // in the same script (ratelimit.Stop): no extra round trip, and no
@@ -34,14 +34,21 @@ func StopKey(id uuid.UUID) string { return "presave:stop:" + id.String() }
 
 // StopAttempts tells the running attempts of cancelled pre-saves to make
 // no further provider call: one pipelined round trip for all of them.
-// The caller answers the cancellation only after it returns.
+// The caller answers the cancellation only after it returns. Only a
+// pre-save that had an attempt holding its lease gets a key: any other
+// attempt starts after the cancellation committed (its start waits for
+// the cancellation's row lock) and finds the pre-save cancelled, so a
+// cancelled release costs keys for its running attempts, not for all of
+// its pre-saves.
 func (c *Client) StopAttempts(ctx context.Context, cancelled []store.Superseded) error {
-	if len(cancelled) == 0 {
-		return nil
-	}
 	pipe := c.rdb.Pipeline()
 	for _, p := range cancelled {
-		pipe.Set(ctx, StopKey(p.PresaveID), strconv.Itoa(p.OldGeneration), stopTTL)
+		if p.WasRunning {
+			pipe.Set(ctx, StopKey(p.PresaveID), strconv.Itoa(p.OldGeneration), stopTTL)
+		}
+	}
+	if pipe.Len() == 0 {
+		return nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("queue: stop attempts: %w", err)

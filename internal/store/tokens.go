@@ -77,17 +77,6 @@ func (s *Store) sealToken(t Token) (keyID string, refresh, access []byte, err er
 	return keyID, refresh, access, nil
 }
 
-func (s *Store) putToken(ctx context.Context, q pgx.Tx, t Token) error {
-	query, args, err := s.putTokenQuery(t)
-	if err != nil {
-		return err
-	}
-	if _, err := q.Exec(ctx, query, args...); err != nil {
-		return fmt.Errorf("store: put token: %w", err)
-	}
-	return nil
-}
-
 // putTokenQuery seals t and returns the upsert that stores it, so a
 // caller can also send it in a batch with other statements.
 func (s *Store) putTokenQuery(t Token) (string, []any, error) {

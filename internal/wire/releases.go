@@ -4,7 +4,10 @@
 // on nothing of presave's, so a client links no server code.
 package wire
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // SpotifyTarget is what a release asks of Spotify.
 type SpotifyTarget struct {
@@ -66,21 +69,12 @@ func (r Release) Total(statuses ...string) int {
 	n := 0
 	for _, byStatus := range r.Counts {
 		for st, c := range byStatus {
-			if len(statuses) == 0 || contains(statuses, st) {
+			if len(statuses) == 0 || slices.Contains(statuses, st) {
 				n += c
 			}
 		}
 	}
 	return n
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Time is t as a release_at value (RFC 3339, UTC), for ReleaseCreate.
