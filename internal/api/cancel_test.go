@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/jobs/jobstest"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/registry"
 )
@@ -36,32 +36,16 @@ func (b *bundle) startWorker(env map[string]string) *prometheus.Registry {
 		vars[k] = v
 	}
 	getenv := config.Env(func(k string) string { return vars[k] })
-	cfg, err := jobs.LoadConfig(getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
 	provs, err := registry.FromEnv(getenv, b.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	w, err := jobs.New(jobs.Deps{
+	jobstest.Start(t, jobs.Deps{
 		Store: b.st, Providers: provs,
 		Redis: asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Opt.DB, Password: b.rdb.Opt.Password},
 		RDB:   b.rdb.Client, Log: slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Registerer: reg,
-	}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	}, getenv)
 	return reg
 }
 

@@ -23,11 +23,7 @@ func TestExportShowsEverythingButNoSecret(t *testing.T) {
 
 	var secrets []string
 	for _, p := range providers.Names {
-		tok, err := b.st.Token(b.ctx(), fan, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		secrets = append(secrets, tok.RefreshToken, tok.AccessToken)
+		secrets = append(secrets, b.issued(fan, p)...)
 	}
 	secrets = append(secrets, sp.FanToken)
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
@@ -401,6 +402,21 @@ func (b *bundle) connect(p providers.Name, release, user, fanToken string) conne
 	resp.decode(b.t, &c)
 	c.resp = resp
 	return c
+}
+
+// issued returns the tokens the fake issued to the fan's account at p
+// (at least one refresh and one access token, or the test fails).
+func (b *bundle) issued(fan uuid.UUID, p providers.Name) []string {
+	b.t.Helper()
+	var account string
+	if err := b.st.Pool().QueryRow(b.ctx(), `SELECT account_id FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, fan, p).Scan(&account); err != nil {
+		b.t.Fatal(err)
+	}
+	toks := b.fake.IssuedTokens(p, account)
+	if len(toks) < 2 {
+		b.t.Fatalf("the fake issued %d tokens to %s account %s", len(toks), p, account)
+	}
+	return toks
 }
 
 // fingerprint is every table's row count and content hash: equal

@@ -19,11 +19,13 @@ import (
 
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/jobs/jobstest"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/redistest"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 	"github.com/presave/presave/internal/store/storetest"
 )
 
@@ -111,35 +113,17 @@ func (b *bundle) getenv(k string) string { return b.env[k] }
 
 // startWorker runs one in-process worker until the test ends.
 func (b *bundle) startWorker() *jobs.Worker {
-	t := b.t
-	t.Helper()
-	cfg, err := jobs.LoadConfig(config.Env(b.getenv))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("JOBS_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-	w, err := jobs.New(jobs.Deps{
+	log := slog.New(slog.NewTextHandler(testWriter{b.t}, &slog.HandlerOptions{Level: level}))
+	return jobstest.Start(b.t, jobs.Deps{
 		Store: b.st, Providers: b.provs,
 		Redis: asynq.RedisClientOpt{Addr: b.rd.Opt.Addr, DB: b.rd.Opt.DB, Password: b.rd.Opt.Password},
 		RDB:   b.rd.Client, Log: log, Registerer: b.registerer(),
-	}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
-	return w
+	}, config.Env(b.getenv))
 }
 
 type testWriter struct{ t *testing.T }
@@ -345,7 +329,7 @@ func (b *bundle) assertTokensGone(fans []fan) {
 		if err != nil {
 			b.t.Fatal(err)
 		}
-		has, err := b.st.HasToken(context.Background(), ps.FanID, f.provider)
+		has, err := inspect.HasToken(context.Background(), b.st, ps.FanID, f.provider)
 		if err != nil {
 			b.t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/presave/presave/internal/jobs"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 )
 
 // TestReleaseDayDrain: 100 fans × both providers due in a few seconds.
@@ -141,7 +142,7 @@ func TestRevokedGrantAndNotLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		has, err := b.st.HasToken(ctx, ps.FanID, f.provider)
+		has, err := inspect.HasToken(ctx, b.st, ps.FanID, f.provider)
 		if err != nil {
 			t.Fatal(err)
 		}

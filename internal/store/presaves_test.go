@@ -10,6 +10,7 @@ import (
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 	"github.com/presave/presave/internal/store/storetest"
 )
 
@@ -70,7 +71,7 @@ func TestJobsLifecycleAndPurge(t *testing.T) {
 	if err != nil || !fin.Applied || !fin.Purge.Deleted || fin.Purge.RevocationID == uuid.Nil || fin.RevokeToken != "refresh" {
 		t.Fatalf("FinishPresave = %+v, %v; want applied with token purged and a revocation", fin, err)
 	}
-	if has, _ := st.HasToken(ctx, ps.FanID, providers.YouTube); has {
+	if has, _ := inspect.HasToken(ctx, st, ps.FanID, providers.YouTube); has {
 		t.Fatal("token survived the last pre-save")
 	}
 	got, _ := st.Presave(ctx, ps.ID)
@@ -118,7 +119,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	if _, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveFailed, LastError: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); has {
+	if has, _ := inspect.HasToken(ctx, st, ps.FanID, providers.Spotify); has {
 		t.Fatal("token survived")
 	}
 }
@@ -276,13 +277,13 @@ func TestFinishKeepsNeededToken(t *testing.T) {
 	if f := finish(first); f.Purge.Deleted {
 		t.Fatal("purged a token another open pre-save needs")
 	}
-	if has, _ := st.HasToken(ctx, first.FanID, providers.Spotify); !has {
+	if has, _ := inspect.HasToken(ctx, st, first.FanID, providers.Spotify); !has {
 		t.Fatal("token gone")
 	}
 	if f := finish(second.Presave); !f.Purge.Deleted {
 		t.Fatal("the last pre-save left the token")
 	}
-	if has, _ := st.HasToken(ctx, first.FanID, providers.Spotify); has {
+	if has, _ := inspect.HasToken(ctx, st, first.FanID, providers.Spotify); has {
 		t.Fatal("token survived the last pre-save")
 	}
 }
@@ -354,7 +355,7 @@ func TestFinishSparesTokenOfAConcurrentConsent(t *testing.T) {
 	if f := <-done; !f.Applied || f.Purge.Deleted {
 		t.Fatalf("FinishPresave = %+v: the new consent's token was purged", f)
 	}
-	if has, _ := st.HasToken(ctx, ps.FanID, providers.Spotify); !has {
+	if has, _ := inspect.HasToken(ctx, st, ps.FanID, providers.Spotify); !has {
 		t.Fatal("token of the concurrent consent is gone")
 	}
 }

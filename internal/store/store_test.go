@@ -16,6 +16,7 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/seal"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 	"github.com/presave/presave/internal/store/storetest"
 )
 
@@ -303,14 +304,14 @@ func TestWithdrawDisconnectDelete(t *testing.T) {
 	if err != nil || len(c.Presaves) != 1 || len(c.Purges) != 0 {
 		t.Fatalf("withdraw one of two: %+v %v", c, err)
 	}
-	if ok, _ := st.HasToken(ctx(t), a1.FanID, providers.YouTube); !ok {
+	if ok, _ := inspect.HasToken(ctx(t), st, a1.FanID, providers.YouTube); !ok {
 		t.Fatal("token purged while another pre-save needs it")
 	}
 	c, err = st.WithdrawPresave(ctx(t), a1.FanID, a2.Presave.ID)
 	if err != nil || len(c.Purges) != 1 || c.Purges[0].RevocationID == uuid.Nil {
 		t.Fatalf("withdraw last: %+v %v", c, err)
 	}
-	if ok, _ := st.HasToken(ctx(t), a1.FanID, providers.YouTube); ok {
+	if ok, _ := inspect.HasToken(ctx(t), st, a1.FanID, providers.YouTube); ok {
 		t.Fatal("token kept after the last pre-save was withdrawn")
 	}
 	rev, err := st.Revocation(ctx(t), c.Purges[0].RevocationID)
@@ -374,7 +375,7 @@ func TestRescheduleAndCancelRelease(t *testing.T) {
 	if err != nil || len(c.Presaves) != 1 || len(c.Purges) != 1 {
 		t.Fatalf("cancel: %+v %v", c, err)
 	}
-	if ok, _ := st.HasToken(ctx(t), a.FanID, providers.Spotify); ok {
+	if ok, _ := inspect.HasToken(ctx(t), st, a.FanID, providers.Spotify); ok {
 		t.Fatal("token left after the release was cancelled")
 	}
 	if _, _, err := st.UpdateRelease(ctx(t), r); !errors.Is(err, store.ErrConflict) {

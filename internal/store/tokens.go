@@ -101,37 +101,6 @@ func (s *Store) putTokenQuery(t Token) (string, []any, error) {
 		[]any{t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt, nullable(t.AccountID)}, nil
 }
 
-// Token opens the fan's grant at provider p. ErrNotFound when none is
-// stored (purged, never connected).
-func (s *Store) Token(ctx context.Context, fanID uuid.UUID, p providers.Name) (Token, error) {
-	t := Token{FanID: fanID, Provider: p}
-	var refresh, access []byte
-	var expiry *time.Time
-	err := s.pool.QueryRow(ctx, `
-		SELECT key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at, created_at, rotated_at
-		FROM provider_tokens WHERE fan_id = $1 AND provider = $2`, fanID, p).
-		Scan(&t.KeyID, &refresh, &access, &expiry, &t.Scopes, &t.AuthorizedAt, &t.CreatedAt, &t.RotatedAt)
-	if err != nil {
-		return Token{}, fmt.Errorf("store: token: %w", notFound(err))
-	}
-	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
-	if err != nil {
-		return Token{}, openError("refresh", t.KeyID, err)
-	}
-	t.RefreshToken = string(rt)
-	if access != nil {
-		at, err := s.ring.Open(access, tokenOwner(fanID, p, "access"))
-		if err != nil {
-			return Token{}, openError("access", t.KeyID, err)
-		}
-		t.AccessToken = string(at)
-		if expiry != nil {
-			t.Expiry = *expiry
-		}
-	}
-	return t, nil
-}
-
 // UpdateToken stores a refreshed token (new access token and expiry, and
 // the rotated refresh token if the provider rotated it), sealed under the
 // primary key. It does nothing (and returns ErrNotFound) when the row was
@@ -155,13 +124,6 @@ func (s *Store) UpdateToken(ctx context.Context, t Token) error {
 		return fmt.Errorf("store: update token: %w", ErrNotFound)
 	}
 	return nil
-}
-
-// HasToken reports whether a grant is stored for the fan at p.
-func (s *Store) HasToken(ctx context.Context, fanID uuid.UUID, p providers.Name) (bool, error) {
-	var ok bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM provider_tokens WHERE fan_id = $1 AND provider = $2)`, fanID, p).Scan(&ok)
-	return ok, err
 }
 
 // Purge is the outcome of purging a token.

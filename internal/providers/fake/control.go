@@ -117,6 +117,26 @@ func (s *Server) User(p providers.Name, id string) UserState {
 	return (&user{}).snapshot(p, id)
 }
 
+// IssuedTokens returns every refresh and access token the fake issued to
+// one user at p (revoked and expired ones included but not swept ones),
+// so a test can check that none of them leaks anywhere.
+func (s *Server) IssuedTokens(p providers.Name, userID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, g := range s.grants {
+		if g.p == p && g.user == userID {
+			out = append(out, g.refresh)
+		}
+	}
+	for tok, at := range s.access {
+		if at.g.p == p && at.g.user == userID {
+			out = append(out, tok)
+		}
+	}
+	return out
+}
+
 // Playlist returns the items of a user's playlist in order, duplicates
 // included: Spotify track URIs or YouTube video IDs.
 func (s *Server) Playlist(p providers.Name, userID, playlistID string) []string {

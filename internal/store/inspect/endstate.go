@@ -138,3 +138,10 @@ func PresaveActionTimes(ctx context.Context, st *store.Store, releaseIDs ...uuid
 	t.P50, t.P99, t.Max = sec(p50), sec(p99), sec(pmax)
 	return t, nil
 }
+
+// HasToken reports whether a grant is stored for the fan at p.
+func HasToken(ctx context.Context, st *store.Store, fanID uuid.UUID, p providers.Name) (bool, error) {
+	var ok bool
+	err := st.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM provider_tokens WHERE fan_id = $1 AND provider = $2)`, fanID, p).Scan(&ok)
+	return ok, err
+}

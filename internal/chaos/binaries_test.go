@@ -1,11 +1,9 @@
-package cluster_test
+package chaos_test
 
 import (
 	"context"
 	"net/http"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,16 +12,23 @@ import (
 	"github.com/presave/presave/internal/store/storetest"
 )
 
+// binaries is the directory TestMain built the binaries into; in -short
+// mode nothing is built and the test is skipped.
+func binaries(t *testing.T) string {
+	t.Helper()
+	if binDir == "" {
+		t.Skip("builds and runs the binaries")
+	}
+	return binDir
+}
+
 // TestBinariesStartAndStop runs the real binaries as processes: each
 // applies migrations and answers /healthz; SIGTERM stops them cleanly and
 // SIGKILL ends them at once.
 func TestBinariesStartAndStop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := build(t)
+	bin := binaries(t)
 	db := storetest.New(t)
 	rdb := redistest.New(t)
 	c := cluster.New(cluster.Config{BinDir: bin, DatabaseURL: db.URL, RedisURL: rdb.URL, TokenKeys: db.Keys, AdminToken: "admin", LogDir: t.TempDir()})
@@ -68,7 +73,7 @@ func TestBinariesStartAndStop(t *testing.T) {
 func TestRefusesToStartWithoutKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := build(t)
+	bin := binaries(t)
 	for _, tc := range []struct{ name, keys, want string }{
 		{"missing", "", "TOKEN_KEYS is not set"},
 		{"short", "k1:AAAAAAAAAAAAAAAAAAAAAA==", "16 bytes, want 32"},
@@ -79,43 +84,10 @@ func TestRefusesToStartWithoutKey(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s started with TOKEN_KEYS=%q", binName, tc.keys)
 				}
-				if !contains(out, tc.want) || !contains(out, "/dev/urandom") {
+				if !strings.Contains(out, tc.want) || !strings.Contains(out, "/dev/urandom") {
 					t.Fatalf("%s error does not explain: %s", binName, out)
 				}
 			})
 		}
 	}
 }
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// build compiles the binaries once for the package's tests.
-func build(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "presave-bin-")
-		if buildErr == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			buildErr = cluster.Build(ctx, binDir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
