@@ -169,15 +169,7 @@ func actionLabel(n providers.Name, a providers.Action) string {
 	return string(a)
 }
 
-func providerLabel(n providers.Name) string {
-	switch n {
-	case providers.Spotify:
-		return "Spotify"
-	case providers.YouTube:
-		return "YouTube"
-	}
-	return string(n)
-}
+func providerLabel(n providers.Name) string { return n.Label() }
 
 // headers sets the page's security headers. no-referrer matters most:
 // the callback's URL carries an authorization code and a state.

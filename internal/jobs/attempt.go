@@ -240,15 +240,7 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 	case class == providers.GrantInvalid:
 		return nil, loopEnd{grant: err}
 	case class == providers.RateLimited:
-		wait := time.Second
-		if pe != nil && pe.RetryAfter > 0 {
-			wait = pe.RetryAfter
-		}
-		// Everybody pauses this provider, so a 429 storm does not become
-		// a retry storm.
-		if cerr := w.limiter.Cooldown(ctx, string(ps.Provider), wait); cerr != nil {
-			log.Warn("setting provider cooldown failed", "err", cerr)
-		}
+		wait := w.rateLimitPause(ctx, log, string(ps.Provider), pe)
 		w.metrics.RateLimited.WithLabelValues(string(ps.Provider), "provider").Inc()
 		return nil, loopEnd{deferral: &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}}
 	case class == providers.QuotaExhausted:
@@ -358,3 +350,27 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 	}
 	return nil
 }
+
+// rateLimitPause pauses the limiter key (a provider's name for its API,
+// revokeKey for its revoke endpoint) for every worker after a call was
+// refused as rate limited, and returns the pause: the provider's
+// Retry-After when it named one, else the shared exponential backoff
+// (Google names none). Every worker pausing means a 429 storm does not
+// become a retry storm.
+func (w *Worker) rateLimitPause(ctx context.Context, log *slog.Logger, key string, pe *providers.Error) time.Duration {
+	if pe != nil && pe.RetryAfter > 0 {
+		if err := w.limiter.Cooldown(ctx, key, pe.RetryAfter); err != nil {
+			log.Warn("setting provider cooldown failed", "err", err)
+		}
+		return pe.RetryAfter
+	}
+	d, err := w.limiter.Backoff(ctx, key)
+	if err != nil {
+		log.Warn("setting provider backoff failed", "err", err)
+	}
+	return d
+}
+
+// revokeKey is the limiter key of p's revoke endpoint: its limits are not
+// the API's, so a rate-limited revoke does not pause pre-saves.
+func revokeKey(p providers.Name) string { return string(p) + ":revoke" }

@@ -45,10 +45,7 @@ func (w *Worker) handleRevoke(ctx context.Context, t *asynq.Task) error {
 	case settled:
 	case providers.ClassOf(err) == providers.RateLimited:
 		pe, _ := providers.AsError(err)
-		wait := time.Second
-		if pe != nil && pe.RetryAfter > 0 {
-			wait = pe.RetryAfter
-		}
+		wait := w.rateLimitPause(ctx, log, revokeKey(rev.Provider), pe)
 		return &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}
 	default:
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/presave/presave/internal/jobs"
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/youtube"
 	"github.com/presave/presave/internal/store"
 	"github.com/presave/presave/internal/store/inspect"
 )
@@ -120,16 +121,19 @@ func count503(b *bundle, p providers.Name) int {
 
 // TestRevokedGrantAndNotLive: a fan who revoked the app fails with
 // reconnect_required and loses the token; a release not live at its due
-// time is retried until it is.
+// time (Spotify: 400 "non-existing ID", YouTube: 404) is retried until it
+// is; a Google account without a YouTube channel fails at once with its
+// own reason, not reconnect_required.
 func TestRevokedGrantAndNotLive(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	ctx := context.Background()
 	rel := b.newRelease("revoked", time.Now().Add(3*time.Second))
-	fans := b.consentMany(rel, "rv", 2, providers.Spotify, providers.YouTube)
-	// rv-0 revokes at both providers; rv-1 stays.
+	fans := b.consentMany(rel, "rv", 3, providers.Spotify, providers.YouTube)
+	// rv-0 revokes at both providers; rv-1 stays; rv-2 has no channel.
 	b.fake.RevokeUser(providers.Spotify, "rv-0")
 	b.fake.RevokeUser(providers.YouTube, "rv-0")
+	b.fake.SetNoChannel("rv-2")
 	// Nothing of the release is out until a few seconds after due.
 	live := time.Now().Add(6 * time.Second)
 	for _, id := range []string{spAlbum, spTrack1, spTrack2, ytVideo} {
@@ -159,6 +163,21 @@ func TestRevokedGrantAndNotLive(t *testing.T) {
 					t.Errorf("%s %s: action %s result %+v, want failed/%s", f.provider, f.user, a, r, jobs.ReasonReconnect)
 				}
 			}
+		case "rv-2":
+			if f.provider == providers.Spotify {
+				if ps.Status != store.PresaveDone {
+					t.Errorf("%s %s: status %s (%q), want done", f.provider, f.user, ps.Status, ps.LastError)
+				}
+				break
+			}
+			if ps.Status != store.PresaveFailed || !strings.HasSuffix(ps.LastError, youtube.ReasonNoChannel) || ps.Attempts != 1 {
+				t.Errorf("%s %s: status %s (%q) after %d attempts, want failed (%s) at once", f.provider, f.user, ps.Status, ps.LastError, ps.Attempts, youtube.ReasonNoChannel)
+			}
+			for a, r := range ps.Results {
+				if r.Outcome != "failed" || r.Reason != youtube.ReasonNoChannel {
+					t.Errorf("%s %s: action %s result %+v, want failed/%s", f.provider, f.user, a, r, youtube.ReasonNoChannel)
+				}
+			}
 		case "rv-1":
 			if ps.Status != store.PresaveDone {
 				t.Errorf("%s %s: status %s (%q), want done", f.provider, f.user, ps.Status, ps.LastError)
@@ -172,7 +191,7 @@ func TestRevokedGrantAndNotLive(t *testing.T) {
 		}
 	}
 	for _, f := range fans {
-		if f.user == "rv-1" {
+		if f.user == "rv-1" || (f.user == "rv-2" && f.provider == providers.Spotify) {
 			b.assertExactlyOnce([]fan{f})
 		}
 	}

@@ -20,11 +20,10 @@ import (
 const (
 	// StateTTL is how long a fan has to come back from the consent screen.
 	StateTTL = 10 * time.Minute
-	// SpotifyHorizon is how far after the authorization a Spotify pre-save
-	// may be due: Spotify refresh tokens expire six months after the
-	// fan's authorization, so a later pre-save could never run. 182 days
-	// stays inside six months whatever the months' lengths.
-	SpotifyHorizon = 182 * 24 * time.Hour
+	// GrantMargin is how long before its provider's fixed expiry a grant
+	// stops being used for a pre-save: a pre-save due later could fail
+	// on its last retries, or in a clock skew.
+	GrantMargin = 24 * time.Hour
 )
 
 // NewToken returns 32 random bytes, base64url: a state, a fan token, a
@@ -136,12 +135,24 @@ func releaseNotOpen(r store.Release) *Error {
 	return errorf(KindConflict, "release_not_open", "This release is %s and takes no more pre-saves.", r.Status)
 }
 
-// spotifyHorizon refuses a Spotify pre-save due more than SpotifyHorizon
-// after the authorization: its refresh token would have expired by then.
-func spotifyHorizon(p providers.Name, due, authorizedAt time.Time) error {
-	if p == providers.Spotify && due.After(authorizedAt.Add(SpotifyHorizon)) {
-		return errorf(KindUnprocessable, "spotify_horizon_exceeded",
-			"Spotify access lasts six months, and this release is due later than that; please come back closer to the release.")
+// Horizon is the latest a pre-save may be due on a grant of p authorized
+// at authorizedAt (the zero time when p sets no limit): its provider's
+// fixed expiry less GrantMargin.
+func Horizon(p providers.Provider, authorizedAt time.Time) time.Time {
+	exp := p.GrantExpiry(authorizedAt)
+	if exp.IsZero() {
+		return exp
+	}
+	return exp.Add(-GrantMargin)
+}
+
+// grantHorizon refuses a pre-save due after Horizon: its grant would have
+// expired by then.
+func grantHorizon(p providers.Provider, due, authorizedAt time.Time) error {
+	if h := Horizon(p, authorizedAt); !h.IsZero() && due.After(h) {
+		return errorf(KindUnprocessable, string(p.Name())+"_horizon_exceeded",
+			"%s access lasts until %s, and this release is due later than that; please come back closer to the release.",
+			p.Name().Label(), h.UTC().Format(time.DateOnly))
 	}
 	return nil
 }
@@ -196,7 +207,7 @@ func (s *Service) StartConnect(ctx context.Context, req Start) (Started, error) 
 	now := s.now()
 	// Checked here to spare the fan a useless trip to Spotify; the
 	// callback checks again against the actual authorization time.
-	if err := spotifyHorizon(p.Name(), due, now); err != nil {
+	if err := grantHorizon(p, due, now); err != nil {
 		return Started{}, err
 	}
 	state, err := NewToken()
@@ -375,7 +386,7 @@ func checkGrant(p providers.Provider, g providers.Grant, due, now time.Time) err
 			return providerText(p, "a granted scope")
 		}
 	}
-	return spotifyHorizon(p.Name(), due, now)
+	return grantHorizon(p, due, now)
 }
 
 func providerText(p providers.Provider, field string) *Error {

@@ -34,6 +34,17 @@ var Names = []Name{Spotify, YouTube}
 // Valid reports whether n is a supported provider.
 func (n Name) Valid() bool { return n == Spotify || n == YouTube }
 
+// Label is how fans see the provider's name.
+func (n Name) Label() string {
+	switch n {
+	case Spotify:
+		return "Spotify"
+	case YouTube:
+		return "YouTube"
+	}
+	return string(n)
+}
+
 // Action is one thing a fan consents to. The values are stored in
 // PostgreSQL and shown to fans, so they never change meaning.
 type Action string
@@ -115,6 +126,10 @@ type Provider interface {
 	// QuotaDay names the provider's quota day containing t and when it
 	// ends ("" and the zero time for a provider without a daily quota).
 	QuotaDay(t time.Time) (day string, ends time.Time)
+	// GrantExpiry is when a grant authorized at authorizedAt stops
+	// working whatever we do (refreshing does not extend it), or the zero
+	// time when the provider sets no fixed lifetime.
+	GrantExpiry(authorizedAt time.Time) time.Time
 	// Calls is how many requests one Perform of a on t makes at most when
 	// it writes (checks included): what the shared rate limiter charges
 	// up front, since it cannot see individual requests.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -219,6 +220,42 @@ func (l *Limiter) Cooldown(ctx context.Context, key string, d time.Duration) err
 	}
 	return nil
 }
+
+// Backoff bounds: the first rate limit that names no wait pauses a key
+// about BackoffBase, each further one within BackoffWindow of the last
+// doubles that, up to BackoffMax (Google's "exponential backoff" for
+// rateLimitExceeded, truncated).
+const (
+	BackoffBase   = time.Second
+	BackoffMax    = time.Minute
+	BackoffWindow = 2 * BackoffMax
+)
+
+// Backoff pauses key for every worker after a rate limit that named no
+// wait (YouTube's 403 rateLimitExceeded has no Retry-After) and returns
+// the pause: BackoffBase doubled for each rate limit of the streak
+// (limits less than BackoffWindow apart, counted in Redis so every
+// worker's count), at most BackoffMax, with equal jitter (half fixed,
+// half random) so workers do not come back in step.
+func (l *Limiter) Backoff(ctx context.Context, key string) (time.Duration, error) {
+	n, err := streakScript.Run(ctx, l.rdb, []string{l.prefix + "backoff:" + key}, BackoffWindow.Milliseconds()).Int()
+	if err != nil {
+		return BackoffBase, fmt.Errorf("ratelimit: backoff %s: %w", key, err)
+	}
+	d := BackoffMax
+	if n >= 1 && n <= 16 {
+		d = min(BackoffBase<<(n-1), BackoffMax)
+	}
+	d = d/2 + rand.N(d/2+1)
+	return d, l.Cooldown(ctx, key, d)
+}
+
+// streakScript counts one more event of a streak in KEYS[1], which ends
+// ARGV[1] ms after its last event, and returns the count.
+var streakScript = redis.NewScript(`
+local n = redis.call("INCR", KEYS[1])
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+return n`)
 
 // CooldownLeft returns how long key stays paused (0 when it is not).
 func (l *Limiter) CooldownLeft(ctx context.Context, key string) (time.Duration, error) {

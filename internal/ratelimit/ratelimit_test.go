@@ -183,3 +183,41 @@ func (h *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
+
+// TestBackoffDoublesAcrossWorkersWithJitter: rate limits that name no
+// wait (YouTube's 403 rateLimitExceeded) pause the key for an
+// exponentially growing, jittered time counted across workers, capped at
+// BackoffMax, and every worker sees the pause as a cooldown.
+func TestBackoffDoublesAcrossWorkersWithJitter(t *testing.T) {
+	t.Parallel()
+	rd := redistest.New(t)
+	ctx := context.Background()
+	limiters := []*ratelimit.Limiter{ratelimit.New(rd.Client, nil), ratelimit.New(redis.NewClient(rd.Opt), nil)}
+	distinct := map[time.Duration]bool{}
+	for round := 0; round < 3; round++ {
+		if round > 0 {
+			// A new streak: the previous one's count is forgotten.
+			if err := rd.Client.Del(ctx, "presave:backoff:youtube", "presave:cooldown:youtube").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for n := 1; n <= 9; n++ {
+			d, err := limiters[n%2].Backoff(ctx, "youtube")
+			if err != nil {
+				t.Fatal(err)
+			}
+			full := min(ratelimit.BackoffBase<<(n-1), ratelimit.BackoffMax)
+			if d < full/2 || d > full {
+				t.Fatalf("rate limit %d of the streak: pause %v, want within [%v, %v]", n, d, full/2, full)
+			}
+			distinct[d] = true
+			left, err := limiters[(n+1)%2].CooldownLeft(ctx, "youtube")
+			if err != nil || left <= 0 || left > full {
+				t.Fatalf("the other worker sees a cooldown of %v (%v), want up to %v", left, err, full)
+			}
+		}
+	}
+	if len(distinct) < 20 {
+		t.Errorf("only %d distinct pauses in 27: no jitter", len(distinct))
+	}
+}

@@ -323,6 +323,14 @@ func (s *Server) SetAccessTokenTTL(d time.Duration) {
 	s.ttl = d
 }
 
+// SetNoChannel makes a Google user one without a YouTube channel: every
+// YouTube Data API call on their behalf answers 401 youtubeSignupRequired.
+func (s *Server) SetNoChannel(userID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noChannel[userID] = true
+}
+
 // SetLegacyForbidden makes Spotify's pre-2026 endpoints (/me/albums,
 // /me/tracks, /me/following, /playlists/{id}/tracks) answer 403, as they
 // do for development-mode apps since March 2026.

@@ -114,6 +114,8 @@ type Server struct {
 	dailyLim    int
 	rates       map[providers.Name]*rateMeter
 	legacy403   bool
+	// noChannel holds the Google users without a YouTube channel.
+	noChannel map[string]bool
 	// writes logs every authenticated write request (not its body).
 	writes []Write
 	// approved is what each user granted each client so far, and
@@ -157,6 +159,19 @@ type grant struct {
 	scopes   []string
 	refresh  string
 	revoked  bool
+	// authorized is when the code was exchanged: a Spotify refresh
+	// token dies six calendar months later, refreshed or not.
+	authorized time.Time
+}
+
+// spotifyRefreshExpiry is when a Spotify grant authorized at t stops
+// refreshing: six calendar months later ("Refresh tokens are valid for
+// 6 months"), on the month's last day when it has no such day. The
+// documentation does not say which; the earlier day is the stricter.
+func spotifyRefreshExpiry(t time.Time) time.Time {
+	t = t.UTC()
+	end := time.Date(t.Year(), t.Month()+7, 0, 0, 0, 0, 0, time.UTC).Day() // days in the sixth month on
+	return time.Date(t.Year(), t.Month()+6, min(t.Day(), end), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 }
 
 type accessToken struct {
@@ -205,19 +220,20 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, log: lg, pt: pt,
-		ttl:      opts.AccessTokenTTL,
-		rotate:   map[providers.Name]bool{providers.Spotify: opts.RotateRefreshTokens, providers.YouTube: opts.RotateRefreshTokens},
-		codes:    map[string]*authCode{},
-		access:   map[string]*accessToken{},
-		refresh:  map[string]*grant{},
-		users:    map[userKey]*user{},
-		faults:   map[providers.Name]*faults{providers.Spotify: newFaults(), providers.YouTube: newFaults()},
-		notLive:  map[string]time.Time{},
-		calls:    map[string]int{},
-		quota:    map[string]*quotaDay{},
-		dailyLim: opts.YouTubeDailyQuota,
-		rates:    map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}},
-		approved: map[approvalKey][]string{},
+		ttl:       opts.AccessTokenTTL,
+		rotate:    map[providers.Name]bool{providers.Spotify: opts.RotateRefreshTokens, providers.YouTube: opts.RotateRefreshTokens},
+		codes:     map[string]*authCode{},
+		access:    map[string]*accessToken{},
+		refresh:   map[string]*grant{},
+		users:     map[userKey]*user{},
+		faults:    map[providers.Name]*faults{providers.Spotify: newFaults(), providers.YouTube: newFaults()},
+		notLive:   map[string]time.Time{},
+		calls:     map[string]int{},
+		quota:     map[string]*quotaDay{},
+		dailyLim:  opts.YouTubeDailyQuota,
+		rates:     map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}},
+		approved:  map[approvalKey][]string{},
+		noChannel: map[string]bool{},
 	}
 	s.routes()
 	return s

@@ -175,7 +175,7 @@ func TestControlAPIAndState(t *testing.T) {
 	if len(st.Grants) != 1 || !st.Grants[0].Revoked || st.Grants[0].ClientID != "app" {
 		t.Fatalf("state grants = %+v", st.Grants)
 	}
-	if st.Calls["PUT /v1/me/library 404"] != 1 || st.Calls["PUT /v1/me/library 200"] != 1 || st.Calls["GET /v1/me/library/contains 429"] != 1 {
+	if st.Calls["PUT /v1/me/library 400"] != 1 || st.Calls["PUT /v1/me/library 200"] != 1 || st.Calls["GET /v1/me/library/contains 429"] != 1 {
 		t.Fatalf("state calls = %v", st.Calls)
 	}
 	if st.MaxRate[providers.Spotify] < 1 {

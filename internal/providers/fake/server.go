@@ -143,12 +143,26 @@ func (s *Server) api(p providers.Name, cost int, h apiHandler) http.HandlerFunc 
 		f := s.faults[p]
 		if wait, limited := f.limitLocked(g.clientID, now); limited {
 			s.mu.Unlock()
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			if p == providers.Spotify {
+				// "429: The app has exceeded its rate limits", with a
+				// Retry-After header in seconds (Web API, "Rate Limits").
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				spError(w, http.StatusTooManyRequests, "API rate limit exceeded", "")
 			} else {
-				gError(w, http.StatusTooManyRequests, "rateLimitExceeded", "usageLimits", "Rate limit exceeded.")
+				// The YouTube Data API's errors table: 403
+				// rateLimitExceeded (domain usageLimits), no Retry-After;
+				// Google asks for exponential backoff.
+				gError(w, http.StatusForbidden, "rateLimitExceeded", "usageLimits", "Rate Limit Exceeded")
 			}
+			return
+		}
+		if p == providers.YouTube && s.noChannel[g.user] && !strings.HasPrefix(r.URL.Path, "/google/") {
+			s.mu.Unlock()
+			// "youtubeSignupRequired: This error indicates that the user
+			// has an unlinked Google Account, which means that the user
+			// has a Google Account but does not have a YouTube channel."
+			// (YouTube Data API, errors, 401 Unauthorized).
+			gError(w, http.StatusUnauthorized, "youtubeSignupRequired", "youtube.header", "Unauthorized")
 			return
 		}
 		if f.errorRate > 0 && rand.Float64() < f.errorRate {
@@ -365,7 +379,7 @@ func (s *Server) exchangeCodeLocked(w http.ResponseWriter, r *http.Request, p pr
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier was incorrect")
 		return nil, false
 	}
-	g := &grant{p: p, clientID: clientID, user: c.user, scopes: c.scopes, refresh: randomToken("rt-")}
+	g := &grant{p: p, clientID: clientID, user: c.user, scopes: c.scopes, refresh: randomToken("rt-"), authorized: now}
 	s.grants = append(s.grants, g)
 	s.refresh[g.refresh] = g
 	return g, true
@@ -373,10 +387,19 @@ func (s *Server) exchangeCodeLocked(w http.ResponseWriter, r *http.Request, p pr
 
 // refreshLocked finds the grant of a refresh token, rotating the token
 // when the provider is set to. s.mu must be held.
-func (s *Server) refreshLocked(w http.ResponseWriter, r *http.Request, p providers.Name, clientID string) (g *grant, rotated, ok bool) {
+func (s *Server) refreshLocked(w http.ResponseWriter, r *http.Request, p providers.Name, clientID string, now time.Time) (g *grant, rotated, ok bool) {
 	g = s.refresh[r.PostForm.Get("refresh_token")]
 	if g == nil || g.revoked || g.p != p || g.clientID != clientID {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "Refresh token revoked")
+		if p == providers.YouTube {
+			// Google's text for a revoked or expired refresh token.
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "Token has been expired or revoked.")
+		} else {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "Refresh token revoked")
+		}
+		return nil, false, false
+	}
+	if p == providers.Spotify && !now.Before(spotifyRefreshExpiry(g.authorized)) {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "Refresh token expired")
 		return nil, false, false
 	}
 	if s.rotate[p] {
@@ -429,7 +452,7 @@ func (s *Server) token(p providers.Name) http.HandlerFunc {
 			g, ok = s.exchangeCodeLocked(w, r, p, clientID, now)
 			rotated = true
 		case "refresh_token":
-			g, rotated, ok = s.refreshLocked(w, r, p, clientID)
+			g, rotated, ok = s.refreshLocked(w, r, p, clientID, now)
 		default:
 			oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
 		}

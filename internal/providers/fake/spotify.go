@@ -55,11 +55,22 @@ func parseURIs(w http.ResponseWriter, r *http.Request) ([]item, bool) {
 	return out, true
 }
 
+// legacyMaxIDs is how many IDs one legacy call takes: 20 for
+// /me/albums (and its contains), 50 for /me/tracks and /me/following
+// (Web API reference, "Save Albums for Current User": "Maximum: 20 IDs";
+// "Save Tracks for Current User" and "Follow Artists or Users":
+// "Maximum: 50 IDs").
+var legacyMaxIDs = map[string]int{"album": 20, "track": 50, "artist": 50}
+
 // parseIDs validates a legacy "ids" parameter.
 func parseIDs(w http.ResponseWriter, r *http.Request, kind string) ([]item, bool) {
 	ids := splitList(r.URL.Query().Get("ids"))
-	if len(ids) == 0 || len(ids) > 50 {
-		spError(w, http.StatusBadRequest, "ids: 1 to 50 IDs required", "")
+	if len(ids) == 0 {
+		spError(w, http.StatusBadRequest, "Missing required field: ids", "")
+		return nil, false
+	}
+	if len(ids) > legacyMaxIDs[kind] {
+		spError(w, http.StatusBadRequest, "Too many ids requested", "")
 		return nil, false
 	}
 	out := make([]item, 0, len(ids))
@@ -88,11 +99,19 @@ func (s *Server) writableLocked(w http.ResponseWriter, g *grant, items []item, l
 	}
 	for _, it := range items {
 		if s.notLiveLocked(it.id) {
-			spError(w, http.StatusNotFound, "Resource not found", "")
+			nonExisting(w)
 			return false
 		}
 	}
 	return true
+}
+
+// nonExisting is Spotify's answer to a library or playlist write naming
+// an ID it does not know (yet): 400, not 404 (Web API reference, "Save
+// Items to User's Library" and "Add Items to Playlist"; observed the same
+// for the legacy /me/albums, /me/tracks and /me/following).
+func nonExisting(w http.ResponseWriter) {
+	spError(w, http.StatusBadRequest, "Payload contains a non-existing ID", "")
 }
 
 func (s *Server) spLibraryPut(w http.ResponseWriter, r *http.Request, g *grant) {
@@ -208,11 +227,13 @@ func (s *Server) spPlaylistGet(legacy bool) apiHandler {
 		pid := r.PathValue("id")
 		q := r.URL.Query()
 		offset, _ := strconv.Atoi(q.Get("offset"))
+		// "limit: The maximum number of items to return. Default: 20.
+		// Minimum: 1. Maximum: 50." (Get Playlist Items).
 		limit, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || limit <= 0 {
-			limit = 100
+			limit = 20
 		}
-		if offset < 0 || limit > 100 {
+		if offset < 0 || limit > 50 {
 			spError(w, http.StatusBadRequest, "Invalid limit or offset", "")
 			return
 		}
@@ -291,7 +312,7 @@ func (s *Server) spPlaylistAdd(legacy bool) apiHandler {
 		for _, u := range body.URIs {
 			_, id, _ := parseURI(u)
 			if s.notLiveLocked(id) {
-				spError(w, http.StatusNotFound, "Resource not found", "")
+				nonExisting(w)
 				return
 			}
 		}

@@ -93,7 +93,7 @@ func (c *client) legacyMissing(ctx context.Context, all []string) ([]string, err
 	kinds, byKind := splitURIs(all)
 	var missing []string
 	for _, kind := range kinds {
-		for _, part := range chunks(byKind[kind], legacyBatch) {
+		for _, part := range chunks(byKind[kind], legacyBatchOf(kind)) {
 			var has []bool
 			var err error
 			switch kind {
@@ -123,7 +123,7 @@ func (c *client) legacyMissing(ctx context.Context, all []string) ([]string, err
 func (c *client) legacySave(ctx context.Context, missing []string) error {
 	kinds, byKind := splitURIs(missing)
 	for _, kind := range kinds {
-		for _, part := range chunks(byKind[kind], legacyBatch) {
+		for _, part := range chunks(byKind[kind], legacyBatchOf(kind)) {
 			var err error
 			switch kind {
 			case "album":
@@ -146,7 +146,7 @@ func (c *client) legacySave(ctx context.Context, missing []string) error {
 func (c *client) playlist(ctx context.Context, id string, want []string, write bool) (providers.Outcome, error) {
 	have, err := c.playlistURIs(ctx, id)
 	if err != nil {
-		if statusOf(err) == http.StatusNotFound {
+		if st, _ := statusOf(err); st == http.StatusNotFound {
 			// The playlist itself is missing: waiting will not create it.
 			return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionPlaylist),
 				Class: providers.Permanent, Status: http.StatusNotFound, Reason: "playlist_not_found", Err: err}
@@ -235,16 +235,17 @@ func (c *client) playlistURIs(ctx context.Context, id string) (map[string]bool, 
 	}
 }
 
-func statusOf(err error) int {
+// statusOf is the HTTP status and Spotify's message of a failed call.
+func statusOf(err error) (int, string) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.Status
+		return ae.Status, ae.Message
 	}
 	var se zspotify.Error
 	if errors.As(err, &se) {
-		return se.Status
+		return se.Status, se.Message
 	}
-	return 0
+	return 0, ""
 }
 
 // classify turns any error into a *providers.Error. f is the failed
@@ -260,14 +261,14 @@ func classify(op string, err error, f oauthx.Failure) error {
 	if oauthx.ClassifyTokenEndpoint(e, err) {
 		return e
 	}
-	status, reason := f.Status, ""
+	status, reason, msg := f.Status, "", ""
 	if status != 0 {
 		var eb errorBody
 		if json.Unmarshal(f.Body, &eb) == nil {
-			reason = eb.Error.Reason
+			reason, msg = eb.Error.Reason, eb.Error.Message
 		}
 	} else {
-		status = statusOf(err)
+		status, msg = statusOf(err)
 	}
 	if status == 0 {
 		var ne net.Error
@@ -290,6 +291,12 @@ func classify(op string, err error, f oauthx.Failure) error {
 		if e.Reason == "" {
 			e.Reason = "forbidden"
 		}
+	case status == http.StatusBadRequest && strings.Contains(strings.ToLower(msg), "non-existing id"):
+		// Spotify's answer to a library or playlist write naming an ID it
+		// does not know: the release is not out yet, or (the campaign's
+		// problem, not the fan's) the ID is wrong. Retry as not live; the
+		// worker gives up after NOT_LIVE_GIVE_UP.
+		e.Class, e.Reason = providers.NotLiveYet, "non_existing_id"
 	case status == http.StatusNotFound:
 		// An album or track that is not out yet.
 		e.Class = providers.NotLiveYet

@@ -195,6 +195,26 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier string) (provide
 	return providers.Grant{Token: tok, AccountID: me.ID, Scopes: scopes}, nil
 }
 
+// GrantExpiry implements providers.Provider. Spotify's refresh tokens
+// expire six calendar months after the authorization, and refreshing
+// does not extend them ("Refresh tokens are valid for 6 months"; the
+// token's life counts from the code exchange). A month without the
+// authorization's day ends the six months on its last day (August 31
+// ends February 28 or 29), in UTC.
+func (p *Provider) GrantExpiry(authorizedAt time.Time) time.Time {
+	return AddMonths(authorizedAt.UTC(), 6)
+}
+
+// AddMonths adds n calendar months to t, clamping the day to the last
+// day of the resulting month (time.AddDate would roll August 31 + 6
+// months over into March).
+func AddMonths(t time.Time, n int) time.Time {
+	y, m, d := t.Date()
+	first := time.Date(y, m+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+	last := first.AddDate(0, 1, -1).Day()
+	return first.AddDate(0, 0, min(d, last)-1)
+}
+
 // Revoke implements providers.Provider: Spotify has no revoke endpoint.
 func (p *Provider) Revoke(context.Context, string) error { return providers.ErrRevokeUnsupported }
 
@@ -205,16 +225,25 @@ func (p *Provider) QuotaDay(time.Time) (string, time.Time) { return "", time.Tim
 func (p *Provider) QuotaCost(providers.Action, providers.Outcome) int { return 0 }
 
 // Batch sizes of the endpoints the client calls (the most IDs or URIs
-// one request takes): /me/library and /me/library/contains take 40 URIs;
-// the legacy /me/albums, /me/tracks, /me/following (and their contains)
-// 50 IDs; adding to a playlist 100 URIs; a playlist's items are read 50
-// per page.
+// one request takes, from the Web API reference): /me/library and
+// /me/library/contains take 40 URIs; the legacy /me/albums (and its
+// contains) 20 IDs, /me/tracks and /me/following 50; adding to a
+// playlist 100 URIs; a playlist's items are read 50 per page.
 const (
 	libraryBatch     = 40
+	legacyAlbumBatch = 20
 	legacyBatch      = 50
 	playlistAddBatch = 100
 	playlistPage     = 50
 )
+
+// legacyBatchOf is the batch size of a legacy endpoint by URI kind.
+func legacyBatchOf(kind string) int {
+	if kind == "album" {
+		return legacyAlbumBatch
+	}
+	return legacyBatch
+}
 
 // Calls implements providers.Provider: the requests one Perform of a
 // makes when everything is missing (a check, then a write, per batch;
@@ -227,7 +256,7 @@ func (p *Provider) Calls(a providers.Action, t providers.Target) int {
 			if a == providers.ActionFollow {
 				return 2 * n(len(t.ArtistIDs), legacyBatch)
 			}
-			return 2 * (n(len(t.AlbumIDs), legacyBatch) + n(len(t.TrackIDs), legacyBatch))
+			return 2 * (n(len(t.AlbumIDs), legacyAlbumBatch) + n(len(t.TrackIDs), legacyBatch))
 		}
 		if a == providers.ActionFollow {
 			return 2 * n(len(t.ArtistIDs), libraryBatch)

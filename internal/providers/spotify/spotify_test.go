@@ -368,15 +368,23 @@ func TestErrorClasses(t *testing.T) {
 			},
 		},
 		{
+			// Spotify answers 400 "Payload contains a non-existing ID" for
+			// an album not out yet: not live, not a permanent failure.
 			name: "album not live", action: providers.ActionSave, target: target,
 			setup: func(e *env) { e.fake.SetNotLiveUntil("album1", future) },
-			class: providers.NotLiveYet, status: 404,
+			class: providers.NotLiveYet, status: 400, reason: "non_existing_id",
+			recover: func(e *env) { e.fake.SetNotLiveUntil("album1", time.Time{}) },
+		},
+		{
+			name: "album not live (legacy)", mode: spotify.ModeLegacy, action: providers.ActionSave, target: target,
+			setup: func(e *env) { e.fake.SetNotLiveUntil("album1", future) },
+			class: providers.NotLiveYet, status: 400, reason: "non_existing_id",
 			recover: func(e *env) { e.fake.SetNotLiveUntil("album1", time.Time{}) },
 		},
 		{
 			name: "track not live (legacy playlist)", mode: spotify.ModeLegacy, action: providers.ActionPlaylist, target: target,
 			setup: func(e *env) { e.fake.SetNotLiveUntil("track2", future) },
-			class: providers.NotLiveYet, status: 404,
+			class: providers.NotLiveYet, status: 400, reason: "non_existing_id",
 			recover: func(e *env) { e.fake.SetNotLiveUntil("track2", time.Time{}) },
 		},
 		{
@@ -503,7 +511,7 @@ func TestCallsCountsWhatPerformSends(t *testing.T) {
 		}
 		return out
 	}
-	big := providers.Target{AlbumIDs: ids("album", 3), TrackIDs: ids("track", 120), ArtistIDs: ids("artist", 55), PlaylistID: "pl-big"}
+	big := providers.Target{AlbumIDs: ids("album", 25), TrackIDs: ids("track", 120), ArtistIDs: ids("artist", 55), PlaylistID: "pl-big"}
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, mode)
@@ -526,5 +534,78 @@ func TestCallsCountsWhatPerformSends(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGrantExpiryIsSixCalendarMonths: Spotify's refresh tokens die six
+// calendar months after the authorization; a month without the day ends
+// on its last day. 182 days is later than that for many dates (every
+// authorization in January or September 2026, for one).
+func TestGrantExpiryIsSixCalendarMonths(t *testing.T) {
+	p := spotify.New(spotify.Config{})
+	utc := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tc := range []struct{ at, want string }{
+		{"2026-01-15T10:00:00Z", "2026-07-15T10:00:00Z"},
+		{"2026-01-31T23:30:00Z", "2026-07-31T23:30:00Z"},
+		{"2026-08-31T12:00:00Z", "2027-02-28T12:00:00Z"}, // no February 31
+		{"2027-08-31T12:00:00Z", "2028-02-29T12:00:00Z"}, // leap year
+		{"2026-12-31T00:00:00Z", "2027-06-30T00:00:00Z"},
+		{"2026-09-30T08:00:00Z", "2027-03-30T08:00:00Z"},
+		{"2026-03-31T01:00:00+02:00", "2026-09-30T23:00:00Z"}, // computed in UTC
+	} {
+		if got := p.GrantExpiry(utc(tc.at)); !got.Equal(utc(tc.want)) {
+			t.Errorf("GrantExpiry(%s) = %s, want %s", tc.at, got.Format(time.RFC3339), tc.want)
+		}
+	}
+	// How many authorization days of 2026–2028 a 182-day rule got wrong.
+	wrong, days := 0, 0
+	for d := utc("2026-01-01T12:00:00Z"); d.Year() <= 2028; d = d.AddDate(0, 0, 1) {
+		days++
+		if d.Add(182 * 24 * time.Hour).After(p.GrantExpiry(d)) {
+			wrong++
+		}
+	}
+	if days != 1096 || wrong != 244 {
+		t.Errorf("182 days outlives six months on %d of %d days, want 244 of 1096", wrong, days)
+	}
+}
+
+// TestRefreshStopsSixMonthsAfterTheAuthorization: the fake refuses a
+// refresh token older than six calendar months with invalid_grant, as
+// Spotify does, however often it was refreshed: the client reports a
+// dead grant.
+func TestRefreshStopsSixMonthsAfterTheAuthorization(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 8, 31, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+	f := fake.New(fake.Options{Now: clock})
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	u := fake.URLs(srv.URL)
+	p := spotify.New(spotify.Config{ClientID: clientID, ClientSecret: "secret", RedirectURL: "http://app.test/callback",
+		AccountsURL: u.SpotifyAccountsURL, APIURL: u.SpotifyAPIURL})
+	e := &env{fake: f, p: p, user: "fan-six-months"}
+	e.tok = e.connect(t, p.Scopes([]providers.Action{providers.ActionSave}))
+	ctx := ctxT(t)
+	perform := func(at time.Time) error {
+		set(at)
+		tok := *e.tok
+		tok.Expiry = time.Now().Add(-time.Minute) // force a refresh
+		_, err := p.Client(ctx, &tok, nil).Perform(ctx, providers.ActionSave, target)
+		return err
+	}
+	if err := perform(time.Date(2027, 2, 28, 11, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatalf("an hour before six months: %v", err)
+	}
+	err := perform(time.Date(2027, 2, 28, 12, 0, 0, 0, time.UTC))
+	if pe, ok := providers.AsError(err); !ok || pe.Class != providers.GrantInvalid || pe.Reason != "invalid_grant" {
+		t.Fatalf("six months on: %v, want invalid_grant", err)
 	}
 }

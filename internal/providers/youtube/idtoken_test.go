@@ -68,6 +68,17 @@ func TestAccountFromUserinfoWhenTheIDTokenIsNotUsable(t *testing.T) {
 		"expired":                  func(c map[string]any) string { c["exp"] = 1; return "" },
 		"no subject":               func(c map[string]any) string { delete(c, "sub"); return "" },
 		"audience list without us": func(c map[string]any) string { c["sub"] = "someone"; c["aud"] = []string{"x"}; return "" },
+		// Several audiences: only an "azp" naming us makes it ours.
+		"audiences, azp another": func(c map[string]any) string {
+			c["sub"], c["aud"], c["azp"] = "someone", []string{clientID, "other-client"}, "other-client"
+			return ""
+		},
+		"audiences, no azp": func(c map[string]any) string {
+			c["sub"], c["aud"] = "someone", []string{clientID, "other-client"}
+			delete(c, "azp")
+			return ""
+		},
+		"azp another": func(c map[string]any) string { c["sub"], c["azp"] = "someone", "other-client"; return "" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -110,6 +121,37 @@ func TestAccountFromUserinfoWhenTheIDTokenIsNotUsable(t *testing.T) {
 				t.Errorf("account %q, err %v, userinfo requests %d; want 4711 from userinfo", sub, err, userinfo)
 			}
 		})
+	}
+}
+
+// An ID token for several audiences is ours when its "azp" names us.
+func TestAccountFromAnIDTokenForSeveralAudiencesAuthorizedToUs(t *testing.T) {
+	t.Parallel()
+	f := fake.New(fake.Options{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/google/token" {
+			f.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		f.ServeHTTP(rec, r)
+		var body map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		parts := strings.Split(body["id_token"].(string), ".")
+		payload, _ := base64URL.DecodeString(parts[1])
+		var claims map[string]any
+		_ = json.Unmarshal(payload, &claims)
+		claims["aud"], claims["azp"] = []string{"other-client", clientID}, clientID
+		b, _ := json.Marshal(claims)
+		body["id_token"] = parts[0] + "." + base64URL.EncodeToString(b) + "." + parts[2]
+		out, _ := json.Marshal(body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	sub, userinfo, err := exchange(t, f, srv, clientID, "4711")
+	if err != nil || sub != "4711" || userinfo != 0 {
+		t.Errorf("account %q, err %v, userinfo requests %d; want 4711 from the ID token alone", sub, err, userinfo)
 	}
 }
 

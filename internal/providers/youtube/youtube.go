@@ -148,6 +148,13 @@ func (p *Provider) QuotaCost(a providers.Action, out providers.Outcome) int {
 	return CostRead + CostWrite
 }
 
+// GrantExpiry implements providers.Provider: Google's refresh tokens of
+// a published app have no fixed lifetime (they end when revoked, unused
+// for six months, or replaced by too many newer ones). A "Testing" app's
+// expire after 7 days; that is the deployment's business, not the
+// provider's.
+func (p *Provider) GrantExpiry(time.Time) time.Time { return time.Time{} }
+
 // Calls implements providers.Provider: one Perform checks once
 // (videos.getRating, playlistItems.list), then writes at most once.
 func (p *Provider) Calls(providers.Action, providers.Target) int { return 2 }
@@ -195,6 +202,7 @@ func (p *Provider) idTokenSubject(tok *oauth2.Token, now time.Time) (string, boo
 	var c struct {
 		Iss string          `json:"iss"`
 		Aud json.RawMessage `json:"aud"`
+		Azp string          `json:"azp"`
 		Sub string          `json:"sub"`
 		Exp int64           `json:"exp"`
 	}
@@ -207,6 +215,11 @@ func (p *Provider) idTokenSubject(tok *oauth2.Token, now time.Time) (string, boo
 	if json.Unmarshal(c.Aud, &one) == nil {
 		auds = []string{one}
 	} else if json.Unmarshal(c.Aud, &auds) != nil {
+		return "", false
+	}
+	// OpenID Connect Core 3.1.3.7: with several audiences "azp" must be
+	// present, and when present it must be our client ID.
+	if (len(auds) > 1 || c.Azp != "") && c.Azp != p.oauth.ClientID {
 		return "", false
 	}
 	if c.Sub == "" || !slices.Contains(googleIssuers, c.Iss) || !slices.Contains(auds, p.oauth.ClientID) ||
@@ -311,7 +324,7 @@ func (c *client) call(ctx context.Context, op string, fn func(ctx context.Contex
 			return nil
 		}
 		var ge *googleapi.Error
-		if errors.As(err, &ge) && ge.Code == http.StatusUnauthorized && attempt == 0 {
+		if errors.As(err, &ge) && ge.Code == http.StatusUnauthorized && attempt == 0 && reasonOf(ge) != ReasonSignupRequired {
 			c.src.Invalidate()
 			continue
 		}
@@ -402,6 +415,21 @@ func (c *client) write(ctx context.Context, a providers.Action, t providers.Targ
 	return badTarget(a, "unsupported_action")
 }
 
+// Google's reason for a Google account without a YouTube channel, and
+// the reason presave records for it.
+const (
+	ReasonSignupRequired = "youtubeSignupRequired"
+	ReasonNoChannel      = "youtube_channel_required"
+)
+
+// reasonOf is the first error reason of a Google API error.
+func reasonOf(ge *googleapi.Error) string {
+	if len(ge.Errors) > 0 {
+		return ge.Errors[0].Reason
+	}
+	return ""
+}
+
 var pacific = func() *time.Location {
 	l, err := time.LoadLocation("America/Los_Angeles")
 	if err != nil {
@@ -453,14 +481,18 @@ func classify(op string, err error) error {
 	// The googleapi message is Google's text; drop the raw body from view.
 	e.Err = &oauthx.Quiet{Msg: "youtube api: " + ge.Message, Err: err}
 	e.Status = ge.Code
-	if len(ge.Errors) > 0 {
-		e.Reason = ge.Errors[0].Reason
-	}
+	e.Reason = reasonOf(ge)
 	switch {
 	case e.Reason == "quotaExceeded" || e.Reason == "dailyLimitExceeded":
 		e.Class, e.ResetAt = providers.QuotaExhausted, NextQuotaReset(time.Now())
 	case e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded" || ge.Code == http.StatusTooManyRequests:
+		// Google sends these as 403 (domain usageLimits) without a
+		// Retry-After: RetryAfter stays 0 and the worker backs off.
 		e.Class, e.RetryAfter = providers.RateLimited, oauthx.RetryAfter(ge.Header.Get("Retry-After"))
+	case e.Reason == ReasonSignupRequired:
+		// The Google account has no YouTube channel: reconnecting the
+		// same account cannot fix it.
+		e.Class, e.Reason = providers.Permanent, ReasonNoChannel
 	case ge.Code == http.StatusUnauthorized:
 		// Still 401 after a forced refresh.
 		e.Class = providers.GrantInvalid

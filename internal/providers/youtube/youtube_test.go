@@ -215,15 +215,24 @@ func TestErrorClasses(t *testing.T) {
 			recover: func(e *env) { e.fake.SetDailyQuota(10000) },
 		},
 		{
+			// Google rate-limits with 403 rateLimitExceeded and no
+			// Retry-After: rate limited, and the caller picks the wait.
 			name: "rate limited", action: providers.ActionLike,
 			setup: func(e *env) { e.fake.SetRateLimit(providers.YouTube, 0.25, 1) },
-			class: providers.RateLimited, status: 429, reason: "rateLimitExceeded",
+			class: providers.RateLimited, status: 403, reason: "rateLimitExceeded",
 			check: func(t *testing.T, pe *providers.Error) {
-				if pe.RetryAfter != 4*time.Second {
-					t.Errorf("RetryAfter = %v, want 4s", pe.RetryAfter)
+				if pe.RetryAfter != 0 {
+					t.Errorf("RetryAfter = %v, want 0 (Google names no wait)", pe.RetryAfter)
 				}
 			},
 			recover: func(e *env) { e.fake.SetRateLimit(providers.YouTube, 0, 0) },
+		},
+		{
+			// A Google account without a YouTube channel: 401
+			// youtubeSignupRequired, which no refresh or reconnect fixes.
+			name: "no channel", action: providers.ActionLike,
+			setup: func(e *env) { e.fake.SetNoChannel(e.user) },
+			class: providers.Permanent, status: 401, reason: "youtube_channel_required",
 		},
 		{
 			name: "5xx", action: providers.ActionPlaylist,

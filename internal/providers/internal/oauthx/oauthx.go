@@ -210,8 +210,9 @@ func RetrieveError(err error) (*oauth2.RetrieveError, bool) {
 	return re, ok
 }
 
-// RetryAfter parses a Retry-After header (seconds or an HTTP date); one
-// second when it is absent or unreadable.
+// RetryAfter parses a Retry-After header (seconds or an HTTP date); 0
+// when it is absent or unreadable: the provider named no wait, and the
+// caller backs off on its own.
 func RetryAfter(v string) time.Duration {
 	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
 		return time.Duration(n) * time.Second
@@ -219,7 +220,7 @@ func RetryAfter(v string) time.Duration {
 	if t, err := http.ParseTime(v); err == nil {
 		return max(time.Until(t), time.Second)
 	}
-	return time.Second
+	return 0
 }
 
 // ClassifyTokenEndpoint fills e from err when err is a token endpoint
