@@ -40,7 +40,7 @@ const DevAdminToken = "dev-admin-token"
 // Defaults of the settings read by ConfigFromEnv.
 const (
 	DefaultPublicURL      = "http://127.0.0.1:8080"
-	DefaultConsentVersion = "2026-11-v2"
+	DefaultConsentVersion = "2026-12-v3"
 	DefaultFanRateLimit   = 10
 	DefaultFanRateBurst   = 30
 	DefaultRequestTimeout = 30 * time.Second

@@ -37,7 +37,7 @@ func TestConnectAndConsentBothProviders(t *testing.T) {
 	if q.Get("redirect_uri") != b.url+registry.CallbackPath(providers.Spotify) {
 		t.Errorf("redirect_uri = %q", q.Get("redirect_uri"))
 	}
-	wantScopes := []string{"user-library-modify", "user-library-read", "playlist-modify-public", "playlist-modify-private", "playlist-read-private"}
+	wantScopes := []string{"user-library-modify", "user-library-read", "user-follow-modify", "user-follow-read", "playlist-modify-public", "playlist-modify-private", "playlist-read-private"}
 	if got := strings.Fields(q.Get("scope")); !sameSet(got, wantScopes) {
 		t.Errorf("scopes = %v, want %v", got, wantScopes)
 	}
@@ -56,7 +56,7 @@ func TestConnectAndConsentBothProviders(t *testing.T) {
 	if !sp.NewFan || sp.FanToken == "" || sp.Presave.Provider != "spotify" || sp.Presave.Status != "pending" || sp.Queued {
 		t.Errorf("spotify connect = %+v", sp)
 	}
-	if !slices.Equal(sp.Presave.Actions, []string{"save", "follow", "playlist"}) {
+	if !slices.Equal(sp.Presave.Actions, []string{"save", "follow", "follow_playlist", "add_to_my_playlist"}) {
 		t.Errorf("actions = %v, want all the release offers", sp.Presave.Actions)
 	}
 	if c := sp.Presave.Consent; c["version"] != "test-v1" || c["zone"] != "Europe/Paris" || c["client_ip_prefix"] != "127.0.0.0/24" || c["consented_at"] == "" {
@@ -95,7 +95,7 @@ func TestConnectAndConsentBothProviders(t *testing.T) {
 	if yt.FanID != sp.FanID || yt.NewFan || yt.FanToken != sp.FanToken {
 		t.Errorf("youtube connect as the same fan = %+v", yt)
 	}
-	if !slices.Equal(yt.Presave.Actions, []string{"like", "playlist"}) {
+	if !slices.Equal(yt.Presave.Actions, []string{"like", "subscribe", "add_to_my_playlist"}) {
 		t.Errorf("youtube actions = %v", yt.Presave.Actions)
 	}
 	if n := b.count("fan_sessions", ""); n != 1 {

@@ -37,24 +37,27 @@ type PresaveView struct {
 	Provider  providers.Name `json:"provider"`
 	// AccountID is the provider account the fan consented with; the
 	// pre-save acts on that account only.
-	AccountID   string                                  `json:"account_id,omitempty"`
-	Actions     []providers.Action                      `json:"actions"`
-	Status      store.PresaveStatus                     `json:"status"`
-	DueAt       time.Time                               `json:"due_at"`
-	Consent     ConsentView                             `json:"consent"`
-	Results     map[providers.Action]store.ActionResult `json:"results"`
-	Attempts    int                                     `json:"attempts"`
-	LastError   string                                  `json:"last_error,omitempty"`
-	CompletedAt *time.Time                              `json:"completed_at,omitempty"`
-	CreatedAt   time.Time                               `json:"created_at"`
-	UpdatedAt   time.Time                               `json:"updated_at"`
+	AccountID string                                  `json:"account_id,omitempty"`
+	Actions   []providers.Action                      `json:"actions"`
+	Status    store.PresaveStatus                     `json:"status"`
+	DueAt     time.Time                               `json:"due_at"`
+	Consent   ConsentView                             `json:"consent"`
+	Results   map[providers.Action]store.ActionResult `json:"results"`
+	// OwnPlaylistID is the playlist presave created in the fan's account
+	// (add_to_my_playlist), once it exists.
+	OwnPlaylistID string     `json:"own_playlist_id,omitempty"`
+	Attempts      int        `json:"attempts"`
+	LastError     string     `json:"last_error,omitempty"`
+	CompletedAt   *time.Time `json:"completed_at,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
 func presaveView(p store.Presave, r *store.Release) PresaveView {
 	v := PresaveView{
 		ID: p.ID, ReleaseID: p.ReleaseID, Provider: p.Provider, AccountID: p.AccountID, Actions: p.Actions, Status: p.Status, DueAt: p.DueAt,
-		Consent:  ConsentView{ConsentedAt: p.ConsentedAt, Version: p.ConsentVersion, Zone: p.FanZone},
-		Results:  p.Results,
+		Consent: ConsentView{ConsentedAt: p.ConsentedAt, Version: p.ConsentVersion, Zone: p.FanZone},
+		Results: p.Results, OwnPlaylistID: p.OwnPlaylistID,
 		Attempts: p.Attempts, LastError: p.LastError, CompletedAt: p.CompletedAt, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
 	if p.ClientIPPrefix != nil {

@@ -159,8 +159,16 @@ func actionLabel(n providers.Name, a providers.Action) string {
 		return "Save the album and tracks to my library"
 	case a == providers.ActionFollow:
 		return "Follow the artist"
+	case a == providers.ActionFollowPlaylist:
+		return "Follow the artist's playlist"
 	case a == providers.ActionLike:
 		return "Like the video"
+	case a == providers.ActionSubscribe:
+		return "Subscribe to the artist's channel"
+	case a == providers.ActionAddToMyPlaylist && n == providers.YouTube:
+		return "Add the video to a new private playlist of mine"
+	case a == providers.ActionAddToMyPlaylist:
+		return "Add the tracks to a new private playlist of mine"
 	case a == providers.ActionPlaylist && n == providers.YouTube:
 		return "Add the video to the release's playlist"
 	case a == providers.ActionPlaylist:

@@ -209,7 +209,8 @@ func TestPageInABrowser(t *testing.T) {
 	s.shot("consent-ticked")
 	// Unticking every YouTube action disables its button; ticking one
 	// back enables it.
-	do(t, ctx, "untick YouTube's actions", chromedp.Click(css("#act-youtube-like")), chromedp.Click(css("#act-youtube-playlist")))
+	do(t, ctx, "untick YouTube's actions", chromedp.Click(css("#act-youtube-like")),
+		chromedp.Click(css("#act-youtube-subscribe")), chromedp.Click(css("#act-youtube-add_to_my_playlist")))
 	if !disabled(youtube) || disabled(spotify) {
 		t.Errorf("no YouTube action ticked: buttons disabled %v (YouTube) %v (Spotify)", disabled(youtube), disabled(spotify))
 	}
@@ -229,9 +230,9 @@ func TestPageInABrowser(t *testing.T) {
 	}
 	s.shot("confirmation")
 	spID := strings.TrimPrefix(loc, b.url+"/me/presaves/")
-	if n := b.count("presaves", "id = $1 AND provider = 'spotify' AND status = 'pending' AND consent_version = $2 AND fan_zone = 'Europe/Paris' AND release_id = $3 AND actions = '{save,playlist}'",
+	if n := b.count("presaves", "id = $1 AND provider = 'spotify' AND status = 'pending' AND consent_version = $2 AND fan_zone = 'Europe/Paris' AND release_id = $3 AND actions = '{save,follow_playlist,add_to_my_playlist}'",
 		spID, api.DefaultConsentVersion, rel.ID); n != 1 {
-		t.Errorf("the Spotify pre-save with its consent version, zone and the two actions left ticked is not in the database")
+		t.Errorf("the Spotify pre-save with its consent version, zone and the actions left ticked is not in the database")
 	}
 
 	// YouTube, by keyboard only: tick with Space, submit with Enter.

@@ -146,7 +146,8 @@ func (p *page) presave(c echo.Context) error {
 	v := presavePageView{presaveItem: p.item(ps, r)}
 	if r != nil {
 		if _, ok := p.wordings[ps.ConsentVersion]; ok {
-			offers := []offer{{Name: ps.Provider, Label: providerLabel(ps.Provider), Actions: ps.Actions}}
+			offers := []offer{{Name: ps.Provider, Label: providerLabel(ps.Provider), Actions: ps.Actions,
+				PlaylistName: r.Target(ps.Provider).MyPlaylist.Name}}
 			if v.Agreed, err = p.consentText(ps.ConsentVersion, *r, ps.FanZone, offers); err != nil {
 				return err
 			}

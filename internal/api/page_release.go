@@ -20,6 +20,9 @@ type offer struct {
 	Name    providers.Name
 	Label   string
 	Actions []providers.Action
+	// PlaylistName names the fan's own playlist add_to_my_playlist
+	// creates (wording 2026-12-v3 on).
+	PlaylistName string
 }
 
 // consentView is what a consent wording template sees. The wording is
@@ -60,8 +63,9 @@ func (p *page) offers(r store.Release) []offer {
 		if !ok {
 			continue
 		}
-		if acts := pr.Actions(r.Target(n)); len(acts) > 0 {
-			out = append(out, offer{Name: n, Label: providerLabel(n), Actions: acts})
+		t := r.Target(n)
+		if acts := pr.Actions(t); len(acts) > 0 {
+			out = append(out, offer{Name: n, Label: providerLabel(n), Actions: acts, PlaylistName: t.MyPlaylist.Name})
 		}
 	}
 	return out

@@ -104,10 +104,14 @@ func TestPageHeadersWordingAndCSRFCookie(t *testing.T) {
 		}
 	}
 	body := string(r.Body)
-	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-11-v2"`,
+	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-12-v3"`,
 		`<input type="checkbox" name="actions_spotify" value="follow" id="act-spotify-follow" checked>`,
 		`<label for="act-youtube-like">Like the video</label>`, `name="choose" value="1"`,
 		"save the release's album and tracks to my library", "like the release's video", b.url + "/me",
+		"follow the artist's playlist", "subscribe to the artist's channel",
+		"create one private playlist in my account named “Night Drive: The Examples” and add the release's tracks to it",
+		"create one private playlist in my account named “Night Drive: The Examples” and add the release's video to it",
+		`<label for="act-youtube-add_to_my_playlist">Add the video to a new private playlist of mine</label>`,
 		`value="spotify"`, `value="youtube"`, `<label for="consent">`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("release page lacks %q", want)
@@ -315,6 +319,7 @@ func TestPageNeedsTheConsentWording(t *testing.T) {
 var shippedWordings = map[string]string{
 	"2026-11-v1": "11a867b6260c6913658c80a9aa340e9511c82663a3860d326a60876e21aecaa2",
 	"2026-11-v2": "970a06349157350717f21d6c4b90790549b3e641d827aadd09b7775e86e39409",
+	"2026-12-v3": "6e1552786de1b42827f746a419262f444e0cb03adff6e075edcdd21692fb3dd3",
 }
 
 func TestConsentWordingsNeverChange(t *testing.T) {

@@ -19,20 +19,24 @@ import (
 	"github.com/presave/presave/internal/wire"
 )
 
-// Identifier formats. YouTube playlist IDs: "PL" (user playlists) plus
-// 16 to 64 characters (16 and 32 are common), or the other prefixes
-// YouTube issues (UU uploads, FL favourites, LL likes, OL "OLAK5uy_"
-// album playlists, RD mixes) plus 10 to 64 characters.
+// Identifier formats. A YouTube channel ID is "UC" and 22 characters
+// (the channel resource's id; handles and custom URLs are not IDs).
 var (
-	spotifyIDPattern       = regexp.MustCompile(`^[0-9A-Za-z]{22}$`)
-	youtubeVideoPattern    = regexp.MustCompile(`^[A-Za-z0-9_-]{11}$`)
-	youtubePlaylistPattern = regexp.MustCompile(`^(?:PL[A-Za-z0-9_-]{16,64}|(?:UU|FL|LL|OL|RD)[A-Za-z0-9_-]{10,64})$`)
+	spotifyIDPattern      = regexp.MustCompile(`^[0-9A-Za-z]{22}$`)
+	youtubeVideoPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{11}$`)
+	youtubeChannelPattern = regexp.MustCompile(`^UC[A-Za-z0-9_-]{22}$`)
 )
 
 const (
 	maxText    = 200
 	maxIDs     = 50 // per list; a Spotify library write takes 50 IDs at most
 	dateLayout = "2006-01-02"
+	// A playlist's name and description: YouTube takes titles of 150
+	// characters and descriptions of 5,000 bytes, neither with < or >;
+	// Spotify documents no limit (its apps stop at 100 and 300). The
+	// description leaves room for the marker presave appends.
+	maxPlaylistName        = 100
+	maxPlaylistDescription = 200
 )
 
 // releasePatch is the body of PATCH /v1/releases/{id}: absent fields keep
@@ -45,15 +49,41 @@ type releasePatch struct {
 	ReleaseDate *string `json:"release_date"`
 	DefaultZone *string `json:"default_zone"`
 	Spotify     *struct {
-		AlbumIDs   *[]string `json:"album_ids"`
-		TrackIDs   *[]string `json:"track_ids"`
-		ArtistIDs  *[]string `json:"artist_ids"`
-		PlaylistID *string   `json:"playlist_id"`
+		AlbumIDs         *[]string        `json:"album_ids"`
+		TrackIDs         *[]string        `json:"track_ids"`
+		ArtistIDs        *[]string        `json:"artist_ids"`
+		FollowPlaylistID *string          `json:"follow_playlist_id"`
+		MyPlaylist       *wire.MyPlaylist `json:"my_playlist"`
+		PlaylistID       *string          `json:"playlist_id"`
 	} `json:"spotify"`
 	YouTube *struct {
-		VideoID    *string `json:"video_id"`
-		PlaylistID *string `json:"playlist_id"`
+		VideoID    *string          `json:"video_id"`
+		ChannelID  *string          `json:"channel_id"`
+		MyPlaylist *wire.MyPlaylist `json:"my_playlist"`
+		PlaylistID *string          `json:"playlist_id"`
 	} `json:"youtube"`
+}
+
+// errPlaylistRetired refuses the old playlist_id target.
+func errPlaylistRetired(p providers.Name) *Error {
+	if p == providers.Spotify {
+		return badRequest("playlist_id_retired", "spotify.playlist_id is gone: a fan's account cannot add to a playlist it does not own. Use spotify.follow_playlist_id to have fans follow the playlist, or spotify.my_playlist to add the tracks to a playlist of their own.")
+	}
+	return badRequest("playlist_id_retired", "youtube.playlist_id is gone: a fan's account cannot add to a playlist it does not own. Use youtube.my_playlist to add the video to a playlist of the fan's own, or youtube.channel_id to have fans subscribe to the channel.")
+}
+
+func myPlaylistView(m store.MyPlaylist) *wire.MyPlaylist {
+	if m.Name == "" {
+		return nil
+	}
+	return &wire.MyPlaylist{Name: m.Name, Description: m.Description}
+}
+
+func myPlaylistOf(m *wire.MyPlaylist) store.MyPlaylist {
+	if m == nil {
+		return store.MyPlaylist{}
+	}
+	return store.MyPlaylist{Name: m.Name, Description: m.Description}
 }
 
 // ReleaseView is a release as the API shows it.
@@ -73,8 +103,10 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 	v := ReleaseView{
 		ID: r.ID.String(), Slug: r.Slug, Title: r.Title, Artist: r.Artist, Timing: string(r.Timing), DefaultZone: r.DefaultZone,
 		Spotify: wire.SpotifyTarget{AlbumIDs: orEmpty(r.SpotifyAlbumIDs), TrackIDs: orEmpty(r.SpotifyTrackIDs),
-			ArtistIDs: orEmpty(r.SpotifyArtistIDs), PlaylistID: r.SpotifyPlaylistID},
-		YouTube:   wire.YouTubeTarget{VideoID: r.YouTubeVideoID, PlaylistID: r.YouTubePlaylistID},
+			ArtistIDs: orEmpty(r.SpotifyArtistIDs), FollowPlaylistID: r.SpotifyFollowPlaylistID,
+			MyPlaylist: myPlaylistView(r.SpotifyMyPlaylist)},
+		YouTube: wire.YouTubeTarget{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID,
+			MyPlaylist: myPlaylistView(r.YouTubeMyPlaylist)},
 		Actions:   map[string][]string{},
 		Status:    string(r.Status),
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
@@ -195,24 +227,26 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 	if err := checkIDs("spotify.artist_ids", r.SpotifyArtistIDs, spotifyIDPattern, spotifyID); err != nil {
 		return err
 	}
-	if r.SpotifyPlaylistID != "" {
-		if !spotifyIDPattern.MatchString(r.SpotifyPlaylistID) {
-			return badRequest("invalid_spotify_playlist_id", "spotify.playlist_id is not a Spotify playlist ID (22 letters and digits).")
-		}
-		if len(r.SpotifyTrackIDs) == 0 {
-			return badRequest("playlist_needs_tracks", "spotify.playlist_id needs spotify.track_ids to add to it.")
-		}
+	if r.SpotifyFollowPlaylistID != "" && !spotifyIDPattern.MatchString(r.SpotifyFollowPlaylistID) {
+		return badRequest("invalid_spotify_playlist_id", "spotify.follow_playlist_id is not a Spotify playlist ID (22 letters and digits).")
+	}
+	if err := checkMyPlaylist("spotify", r.SpotifyMyPlaylist); err != nil {
+		return err
+	}
+	if r.SpotifyMyPlaylist.Name != "" && len(r.SpotifyTrackIDs) == 0 {
+		return badRequest("playlist_needs_tracks", "spotify.my_playlist needs spotify.track_ids to add to it.")
 	}
 	if r.YouTubeVideoID != "" && !youtubeVideoPattern.MatchString(r.YouTubeVideoID) {
 		return badRequest("invalid_youtube_video_id", "youtube.video_id is not a YouTube video ID (11 characters of A-Z, a-z, 0-9, _ and -).")
 	}
-	if r.YouTubePlaylistID != "" {
-		if !youtubePlaylistPattern.MatchString(r.YouTubePlaylistID) {
-			return badRequest("invalid_youtube_playlist_id", "youtube.playlist_id is not a YouTube playlist ID (such as PL followed by 16 to 64 characters).")
-		}
-		if r.YouTubeVideoID == "" {
-			return badRequest("playlist_needs_video", "youtube.playlist_id needs youtube.video_id to add to it.")
-		}
+	if r.YouTubeChannelID != "" && !youtubeChannelPattern.MatchString(r.YouTubeChannelID) {
+		return badRequest("invalid_youtube_channel_id", "youtube.channel_id is not a YouTube channel ID (UC followed by 22 characters of A-Z, a-z, 0-9, _ and -; a handle such as @name is not an ID).")
+	}
+	if err := checkMyPlaylist("youtube", r.YouTubeMyPlaylist); err != nil {
+		return err
+	}
+	if r.YouTubeMyPlaylist.Name != "" && r.YouTubeVideoID == "" {
+		return badRequest("playlist_needs_video", "youtube.my_playlist needs youtube.video_id to add to it.")
 	}
 	offered := false
 	for _, n := range providers.Names {
@@ -221,7 +255,27 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 		}
 	}
 	if !offered {
-		return badRequest("no_targets", "A release needs at least one target: Spotify album, track or artist IDs, or a YouTube video ID.")
+		return badRequest("no_targets", "A release needs at least one target: Spotify album, track, artist or playlist IDs, or a YouTube video or channel ID.")
+	}
+	return nil
+}
+
+// checkMyPlaylist checks the name and description of the playlist
+// presave creates in each fan's account: a description without a name
+// names nothing.
+func checkMyPlaylist(prefix string, m store.MyPlaylist) error {
+	field := prefix + ".my_playlist"
+	if m.Name == "" {
+		if m.Description != "" {
+			return badRequest("invalid_my_playlist", "%s.description needs a %s.name.", field, field)
+		}
+		return nil
+	}
+	if strings.TrimSpace(m.Name) == "" || utf8.RuneCountInString(m.Name) > maxPlaylistName || strings.ContainsAny(m.Name, "<>") {
+		return badRequest("invalid_my_playlist", "%s.name must be 1 to %d characters, without < or >.", field, maxPlaylistName)
+	}
+	if utf8.RuneCountInString(m.Description) > maxPlaylistDescription || strings.ContainsAny(m.Description, "<>") {
+		return badRequest("invalid_my_playlist", "%s.description must be at most %d characters, without < or >.", field, maxPlaylistDescription)
 	}
 	return nil
 }
@@ -276,11 +330,18 @@ func (s *Server) createRelease(c echo.Context) error {
 		return err
 	}
 	if in.Spotify != nil {
+		if in.Spotify.PlaylistID != nil {
+			return errPlaylistRetired(providers.Spotify)
+		}
 		r.SpotifyAlbumIDs, r.SpotifyTrackIDs, r.SpotifyArtistIDs = in.Spotify.AlbumIDs, in.Spotify.TrackIDs, in.Spotify.ArtistIDs
-		r.SpotifyPlaylistID = in.Spotify.PlaylistID
+		r.SpotifyFollowPlaylistID, r.SpotifyMyPlaylist = in.Spotify.FollowPlaylistID, myPlaylistOf(in.Spotify.MyPlaylist)
 	}
 	if in.YouTube != nil {
-		r.YouTubeVideoID, r.YouTubePlaylistID = in.YouTube.VideoID, in.YouTube.PlaylistID
+		if in.YouTube.PlaylistID != nil {
+			return errPlaylistRetired(providers.YouTube)
+		}
+		r.YouTubeVideoID, r.YouTubeChannelID = in.YouTube.VideoID, in.YouTube.ChannelID
+		r.YouTubeMyPlaylist = myPlaylistOf(in.YouTube.MyPlaylist)
 	}
 	ctx := ctxOf(c)
 	if err := s.validateRelease(ctx, r, true); err != nil {
@@ -401,15 +462,27 @@ func (s *Server) patchRelease(c echo.Context) error {
 			r.SpotifyArtistIDs = *sp.ArtistIDs
 		}
 		if sp.PlaylistID != nil {
-			r.SpotifyPlaylistID = *sp.PlaylistID
+			return errPlaylistRetired(providers.Spotify)
+		}
+		if sp.FollowPlaylistID != nil {
+			r.SpotifyFollowPlaylistID = *sp.FollowPlaylistID
+		}
+		if sp.MyPlaylist != nil {
+			r.SpotifyMyPlaylist = myPlaylistOf(sp.MyPlaylist)
 		}
 	}
 	if yt := in.YouTube; yt != nil {
+		if yt.PlaylistID != nil {
+			return errPlaylistRetired(providers.YouTube)
+		}
 		if yt.VideoID != nil {
 			r.YouTubeVideoID = *yt.VideoID
 		}
-		if yt.PlaylistID != nil {
-			r.YouTubePlaylistID = *yt.PlaylistID
+		if yt.ChannelID != nil {
+			r.YouTubeChannelID = *yt.ChannelID
+		}
+		if yt.MyPlaylist != nil {
+			r.YouTubeMyPlaylist = myPlaylistOf(yt.MyPlaylist)
 		}
 	}
 	moves := r.Timing != old.Timing || !r.ReleaseAt.Equal(old.ReleaseAt) || !r.ReleaseDate.Equal(old.ReleaseDate) || r.DefaultZone != old.DefaultZone

@@ -38,7 +38,7 @@ func TestReleaseCreateReadListUpdate(t *testing.T) {
 	if r1.Timing != "fixed" || !r1.ReleaseAt.Equal(at) || r1.Status != "scheduled" {
 		t.Errorf("created = %+v", r1)
 	}
-	if got := r1.Actions; len(got["spotify"]) != 3 || len(got["youtube"]) != 2 {
+	if got := r1.Actions; len(got["spotify"]) != 4 || len(got["youtube"]) != 3 {
 		t.Errorf("actions offered = %v", got)
 	}
 	local := releaseBody("crud-local", at)
@@ -65,8 +65,8 @@ func TestReleaseCreateReadListUpdate(t *testing.T) {
 	}
 
 	var got wire.Release
-	b.admin(http.MethodPatch, "/v1/releases/"+r1.ID, map[string]any{"title": "New Title", "youtube": map[string]any{"playlist_id": ""}}, http.StatusOK).decode(t, &got)
-	if got.YouTube.PlaylistID != "" || got.YouTube.VideoID != ytVideo || len(got.Actions["youtube"]) != 1 || *got.Rescheduled != 0 {
+	b.admin(http.MethodPatch, "/v1/releases/"+r1.ID, map[string]any{"title": "New Title", "youtube": map[string]any{"my_playlist": map[string]any{"name": ""}, "channel_id": ""}}, http.StatusOK).decode(t, &got)
+	if got.YouTube.MyPlaylist != nil || got.YouTube.ChannelID != "" || got.YouTube.VideoID != ytVideo || len(got.Actions["youtube"]) != 1 || *got.Rescheduled != 0 {
 		t.Errorf("patched = %+v", got)
 	}
 	r := b.admin(http.MethodGet, "/v1/releases/"+r1.ID, nil, http.StatusOK)

@@ -40,7 +40,8 @@ const (
 	spArtist   = "0OdUWJ0sBjDrqHygGUXeCF"
 	spPlaylist = "37i9dQZF1DXcBWIGoYBM5M"
 	ytVideo    = "dQw4w9WgXcQ"
-	ytPlaylist = "PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf"
+	ytChannel  = "UC_x5XG1OV2P6uZZ5FSM9Ttw"
+	myPlaylist = "Night Drive: The Examples"
 )
 
 // clock is the API's clock; tests move it forward to expire states.
@@ -281,9 +282,10 @@ func releaseBody(slug string, at time.Time) map[string]any {
 		"release_at": at.UTC().Format(time.RFC3339),
 		"spotify": map[string]any{
 			"album_ids": []string{spAlbum}, "track_ids": []string{spTrack},
-			"artist_ids": []string{spArtist}, "playlist_id": spPlaylist,
+			"artist_ids": []string{spArtist}, "follow_playlist_id": spPlaylist,
+			"my_playlist": map[string]any{"name": myPlaylist, "description": "Pre-saved on release day."},
 		},
-		"youtube": map[string]any{"video_id": ytVideo, "playlist_id": ytPlaylist},
+		"youtube": map[string]any{"video_id": ytVideo, "channel_id": ytChannel, "my_playlist": map[string]any{"name": myPlaylist}},
 	}
 }
 

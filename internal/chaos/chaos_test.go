@@ -83,7 +83,7 @@ var chaosEnv = []string{
 	"WORKER_CONCURRENCY=5",
 	"RELAY_INTERVAL=500ms", "RELAY_RESCUE_INTERVAL=2s", "SWEEP_INTERVAL=2s",
 	"DELAYED_TASK_CHECK_INTERVAL=100ms", "TASK_CHECK_INTERVAL=100ms",
-	"RETRY_BASE_DELAY=100ms", "RETRY_MAX_DELAY=2s",
+	"RETRY_BASE_DELAY=100ms", "RETRY_MAX_DELAY=2s", "RATE_LIMIT_BACKOFF_BASE=250ms", "RATE_LIMIT_BACKOFF_MAX=2s",
 	"PRESAVE_TIMEOUT=10s", "RUNNING_TIMEOUT=25s", "SHUTDOWN_TIMEOUT=3s",
 	"LOG_LEVEL=info",
 }
@@ -338,6 +338,49 @@ func TestWorkerKilled(t *testing.T) {
 	r.finish(fmt.Sprintf("killed %s with %d of %d finished", victim.Name, at.Finished(), len(r.fans)))
 }
 
+// TestWorkerKilledBetweenCreatingAndRecordingPlaylists: the fake holds
+// its answer to every playlist creation for longer than a task may run,
+// so the fans' own playlists exist while no worker has heard their IDs;
+// then every worker is SIGKILLed and new ones take over. Each fan still
+// ends with one playlist (found again by its marker) holding the release
+// once.
+func TestWorkerKilledBetweenCreatingAndRecordingPlaylists(t *testing.T) {
+	t.Parallel()
+	r := setup(t, "playlist_kill", opts{workers: 2})
+	ctx := ctxFor(t, 5*time.Minute)
+	if err := apiclient.FakeControl(ctx, r.h.FakeURL, "playlists", map[string]any{"create_delay": "1m"}); err != nil {
+		t.Fatal(err)
+	}
+	r.connect()
+	created := func() int {
+		n := 0
+		for _, u := range fakeState(t, r).Users {
+			n += len(u.Playlists)
+		}
+		return n
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for created() < max(len(r.fans)/4, 1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d playlists created after 3 minutes", created())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n := created()
+	for _, w := range r.h.Workers {
+		w.Kill()
+	}
+	if err := apiclient.FakeControl(ctx, r.h.FakeURL, "playlists", map[string]any{"create_delay": "0s"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := r.h.AddWorker(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.finish(fmt.Sprintf("killed every worker with %d playlists created and none recorded", n))
+}
+
 // TestRedisFlushed: the run's Redis database is emptied mid-drain
 // (FLUSHDB: the run's own database; the shared server is never
 // FLUSHALLed). PostgreSQL is the truth: the relay queues again every
@@ -441,8 +484,10 @@ func appendToLine(name, extra string) {
 }
 
 // TestProvider429: the fake's rate limit comes and goes in bursts (3 s
-// at 5 requests/s per provider, 2 s unlimited), answering 429 with
-// Retry-After beyond it, while the workers' own limiter allows 200/s.
+// at 5 requests/s per provider, 2 s unlimited), answering as each service
+// does beyond it (Spotify 429 with Retry-After, YouTube 403
+// rateLimitExceeded without), while the workers' own limiter allows
+// 200/s.
 func TestProvider429(t *testing.T) {
 	t.Parallel()
 	r := setup(t, "provider_429", opts{workers: 2})
@@ -485,11 +530,13 @@ func TestProvider429(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	r.finish("")
-	n429 := calls(fakeState(t, r), withStatus("429"))
-	if n429 == 0 {
-		t.Errorf("no 429 was answered: the rate limit did not bite")
+	st := fakeState(t, r)
+	n429 := calls(st, withStatus("429"))
+	n403 := calls(st, func(k string) bool { return strings.Contains(k, " /youtube/v3/") && strings.HasSuffix(k, " 403") })
+	if n429 == 0 || n403 == 0 {
+		t.Errorf("Spotify answered %d 429s, YouTube %d 403s: the rate limit did not bite", n429, n403)
 	}
-	appendToLine(r.name, fmt.Sprintf("429s answered %d", n429))
+	appendToLine(r.name, fmt.Sprintf("Spotify 429s %d, YouTube 403s %d", n429, n403))
 }
 
 // TestQuotaExhausted: Spotify's quota is exhausted from the moment the

@@ -90,6 +90,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first,
 		client: w.providerClient(ctx, log, prov, ps, att.Token)}
 	x.available = prov.Actions(x.target)
+	x.target.AccountID = ps.AccountID
+	if x.target.MyPlaylist.Name != "" {
+		x.target.MyPlaylist.ID = ps.OwnPlaylistID
+	}
 
 	// YouTube's daily units are reserved for the whole attempt up front,
 	// so a short budget completes whole pre-saves instead of starting
@@ -225,7 +229,10 @@ func (w *Worker) performActions(ctx context.Context, log *slog.Logger, x *execut
 func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution, a providers.Action) (*store.ActionResult, loopEnd) {
 	ps := x.ps
 	start := time.Now()
-	out, err := x.client.Perform(ctx, a, x.target)
+	out, err := w.perform(ctx, x, a)
+	if errors.Is(err, errRecordPlaylist) {
+		return nil, loopEnd{retry: err}
+	}
 	class := providers.ClassOf(err)
 	className := ""
 	if err != nil {
@@ -262,6 +269,30 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 		reason = pe.Reason
 	}
 	return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: reason, At: time.Now()}, loopEnd{}
+}
+
+// errRecordPlaylist wraps a failure to record the fan's new playlist:
+// the attempt is retried, and the retry finds the playlist by its marker.
+var errRecordPlaylist = errors.New("jobs: record the fan's playlist")
+
+// perform performs one action. add_to_my_playlist first finds or creates
+// the fan's playlist and records it before adding to it, so no retry
+// makes a second one.
+func (w *Worker) perform(ctx context.Context, x *execution, a providers.Action) (providers.Outcome, error) {
+	if a == providers.ActionAddToMyPlaylist && x.target.MyPlaylist.ID == "" {
+		id, err := x.client.OwnPlaylist(ctx, x.target)
+		if err != nil {
+			return "", err
+		}
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+		err = w.st.SetOwnPlaylist(bctx, x.ps.ID, id)
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", errRecordPlaylist, err)
+		}
+		x.target.MyPlaylist.ID = id
+	}
+	return x.client.Perform(ctx, a, x.target)
 }
 
 // decide turns how the action loop ended into the attempt's verdict.

@@ -136,7 +136,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 // Targets the tests' releases ask for.
 var (
 	spAlbum, spTrack1, spTrack2, spArtist, spPlaylist = "alb1", "trk1", "trk2", "art1", "plsp1"
-	ytVideo, ytPlaylist                               = "vid1", "plyt1"
+	ytVideo, ytChannel                                = "vid1", "UCartistchannel000000000"
+	myPlaylistName                                    = "Night Drive: The Examples"
 )
 
 // newRelease creates a fixed-time release with every action available on
@@ -146,8 +147,10 @@ func (b *bundle) newRelease(slug string, at time.Time) store.Release {
 	r, err := b.st.CreateRelease(context.Background(), store.Release{
 		Slug: slug, Title: "T", Artist: "A", Timing: store.TimingFixed, ReleaseAt: at.UTC(),
 		SpotifyAlbumIDs: []string{spAlbum}, SpotifyTrackIDs: []string{spTrack1, spTrack2},
-		SpotifyArtistIDs: []string{spArtist}, SpotifyPlaylistID: spPlaylist,
-		YouTubeVideoID: ytVideo, YouTubePlaylistID: ytPlaylist,
+		SpotifyArtistIDs: []string{spArtist}, SpotifyFollowPlaylistID: spPlaylist,
+		SpotifyMyPlaylist: store.MyPlaylist{Name: myPlaylistName, Description: "Pre-saved on release day."},
+		YouTubeVideoID:    ytVideo, YouTubeChannelID: ytChannel,
+		YouTubeMyPlaylist: store.MyPlaylist{Name: myPlaylistName},
 	})
 	if err != nil {
 		b.t.Fatal(err)
@@ -156,8 +159,8 @@ func (b *bundle) newRelease(slug string, at time.Time) store.Release {
 }
 
 var allActions = map[providers.Name][]providers.Action{
-	providers.Spotify: {providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist},
-	providers.YouTube: {providers.ActionLike, providers.ActionPlaylist},
+	providers.Spotify: {providers.ActionSave, providers.ActionFollow, providers.ActionFollowPlaylist, providers.ActionAddToMyPlaylist},
+	providers.YouTube: {providers.ActionLike, providers.ActionSubscribe, providers.ActionAddToMyPlaylist},
 }
 
 // authURL starts one fan's consent. The providers' AuthCodeURL copies
@@ -290,20 +293,27 @@ func (b *bundle) waitFinal(fans []fan, d time.Duration) map[store.PresaveStatus]
 }
 
 // assertExactlyOnce checks the fake's state: every action of every fan in
-// effect exactly once.
+// effect exactly once, one playlist of the fan's own included.
 func (b *bundle) assertExactlyOnce(fans []fan) {
 	b.t.Helper()
 	for _, f := range fans {
 		u := b.fake.User(f.provider, f.user)
+		if len(u.Playlists) != 1 || u.Playlists[0].Name != myPlaylistName || u.Playlists[0].Public {
+			b.t.Errorf("%s %s: own playlists %+v, want one private %q", f.provider, f.user, u.Playlists, myPlaylistName)
+			continue
+		}
+		own := u.Playlists[0].Items
 		switch f.provider {
 		case providers.Spotify:
 			expectOnce(b.t, f, "albums", u.Albums, spAlbum)
 			expectOnce(b.t, f, "tracks", u.Tracks, spTrack1, spTrack2)
 			expectOnce(b.t, f, "artists", u.Artists, spArtist)
-			expectOnce(b.t, f, "playlist", u.Playlists[spPlaylist], "spotify:track:"+spTrack1, "spotify:track:"+spTrack2)
+			expectOnce(b.t, f, "followed playlists", u.FollowedPlaylists, spPlaylist)
+			expectOnce(b.t, f, "playlist", own, "spotify:track:"+spTrack1, "spotify:track:"+spTrack2)
 		case providers.YouTube:
 			expectOnce(b.t, f, "likes", u.Likes, ytVideo)
-			expectOnce(b.t, f, "playlist", u.Playlists[ytPlaylist], ytVideo)
+			expectOnce(b.t, f, "subscriptions", u.Subscriptions, ytChannel)
+			expectOnce(b.t, f, "playlist", own, ytVideo)
 		}
 	}
 }

@@ -61,6 +61,9 @@ type Config struct {
 	RetryBackoff Backoff
 	// RevokeBackoff paces retries of revocations (with Queue.RevokeMaxRetry, days).
 	RevokeBackoff Backoff
+	// RateLimitBackoff bounds the shared pause after a provider's rate
+	// limit that names no wait (YouTube's 403 rateLimitExceeded).
+	RateLimitBackoff Backoff
 	// NotLiveRetry is the wait before checking again whether a release
 	// went live; NotLiveGiveUp is how long after due_at we stop.
 	NotLiveRetry  time.Duration
@@ -107,6 +110,8 @@ func (c *Config) defaults() {
 	def(&c.RetryBackoff.Max, 10*time.Minute)
 	def(&c.RevokeBackoff.Base, 10*time.Second)
 	def(&c.RevokeBackoff.Max, 6*time.Hour)
+	def(&c.RateLimitBackoff.Base, ratelimit.BackoffBaseDefault)
+	def(&c.RateLimitBackoff.Max, ratelimit.BackoffMaxDefault)
 	def(&c.NotLiveRetry, 5*time.Minute)
 	def(&c.NotLiveGiveUp, 72*time.Hour)
 	def(&c.MaxLimiterWait, 30*time.Second)
@@ -183,6 +188,8 @@ func LoadConfig(env config.Env) (Config, error) {
 	durv("RETRY_BASE_DELAY", &c.RetryBackoff.Base)
 	durv("RETRY_MAX_DELAY", &c.RetryBackoff.Max)
 	durv("REVOKE_RETRY_MAX_DELAY", &c.RevokeBackoff.Max)
+	durv("RATE_LIMIT_BACKOFF_BASE", &c.RateLimitBackoff.Base)
+	durv("RATE_LIMIT_BACKOFF_MAX", &c.RateLimitBackoff.Max)
 	if env.String("PURGE_RETRY_MAX_DELAY", "") != "" {
 		errs = append(errs, errors.New("PURGE_RETRY_MAX_DELAY is now REVOKE_RETRY_MAX_DELAY"))
 	}
@@ -286,7 +293,7 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	for p, r := range cfg.Rates {
 		rates[string(p)] = r
 	}
-	w.limiter = ratelimit.New(d.RDB, rates)
+	w.limiter = ratelimit.New(d.RDB, rates).WithBackoff(cfg.RateLimitBackoff.Base, cfg.RateLimitBackoff.Max)
 	yt, ok := d.Providers.Get(providers.YouTube)
 	if !ok {
 		return nil, errors.New("jobs: the YouTube provider is not configured")

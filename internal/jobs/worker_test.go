@@ -264,13 +264,14 @@ func TestRedisFlushed(t *testing.T) {
 	b.assertTokensGone(fans)
 }
 
-// TestYouTubeDailyBudget: with a daily budget for one fan's two YouTube
-// actions, one pre-save completes and the others are deferred to the next
+// TestYouTubeDailyBudget: with a daily budget for one fan's three YouTube
+// actions (like and subscribe: 1 read + 50 write each; add_to_my_playlist:
+// 2 reads + 2 writes), one pre-save completes and the others are deferred to the next
 // Pacific midnight without failing; the fake never sees the budget
 // exceeded.
 func TestYouTubeDailyBudget(t *testing.T) {
 	t.Parallel()
-	b := setup(t, map[string]string{"YOUTUBE_DAILY_UNITS": "102"}) // 2 × (1 read + 50 write)
+	b := setup(t, map[string]string{"YOUTUBE_DAILY_UNITS": "204"}) // 51 + 51 + 102
 	ctx := context.Background()
 	rel := b.newRelease("budget", time.Now().Add(2*time.Second))
 	fans := b.consentMany(rel, "bu", 3, providers.YouTube)
@@ -289,8 +290,8 @@ func TestYouTubeDailyBudget(t *testing.T) {
 		}
 		return st[store.PresaveDone] == 1 && deferred == 2, fmt.Sprintf("%v, %d deferred for quota", st, deferred)
 	})
-	if used := b.fake.QuotaUsed("presave-dev"); used > 102 {
-		t.Errorf("fake counted %d units, budget 102", used)
+	if used := b.fake.QuotaUsed("presave-dev"); used > 204 {
+		t.Errorf("fake counted %d units, budget 204", used)
 	}
 	if st := b.statuses(fans); st[store.PresaveFailed] != 0 {
 		t.Errorf("statuses %v: a spent quota must not fail pre-saves", st)

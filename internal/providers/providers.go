@@ -49,27 +49,78 @@ func (n Name) Label() string {
 // PostgreSQL and shown to fans, so they never change meaning.
 type Action string
 
-// The pre-save actions.
+// The pre-save actions. Every one acts only on what the fan's account may
+// change: its library, what it follows, and playlists it owns.
 const (
 	// ActionSave saves the release's albums and tracks to the fan's Spotify library.
 	ActionSave Action = "save"
 	// ActionFollow follows the release's artists on Spotify.
 	ActionFollow Action = "follow"
-	// ActionPlaylist adds the release's tracks (Spotify) or video (YouTube)
-	// to the release's playlist in the fan's account, once.
-	ActionPlaylist Action = "playlist"
+	// ActionFollowPlaylist follows (saves) the artist's Spotify playlist.
+	ActionFollowPlaylist Action = "follow_playlist"
+	// ActionAddToMyPlaylist adds the release's tracks (Spotify) or video
+	// (YouTube) to a playlist of the fan's own that presave creates on
+	// release day, named as the release says, once.
+	ActionAddToMyPlaylist Action = "add_to_my_playlist"
 	// ActionLike likes the release's YouTube video.
 	ActionLike Action = "like"
+	// ActionSubscribe subscribes the fan to the artist's YouTube channel.
+	ActionSubscribe Action = "subscribe"
+	// ActionPlaylist is retired: it added to the release's playlist,
+	// which belongs to the artist, and neither service lets a fan's
+	// account add to a playlist it does not own. No provider offers it;
+	// migration 005 failed the open pre-saves' "playlist" action with
+	// ReasonActionRetired.
+	ActionPlaylist Action = "playlist"
 )
 
+// ReasonActionRetired is the failure reason of a retired action.
+const ReasonActionRetired = "action_retired"
+
 // Target is what a release asks of one provider. Spotify uses the
-// album/track/artist IDs; YouTube uses VideoID. Both use PlaylistID.
+// album/track/artist IDs and FollowPlaylistID; YouTube uses VideoID and
+// ChannelID; both use MyPlaylist.
 type Target struct {
-	AlbumIDs   []string
-	TrackIDs   []string
-	ArtistIDs  []string
-	VideoID    string
-	PlaylistID string
+	AlbumIDs  []string
+	TrackIDs  []string
+	ArtistIDs []string
+	// FollowPlaylistID is the artist's Spotify playlist to follow.
+	FollowPlaylistID string
+	VideoID          string
+	// ChannelID is the artist's YouTube channel to subscribe to.
+	ChannelID string
+	// MyPlaylist is the fan's own playlist to add the release to.
+	MyPlaylist MyPlaylist
+	// AccountID is the fan's provider account ID (set by the worker from
+	// the pre-save; empty for release-level uses such as Actions).
+	AccountID string
+}
+
+// MyPlaylist describes the playlist presave creates in the fan's account
+// for ActionAddToMyPlaylist. Name empty means the release offers none.
+type MyPlaylist struct {
+	Name        string
+	Description string
+	// Key names the release: the playlist's description ends with
+	// PlaylistMarker(Key), which is how a retry finds the playlist an
+	// earlier attempt created, even one that crashed before recording it.
+	Key string
+	// ID is the playlist once known (recorded by an earlier attempt).
+	ID string
+}
+
+// PlaylistMarker is the text that ends the description of every playlist
+// presave creates for the release key: short, and unlike anything a
+// person writes.
+func PlaylistMarker(key string) string { return "[presave:" + key + "]" }
+
+// FullDescription is the description presave gives the playlist: the
+// release's, then the marker.
+func (m MyPlaylist) FullDescription() string {
+	if m.Description == "" {
+		return PlaylistMarker(m.Key)
+	}
+	return m.Description + " " + PlaylistMarker(m.Key)
 }
 
 // Outcome is what happened to one action: the result of a successful
@@ -144,6 +195,12 @@ type Client interface {
 	Perform(ctx context.Context, a Action, t Target) (Outcome, error)
 	// InEffect reports whether a is already in effect for t.
 	InEffect(ctx context.Context, a Action, t Target) (bool, error)
+	// OwnPlaylist returns the ID of the fan's playlist for
+	// t.MyPlaylist: the one an earlier attempt created (found by its
+	// marker among the playlists the fan owns), or a new one. The worker
+	// records the ID before ActionAddToMyPlaylist adds to it, so no
+	// retry creates a second playlist.
+	OwnPlaylist(ctx context.Context, t Target) (string, error)
 }
 
 // ErrRevokeUnsupported is returned by Revoke when the provider offers no

@@ -65,12 +65,28 @@ type Limiter struct {
 	rdb    redis.UniversalClient
 	rates  map[string]Rate
 	prefix string
+	// backoffBase and backoffMax bound Backoff's pauses.
+	backoffBase, backoffMax time.Duration
 }
 
 // New returns a limiter over rdb with the given rates by key. Keys without
-// a rate are unlimited (but still honour cooldowns).
+// a rate are unlimited (but still honour cooldowns). Backoff uses
+// BackoffBaseDefault and BackoffMaxDefault until WithBackoff.
 func New(rdb redis.UniversalClient, rates map[string]Rate) *Limiter {
-	return &Limiter{rdb: rdb, rates: rates, prefix: "presave:"}
+	return &Limiter{rdb: rdb, rates: rates, prefix: "presave:", backoffBase: BackoffBaseDefault, backoffMax: BackoffMaxDefault}
+}
+
+// WithBackoff sets Backoff's first pause and its cap (values ≤ 0 keep
+// the defaults; a cap below the base is raised to it) and returns l.
+func (l *Limiter) WithBackoff(base, limit time.Duration) *Limiter {
+	if base > 0 {
+		l.backoffBase = base
+	}
+	if limit > 0 {
+		l.backoffMax = limit
+	}
+	l.backoffMax = max(l.backoffMax, l.backoffBase)
+	return l
 }
 
 // Rate returns the configured rate of key.
@@ -101,24 +117,30 @@ var ErrStopped = errors.New("ratelimit: stopped")
 // (waitScript), so a paced call costs one Redis round trip.
 func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Duration, stops ...Stop) error {
 	deadline := time.Now().Add(maxWait)
+	// Never sleep past the caller's own deadline: a wait it cannot
+	// survive is a deferral, not a timeout.
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
 	r, limited := l.rates[key]
 	limited = limited && r.PerSecond > 0
 	lim := redis_rate.Limit{Period: time.Second} // rate 0: the script skips the GCRA step
+	chunk := n
 	if limited {
 		lim = r.limit()
-		if n > lim.Burst {
-			// GCRA never admits more than the burst at once; take what
-			// fits, which paces the rest the same.
-			n = lim.Burst
-		}
+		// GCRA never admits more than the burst at once: n events beyond
+		// it are taken a burst at a time, each paced like single events.
+		chunk = min(n, lim.Burst)
 	}
 	keys := []string{l.cooldownKey(key), rateKeyPrefix + l.prefix + "rate:" + key}
-	args := []any{lim.Burst, lim.Rate, lim.Period.Seconds(), n}
+	args := []any{lim.Burst, lim.Rate, lim.Period.Seconds(), chunk}
 	for _, s := range stops {
 		keys = append(keys, s.Key)
 		args = append(args, s.AtLeast)
 	}
-	for {
+	for left := n; ; {
+		take := min(chunk, max(left, 1))
+		args[3] = take
 		v, err := waitScript.Run(ctx, l.rdb, keys, args...).Slice()
 		if err != nil {
 			return fmt.Errorf("ratelimit: %s: %w", key, err)
@@ -129,7 +151,10 @@ func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Dura
 		kind, _ := v[0].(int64)
 		switch kind {
 		case 0:
-			return nil
+			if left -= take; left <= 0 {
+				return nil
+			}
+			continue
 		case 3:
 			return ErrStopped
 		}
@@ -221,41 +246,53 @@ func (l *Limiter) Cooldown(ctx context.Context, key string, d time.Duration) err
 	return nil
 }
 
-// Backoff bounds: the first rate limit that names no wait pauses a key
-// about BackoffBase, each further one within BackoffWindow of the last
-// doubles that, up to BackoffMax (Google's "exponential backoff" for
-// rateLimitExceeded, truncated).
+// Backoff bounds by default: the first rate limit that names no wait
+// pauses a key about BackoffBaseDefault; each further one soon after that
+// pause ended (within the pause's length again) doubles it, up to
+// BackoffMaxDefault (Google's "truncated exponential backoff" for
+// rateLimitExceeded, whose examples stop at 32 or 64 s).
 const (
-	BackoffBase   = time.Second
-	BackoffMax    = time.Minute
-	BackoffWindow = 2 * BackoffMax
+	BackoffBaseDefault = time.Second
+	BackoffMaxDefault  = time.Minute
 )
 
 // Backoff pauses key for every worker after a rate limit that named no
 // wait (YouTube's 403 rateLimitExceeded has no Retry-After) and returns
-// the pause: BackoffBase doubled for each rate limit of the streak
-// (limits less than BackoffWindow apart, counted in Redis so every
-// worker's count), at most BackoffMax, with equal jitter (half fixed,
-// half random) so workers do not come back in step.
+// how long to wait. A rate limit seen while a pause is on (calls that
+// were in flight when another worker's limit set it) is the same
+// episode: it waits out that pause and grows nothing. One within a
+// pause's length after the pause ended doubles the next pause; after
+// that much calm the streak is over. The streak lives in Redis, so every
+// worker shares it. The pause is the base × 2^(n−1), at most the cap
+// (WithBackoff), with equal jitter (half fixed, half random) so workers do
+// not come back in step. One round trip, and only after a rate limit.
 func (l *Limiter) Backoff(ctx context.Context, key string) (time.Duration, error) {
-	n, err := streakScript.Run(ctx, l.rdb, []string{l.prefix + "backoff:" + key}, BackoffWindow.Milliseconds()).Int()
+	ms, err := backoffScript.Run(ctx, l.rdb, []string{l.prefix + "backoff:" + key, l.cooldownKey(key)},
+		l.backoffBase.Milliseconds(), l.backoffMax.Milliseconds(), rand.Float64()).Int64()
 	if err != nil {
-		return BackoffBase, fmt.Errorf("ratelimit: backoff %s: %w", key, err)
+		return l.backoffBase, fmt.Errorf("ratelimit: backoff %s: %w", key, err)
 	}
-	d := BackoffMax
-	if n >= 1 && n <= 16 {
-		d = min(BackoffBase<<(n-1), BackoffMax)
-	}
-	d = d/2 + rand.N(d/2+1)
-	return d, l.Cooldown(ctx, key, d)
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// streakScript counts one more event of a streak in KEYS[1], which ends
-// ARGV[1] ms after its last event, and returns the count.
-var streakScript = redis.NewScript(`
+// backoffScript: KEYS[1] the streak count, KEYS[2] the key's pause;
+// ARGV base and max (ms) and a jitter fraction in [0, 1). While a pause
+// is on it returns what is left; else it counts the limit, sets the
+// pause and keeps the streak for twice the pause.
+var backoffScript = redis.NewScript(`
+local left = redis.call("PTTL", KEYS[2])
+if left > 0 then
+  return left
+end
 local n = redis.call("INCR", KEYS[1])
-redis.call("PEXPIRE", KEYS[1], ARGV[1])
-return n`)
+local full = tonumber(ARGV[2])
+if n <= 16 then
+  full = math.min(full, tonumber(ARGV[1]) * 2 ^ (n - 1))
+end
+local d = math.max(1, math.floor(full / 2 + full / 2 * tonumber(ARGV[3])))
+redis.call("SET", KEYS[2], "1", "PX", d)
+redis.call("PEXPIRE", KEYS[1], 2 * d)
+return d`)
 
 // CooldownLeft returns how long key stays paused (0 when it is not).
 func (l *Limiter) CooldownLeft(ctx context.Context, key string) (time.Duration, error) {

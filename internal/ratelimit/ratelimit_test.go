@@ -187,26 +187,38 @@ func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // TestBackoffDoublesAcrossWorkersWithJitter: rate limits that name no
 // wait (YouTube's 403 rateLimitExceeded) pause the key for an
 // exponentially growing, jittered time counted across workers, capped at
-// BackoffMax, and every worker sees the pause as a cooldown.
+// BackoffMax; every worker sees the pause as a cooldown, and limits seen
+// while it is on (calls already in flight) wait it out without growing
+// the streak.
 func TestBackoffDoublesAcrossWorkersWithJitter(t *testing.T) {
 	t.Parallel()
 	rd := redistest.New(t)
 	ctx := context.Background()
 	limiters := []*ratelimit.Limiter{ratelimit.New(rd.Client, nil), ratelimit.New(redis.NewClient(rd.Opt), nil)}
+	endPause := func() {
+		t.Helper()
+		if err := rd.Client.Del(ctx, "presave:cooldown:youtube").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	distinct := map[time.Duration]bool{}
 	for round := 0; round < 3; round++ {
 		if round > 0 {
 			// A new streak: the previous one's count is forgotten.
-			if err := rd.Client.Del(ctx, "presave:backoff:youtube", "presave:cooldown:youtube").Err(); err != nil {
+			endPause()
+			if err := rd.Client.Del(ctx, "presave:backoff:youtube").Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for n := 1; n <= 9; n++ {
+			if n > 1 {
+				endPause() // the previous pause ran out
+			}
 			d, err := limiters[n%2].Backoff(ctx, "youtube")
 			if err != nil {
 				t.Fatal(err)
 			}
-			full := min(ratelimit.BackoffBase<<(n-1), ratelimit.BackoffMax)
+			full := min(ratelimit.BackoffBaseDefault<<(n-1), ratelimit.BackoffMaxDefault)
 			if d < full/2 || d > full {
 				t.Fatalf("rate limit %d of the streak: pause %v, want within [%v, %v]", n, d, full/2, full)
 			}
@@ -215,9 +227,54 @@ func TestBackoffDoublesAcrossWorkersWithJitter(t *testing.T) {
 			if err != nil || left <= 0 || left > full {
 				t.Fatalf("the other worker sees a cooldown of %v (%v), want up to %v", left, err, full)
 			}
+			// Limits of calls in flight during the pause: the same episode.
+			for range 5 {
+				during, err := limiters[(n+1)%2].Backoff(ctx, "youtube")
+				if err != nil || during > d {
+					t.Fatalf("a limit during the pause waits %v (%v), want at most the pause %v", during, err, d)
+				}
+			}
 		}
 	}
 	if len(distinct) < 20 {
 		t.Errorf("only %d distinct pauses in 27: no jitter", len(distinct))
+	}
+}
+
+// TestWaitChargesEveryEventBeyondTheBurst: n events above the burst are
+// all paid for, a burst at a time: two waits of 10 at 20/s with a burst
+// of 2 take at least (20-2)/20 s, not the 0 s of charging only the burst.
+func TestWaitChargesEveryEventBeyondTheBurst(t *testing.T) {
+	t.Parallel()
+	rd := redistest.New(t)
+	l := ratelimit.New(rd.Client, map[string]ratelimit.Rate{"youtube": {PerSecond: 20, Burst: 2}})
+	start := time.Now()
+	for range 2 {
+		if err := l.Wait(context.Background(), "youtube", 10, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 850*time.Millisecond {
+		t.Fatalf("20 events at 20/s (burst 2) took %v, want at least 0.9 s", d)
+	}
+}
+
+// TestBackoffBounds: WithBackoff sets the first pause and the cap.
+func TestBackoffBounds(t *testing.T) {
+	t.Parallel()
+	rd := redistest.New(t)
+	ctx := context.Background()
+	l := ratelimit.New(rd.Client, nil).WithBackoff(100*time.Millisecond, 300*time.Millisecond)
+	for n, full := range []time.Duration{100, 200, 300, 300} {
+		if n > 0 {
+			if err := rd.Client.Del(ctx, "presave:cooldown:spotify").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		full *= time.Millisecond
+		d, err := l.Backoff(ctx, "spotify")
+		if err != nil || d < full/2 || d > full {
+			t.Fatalf("pause %d = %v (%v), want within [%v, %v]", n+1, d, err, full/2, full)
+		}
 	}
 }

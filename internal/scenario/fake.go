@@ -7,41 +7,23 @@ import (
 )
 
 // Duplicates counts the surplus entries in every user's library, follows,
-// likes and playlists: an entry present k times counts k-1. Zero means
-// every action happened at most once.
+// likes, subscriptions and own playlists: an entry present k times counts
+// k-1, and so does a playlist created k times (k playlists with one
+// description, which carries the release's marker). Zero means every
+// action happened at most once.
 func Duplicates(st fake.State) int {
-	n := 0
-	for _, u := range st.Users {
-		for _, list := range [][]string{u.Albums, u.Tracks, u.Artists, u.Likes} {
-			n += surplus(list)
-		}
-		for _, items := range u.Playlists {
-			n += surplus(items)
-		}
-	}
-	return n
+	return len(DuplicateEntries(st))
 }
 
-func surplus(list []string) int {
-	seen := make(map[string]int, len(list))
-	n := 0
-	for _, v := range list {
-		if seen[v] > 0 {
-			n++
-		}
-		seen[v]++
-	}
-	return n
-}
-
-// Entries counts every entry in every user's library, follows, likes and
-// playlists: the provider-side effects of the actions done.
+// Entries counts every entry in every user's library, follows, likes,
+// subscriptions and own playlists (each playlist, and each item in it):
+// the provider-side effects of the actions done.
 func Entries(st fake.State) int {
 	n := 0
 	for _, u := range st.Users {
-		n += len(u.Albums) + len(u.Tracks) + len(u.Artists) + len(u.Likes)
-		for _, items := range u.Playlists {
-			n += len(items)
+		n += len(u.Albums) + len(u.Tracks) + len(u.Artists) + len(u.FollowedPlaylists) + len(u.Likes) + len(u.Subscriptions)
+		for _, pl := range u.Playlists {
+			n += 1 + len(pl.Items)
 		}
 	}
 	return n
@@ -64,10 +46,15 @@ func DuplicateEntries(st fake.State) []string {
 		add(u, "albums", u.Albums)
 		add(u, "tracks", u.Tracks)
 		add(u, "artists", u.Artists)
+		add(u, "followed_playlists", u.FollowedPlaylists)
 		add(u, "likes", u.Likes)
-		for id, items := range u.Playlists {
-			add(u, "playlist:"+id, items)
+		add(u, "subscriptions", u.Subscriptions)
+		var descriptions []string
+		for _, pl := range u.Playlists {
+			descriptions = append(descriptions, pl.Description)
+			add(u, "playlist:"+pl.ID, pl.Items)
 		}
+		add(u, "playlists described", descriptions)
 	}
 	return out
 }

@@ -62,8 +62,10 @@ func SampleRelease(slug string, due time.Time) wire.ReleaseCreate {
 	return wire.ReleaseCreate{
 		Slug: slug, Title: "Midnight Signals", Artist: "The Fakes", ReleaseAt: wire.Time(due),
 		Spotify: &wire.SpotifyTarget{AlbumIDs: []string{"4aawyAB9vmqN3uQ7FjRGTy"}, TrackIDs: []string{"3n3Ppam7vgaVa1iaRUc9Lp"},
-			ArtistIDs: []string{"0OdUWJ0sBjDrqHygGUXeCF"}, PlaylistID: "37i9dQZF1DXcBWIGoYBM5M"},
-		YouTube: &wire.YouTubeTarget{VideoID: "dQw4w9WgXcQ", PlaylistID: "PLpresaveDemoPlaylist0001"},
+			ArtistIDs: []string{"0OdUWJ0sBjDrqHygGUXeCF"}, FollowPlaylistID: "37i9dQZF1DXcBWIGoYBM5M",
+			MyPlaylist: &wire.MyPlaylist{Name: "Midnight Signals: The Fakes", Description: "Pre-saved on release day."}},
+		YouTube: &wire.YouTubeTarget{VideoID: "dQw4w9WgXcQ", ChannelID: "UCpresaveDemoChannel0001",
+			MyPlaylist: &wire.MyPlaylist{Name: "Midnight Signals: The Fakes"}},
 	}
 }
 
@@ -274,7 +276,8 @@ func WaitSecretsGone(ctx context.Context, st *store.Store, interval time.Duratio
 
 // Missing counts the fans (of those given) whose pre-save is not wholly
 // on the fake: some entry spec asks for is absent from their library,
-// follows, likes or playlist. Zero means nothing was lost.
+// follows, likes, subscriptions or own playlist (the one presave made:
+// its name is the release's). Zero means nothing was lost.
 func Missing(st fake.State, spec wire.ReleaseCreate, fans []Fan) int {
 	users := make(map[string]fake.UserState, len(st.Users))
 	for _, u := range st.Users {
@@ -289,17 +292,30 @@ func Missing(st fake.State, spec wire.ReleaseCreate, fans []Fan) int {
 			s := spec.Spotify
 			ok = s == nil || (containsAll(u.Albums, s.AlbumIDs) && containsAll(u.Tracks, s.TrackIDs) &&
 				containsAll(u.Artists, s.ArtistIDs) &&
-				(s.PlaylistID == "" || len(s.TrackIDs) == 0 || containsAll(u.Playlists[s.PlaylistID], trackURIs(s.TrackIDs))))
+				(s.FollowPlaylistID == "" || slices.Contains(u.FollowedPlaylists, s.FollowPlaylistID)) &&
+				(s.MyPlaylist == nil || len(s.TrackIDs) == 0 || containsAll(ownItems(u, s.MyPlaylist.Name), trackURIs(s.TrackIDs))))
 		case "youtube":
 			y := spec.YouTube
-			ok = y == nil || y.VideoID == "" || (slices.Contains(u.Likes, y.VideoID) &&
-				(y.PlaylistID == "" || slices.Contains(u.Playlists[y.PlaylistID], y.VideoID)))
+			ok = y == nil || ((y.VideoID == "" || slices.Contains(u.Likes, y.VideoID)) &&
+				(y.ChannelID == "" || slices.Contains(u.Subscriptions, y.ChannelID)) &&
+				(y.MyPlaylist == nil || y.VideoID == "" || slices.Contains(ownItems(u, y.MyPlaylist.Name), y.VideoID)))
 		}
 		if !ok {
 			n++
 		}
 	}
 	return n
+}
+
+// ownItems is the items of the user's playlists named name.
+func ownItems(u fake.UserState, name string) []string {
+	var out []string
+	for _, pl := range u.Playlists {
+		if pl.Name == name {
+			out = append(out, pl.Items...)
+		}
+	}
+	return out
 }
 
 func containsAll(have, want []string) bool {

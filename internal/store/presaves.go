@@ -74,23 +74,26 @@ type Presave struct {
 	CompletedAt    *time.Time
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+	// OwnPlaylistID is the fan's playlist presave created for
+	// add_to_my_playlist, once it exists (SetOwnPlaylist).
+	OwnPlaylistID string
 }
 
 const presaveColumns = `id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone,
 	client_ip_prefix, due_at, generation, status, results, attempts, last_error, enqueued_at, started_at,
-	completed_at, created_at, updated_at, account_id`
+	completed_at, created_at, updated_at, account_id, own_playlist_id`
 
 func scanPresave(row pgx.Row) (Presave, error) {
 	var p Presave
 	var results []byte
-	var lastErr, account *string
+	var lastErr, account, ownPlaylist *string
 	err := row.Scan(&p.ID, &p.FanID, &p.ReleaseID, &p.Provider, &p.Actions, &p.ConsentedAt, &p.ConsentVersion, &p.FanZone,
 		&p.ClientIPPrefix, &p.DueAt, &p.Generation, &p.Status, &results, &p.Attempts, &lastErr, &p.EnqueuedAt,
-		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt, &account)
+		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt, &account, &ownPlaylist)
 	if err != nil {
 		return Presave{}, notFound(err)
 	}
-	p.LastError, p.AccountID = deref(lastErr), deref(account)
+	p.LastError, p.AccountID, p.OwnPlaylistID = deref(lastErr), deref(account), deref(ownPlaylist)
 	if err := json.Unmarshal(results, &p.Results); err != nil {
 		return Presave{}, fmt.Errorf("results: %w", err)
 	}
@@ -296,6 +299,20 @@ func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int
 		return false, fmt.Errorf("store: requeue presave: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// SetOwnPlaylist records the fan's playlist an attempt found or created
+// for add_to_my_playlist, before it adds anything: a later attempt
+// (after a crash, a retry) adds to that one instead of looking again.
+// The first recorded ID stays.
+func (s *Store) SetOwnPlaylist(ctx context.Context, id uuid.UUID, playlistID string) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE presaves SET own_playlist_id = $2, updated_at = now()
+		WHERE id = $1 AND own_playlist_id IS NULL`, id, playlistID)
+	if err != nil {
+		return fmt.Errorf("store: set own playlist: %w", err)
+	}
+	return nil
 }
 
 // RecordLateResults ends an attempt whose pre-save was cancelled while it

@@ -47,25 +47,47 @@ type Release struct {
 	ReleaseDate time.Time // TimingLocal: the calendar date (midnight UTC of it)
 	DefaultZone string    // TimingLocal: used when a fan's zone is unknown
 
-	SpotifyAlbumIDs   []string
-	SpotifyTrackIDs   []string
-	SpotifyArtistIDs  []string
-	SpotifyPlaylistID string
+	SpotifyAlbumIDs  []string
+	SpotifyTrackIDs  []string
+	SpotifyArtistIDs []string
+	// SpotifyFollowPlaylistID is the artist's playlist fans follow.
+	SpotifyFollowPlaylistID string
+	// SpotifyMyPlaylist names the playlist of the fan's own that receives
+	// the tracks (add_to_my_playlist); no name, no such action.
+	SpotifyMyPlaylist MyPlaylist
 	YouTubeVideoID    string
-	YouTubePlaylistID string
+	// YouTubeChannelID is the artist's channel fans subscribe to.
+	YouTubeChannelID string
+	// YouTubeMyPlaylist names the playlist of the fan's own that
+	// receives the video.
+	YouTubeMyPlaylist MyPlaylist
 
 	Status    ReleaseStatus
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
+// MyPlaylist is how the playlist presave creates in a fan's account is
+// named and described.
+type MyPlaylist struct {
+	Name        string
+	Description string
+}
+
 // Target is what the release asks of provider p.
 func (r Release) Target(p providers.Name) providers.Target {
+	my := func(m MyPlaylist) providers.MyPlaylist {
+		if m.Name == "" {
+			return providers.MyPlaylist{}
+		}
+		return providers.MyPlaylist{Name: m.Name, Description: m.Description, Key: r.ID.String()}
+	}
 	switch p {
 	case providers.Spotify:
-		return providers.Target{AlbumIDs: r.SpotifyAlbumIDs, TrackIDs: r.SpotifyTrackIDs, ArtistIDs: r.SpotifyArtistIDs, PlaylistID: r.SpotifyPlaylistID}
+		return providers.Target{AlbumIDs: r.SpotifyAlbumIDs, TrackIDs: r.SpotifyTrackIDs, ArtistIDs: r.SpotifyArtistIDs,
+			FollowPlaylistID: r.SpotifyFollowPlaylistID, MyPlaylist: my(r.SpotifyMyPlaylist)}
 	case providers.YouTube:
-		return providers.Target{VideoID: r.YouTubeVideoID, PlaylistID: r.YouTubePlaylistID}
+		return providers.Target{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID, MyPlaylist: my(r.YouTubeMyPlaylist)}
 	}
 	return providers.Target{}
 }
@@ -88,16 +110,18 @@ func (r Release) DueAt(zone string) (time.Time, error) {
 }
 
 const releaseColumns = `id, slug, title, artist, timing, release_at, release_date, default_zone,
-	spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_playlist_id,
-	youtube_video_id, youtube_playlist_id, status, created_at, updated_at`
+	spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
+	spotify_my_playlist_name, spotify_my_playlist_description,
+	youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description,
+	status, created_at, updated_at`
 
 func scanRelease(row pgx.Row) (Release, error) {
 	var r Release
 	var at, date *time.Time
-	var zone, spl, yv, ypl *string
+	var zone, spf, spn, spd, yv, yc, ypn, ypd *string
 	err := row.Scan(&r.ID, &r.Slug, &r.Title, &r.Artist, &r.Timing, &at, &date, &zone,
-		&r.SpotifyAlbumIDs, &r.SpotifyTrackIDs, &r.SpotifyArtistIDs, &spl, &yv, &ypl,
-		&r.Status, &r.CreatedAt, &r.UpdatedAt)
+		&r.SpotifyAlbumIDs, &r.SpotifyTrackIDs, &r.SpotifyArtistIDs, &spf, &spn, &spd,
+		&yv, &yc, &ypn, &ypd, &r.Status, &r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return Release{}, notFound(err)
 	}
@@ -107,7 +131,10 @@ func scanRelease(row pgx.Row) (Release, error) {
 	if date != nil {
 		r.ReleaseDate = *date
 	}
-	r.DefaultZone, r.SpotifyPlaylistID, r.YouTubeVideoID, r.YouTubePlaylistID = deref(zone), deref(spl), deref(yv), deref(ypl)
+	r.DefaultZone, r.SpotifyFollowPlaylistID = deref(zone), deref(spf)
+	r.SpotifyMyPlaylist = MyPlaylist{Name: deref(spn), Description: deref(spd)}
+	r.YouTubeVideoID, r.YouTubeChannelID = deref(yv), deref(yc)
+	r.YouTubeMyPlaylist = MyPlaylist{Name: deref(ypn), Description: deref(ypd)}
 	return r, nil
 }
 
@@ -144,8 +171,10 @@ func releaseArgs(r Release) []any {
 		date = &t
 	}
 	return []any{r.Slug, r.Title, r.Artist, r.Timing, at, date, nullable(r.DefaultZone),
-		nonNil(r.SpotifyAlbumIDs), nonNil(r.SpotifyTrackIDs), nonNil(r.SpotifyArtistIDs), nullable(r.SpotifyPlaylistID),
-		nullable(r.YouTubeVideoID), nullable(r.YouTubePlaylistID)}
+		nonNil(r.SpotifyAlbumIDs), nonNil(r.SpotifyTrackIDs), nonNil(r.SpotifyArtistIDs), nullable(r.SpotifyFollowPlaylistID),
+		nullable(r.SpotifyMyPlaylist.Name), nullable(r.SpotifyMyPlaylist.Description),
+		nullable(r.YouTubeVideoID), nullable(r.YouTubeChannelID),
+		nullable(r.YouTubeMyPlaylist.Name), nullable(r.YouTubeMyPlaylist.Description)}
 }
 
 // CreateRelease stores a new release (validated by the caller) and returns
@@ -155,9 +184,10 @@ func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 	args := append([]any{r.ID}, releaseArgs(r)...)
 	row := s.pool.QueryRow(ctx, `
 		INSERT INTO releases (id, slug, title, artist, timing, release_at, release_date, default_zone,
-			spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_playlist_id,
-			youtube_video_id, youtube_playlist_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
+			spotify_my_playlist_name, spotify_my_playlist_description,
+			youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 		RETURNING `+releaseColumns, args...)
 	out, err := scanRelease(row)
 	if err != nil {
@@ -248,7 +278,9 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Supers
 		out, err = scanRelease(tx.QueryRow(ctx, `
 			UPDATE releases SET slug = $2, title = $3, artist = $4, timing = $5, release_at = $6, release_date = $7,
 				default_zone = $8, spotify_album_ids = $9, spotify_track_ids = $10, spotify_artist_ids = $11,
-				spotify_playlist_id = $12, youtube_video_id = $13, youtube_playlist_id = $14, updated_at = now()
+				spotify_follow_playlist_id = $12, spotify_my_playlist_name = $13, spotify_my_playlist_description = $14,
+				youtube_video_id = $15, youtube_channel_id = $16, youtube_my_playlist_name = $17,
+				youtube_my_playlist_description = $18, updated_at = now()
 			WHERE id = $1 RETURNING `+releaseColumns, args...))
 		if err != nil {
 			if isUniqueViolation(err) {

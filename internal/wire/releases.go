@@ -11,16 +11,36 @@ import (
 
 // SpotifyTarget is what a release asks of Spotify.
 type SpotifyTarget struct {
-	AlbumIDs   []string `json:"album_ids"`
-	TrackIDs   []string `json:"track_ids"`
-	ArtistIDs  []string `json:"artist_ids"`
-	PlaylistID string   `json:"playlist_id"`
+	AlbumIDs  []string `json:"album_ids"`
+	TrackIDs  []string `json:"track_ids"`
+	ArtistIDs []string `json:"artist_ids"`
+	// FollowPlaylistID is the artist's playlist fans follow.
+	FollowPlaylistID string `json:"follow_playlist_id"`
+	// MyPlaylist, when named, has the tracks added to a playlist of the
+	// fan's own that presave creates on release day.
+	MyPlaylist *MyPlaylist `json:"my_playlist,omitempty"`
+	// PlaylistID is refused (playlist_id_retired): a fan's account
+	// cannot add to the artist's playlist. Never set in answers.
+	PlaylistID *string `json:"playlist_id,omitempty"`
 }
 
 // YouTubeTarget is what a release asks of YouTube.
 type YouTubeTarget struct {
-	VideoID    string `json:"video_id"`
-	PlaylistID string `json:"playlist_id"`
+	VideoID string `json:"video_id"`
+	// ChannelID is the artist's channel fans subscribe to.
+	ChannelID string `json:"channel_id"`
+	// MyPlaylist, when named, has the video added to a playlist of the
+	// fan's own that presave creates on release day.
+	MyPlaylist *MyPlaylist `json:"my_playlist,omitempty"`
+	// PlaylistID is refused (playlist_id_retired), as for Spotify.
+	PlaylistID *string `json:"playlist_id,omitempty"`
+}
+
+// MyPlaylist is how the playlist presave creates in each fan's account
+// is named and described.
+type MyPlaylist struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
 }
 
 // ReleaseCreate is the body of POST /v1/releases. Exactly one of

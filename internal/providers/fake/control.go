@@ -20,16 +20,19 @@ type RevokedGrant struct {
 	At       time.Time      `json:"at"`
 }
 
-// UserState is one user's state at one provider. Playlists list their
-// items in order, duplicates included, so "exactly once" is checkable.
+// UserState is one user's state at one provider. Playlists are those the
+// user owns, oldest first, their items in order, duplicates included, so
+// "exactly once" (one playlist, each item once) is checkable.
 type UserState struct {
-	Provider  providers.Name      `json:"provider"`
-	ID        string              `json:"id"`
-	Albums    []string            `json:"albums"`
-	Tracks    []string            `json:"tracks"`
-	Artists   []string            `json:"artists"` // followed
-	Likes     []string            `json:"likes"`   // YouTube videos rated "like"
-	Playlists map[string][]string `json:"playlists"`
+	Provider          providers.Name  `json:"provider"`
+	ID                string          `json:"id"`
+	Albums            []string        `json:"albums"`
+	Tracks            []string        `json:"tracks"`
+	Artists           []string        `json:"artists"`            // followed
+	FollowedPlaylists []string        `json:"followed_playlists"` // Spotify
+	Likes             []string        `json:"likes"`              // YouTube videos rated "like"
+	Subscriptions     []string        `json:"subscriptions"`      // YouTube channels
+	Playlists         []PlaylistState `json:"playlists"`
 }
 
 // GrantState describes one grant (never its tokens).
@@ -64,14 +67,15 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
-func (u *user) snapshot(p providers.Name, id string) UserState {
-	pl := make(map[string][]string, len(u.playlists))
-	for k, v := range u.playlists {
-		pl[k] = slices.Clone(v)
+// userStateLocked snapshots one user. s.mu must be held.
+func (s *Server) userStateLocked(p providers.Name, id string, u *user) UserState {
+	pl := []PlaylistState{}
+	for _, x := range s.ownedLocked(p, id) {
+		pl = append(pl, x.state())
 	}
 	return UserState{
-		Provider: p, ID: id, Albums: keys(u.albums), Tracks: keys(u.tracks),
-		Artists: keys(u.artists), Likes: keys(u.likes), Playlists: pl,
+		Provider: p, ID: id, Albums: keys(u.albums), Tracks: keys(u.tracks), Artists: keys(u.artists),
+		FollowedPlaylists: keys(u.followed), Likes: keys(u.likes), Subscriptions: keys(u.subscriptions), Playlists: pl,
 	}
 }
 
@@ -88,7 +92,7 @@ func (s *Server) State() State {
 		Grants:    []GrantState{},
 	}
 	for k, u := range s.users {
-		st.Users = append(st.Users, u.snapshot(k.p, k.id))
+		st.Users = append(st.Users, s.userStateLocked(k.p, k.id, u))
 	}
 	sort.Slice(st.Users, func(i, j int) bool {
 		a, b := st.Users[i], st.Users[j]
@@ -111,10 +115,11 @@ func (s *Server) State() State {
 func (s *Server) User(p providers.Name, id string) UserState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u, ok := s.users[userKey{p, id}]; ok {
-		return u.snapshot(p, id)
+	u, ok := s.users[userKey{p, id}]
+	if !ok {
+		u = &user{}
 	}
-	return (&user{}).snapshot(p, id)
+	return s.userStateLocked(p, id, u)
 }
 
 // IssuedTokens returns every refresh and access token the fake issued to
@@ -137,15 +142,37 @@ func (s *Server) IssuedTokens(p providers.Name, userID string) []string {
 	return out
 }
 
-// Playlist returns the items of a user's playlist in order, duplicates
+// PlaylistItems returns the items of a playlist in order, duplicates
 // included: Spotify track URIs or YouTube video IDs.
-func (s *Server) Playlist(p providers.Name, userID, playlistID string) []string {
+func (s *Server) PlaylistItems(p providers.Name, playlistID string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u, ok := s.users[userKey{p, userID}]; ok {
-		return slices.Clone(u.playlists[playlistID])
+	if pl, ok := s.playlists[userKey{p, playlistID}]; ok {
+		return slices.Clone(pl.items)
 	}
 	return nil
+}
+
+// SetCreateDelay holds every playlist creation's answer for d after the
+// playlist exists, so a test can kill a worker between a creation and
+// its recording (0 turns it off).
+func (s *Server) SetCreateDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.createDelay = d
+}
+
+// Created counts the playlists users created at p.
+func (s *Server) Created(p providers.Name) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, pl := range s.created {
+		if pl.p == p {
+			n++
+		}
+	}
+	return n
 }
 
 // Write is one authenticated write request (a library save, a follow,
@@ -356,6 +383,24 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /_fake/notlive", s.ctlNotlive)
 	m.HandleFunc("POST /_fake/rotation", s.ctlRotation)
 	m.HandleFunc("POST /_fake/legacy", s.ctlLegacy)
+	m.HandleFunc("POST /_fake/playlists", s.ctlPlaylists)
+}
+
+// ctlPlaylists handles POST /_fake/playlists.
+func (s *Server) ctlPlaylists(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		CreateDelay string `json:"create_delay"` // Go duration; "0s" turns it off
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	d, err := time.ParseDuration(req.CreateDelay)
+	if err != nil {
+		http.Error(w, "create_delay: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.SetCreateDelay(d)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // ctlFaults handles POST /_fake/faults.

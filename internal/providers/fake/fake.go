@@ -116,6 +116,13 @@ type Server struct {
 	legacy403   bool
 	// noChannel holds the Google users without a YouTube channel.
 	noChannel map[string]bool
+	// playlists holds every playlist by provider and ID; created lists
+	// those users created, oldest first.
+	playlists map[userKey]*playlist
+	created   []*playlist
+	// createDelay holds the answer to a playlist creation after the
+	// playlist exists (SetCreateDelay).
+	createDelay time.Duration
 	// writes logs every authenticated write request (not its body).
 	writes []Write
 	// approved is what each user granted each client so far, and
@@ -138,7 +145,9 @@ type userKey struct {
 
 type user struct {
 	albums, tracks, artists, likes map[string]bool
-	playlists                      map[string][]string
+	// followed holds the Spotify playlists the user follows;
+	// subscriptions the YouTube channels the user subscribes to.
+	followed, subscriptions map[string]bool
 }
 
 type authCode struct {
@@ -234,6 +243,7 @@ func New(opts Options) *Server {
 		rates:     map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}},
 		approved:  map[approvalKey][]string{},
 		noChannel: map[string]bool{},
+		playlists: map[userKey]*playlist{},
 	}
 	s.routes()
 	return s
@@ -277,7 +287,7 @@ func (s *Server) userLocked(p providers.Name, id string) *user {
 	if u == nil {
 		u = &user{
 			albums: map[string]bool{}, tracks: map[string]bool{}, artists: map[string]bool{},
-			likes: map[string]bool{}, playlists: map[string][]string{},
+			likes: map[string]bool{}, followed: map[string]bool{}, subscriptions: map[string]bool{},
 		}
 		s.users[k] = u
 	}

@@ -41,7 +41,7 @@ func connect(t *testing.T, ctx context.Context, p *spotify.Provider, user string
 
 func tryConnect(ctx context.Context, p *spotify.Provider, user string) (*oauth2.Token, string, error) {
 	v := oauth2.GenerateVerifier()
-	q, err := fake.Consent(ctx, fake.WithUser(p.AuthCodeURL("s", v, p.Scopes([]providers.Action{providers.ActionSave, providers.ActionPlaylist})), user))
+	q, err := fake.Consent(ctx, fake.WithUser(p.AuthCodeURL("s", v, p.Scopes([]providers.Action{providers.ActionSave, providers.ActionAddToMyPlaylist})), user))
 	if err != nil {
 		return nil, "", err
 	}
@@ -130,7 +130,8 @@ func TestControlAPIAndState(t *testing.T) {
 	}
 	post("/_fake/notlive", fmt.Sprintf(`{"id":"alb","until":%q}`, time.Now().Add(time.Hour).Format(time.RFC3339)))
 	c := p.Client(ctx, tok, nil)
-	tgt := providers.Target{AlbumIDs: []string{"alb"}, TrackIDs: []string{"t1"}, PlaylistID: "pl"}
+	tgt := providers.Target{AlbumIDs: []string{"alb"}, TrackIDs: []string{"t1"}, AccountID: "fan1",
+		MyPlaylist: providers.MyPlaylist{Name: "Mine", Key: "rel"}}
 	if _, err := c.Perform(ctx, providers.ActionSave, tgt); providers.ClassOf(err) != providers.NotLiveYet {
 		t.Fatalf("not live: %v", err)
 	}
@@ -144,7 +145,12 @@ func TestControlAPIAndState(t *testing.T) {
 		t.Fatalf("latency not applied: %v", d)
 	}
 	post("/_fake/faults", `{"provider":"spotify","latency":"0s"}`)
-	if _, err := c.Perform(ctx, providers.ActionPlaylist, tgt); err != nil {
+	id, err := c.OwnPlaylist(ctx, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt.MyPlaylist.ID = id
+	if _, err := c.Perform(ctx, providers.ActionAddToMyPlaylist, tgt); err != nil {
 		t.Fatal(err)
 	}
 	post("/_fake/quota", `{"provider":"spotify","exhausted":true}`)
@@ -169,7 +175,7 @@ func TestControlAPIAndState(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(st.Users) != 1 || st.Users[0].ID != "fan1" || strings.Join(st.Users[0].Albums, ",") != "alb" ||
-		strings.Join(st.Users[0].Playlists["pl"], ",") != "spotify:track:t1" {
+		len(st.Users[0].Playlists) != 1 || strings.Join(st.Users[0].Playlists[0].Items, ",") != "spotify:track:t1" {
 		t.Fatalf("state users = %+v", st.Users)
 	}
 	if len(st.Grants) != 1 || !st.Grants[0].Revoked || st.Grants[0].ClientID != "app" {
@@ -237,8 +243,6 @@ func TestConcurrentFansAndNoSecretsInLogs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p := newSpotify(srv.URL)
-	tgt := providers.Target{AlbumIDs: []string{"a"}, TrackIDs: []string{"t1", "t2", "t3"}, PlaylistID: "pl"}
-
 	const fans = 40
 	var wg sync.WaitGroup
 	secrets := make(chan string, 3*fans)
@@ -256,8 +260,18 @@ func TestConcurrentFansAndNoSecretsInLogs(t *testing.T) {
 			secrets <- tok.RefreshToken
 			secrets <- code
 			c := p.Client(ctx, tok, nil)
+			tgt := providers.Target{AlbumIDs: []string{"a"}, TrackIDs: []string{"t1", "t2", "t3"}, AccountID: fmt.Sprintf("fan%02d", i),
+				MyPlaylist: providers.MyPlaylist{Name: "Mine", Key: "rel"}}
 			for range 2 { // the second round is a retry
 				for _, a := range p.Actions(tgt) {
+					if a == providers.ActionAddToMyPlaylist {
+						id, err := c.OwnPlaylist(ctx, tgt)
+						if err != nil {
+							errs <- err
+							return
+						}
+						tgt.MyPlaylist.ID = id
+					}
 					if _, err := c.Perform(ctx, a, tgt); err != nil {
 						errs <- err
 						return
@@ -273,8 +287,9 @@ func TestConcurrentFansAndNoSecretsInLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range fans {
-		if got := f.Playlist(providers.Spotify, fmt.Sprintf("fan%02d", i), "pl"); strings.Join(got, ",") != "spotify:track:t1,spotify:track:t2,spotify:track:t3" {
-			t.Fatalf("fan%02d playlist = %v", i, got)
+		pls := f.User(providers.Spotify, fmt.Sprintf("fan%02d", i)).Playlists
+		if len(pls) != 1 || strings.Join(pls[0].Items, ",") != "spotify:track:t1,spotify:track:t2,spotify:track:t3" {
+			t.Fatalf("fan%02d playlists = %+v", i, pls)
 		}
 	}
 	if n := f.Calls("POST /v1/playlists/{id}/items", 201); n != fans {

@@ -40,6 +40,11 @@ func (s *Server) routes() {
 	s.handle(m, "GET /v1/playlists/{id}/tracks", sp, s.api(sp, 0, s.spPlaylistGet(true)))
 	s.handle(m, "POST /v1/playlists/{id}/items", sp, s.api(sp, 0, s.spPlaylistAdd(false)))
 	s.handle(m, "POST /v1/playlists/{id}/tracks", sp, s.api(sp, 0, s.spPlaylistAdd(true)))
+	s.handle(m, "GET /v1/me/playlists", sp, s.api(sp, 0, s.spMyPlaylists))
+	s.handle(m, "POST /v1/me/playlists", sp, s.api(sp, 0, s.spCreatePlaylist(false)))
+	s.handle(m, "POST /v1/users/{user_id}/playlists", sp, s.api(sp, 0, s.spCreatePlaylist(true)))
+	s.handle(m, "PUT /v1/playlists/{id}/followers", sp, s.api(sp, 0, s.spFollowPlaylist))
+	s.handle(m, "GET /v1/playlists/{id}/followers/contains", sp, s.api(sp, 0, s.spFollowsPlaylist))
 	// Google OAuth and YouTube. Costs are YouTube Data API quota units.
 	s.handle(m, "GET /o/oauth2/auth", yt, s.authorize(yt))
 	s.handle(m, "POST /google/token", yt, s.token(yt))
@@ -49,6 +54,10 @@ func (s *Server) routes() {
 	s.handle(m, "POST /youtube/v3/videos/rate", yt, s.api(yt, 50, s.ytRate))
 	s.handle(m, "GET /youtube/v3/playlistItems", yt, s.api(yt, 1, s.ytPlaylistList))
 	s.handle(m, "POST /youtube/v3/playlistItems", yt, s.api(yt, 50, s.ytPlaylistInsert))
+	s.handle(m, "GET /youtube/v3/playlists", yt, s.api(yt, 1, s.ytPlaylists))
+	s.handle(m, "POST /youtube/v3/playlists", yt, s.api(yt, 50, s.ytPlaylistCreate))
+	s.handle(m, "GET /youtube/v3/subscriptions", yt, s.api(yt, 1, s.ytSubscriptions))
+	s.handle(m, "POST /youtube/v3/subscriptions", yt, s.api(yt, 50, s.ytSubscribe))
 	// Control plane (not counted, no faults).
 	s.controlRoutes(m)
 }
@@ -529,7 +538,7 @@ func parseURI(u string) (kind, id string, err error) {
 		return "", "", fmt.Errorf("invalid uri %q", u)
 	}
 	switch parts[1] {
-	case "album", "track", "artist":
+	case "album", "track", "artist", "playlist":
 		return parts[1], parts[2], nil
 	}
 	return "", "", fmt.Errorf("unsupported uri type %q", parts[1])

@@ -1,19 +1,39 @@
 package fake
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/presave/presave/internal/providers"
 )
 
+// Spotify scopes, and which a library URI of each kind needs: the
+// endpoint reference of "Save Items to Library" and "Check User's Saved
+// Items" lists the scopes of the entity endpoints it replaced, per kind
+// (albums and tracks: the library scopes; artists: the follow scopes;
+// playlists: the playlist scopes). A call whose token lacks the scope
+// gets 403 "Insufficient client scope", as every endpoint answers.
 const (
-	scopeLibModify  = "user-library-modify"
-	scopeLibRead    = "user-library-read"
-	scopeFollowMod  = "user-follow-modify"
-	scopeFollowRead = "user-follow-read"
+	scopeLibModify   = "user-library-modify"
+	scopeLibRead     = "user-library-read"
+	scopeFollowMod   = "user-follow-modify"
+	scopeFollowRead  = "user-follow-read"
+	scopePlPublic    = "playlist-modify-public"
+	scopePlPrivate   = "playlist-modify-private"
+	scopePlReadPriv  = "playlist-read-private"
+	insufficientText = "Insufficient client scope"
+)
+
+// writeScopes and readScopes are the scopes (any one of) that saving or
+// checking a URI of each kind needs.
+var (
+	writeScopes = map[string][]string{
+		"album": {scopeLibModify}, "track": {scopeLibModify},
+		"artist": {scopeFollowMod}, "playlist": {scopePlPublic, scopePlPrivate},
+	}
+	readScopes = map[string][]string{
+		"album": {scopeLibRead}, "track": {scopeLibRead},
+		"artist": {scopeFollowRead}, "playlist": {scopePlReadPriv},
+	}
 )
 
 // set returns the user's collection of a kind.
@@ -23,6 +43,8 @@ func (u *user) set(kind string) map[string]bool {
 		return u.albums
 	case "track":
 		return u.tracks
+	case "playlist":
+		return u.followed
 	}
 	return u.artists
 }
@@ -80,25 +102,18 @@ func parseIDs(w http.ResponseWriter, r *http.Request, kind string) ([]item, bool
 	return out, true
 }
 
-// writable checks scopes and liveness. s.mu must be held.
-func (s *Server) writableLocked(w http.ResponseWriter, g *grant, items []item, library bool) bool {
+// writableLocked checks scopes and liveness. s.mu must be held.
+func (s *Server) writableLocked(w http.ResponseWriter, g *grant, items []item) bool {
 	for _, it := range items {
-		var ok bool
-		switch {
-		case it.kind == "artist" && library:
-			ok = hasScope(g.scopes, scopeLibModify, scopeFollowMod)
-		case it.kind == "artist":
-			ok = hasScope(g.scopes, scopeFollowMod)
-		default:
-			ok = hasScope(g.scopes, scopeLibModify)
-		}
-		if !ok {
-			spError(w, http.StatusForbidden, "Insufficient client scope", "")
+		if !hasScope(g.scopes, writeScopes[it.kind]...) {
+			spError(w, http.StatusForbidden, insufficientText, "")
 			return false
 		}
 	}
 	for _, it := range items {
-		if s.notLiveLocked(it.id) {
+		// Another user's private playlist is, to this user, an ID that
+		// does not exist.
+		if s.notLiveLocked(it.id) || (it.kind == "playlist" && !s.playlistLocked(providers.Spotify, it.id).visibleTo(g.user)) {
 			nonExisting(w)
 			return false
 		}
@@ -119,13 +134,13 @@ func (s *Server) spLibraryPut(w http.ResponseWriter, r *http.Request, g *grant) 
 	if !ok {
 		return
 	}
-	s.spPut(w, g, items, true, http.StatusOK)
+	s.spPut(w, g, items, http.StatusOK)
 }
 
-func (s *Server) spPut(w http.ResponseWriter, g *grant, items []item, library bool, status int) {
+func (s *Server) spPut(w http.ResponseWriter, g *grant, items []item, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.writableLocked(w, g, items, library) {
+	if !s.writableLocked(w, g, items) {
 		return
 	}
 	u := s.userLocked(providers.Spotify, g.user)
@@ -135,21 +150,12 @@ func (s *Server) spPut(w http.ResponseWriter, g *grant, items []item, library bo
 	w.WriteHeader(status)
 }
 
-func (s *Server) spContains(w http.ResponseWriter, g *grant, items []item, library bool) {
+func (s *Server) spContains(w http.ResponseWriter, g *grant, items []item) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, it := range items {
-		var ok bool
-		switch {
-		case it.kind == "artist" && library:
-			ok = hasScope(g.scopes, scopeLibRead, scopeLibModify, scopeFollowRead)
-		case it.kind == "artist":
-			ok = hasScope(g.scopes, scopeFollowRead)
-		default:
-			ok = hasScope(g.scopes, scopeLibRead)
-		}
-		if !ok {
-			spError(w, http.StatusForbidden, "Insufficient client scope", "")
+		if !hasScope(g.scopes, readScopes[it.kind]...) {
+			spError(w, http.StatusForbidden, insufficientText, "")
 			return
 		}
 	}
@@ -166,7 +172,7 @@ func (s *Server) spLibraryContains(w http.ResponseWriter, r *http.Request, g *gr
 	if !ok {
 		return
 	}
-	s.spContains(w, g, items, true)
+	s.spContains(w, g, items)
 }
 
 // legacyForbiddenLocked answers 403 when legacy endpoints are disabled,
@@ -198,7 +204,7 @@ func (s *Server) spLegacyPut(kind string) apiHandler {
 		if kind == "artist" {
 			status = http.StatusNoContent
 		}
-		s.spPut(w, g, items, false, status)
+		s.spPut(w, g, items, status)
 	}
 }
 
@@ -215,112 +221,6 @@ func (s *Server) spLegacyContains(kind string) apiHandler {
 		if !ok {
 			return
 		}
-		s.spContains(w, g, items, false)
-	}
-}
-
-func (s *Server) spPlaylistGet(legacy bool) apiHandler {
-	return func(w http.ResponseWriter, r *http.Request, g *grant) {
-		if legacy && s.legacyForbidden(w) {
-			return
-		}
-		pid := r.PathValue("id")
-		q := r.URL.Query()
-		offset, _ := strconv.Atoi(q.Get("offset"))
-		// "limit: The maximum number of items to return. Default: 20.
-		// Minimum: 1. Maximum: 50." (Get Playlist Items).
-		limit, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || limit <= 0 {
-			limit = 20
-		}
-		if offset < 0 || limit > 50 {
-			spError(w, http.StatusBadRequest, "Invalid limit or offset", "")
-			return
-		}
-		s.mu.Lock()
-		if !hasScope(g.scopes, "playlist-read-private", "playlist-modify-public", "playlist-modify-private") {
-			s.mu.Unlock()
-			spError(w, http.StatusForbidden, "Insufficient client scope", "")
-			return
-		}
-		if s.notLiveLocked(pid) {
-			s.mu.Unlock()
-			spError(w, http.StatusNotFound, "Resource not found", "")
-			return
-		}
-		all := s.userLocked(providers.Spotify, g.user).playlists[pid]
-		end := min(offset+limit, len(all))
-		page := []string{}
-		if offset < len(all) {
-			page = append(page, all[offset:end]...)
-		}
-		total := len(all)
-		s.mu.Unlock()
-
-		items := make([]map[string]any, len(page))
-		for i, uri := range page {
-			_, id, _ := parseURI(uri)
-			obj := map[string]any{"type": "track", "id": id, "uri": uri}
-			it := map[string]any{"added_at": "2026-01-01T00:00:00Z", "is_local": false, "track": obj}
-			if !legacy {
-				it["item"] = obj // the 2026 shape; "track" kept for older readers
-			}
-			items[i] = it
-		}
-		base := fmt.Sprintf("http://%s%s", r.Host, r.URL.Path)
-		var next any
-		if end < total {
-			next = fmt.Sprintf("%s?offset=%d&limit=%d", base, end, limit)
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"href": base, "items": items, "limit": limit, "offset": offset,
-			"total": total, "next": next, "previous": nil,
-		})
-	}
-}
-
-func (s *Server) spPlaylistAdd(legacy bool) apiHandler {
-	return func(w http.ResponseWriter, r *http.Request, g *grant) {
-		if legacy && s.legacyForbidden(w) {
-			return
-		}
-		pid := r.PathValue("id")
-		var body struct {
-			URIs []string `json:"uris"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil ||
-			len(body.URIs) == 0 || len(body.URIs) > 100 {
-			spError(w, http.StatusBadRequest, "uris: 1 to 100 URIs required", "")
-			return
-		}
-		for _, u := range body.URIs {
-			if k, _, err := parseURI(u); err != nil || k != "track" {
-				spError(w, http.StatusBadRequest, "Invalid track uri", "")
-				return
-			}
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if !hasScope(g.scopes, "playlist-modify-public", "playlist-modify-private") {
-			spError(w, http.StatusForbidden, "Insufficient client scope", "")
-			return
-		}
-		if s.notLiveLocked(pid) {
-			spError(w, http.StatusNotFound, "Resource not found", "")
-			return
-		}
-		for _, u := range body.URIs {
-			_, id, _ := parseURI(u)
-			if s.notLiveLocked(id) {
-				nonExisting(w)
-				return
-			}
-		}
-		u := s.userLocked(providers.Spotify, g.user)
-		// Appends as Spotify does: duplicates are kept, so tests can see them.
-		u.playlists[pid] = append(u.playlists[pid], body.URIs...)
-		writeJSON(w, http.StatusCreated, map[string]string{
-			"snapshot_id": fmt.Sprintf("snap-%d", len(u.playlists[pid])),
-		})
+		s.spContains(w, g, items)
 	}
 }

@@ -141,14 +141,14 @@ func (c *client) legacySave(ctx context.Context, missing []string) error {
 	return nil
 }
 
-// playlist adds the track URIs the playlist lacks. It reads every item
-// first, so a retry after a crash never adds a duplicate.
-func (c *client) playlist(ctx context.Context, id string, want []string, write bool) (providers.Outcome, error) {
+// addToPlaylist adds the track URIs the fan's playlist lacks. It reads
+// every item first, so a retry after a crash never adds a duplicate.
+func (c *client) addToPlaylist(ctx context.Context, id string, want []string, write bool) (providers.Outcome, error) {
 	have, err := c.playlistURIs(ctx, id)
 	if err != nil {
 		if st, _ := statusOf(err); st == http.StatusNotFound {
-			// The playlist itself is missing: waiting will not create it.
-			return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionPlaylist),
+			// The fan's playlist is gone: waiting will not bring it back.
+			return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionAddToMyPlaylist),
 				Class: providers.Permanent, Status: http.StatusNotFound, Reason: "playlist_not_found", Err: err}
 		}
 		return "", err
@@ -180,6 +180,88 @@ func (c *client) playlist(ctx context.Context, id string, want []string, write b
 		if err := c.do(ctx, http.MethodPost, "playlists/"+url.PathEscape(id)+"/items", body, &res, http.StatusCreated, http.StatusOK); err != nil {
 			return "", err
 		}
+	}
+	return providers.OutcomeOK, nil
+}
+
+// ownPlaylist finds the fan's playlist carrying t's marker, or creates
+// it: private, named and described as the release says. GET
+// /me/playlists lists the playlists the fan owns or follows, 50 a page;
+// only one the fan owns counts.
+func (c *client) ownPlaylist(ctx context.Context, t providers.Target) (string, error) {
+	marker := providers.PlaylistMarker(t.MyPlaylist.Key)
+	for offset := 0; ; {
+		var page struct {
+			Items []struct {
+				ID          string `json:"id"`
+				Description string `json:"description"`
+				Owner       struct {
+					ID string `json:"id"`
+				} `json:"owner"`
+			} `json:"items"`
+			Next  *string `json:"next"`
+			Total int     `json:"total"`
+		}
+		path := fmt.Sprintf("me/playlists?limit=%d&offset=%d", playlistPage, offset)
+		if err := c.do(ctx, http.MethodGet, path, nil, &page, http.StatusOK); err != nil {
+			return "", err
+		}
+		for _, pl := range page.Items {
+			// Spotify HTML-escapes descriptions; the marker has nothing
+			// to escape.
+			if strings.Contains(pl.Description, marker) && (t.AccountID == "" || pl.Owner.ID == t.AccountID) {
+				return pl.ID, nil
+			}
+		}
+		offset += len(page.Items)
+		if page.Next == nil || *page.Next == "" || len(page.Items) == 0 || offset >= page.Total {
+			break
+		}
+	}
+	if c.p.cfg.Mode == ModeLegacy {
+		if t.AccountID == "" {
+			return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionAddToMyPlaylist), Class: providers.Permanent, Reason: "no_account_id"}
+		}
+		pl, err := c.sp.CreatePlaylistForUser(ctx, t.AccountID, t.MyPlaylist.Name, t.MyPlaylist.FullDescription(), false, false)
+		if err != nil {
+			return "", err
+		}
+		return string(pl.ID), nil
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	body := map[string]any{"name": t.MyPlaylist.Name, "description": t.MyPlaylist.FullDescription(), "public": false}
+	if err := c.do(ctx, http.MethodPost, "me/playlists", body, &created, http.StatusCreated, http.StatusOK); err != nil {
+		return "", err
+	}
+	if created.ID == "" {
+		return "", fmt.Errorf("spotify: created playlist has no id")
+	}
+	return created.ID, nil
+}
+
+// legacyFollowPlaylist follows the playlist through
+// /playlists/{id}/followers, privately, after checking
+// /playlists/{id}/followers/contains for the fan. The body is sent here
+// rather than by zmb3's FollowPlaylist, which sends a bare boolean where
+// the reference wants {"public": false}.
+func (c *client) legacyFollowPlaylist(ctx context.Context, id, accountID string, write bool) (providers.Outcome, error) {
+	if accountID == "" {
+		return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionFollowPlaylist), Class: providers.Permanent, Reason: "no_account_id"}
+	}
+	has, err := c.sp.UserFollowsPlaylist(ctx, zspotify.ID(id), accountID)
+	if err != nil {
+		return "", err
+	}
+	if len(has) == 1 && has[0] {
+		return providers.OutcomeAlready, nil
+	}
+	if !write {
+		return providers.OutcomeOK, nil
+	}
+	if err := c.do(ctx, http.MethodPut, "playlists/"+url.PathEscape(id)+"/followers", map[string]bool{"public": false}, nil, http.StatusOK, http.StatusNoContent); err != nil {
+		return "", err
 	}
 	return providers.OutcomeOK, nil
 }

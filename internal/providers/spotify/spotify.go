@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,20 +117,34 @@ func (p *Provider) Actions(t providers.Target) []providers.Action {
 	if len(t.ArtistIDs) > 0 {
 		out = append(out, providers.ActionFollow)
 	}
-	if t.PlaylistID != "" && len(t.TrackIDs) > 0 {
-		out = append(out, providers.ActionPlaylist)
+	if t.FollowPlaylistID != "" {
+		out = append(out, providers.ActionFollowPlaylist)
+	}
+	if t.MyPlaylist.Name != "" && len(t.TrackIDs) > 0 {
+		out = append(out, providers.ActionAddToMyPlaylist)
 	}
 	return out
 }
 
-// Scopes implements providers.Provider. In library mode a follow is a
-// library write (PUT /me/library with an artist URI), so it needs the
-// library scopes; in legacy mode it needs the follow scopes.
+// Scopes implements providers.Provider: what each action's endpoints
+// need (Web API reference, each endpoint's "Authorization scopes"), the
+// same in both modes except where noted:
+//   - save: user-library-modify, and user-library-read for the check;
+//   - follow (an artist, /me/library or /me/following):
+//     user-follow-modify, and user-follow-read for the check;
+//   - follow_playlist: in library mode a playlist URI through /me/library,
+//     which the reference lists under playlist-modify-public; in legacy
+//     mode /playlists/{id}/followers, followed privately ("public":
+//     false), which needs playlist-modify-private; playlist-read-private
+//     for the check of a private follow;
+//   - add_to_my_playlist: playlist-modify-private to create the fan's
+//     private playlist and add to it, playlist-read-private to find it
+//     among the fan's playlists and read its items.
 func (p *Provider) Scopes(actions []providers.Action) []string {
 	var out []string
 	add := func(s ...string) {
 		for _, x := range s {
-			if !containsStr(out, x) {
+			if !slices.Contains(out, x) {
 				out = append(out, x)
 			}
 		}
@@ -139,25 +154,18 @@ func (p *Provider) Scopes(actions []providers.Action) []string {
 		case providers.ActionSave:
 			add(ScopeLibraryModify, ScopeLibraryRead)
 		case providers.ActionFollow:
+			add(ScopeFollowModify, ScopeFollowRead)
+		case providers.ActionFollowPlaylist:
 			if p.cfg.Mode == ModeLegacy {
-				add(ScopeFollowModify, ScopeFollowRead)
+				add(ScopePlaylistPrivate, ScopePlaylistRead)
 			} else {
-				add(ScopeLibraryModify, ScopeLibraryRead)
+				add(ScopePlaylistPublic, ScopePlaylistRead)
 			}
-		case providers.ActionPlaylist:
-			add(ScopePlaylistPublic, ScopePlaylistPrivate, ScopePlaylistRead)
+		case providers.ActionAddToMyPlaylist:
+			add(ScopePlaylistPrivate, ScopePlaylistRead)
 		}
 	}
 	return out
-}
-
-func containsStr(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // AuthCodeURL implements providers.Provider. show_dialog=true makes
@@ -228,7 +236,8 @@ func (p *Provider) QuotaCost(providers.Action, providers.Outcome) int { return 0
 // one request takes, from the Web API reference): /me/library and
 // /me/library/contains take 40 URIs; the legacy /me/albums (and its
 // contains) 20 IDs, /me/tracks and /me/following 50; adding to a
-// playlist 100 URIs; a playlist's items are read 50 per page.
+// playlist 100 URIs; a playlist's items and the fan's playlists are read
+// 50 per page.
 const (
 	libraryBatch     = 40
 	legacyAlbumBatch = 20
@@ -246,24 +255,30 @@ func legacyBatchOf(kind string) int {
 }
 
 // Calls implements providers.Provider: the requests one Perform of a
-// makes when everything is missing (a check, then a write, per batch;
-// for a playlist one page of its items, then the adds).
+// makes when everything is missing (a check, then a write, per batch),
+// and for add_to_my_playlist those of OwnPlaylist before it (one page of
+// the fan's playlists and the creation) unless t names the playlist.
 func (p *Provider) Calls(a providers.Action, t providers.Target) int {
 	n := func(count, batch int) int { return max(1, (count+batch-1)/batch) }
 	switch a {
-	case providers.ActionSave, providers.ActionFollow:
+	case providers.ActionSave:
 		if p.cfg.Mode == ModeLegacy {
-			if a == providers.ActionFollow {
-				return 2 * n(len(t.ArtistIDs), legacyBatch)
-			}
 			return 2 * (n(len(t.AlbumIDs), legacyAlbumBatch) + n(len(t.TrackIDs), legacyBatch))
 		}
-		if a == providers.ActionFollow {
-			return 2 * n(len(t.ArtistIDs), libraryBatch)
-		}
 		return 2 * n(len(t.AlbumIDs)+len(t.TrackIDs), libraryBatch)
-	case providers.ActionPlaylist:
-		return 1 + n(len(t.TrackIDs), playlistAddBatch)
+	case providers.ActionFollow:
+		if p.cfg.Mode == ModeLegacy {
+			return 2 * n(len(t.ArtistIDs), legacyBatch)
+		}
+		return 2 * n(len(t.ArtistIDs), libraryBatch)
+	case providers.ActionFollowPlaylist:
+		return 2
+	case providers.ActionAddToMyPlaylist:
+		calls := 1 + n(len(t.TrackIDs), playlistAddBatch) // the (empty) playlist's items, then the adds
+		if t.MyPlaylist.ID == "" {
+			calls += 2
+		}
+		return calls
 	}
 	return 1
 }
@@ -342,13 +357,38 @@ func (c *client) perform(ctx context.Context, a providers.Action, t providers.Ta
 			return "", errNothing(a)
 		}
 		return c.saveItems(ctx, uris("artist", t.ArtistIDs), write)
-	case providers.ActionPlaylist:
-		if t.PlaylistID == "" || len(t.TrackIDs) == 0 {
+	case providers.ActionFollowPlaylist:
+		if t.FollowPlaylistID == "" {
 			return "", errNothing(a)
 		}
-		return c.playlist(ctx, t.PlaylistID, uris("track", t.TrackIDs), write)
+		if c.p.cfg.Mode == ModeLegacy {
+			return c.legacyFollowPlaylist(ctx, t.FollowPlaylistID, t.AccountID, write)
+		}
+		return c.saveItems(ctx, uris("playlist", []string{t.FollowPlaylistID}), write)
+	case providers.ActionAddToMyPlaylist:
+		if t.MyPlaylist.ID == "" || len(t.TrackIDs) == 0 {
+			return "", errNothing(a)
+		}
+		return c.addToPlaylist(ctx, t.MyPlaylist.ID, uris("track", t.TrackIDs), write)
 	}
 	return "", &providers.Error{Provider: providers.Spotify, Op: string(a), Class: providers.Permanent, Reason: "unsupported_action"}
+}
+
+// OwnPlaylist implements providers.Client.
+func (c *client) OwnPlaylist(ctx context.Context, t providers.Target) (string, error) {
+	if t.MyPlaylist.ID != "" {
+		return t.MyPlaylist.ID, nil
+	}
+	if t.MyPlaylist.Name == "" || t.MyPlaylist.Key == "" {
+		return "", errNothing(providers.ActionAddToMyPlaylist)
+	}
+	var id string
+	err := c.call(ctx, string(providers.ActionAddToMyPlaylist), func(ctx context.Context) error {
+		var err error
+		id, err = c.ownPlaylist(ctx, t)
+		return err
+	})
+	return id, err
 }
 
 func errNothing(a providers.Action) error {
@@ -360,7 +400,7 @@ func uris(kind string, ids []string) []string {
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
 		u := "spotify:" + kind + ":" + id
-		if !containsStr(out, u) {
+		if !slices.Contains(out, u) {
 			out = append(out, u)
 		}
 	}

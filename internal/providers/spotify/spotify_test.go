@@ -46,7 +46,7 @@ func newEnv(t *testing.T, mode string, actions ...providers.Action) *env {
 		AccountsURL: u.SpotifyAccountsURL, APIURL: u.SpotifyAPIURL, Mode: mode,
 	})
 	if len(actions) == 0 {
-		actions = []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist}
+		actions = allActions
 	}
 	e := &env{fake: f, p: p, user: "fan-" + strings.ReplaceAll(t.Name(), "/", "-")}
 	e.tok = e.connect(t, p.Scopes(actions))
@@ -84,10 +84,36 @@ func (e *env) client(ctx context.Context, onRefresh func(*oauth2.Token)) provide
 var modes = []string{spotify.ModeLibrary, spotify.ModeLegacy}
 
 var target = providers.Target{
-	AlbumIDs:   []string{"album1"},
-	TrackIDs:   []string{"track1", "track2"},
-	ArtistIDs:  []string{"artist1", "artist2"},
-	PlaylistID: "pl1",
+	AlbumIDs:         []string{"album1"},
+	TrackIDs:         []string{"track1", "track2"},
+	ArtistIDs:        []string{"artist1", "artist2"},
+	FollowPlaylistID: "artistplaylist",
+	MyPlaylist:       providers.MyPlaylist{Name: "Night Drive: The Examples", Description: "Pre-saved.", Key: "release-1"},
+}
+
+// allActions are every action target offers.
+var allActions = []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionFollowPlaylist, providers.ActionAddToMyPlaylist}
+
+// target is the package's target as the worker hands it to e's fan: with
+// the fan's account ID.
+func (e *env) target() providers.Target {
+	t := target
+	t.AccountID = e.user
+	return t
+}
+
+// perform does what the worker does for one action: add_to_my_playlist
+// first finds or creates the fan's playlist, then adds to it.
+func perform(ctx context.Context, c providers.Client, a providers.Action, t providers.Target) (providers.Outcome, providers.Target, error) {
+	if a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "" {
+		id, err := c.OwnPlaylist(ctx, t)
+		if err != nil {
+			return "", t, err
+		}
+		t.MyPlaylist.ID = id
+	}
+	out, err := c.Perform(ctx, a, t)
+	return out, t, err
 }
 
 func TestOAuth(t *testing.T) {
@@ -143,50 +169,73 @@ func TestActionsAndIdempotency(t *testing.T) {
 			e := newEnv(t, mode)
 			ctx := ctxT(t)
 			c := e.client(ctx, nil)
+			tgt := e.target()
 
-			if got, want := e.p.Actions(target), []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist}; !slices.Equal(got, want) {
-				t.Fatalf("Actions = %v, want %v", got, want)
+			if got := e.p.Actions(tgt); !slices.Equal(got, allActions) {
+				t.Fatalf("Actions = %v, want %v", got, allActions)
 			}
-			for _, a := range e.p.Actions(target) {
-				in, err := c.InEffect(ctx, a, target)
+			for _, a := range e.p.Actions(tgt) {
+				if a == providers.ActionAddToMyPlaylist {
+					id, err := c.OwnPlaylist(ctx, tgt)
+					if err != nil {
+						t.Fatalf("OwnPlaylist: %v", err)
+					}
+					tgt.MyPlaylist.ID = id
+				}
+				in, err := c.InEffect(ctx, a, tgt)
 				if err != nil || in {
 					t.Fatalf("%s InEffect before = %v, %v; want false", a, in, err)
 				}
 				for i, want := range []providers.Outcome{providers.OutcomeOK, providers.OutcomeAlready} {
-					got, err := c.Perform(ctx, a, target)
+					got, err := c.Perform(ctx, a, tgt)
 					if err != nil || got != want {
 						t.Fatalf("%s Perform #%d = %q, %v; want %q", a, i+1, got, err, want)
 					}
 				}
-				if in, err := c.InEffect(ctx, a, target); err != nil || !in {
+				if in, err := c.InEffect(ctx, a, tgt); err != nil || !in {
 					t.Fatalf("%s InEffect after = %v, %v; want true", a, in, err)
 				}
 			}
-			// A new client (a worker after a crash) sees it all done.
-			for _, a := range e.p.Actions(target) {
-				if got, err := e.client(ctx, nil).Perform(ctx, a, target); err != nil || got != providers.OutcomeAlready {
+			// A new client (a worker after a crash, one that never
+			// recorded the playlist's ID) finds the same playlist and sees
+			// it all done.
+			for _, a := range e.p.Actions(tgt) {
+				got, retried, err := perform(ctx, e.client(ctx, nil), a, e.target())
+				if err != nil || got != providers.OutcomeAlready {
 					t.Fatalf("%s retry = %q, %v; want already", a, got, err)
+				}
+				if a == providers.ActionAddToMyPlaylist && retried.MyPlaylist.ID != tgt.MyPlaylist.ID {
+					t.Fatalf("retry found playlist %q, want %q", retried.MyPlaylist.ID, tgt.MyPlaylist.ID)
 				}
 			}
 
 			u := e.fake.User(providers.Spotify, e.user)
 			if !slices.Equal(u.Albums, []string{"album1"}) || !slices.Equal(u.Tracks, []string{"track1", "track2"}) ||
-				!slices.Equal(u.Artists, []string{"artist1", "artist2"}) {
+				!slices.Equal(u.Artists, []string{"artist1", "artist2"}) || !slices.Equal(u.FollowedPlaylists, []string{"artistplaylist"}) {
 				t.Fatalf("library = %+v", u)
 			}
-			if got, want := e.fake.Playlist(providers.Spotify, e.user, "pl1"), []string{"spotify:track:track1", "spotify:track:track2"}; !slices.Equal(got, want) {
-				t.Fatalf("playlist = %v, want exactly %v", got, want)
+			if len(u.Playlists) != 1 {
+				t.Fatalf("the fan owns %d playlists, want 1: %+v", len(u.Playlists), u.Playlists)
+			}
+			pl := u.Playlists[0]
+			if pl.Name != target.MyPlaylist.Name || pl.Public || !strings.HasSuffix(pl.Description, "[presave:release-1]") ||
+				!slices.Equal(pl.Items, []string{"spotify:track:track1", "spotify:track:track2"}) {
+				t.Fatalf("the fan's playlist = %+v", pl)
+			}
+			if got := e.fake.PlaylistItems(providers.Spotify, "artistplaylist"); len(got) != 0 {
+				t.Fatalf("the artist's playlist was changed: %v", got)
 			}
 
 			writes := map[string][]string{
-				spotify.ModeLibrary: {"PUT /v1/me/library 200", "POST /v1/playlists/{id}/items 201"},
-				spotify.ModeLegacy:  {"PUT /v1/me/albums 200", "PUT /v1/me/tracks 200", "PUT /v1/me/following 204", "POST /v1/playlists/{id}/tracks 201"},
+				spotify.ModeLibrary: {"PUT /v1/me/library 200", "POST /v1/me/playlists 201", "POST /v1/playlists/{id}/items 201"},
+				spotify.ModeLegacy: {"PUT /v1/me/albums 200", "PUT /v1/me/tracks 200", "PUT /v1/me/following 204",
+					"PUT /v1/playlists/{id}/followers 200", "POST /v1/users/{user_id}/playlists 201", "POST /v1/playlists/{id}/tracks 201"},
 			}[mode]
 			st := e.fake.State()
 			for _, k := range writes {
 				want := 1
 				if k == "PUT /v1/me/library 200" {
-					want = 2 // save, then follow
+					want = 3 // save, follow, follow the playlist
 				}
 				if st.Calls[k] != want {
 					t.Errorf("calls[%q] = %d, want %d (all: %v)", k, st.Calls[k], want, st.Calls)
@@ -194,7 +243,8 @@ func TestActionsAndIdempotency(t *testing.T) {
 			}
 			if mode == spotify.ModeLibrary {
 				for k := range st.Calls {
-					if strings.Contains(k, "/me/albums") || strings.Contains(k, "/me/tracks") || strings.Contains(k, "/me/following") || strings.Contains(k, "/tracks ") {
+					if strings.Contains(k, "/me/albums") || strings.Contains(k, "/me/tracks") || strings.Contains(k, "/me/following") ||
+						strings.Contains(k, "/tracks ") || strings.Contains(k, "/users/") || strings.Contains(k, "/followers") {
 						t.Errorf("library mode called legacy endpoint %q", k)
 					}
 				}
@@ -203,10 +253,29 @@ func TestActionsAndIdempotency(t *testing.T) {
 	}
 }
 
+// TestTheArtistsPlaylistIsNotTheFans: what the old playlist action did
+// (add to the release's playlist, the artist's) Spotify refuses with 403,
+// and the fake does too.
+func TestTheArtistsPlaylistIsNotTheFans(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, mode)
+			ctx := ctxT(t)
+			tgt := e.target()
+			tgt.MyPlaylist.ID = "artistplaylist" // someone else's
+			_, err := e.client(ctx, nil).Perform(ctx, providers.ActionAddToMyPlaylist, tgt)
+			pe, ok := providers.AsError(err)
+			if !ok || pe.Status != 403 || pe.Class != providers.Permanent {
+				t.Fatalf("adding to the artist's playlist: %v, want 403 permanent", err)
+			}
+		})
+	}
+}
+
 func TestPlaylistAddsOnlyMissingAcrossPages(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			e := newEnv(t, mode, providers.ActionPlaylist)
+			e := newEnv(t, mode, providers.ActionAddToMyPlaylist)
 			ctx := ctxT(t)
 			c := e.client(ctx, nil)
 			// 130 tracks: two POSTs (100 per call) and three pages to read back.
@@ -214,19 +283,22 @@ func TestPlaylistAddsOnlyMissingAcrossPages(t *testing.T) {
 			for i := range 130 {
 				ids = append(ids, fmt.Sprintf("t%03d", i))
 			}
-			first := providers.Target{PlaylistID: "big", TrackIDs: ids[:120]}
-			if got, err := c.Perform(ctx, providers.ActionPlaylist, first); err != nil || got != providers.OutcomeOK {
+			first := e.target()
+			first.TrackIDs = ids[:120]
+			got, first, err := perform(ctx, c, providers.ActionAddToMyPlaylist, first)
+			if err != nil || got != providers.OutcomeOK {
 				t.Fatalf("first Perform = %q, %v", got, err)
 			}
 			// The retry asks for more: only the 10 missing ones are added.
-			all := providers.Target{PlaylistID: "big", TrackIDs: ids}
-			if got, err := c.Perform(ctx, providers.ActionPlaylist, all); err != nil || got != providers.OutcomeOK {
+			all := first
+			all.TrackIDs = ids
+			if got, err := c.Perform(ctx, providers.ActionAddToMyPlaylist, all); err != nil || got != providers.OutcomeOK {
 				t.Fatalf("second Perform = %q, %v", got, err)
 			}
-			if got, err := c.Perform(ctx, providers.ActionPlaylist, all); err != nil || got != providers.OutcomeAlready {
+			if got, err := c.Perform(ctx, providers.ActionAddToMyPlaylist, all); err != nil || got != providers.OutcomeAlready {
 				t.Fatalf("third Perform = %q, %v", got, err)
 			}
-			pl := e.fake.Playlist(providers.Spotify, e.user, "big")
+			pl := e.fake.PlaylistItems(providers.Spotify, first.MyPlaylist.ID)
 			if len(pl) != 130 {
 				t.Fatalf("playlist has %d items, want 130", len(pl))
 			}
@@ -241,6 +313,48 @@ func TestPlaylistAddsOnlyMissingAcrossPages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOwnPlaylistFindsOursAmongMany: a fan with more playlists than one
+// page holds still gets ours back (found by its marker), and a playlist
+// with the marker that another user owns (one the fan follows) is not
+// taken for ours.
+func TestOwnPlaylistFindsOursAmongMany(t *testing.T) {
+	e := newEnv(t, spotify.ModeLibrary)
+	ctx := ctxT(t)
+	c := e.client(ctx, nil)
+	tgt := e.target()
+	for i := range 60 {
+		other := tgt
+		other.MyPlaylist.Key = fmt.Sprintf("other-%d", i)
+		if _, err := c.OwnPlaylist(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := c.OwnPlaylist(ctx, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.client(ctx, nil).OwnPlaylist(ctx, tgt)
+	if err != nil || again != id {
+		t.Fatalf("second OwnPlaylist = %q, %v; want %q", again, err, id)
+	}
+	if n := len(e.fake.User(providers.Spotify, e.user).Playlists); n != 61 {
+		t.Fatalf("the fan owns %d playlists, want 61", n)
+	}
+	// Another fan follows the first fan's playlist: it carries the
+	// marker, but it is not theirs to fill.
+	f2 := &env{fake: e.fake, p: e.p, user: e.user + "-2"}
+	f2.tok = f2.connect(t, e.p.Scopes(allActions))
+	t2 := f2.target()
+	t2.FollowPlaylistID = id
+	if _, err := f2.client(ctx, nil).Perform(ctx, providers.ActionFollowPlaylist, t2); err == nil {
+		t.Fatal("followed another fan's private playlist")
+	}
+	mine, err := f2.client(ctx, nil).OwnPlaylist(ctx, t2)
+	if err != nil || mine == id {
+		t.Fatalf("the second fan's playlist = %q, %v; want a new one of theirs", mine, err)
 	}
 }
 
@@ -358,7 +472,7 @@ func TestErrorClasses(t *testing.T) {
 			recover: func(e *env) { e.fake.SetErrorRate(providers.Spotify, 0) },
 		},
 		{
-			name: "revoked grant", action: providers.ActionPlaylist, target: target,
+			name: "revoked grant", action: providers.ActionFollowPlaylist, target: target,
 			setup: func(e *env) { e.fake.RevokeUser(providers.Spotify, e.user) },
 			class: providers.GrantInvalid, reason: "invalid_grant",
 			check: func(t *testing.T, pe *providers.Error) {
@@ -382,15 +496,24 @@ func TestErrorClasses(t *testing.T) {
 			recover: func(e *env) { e.fake.SetNotLiveUntil("album1", time.Time{}) },
 		},
 		{
-			name: "track not live (legacy playlist)", mode: spotify.ModeLegacy, action: providers.ActionPlaylist, target: target,
+			name: "track not live (legacy playlist)", mode: spotify.ModeLegacy, action: providers.ActionAddToMyPlaylist, target: target,
 			setup: func(e *env) { e.fake.SetNotLiveUntil("track2", future) },
 			class: providers.NotLiveYet, status: 400, reason: "non_existing_id",
 			recover: func(e *env) { e.fake.SetNotLiveUntil("track2", time.Time{}) },
 		},
 		{
-			name: "playlist missing", action: providers.ActionPlaylist, target: target,
-			setup: func(e *env) { e.fake.SetNotLiveUntil("pl1", future) },
-			class: providers.Permanent, status: 404, reason: "playlist_not_found",
+			// An artist's playlist not out yet is, like an album, a
+			// non-existing ID: not live.
+			name: "playlist to follow not live", action: providers.ActionFollowPlaylist, target: target,
+			setup: func(e *env) { e.fake.SetNotLiveUntil("artistplaylist", future) },
+			class: providers.NotLiveYet, status: 400, reason: "non_existing_id",
+			recover: func(e *env) { e.fake.SetNotLiveUntil("artistplaylist", time.Time{}) },
+		},
+		{
+			name: "the fan's playlist is gone", action: providers.ActionAddToMyPlaylist,
+			target: func() providers.Target { t := target; t.MyPlaylist.ID = "gone"; return t }(),
+			setup:  func(e *env) { e.fake.SetNotLiveUntil("gone", future) },
+			class:  providers.Permanent, status: 404, reason: "playlist_not_found",
 		},
 		{
 			name: "legacy endpoints forbidden (development mode)", mode: spotify.ModeLegacy, action: providers.ActionFollow, target: target,
@@ -399,8 +522,28 @@ func TestErrorClasses(t *testing.T) {
 			recover: func(e *env) { e.fake.SetLegacyForbidden(false) },
 		},
 		{
-			name: "scope not granted", action: providers.ActionPlaylist, target: target,
+			// Without playlist-read-private the fan's private playlists
+			// are invisible, and without playlist-modify-private none can
+			// be made.
+			name: "playlist scopes not granted", action: providers.ActionAddToMyPlaylist, target: target,
 			scopes: []providers.Action{providers.ActionSave},
+			class:  providers.Permanent, status: 403, reason: "forbidden",
+		},
+		{
+			// Following an artist through /me/library needs the follow
+			// scope; the library scopes are not enough.
+			name: "follow scope not granted", action: providers.ActionFollow, target: target,
+			scopes: []providers.Action{providers.ActionSave},
+			class:  providers.Permanent, status: 403, reason: "forbidden",
+		},
+		{
+			name: "follow scope not granted (legacy)", mode: spotify.ModeLegacy, action: providers.ActionFollow, target: target,
+			scopes: []providers.Action{providers.ActionSave},
+			class:  providers.Permanent, status: 403, reason: "forbidden",
+		},
+		{
+			name: "playlist follow scope not granted", action: providers.ActionFollowPlaylist, target: target,
+			scopes: []providers.Action{providers.ActionSave, providers.ActionFollow},
 			class:  providers.Permanent, status: 403, reason: "forbidden",
 		},
 	}
@@ -416,7 +559,9 @@ func TestErrorClasses(t *testing.T) {
 				tc.setup(e)
 			}
 			c := e.client(ctx, nil)
-			_, err := c.Perform(ctx, tc.action, tc.target)
+			tgt := tc.target
+			tgt.AccountID = e.user
+			_, _, err := perform(ctx, c, tc.action, tgt)
 			pe, ok := providers.AsError(err)
 			if !ok {
 				t.Fatalf("Perform error = %v, want *providers.Error", err)
@@ -438,7 +583,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			if tc.recover != nil {
 				tc.recover(e)
-				if got, err := c.Perform(ctx, tc.action, tc.target); err != nil || got != providers.OutcomeOK {
+				if got, _, err := perform(ctx, c, tc.action, tgt); err != nil || got != providers.OutcomeOK {
 					t.Fatalf("after recovery: %q, %v", got, err)
 				}
 			}
@@ -464,7 +609,7 @@ func TestRevokeUnsupportedAndNoQuota(t *testing.T) {
 	if err := p.Revoke(context.Background(), "rt"); !errors.Is(err, providers.ErrRevokeUnsupported) {
 		t.Fatalf("Revoke = %v", err)
 	}
-	for _, a := range []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist} {
+	for _, a := range allActions {
 		if p.QuotaCost(a, "") != 0 {
 			t.Errorf("QuotaCost(%s) = %d", a, p.QuotaCost(a, ""))
 		}
@@ -474,24 +619,39 @@ func TestRevokeUnsupportedAndNoQuota(t *testing.T) {
 	}
 }
 
+// TestScopesAndActions: each action asks for the scopes its endpoints
+// need, in each mode, and nothing else.
 func TestScopesAndActions(t *testing.T) {
 	lib := spotify.New(spotify.Config{})
 	leg := spotify.New(spotify.Config{Mode: spotify.ModeLegacy})
-	all := []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionPlaylist}
-	if got, want := lib.Scopes(all), []string{"user-library-modify", "user-library-read", "playlist-modify-public", "playlist-modify-private", "playlist-read-private"}; !slices.Equal(got, want) {
-		t.Errorf("library scopes = %v, want %v", got, want)
+	for _, tc := range []struct {
+		p      *spotify.Provider
+		action providers.Action
+		want   []string
+	}{
+		{lib, providers.ActionSave, []string{"user-library-modify", "user-library-read"}},
+		{lib, providers.ActionFollow, []string{"user-follow-modify", "user-follow-read"}},
+		{leg, providers.ActionFollow, []string{"user-follow-modify", "user-follow-read"}},
+		{lib, providers.ActionFollowPlaylist, []string{"playlist-modify-public", "playlist-read-private"}},
+		{leg, providers.ActionFollowPlaylist, []string{"playlist-modify-private", "playlist-read-private"}},
+		{lib, providers.ActionAddToMyPlaylist, []string{"playlist-modify-private", "playlist-read-private"}},
+		{leg, providers.ActionAddToMyPlaylist, []string{"playlist-modify-private", "playlist-read-private"}},
+		{lib, providers.ActionPlaylist, nil},
+	} {
+		if got := tc.p.Scopes([]providers.Action{tc.action}); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s scopes = %v, want %v", tc.p.Mode(), tc.action, got, tc.want)
+		}
 	}
-	if got, want := leg.Scopes([]providers.Action{providers.ActionFollow}), []string{"user-follow-modify", "user-follow-read"}; !slices.Equal(got, want) {
-		t.Errorf("legacy follow scopes = %v, want %v", got, want)
-	}
+	my := providers.MyPlaylist{Name: "Mine", Key: "k"}
 	for _, tc := range []struct {
 		t    providers.Target
 		want []providers.Action
 	}{
 		{providers.Target{}, nil},
 		{providers.Target{AlbumIDs: []string{"a"}}, []providers.Action{providers.ActionSave}},
-		{providers.Target{ArtistIDs: []string{"a"}, PlaylistID: "p"}, []providers.Action{providers.ActionFollow}},
-		{providers.Target{TrackIDs: []string{"t"}, PlaylistID: "p"}, []providers.Action{providers.ActionSave, providers.ActionPlaylist}},
+		{providers.Target{ArtistIDs: []string{"a"}, FollowPlaylistID: "p"}, []providers.Action{providers.ActionFollow, providers.ActionFollowPlaylist}},
+		{providers.Target{TrackIDs: []string{"t"}, MyPlaylist: my}, []providers.Action{providers.ActionSave, providers.ActionAddToMyPlaylist}},
+		{providers.Target{AlbumIDs: []string{"a"}, MyPlaylist: my}, []providers.Action{providers.ActionSave}}, // no tracks to add
 	} {
 		if got := lib.Actions(tc.t); !slices.Equal(got, tc.want) {
 			t.Errorf("Actions(%+v) = %v, want %v", tc.t, got, tc.want)
@@ -511,7 +671,8 @@ func TestCallsCountsWhatPerformSends(t *testing.T) {
 		}
 		return out
 	}
-	big := providers.Target{AlbumIDs: ids("album", 25), TrackIDs: ids("track", 120), ArtistIDs: ids("artist", 55), PlaylistID: "pl-big"}
+	big := providers.Target{AlbumIDs: ids("album", 25), TrackIDs: ids("track", 120), ArtistIDs: ids("artist", 55),
+		FollowPlaylistID: "pl-big", MyPlaylist: providers.MyPlaylist{Name: "Big", Key: "big"}}
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, mode)
@@ -524,9 +685,11 @@ func TestCallsCountsWhatPerformSends(t *testing.T) {
 				}
 				return n
 			}
+			big := big
+			big.AccountID = e.user
 			for _, a := range e.p.Actions(big) {
 				before := total()
-				if got, err := c.Perform(ctx, a, big); err != nil || got != providers.OutcomeOK {
+				if got, _, err := perform(ctx, c, a, big); err != nil || got != providers.OutcomeOK {
 					t.Fatalf("%s: %q, %v", a, got, err)
 				}
 				if sent, want := total()-before, e.p.Calls(a, big); sent != want {

@@ -39,8 +39,8 @@ const (
 
 // Quota units of the YouTube Data API calls presave makes.
 const (
-	CostRead  = 1  // videos.getRating, playlistItems.list
-	CostWrite = 50 // videos.rate, playlistItems.insert
+	CostRead  = 1  // videos.getRating, subscriptions.list, playlists.list, playlistItems.list
+	CostWrite = 50 // videos.rate, subscriptions.insert, playlists.insert, playlistItems.insert
 )
 
 // Config configures the YouTube provider. Empty URLs default to Google's.
@@ -103,21 +103,26 @@ func (p *Provider) Name() providers.Name { return providers.YouTube }
 
 // Actions implements providers.Provider.
 func (p *Provider) Actions(t providers.Target) []providers.Action {
-	if t.VideoID == "" {
-		return nil
+	var out []providers.Action
+	if t.VideoID != "" {
+		out = append(out, providers.ActionLike)
 	}
-	out := []providers.Action{providers.ActionLike}
-	if t.PlaylistID != "" {
-		out = append(out, providers.ActionPlaylist)
+	if t.ChannelID != "" {
+		out = append(out, providers.ActionSubscribe)
+	}
+	if t.VideoID != "" && t.MyPlaylist.Name != "" {
+		out = append(out, providers.ActionAddToMyPlaylist)
 	}
 	return out
 }
 
-// Scopes implements providers.Provider.
+// Scopes implements providers.Provider: every YouTube action (rating,
+// subscribing, creating and editing the fan's playlist) needs the youtube
+// scope (YouTube Data API reference, each method's "Authorization").
 func (p *Provider) Scopes(actions []providers.Action) []string {
 	out := []string{ScopeOpenID}
 	for _, a := range actions {
-		if a == providers.ActionLike || a == providers.ActionPlaylist {
+		if a == providers.ActionLike || a == providers.ActionSubscribe || a == providers.ActionAddToMyPlaylist {
 			return append(out, ScopeYouTube)
 		}
 	}
@@ -136,16 +141,39 @@ func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
 	return p.oauth.AuthCodeURL(state, oauth2.SetAuthURLParam("scope", strings.Join(scopes, " ")), oauth2.AccessTypeOffline, oauth2.ApprovalForce, oauth2.S256ChallengeOption(verifier))
 }
 
-// QuotaCost implements providers.Provider: one Perform reads once, then
-// writes at most once (like: getRating + rate; playlist: list + insert).
+// QuotaCost implements providers.Provider, from the Data API's quota
+// table: a like or a subscription reads once (videos.getRating,
+// subscriptions.list: 1 unit) and writes at most once (videos.rate,
+// subscriptions.insert: 50). add_to_my_playlist counts OwnPlaylist's
+// calls with its own, as an upper bound: a page of the fan's playlists
+// (1) and the playlist's creation (50), then playlistItems.list (1) and
+// playlistItems.insert (50); when it was already in effect, the two
+// reads.
 func (p *Provider) QuotaCost(a providers.Action, out providers.Outcome) int {
-	switch {
-	case a != providers.ActionLike && a != providers.ActionPlaylist:
-		return 0
-	case out == providers.OutcomeAlready:
-		return CostRead // only the check ran
+	switch a {
+	case providers.ActionLike, providers.ActionSubscribe:
+		if out == providers.OutcomeAlready {
+			return CostRead
+		}
+		return CostRead + CostWrite
+	case providers.ActionAddToMyPlaylist:
+		if out == providers.OutcomeAlready {
+			return 2 * CostRead
+		}
+		return 2 * (CostRead + CostWrite)
 	}
-	return CostRead + CostWrite
+	return 0
+}
+
+// Calls implements providers.Provider: one Perform checks once, then
+// writes at most once; add_to_my_playlist also finds or creates the
+// fan's playlist first (a page of playlists.list, playlists.insert)
+// unless t names it.
+func (p *Provider) Calls(a providers.Action, t providers.Target) int {
+	if a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "" {
+		return 4
+	}
+	return 2
 }
 
 // GrantExpiry implements providers.Provider: Google's refresh tokens of
@@ -154,10 +182,6 @@ func (p *Provider) QuotaCost(a providers.Action, out providers.Outcome) int {
 // expire after 7 days; that is the deployment's business, not the
 // provider's.
 func (p *Provider) GrantExpiry(time.Time) time.Time { return time.Time{} }
-
-// Calls implements providers.Provider: one Perform checks once
-// (videos.getRating, playlistItems.list), then writes at most once.
-func (p *Provider) Calls(providers.Action, providers.Target) int { return 2 }
 
 // Exchange implements providers.Provider.
 func (p *Provider) Exchange(ctx context.Context, code, verifier string) (providers.Grant, error) {
@@ -369,11 +393,11 @@ func badTarget(a providers.Action, reason string) error {
 }
 
 func (c *client) inEffect(ctx context.Context, a providers.Action, t providers.Target) (bool, error) {
-	if t.VideoID == "" {
-		return false, badTarget(a, "empty_target")
-	}
 	switch a {
 	case providers.ActionLike:
+		if t.VideoID == "" {
+			return false, badTarget(a, "empty_target")
+		}
 		res, err := c.svc.Videos.GetRating([]string{t.VideoID}).Context(ctx).Do()
 		if err != nil {
 			return false, err
@@ -384,12 +408,24 @@ func (c *client) inEffect(ctx context.Context, a providers.Action, t providers.T
 			}
 		}
 		return false, nil
-	case providers.ActionPlaylist:
-		if t.PlaylistID == "" {
+	case providers.ActionSubscribe:
+		if t.ChannelID == "" {
+			return false, badTarget(a, "empty_target")
+		}
+		// forChannelId narrows the fan's subscriptions to this channel:
+		// one read unit however many the fan has.
+		res, err := c.svc.Subscriptions.List([]string{"id"}).Mine(true).ForChannelId(t.ChannelID).
+			MaxResults(1).Context(ctx).Do()
+		if err != nil {
+			return false, err
+		}
+		return len(res.Items) > 0, nil
+	case providers.ActionAddToMyPlaylist:
+		if t.VideoID == "" || t.MyPlaylist.ID == "" {
 			return false, badTarget(a, "empty_target")
 		}
 		// Filtered by videoId: one read unit, however long the playlist.
-		res, err := c.svc.PlaylistItems.List([]string{"id"}).PlaylistId(t.PlaylistID).
+		res, err := c.svc.PlaylistItems.List([]string{"id"}).PlaylistId(t.MyPlaylist.ID).
 			VideoId(t.VideoID).MaxResults(1).Context(ctx).Do()
 		if err != nil {
 			return false, err
@@ -403,16 +439,69 @@ func (c *client) write(ctx context.Context, a providers.Action, t providers.Targ
 	switch a {
 	case providers.ActionLike:
 		return c.svc.Videos.Rate(t.VideoID, "like").Context(ctx).Do()
-	case providers.ActionPlaylist:
+	case providers.ActionSubscribe:
+		_, err := c.svc.Subscriptions.Insert([]string{"snippet"}, &yt.Subscription{
+			Snippet: &yt.SubscriptionSnippet{ResourceId: &yt.ResourceId{Kind: "youtube#channel", ChannelId: t.ChannelID}},
+		}).Context(ctx).Do()
+		var ge *googleapi.Error
+		if errors.As(err, &ge) && reasonOf(ge) == "subscriptionDuplicate" {
+			return nil // subscribed since the check: what we wanted
+		}
+		return err
+	case providers.ActionAddToMyPlaylist:
 		_, err := c.svc.PlaylistItems.Insert([]string{"snippet"}, &yt.PlaylistItem{
 			Snippet: &yt.PlaylistItemSnippet{
-				PlaylistId: t.PlaylistID,
+				PlaylistId: t.MyPlaylist.ID,
 				ResourceId: &yt.ResourceId{Kind: "youtube#video", VideoId: t.VideoID},
 			},
 		}).Context(ctx).Do()
 		return err
 	}
 	return badTarget(a, "unsupported_action")
+}
+
+// OwnPlaylist implements providers.Client: it pages through the fan's
+// playlists (playlists.list mine=true, 50 a page, 1 unit each) for the
+// release's marker, and creates a private playlist when none has it
+// (playlists.insert, 50 units).
+func (c *client) OwnPlaylist(ctx context.Context, t providers.Target) (string, error) {
+	if t.MyPlaylist.ID != "" {
+		return t.MyPlaylist.ID, nil
+	}
+	a := providers.ActionAddToMyPlaylist
+	if t.MyPlaylist.Name == "" || t.MyPlaylist.Key == "" {
+		return "", badTarget(a, "empty_target")
+	}
+	marker := providers.PlaylistMarker(t.MyPlaylist.Key)
+	var id string
+	err := c.call(ctx, string(a), func(ctx context.Context) error {
+		page := ""
+		for {
+			res, err := c.svc.Playlists.List([]string{"snippet"}).Mine(true).MaxResults(50).PageToken(page).Context(ctx).Do()
+			if err != nil {
+				return err
+			}
+			for _, pl := range res.Items {
+				if pl.Snippet != nil && strings.Contains(pl.Snippet.Description, marker) {
+					id = pl.Id
+					return nil
+				}
+			}
+			if page = res.NextPageToken; page == "" {
+				break
+			}
+		}
+		pl, err := c.svc.Playlists.Insert([]string{"snippet", "status"}, &yt.Playlist{
+			Snippet: &yt.PlaylistSnippet{Title: t.MyPlaylist.Name, Description: t.MyPlaylist.FullDescription()},
+			Status:  &yt.PlaylistStatus{PrivacyStatus: "private"},
+		}).Context(ctx).Do()
+		if err != nil {
+			return err
+		}
+		id = pl.Id
+		return nil
+	})
+	return id, err
 }
 
 // Google's reason for a Google account without a YouTube channel, and
@@ -455,9 +544,9 @@ func (p *Provider) QuotaDay(t time.Time) (string, time.Time) {
 // classify turns any error into a *providers.Error.
 //
 // Judgement on 404: videoNotFound means the release's video is not public
-// yet (NotLiveYet, retry later); playlistNotFound means the configured
-// playlist does not exist in the fan's account, which waiting will not
-// fix (Permanent).
+// yet (NotLiveYet, retry later); playlistNotFound (the fan's playlist is
+// gone) and publisherNotFound (no such channel) will not change by
+// waiting (Permanent).
 func classify(op string, err error) error {
 	if pe, ok := providers.AsError(err); ok {
 		return pe
@@ -496,7 +585,9 @@ func classify(op string, err error) error {
 	case ge.Code == http.StatusUnauthorized:
 		// Still 401 after a forced refresh.
 		e.Class = providers.GrantInvalid
-	case e.Reason == "playlistNotFound":
+	case e.Reason == "playlistNotFound" || e.Reason == "publisherNotFound":
+		// The fan's own playlist is gone, or the artist's channel does
+		// not exist: waiting will not fix either.
 		e.Class = providers.Permanent
 	case ge.Code == http.StatusNotFound:
 		e.Class = providers.NotLiveYet

@@ -45,7 +45,7 @@ func newEnv(t *testing.T, scopes ...string) *env {
 		UserinfoURL: u.GoogleUserinfoURL, APIURL: u.YouTubeAPIURL,
 	})
 	if scopes == nil {
-		scopes = p.Scopes([]providers.Action{providers.ActionLike, providers.ActionPlaylist})
+		scopes = p.Scopes(allActions)
 	}
 	e := &env{fake: f, p: p, user: "1000" + fmt.Sprint(len(t.Name()))}
 	ctx := ctxT(t)
@@ -66,7 +66,26 @@ func newEnv(t *testing.T, scopes ...string) *env {
 	return e
 }
 
-var target = providers.Target{VideoID: "vid1", PlaylistID: "PLx"}
+const artistChannel = "UCartistchannel000000000"
+
+var target = providers.Target{VideoID: "vid1", ChannelID: artistChannel,
+	MyPlaylist: providers.MyPlaylist{Name: "Night Drive: The Examples", Description: "Pre-saved.", Key: "release-1"}}
+
+var allActions = []providers.Action{providers.ActionLike, providers.ActionSubscribe, providers.ActionAddToMyPlaylist}
+
+// perform does what the worker does for one action: add_to_my_playlist
+// first finds or creates the fan's playlist, then adds to it.
+func perform(ctx context.Context, c providers.Client, a providers.Action, t providers.Target) (providers.Outcome, providers.Target, error) {
+	if a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "" {
+		id, err := c.OwnPlaylist(ctx, t)
+		if err != nil {
+			return "", t, err
+		}
+		t.MyPlaylist.ID = id
+	}
+	out, err := c.Perform(ctx, a, t)
+	return out, t, err
+}
 
 func TestOAuthURLAndScopes(t *testing.T) {
 	p := youtube.New(youtube.Config{ClientID: clientID})
@@ -82,15 +101,38 @@ func TestOAuthURLAndScopes(t *testing.T) {
 	if strings.Contains(u, "email") || strings.Contains(u, "profile") {
 		t.Errorf("AuthCodeURL asks for profile data: %s", u)
 	}
-	if got := p.Actions(target); !slices.Equal(got, []providers.Action{providers.ActionLike, providers.ActionPlaylist}) {
+	if got := p.Actions(target); !slices.Equal(got, allActions) {
 		t.Errorf("Actions = %v", got)
 	}
-	if got := p.Actions(providers.Target{PlaylistID: "p"}); got != nil {
-		t.Errorf("Actions without video = %v", got)
+	if got := p.Actions(providers.Target{MyPlaylist: target.MyPlaylist}); got != nil {
+		t.Errorf("Actions with a playlist but no video = %v", got)
 	}
-	if p.QuotaCost(providers.ActionLike, "") != 51 || p.QuotaCost(providers.ActionPlaylist, "") != 51 || p.QuotaCost(providers.ActionSave, "") != 0 ||
-		p.QuotaCost(providers.ActionLike, providers.OutcomeAlready) != 1 {
-		t.Errorf("QuotaCost = %d/%d", p.QuotaCost(providers.ActionLike, ""), p.QuotaCost(providers.ActionPlaylist, ""))
+	if got := p.Actions(providers.Target{ChannelID: artistChannel}); !slices.Equal(got, []providers.Action{providers.ActionSubscribe}) {
+		t.Errorf("Actions with a channel only = %v", got)
+	}
+	for _, tc := range []struct {
+		a        providers.Action
+		out      providers.Outcome
+		want     int
+		calls    int
+		playlist string
+	}{
+		{providers.ActionLike, "", 51, 2, ""},
+		{providers.ActionLike, providers.OutcomeAlready, 1, 2, ""},
+		{providers.ActionSubscribe, "", 51, 2, ""},
+		{providers.ActionSubscribe, providers.OutcomeAlready, 1, 2, ""},
+		{providers.ActionAddToMyPlaylist, "", 102, 4, ""},
+		{providers.ActionAddToMyPlaylist, providers.OutcomeAlready, 2, 2, "PLknown"},
+		{providers.ActionSave, "", 0, 2, ""},
+	} {
+		tgt := target
+		tgt.MyPlaylist.ID = tc.playlist
+		if got := p.QuotaCost(tc.a, tc.out); got != tc.want {
+			t.Errorf("QuotaCost(%s, %q) = %d, want %d", tc.a, tc.out, got, tc.want)
+		}
+		if got := p.Calls(tc.a, tgt); got != tc.calls {
+			t.Errorf("Calls(%s, playlist %q) = %d, want %d", tc.a, tc.playlist, got, tc.calls)
+		}
 	}
 }
 
@@ -111,42 +153,73 @@ func TestActionsIdempotentAndQuota(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	c := e.p.Client(ctx, e.tok, nil)
-	for _, a := range e.p.Actions(target) {
-		if in, err := c.InEffect(ctx, a, target); err != nil || in {
+	tgt := target
+	for _, a := range e.p.Actions(tgt) {
+		before := e.fake.QuotaUsed(clientID)
+		if a == providers.ActionAddToMyPlaylist {
+			id, err := c.OwnPlaylist(ctx, tgt)
+			if err != nil {
+				t.Fatalf("OwnPlaylist: %v", err)
+			}
+			tgt.MyPlaylist.ID = id
+		}
+		if in, err := c.InEffect(ctx, a, tgt); err != nil || in {
 			t.Fatalf("%s InEffect before = %v, %v", a, in, err)
 		}
-		before := e.fake.QuotaUsed(clientID)
-		if got, err := c.Perform(ctx, a, target); err != nil || got != providers.OutcomeOK {
+		if got, err := c.Perform(ctx, a, tgt); err != nil || got != providers.OutcomeOK {
 			t.Fatalf("%s Perform = %q, %v", a, got, err)
 		}
-		if used := e.fake.QuotaUsed(clientID) - before; used != e.p.QuotaCost(a, providers.OutcomeOK) {
+		// The InEffect check above cost a read the worker does not make.
+		if used := e.fake.QuotaUsed(clientID) - before - youtube.CostRead; used != e.p.QuotaCost(a, providers.OutcomeOK) {
 			t.Errorf("%s used %d units, QuotaCost says %d", a, used, e.p.QuotaCost(a, providers.OutcomeOK))
 		}
-		// Retries, from this client and from a fresh one, write nothing.
+		// Retries, from this client and from a fresh one (which has not
+		// recorded the playlist and finds it by its marker), write nothing.
 		for _, cl := range []providers.Client{c, e.p.Client(ctx, e.tok, nil)} {
-			if got, err := cl.Perform(ctx, a, target); err != nil || got != providers.OutcomeAlready {
-				t.Fatalf("%s retry = %q, %v; want already", a, got, err)
+			before := e.fake.QuotaUsed(clientID)
+			got, again, err := perform(ctx, cl, a, target)
+			if err != nil || got != providers.OutcomeAlready || again.MyPlaylist.ID != tgt.MyPlaylist.ID {
+				t.Fatalf("%s retry = %q (playlist %q), %v; want already (playlist %q)", a, got, again.MyPlaylist.ID, err, tgt.MyPlaylist.ID)
+			}
+			if used := e.fake.QuotaUsed(clientID) - before; used > e.p.QuotaCost(a, providers.OutcomeAlready) {
+				t.Errorf("%s retry used %d units, QuotaCost says at most %d", a, used, e.p.QuotaCost(a, providers.OutcomeAlready))
 			}
 		}
-		if in, err := c.InEffect(ctx, a, target); err != nil || !in {
+		if in, err := c.InEffect(ctx, a, tgt); err != nil || !in {
 			t.Fatalf("%s InEffect after = %v, %v", a, in, err)
 		}
 	}
-	if u := e.fake.User(providers.YouTube, e.user); !slices.Equal(u.Likes, []string{"vid1"}) {
-		t.Fatalf("likes = %v", u.Likes)
+	u := e.fake.User(providers.YouTube, e.user)
+	if !slices.Equal(u.Likes, []string{"vid1"}) || !slices.Equal(u.Subscriptions, []string{artistChannel}) {
+		t.Fatalf("likes %v, subscriptions %v", u.Likes, u.Subscriptions)
 	}
-	if pl := e.fake.Playlist(providers.YouTube, e.user, "PLx"); !slices.Equal(pl, []string{"vid1"}) {
-		t.Fatalf("playlist = %v, want exactly [vid1]", pl)
+	if len(u.Playlists) != 1 || u.Playlists[0].Name != target.MyPlaylist.Name || u.Playlists[0].Public ||
+		!strings.HasSuffix(u.Playlists[0].Description, "[presave:release-1]") || !slices.Equal(u.Playlists[0].Items, []string{"vid1"}) {
+		t.Fatalf("the fan's playlists = %+v, want one private playlist holding vid1 once", u.Playlists)
 	}
-	if n := e.fake.Calls("POST /youtube/v3/videos/rate", 204); n != 1 {
-		t.Errorf("rate calls = %d", n)
+	for route, want := range map[string]int{"POST /youtube/v3/videos/rate 204": 1, "POST /youtube/v3/subscriptions 200": 1,
+		"POST /youtube/v3/playlists 200": 1, "POST /youtube/v3/playlistItems 200": 1} {
+		if n := e.fake.State().Calls[route]; n != want {
+			t.Errorf("%s calls = %d, want %d", route, n, want)
+		}
 	}
-	if n := e.fake.Calls("POST /youtube/v3/playlistItems", 200); n != 1 {
-		t.Errorf("insert calls = %d", n)
-	}
-	// Another fan's playlist with the same ID is theirs alone.
-	if pl := e.fake.Playlist(providers.YouTube, "someone-else", "PLx"); len(pl) != 0 {
-		t.Fatalf("other user's playlist = %v", pl)
+}
+
+// TestTheArtistsPlaylistIsNotTheFans: adding to a playlist the fan does
+// not own is what YouTube refuses (403 playlistItemsNotAccessible; 400
+// playlistOperationUnsupported for an uploads playlist), and so does the
+// fake.
+func TestTheArtistsPlaylistIsNotTheFans(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	c := e.p.Client(ctx, e.tok, nil)
+	for id, want := range map[string]string{"PLtheartistsplaylist0001": "playlistItemsNotAccessible", "UUtheartistsuploads00001": "playlistOperationUnsupported"} {
+		tgt := target
+		tgt.MyPlaylist.ID = id
+		_, err := c.Perform(ctx, providers.ActionAddToMyPlaylist, tgt)
+		if pe, ok := providers.AsError(err); !ok || pe.Reason != want || pe.Class != providers.Permanent {
+			t.Errorf("adding to %s: %v, want %s", id, err, want)
+		}
 	}
 }
 
@@ -208,7 +281,7 @@ func TestErrorClasses(t *testing.T) {
 			recover: func(e *env) { e.fake.ResetQuota(providers.YouTube) },
 		},
 		{
-			name: "daily budget spent by writes", action: providers.ActionPlaylist,
+			name: "daily budget spent by writes", action: providers.ActionSubscribe,
 			// The list (1 unit) fits, the insert (50) does not.
 			setup: func(e *env) { e.fake.SetDailyQuota(30) },
 			class: providers.QuotaExhausted, status: 403, reason: "quotaExceeded",
@@ -235,7 +308,7 @@ func TestErrorClasses(t *testing.T) {
 			class: providers.Permanent, status: 401, reason: "youtube_channel_required",
 		},
 		{
-			name: "5xx", action: providers.ActionPlaylist,
+			name: "5xx", action: providers.ActionAddToMyPlaylist,
 			setup: func(e *env) { e.fake.SetErrorRate(providers.YouTube, 1) },
 			class: providers.Retryable, status: 503, reason: "backendError",
 			recover: func(e *env) { e.fake.SetErrorRate(providers.YouTube, 0) },
@@ -252,15 +325,15 @@ func TestErrorClasses(t *testing.T) {
 			recover: func(e *env) { e.fake.SetNotLiveUntil("vid1", time.Time{}) },
 		},
 		{
-			name: "video not live (playlist)", action: providers.ActionPlaylist,
+			name: "video not live (playlist)", action: providers.ActionAddToMyPlaylist,
 			setup: func(e *env) { e.fake.SetNotLiveUntil("vid1", future) },
 			class: providers.NotLiveYet, status: 404, reason: "videoNotFound",
 			recover: func(e *env) { e.fake.SetNotLiveUntil("vid1", time.Time{}) },
 		},
 		{
-			name: "playlist missing", action: providers.ActionPlaylist,
-			setup: func(e *env) { e.fake.SetNotLiveUntil("PLx", future) },
-			class: providers.Permanent, status: 404, reason: "playlistNotFound",
+			name: "no such channel", action: providers.ActionSubscribe,
+			setup: func(e *env) { e.fake.SetNotLiveUntil(artistChannel, future) },
+			class: providers.Permanent, status: 404, reason: "publisherNotFound",
 		},
 		{
 			name: "scope not granted", action: providers.ActionLike, scopes: []string{"openid"},
@@ -275,7 +348,7 @@ func TestErrorClasses(t *testing.T) {
 				tc.setup(e)
 			}
 			c := e.p.Client(ctx, e.tok, nil)
-			_, err := c.Perform(ctx, tc.action, target)
+			_, _, err := perform(ctx, c, tc.action, target)
 			pe, ok := providers.AsError(err)
 			if !ok {
 				t.Fatalf("error = %v, want *providers.Error", err)
@@ -297,7 +370,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			if tc.recover != nil {
 				tc.recover(e)
-				if got, err := c.Perform(ctx, tc.action, target); err != nil || got != providers.OutcomeOK {
+				if got, _, err := perform(ctx, c, tc.action, target); err != nil || got != providers.OutcomeOK {
 					t.Fatalf("after recovery: %q, %v", got, err)
 				}
 			}
