@@ -35,10 +35,10 @@ import (
 // contract is one documented request and its documented answer.
 type contract struct {
 	name string
-	// provider, scopes and user: the grant the request is made with.
-	provider providers.Name
-	scopes   []string
-	user     string
+	// scopes and user: the grant the request is made with (at the
+	// provider of the list the contract is in).
+	scopes []string
+	user   string
 	// setup runs before the request (fake state, other requests).
 	setup  func(t *testing.T, c *contractEnv)
 	method string

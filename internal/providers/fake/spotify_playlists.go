@@ -22,6 +22,16 @@ import (
 // and in development mode reading another user's playlist items is
 // refused.
 
+// modifyScope is the scope changing a public or a private playlist
+// needs (adding to it, creating it, following it): "playlist-modify-public"
+// or "playlist-modify-private", as each endpoint's reference words it.
+func modifyScope(public bool) string {
+	if public {
+		return scopePlPublic
+	}
+	return scopePlPrivate
+}
+
 // spPlaylistJSON is a playlist object as Spotify answers it.
 func spPlaylistJSON(r *http.Request, pl *playlist, legacy bool) map[string]any {
 	href := fmt.Sprintf("http://%s/v1/playlists/%s", r.Host, pl.id)
@@ -156,11 +166,7 @@ func (s *Server) spPlaylistAdd(legacy bool) apiHandler {
 		// to the current user's private playlist (including
 		// collaborative playlists) requires the playlist-modify-private
 		// scope."
-		need := scopePlPublic
-		if !pl.public {
-			need = scopePlPrivate
-		}
-		if !hasScope(g.scopes, need) {
+		if !hasScope(g.scopes, modifyScope(pl.public)) {
 			spError(w, http.StatusForbidden, insufficientText, "")
 			return
 		}
@@ -238,11 +244,7 @@ func (s *Server) spCreatePlaylist(legacy bool) apiHandler {
 			return
 		}
 		public := body.Public == nil || *body.Public
-		need := scopePlPublic
-		if !public {
-			need = scopePlPrivate
-		}
-		if !hasScope(g.scopes, need) {
+		if !hasScope(g.scopes, modifyScope(public)) {
 			spError(w, http.StatusForbidden, insufficientText, "")
 			return
 		}
@@ -279,11 +281,7 @@ func (s *Server) spFollowPlaylist(w http.ResponseWriter, r *http.Request, g *gra
 			public = *body.Public
 		}
 	}
-	need := scopePlPublic
-	if !public {
-		need = scopePlPrivate
-	}
-	if !hasScope(g.scopes, need) {
+	if !hasScope(g.scopes, modifyScope(public)) {
 		spError(w, http.StatusForbidden, insufficientText, "")
 		return
 	}

@@ -230,6 +230,17 @@ func (s *Server) ytPlaylistInsert(w http.ResponseWriter, r *http.Request, g *gra
 	writeJSON(w, http.StatusOK, mkItem(pid, len(pl.items)-1, vid))
 }
 
+// ytMine checks a list request for part and mine=true (the one filter
+// presave uses, so the only one the fake serves; the API needs exactly
+// one filter) and reads its page.
+func ytMine(w http.ResponseWriter, q url.Values) (maxRes, offset int, ok bool) {
+	if q.Get("part") == "" || q.Get("mine") != "true" {
+		gError(w, http.StatusBadRequest, "missingRequiredParameter", "youtube.parameter", "part and a filter (mine=true) are required")
+		return 0, 0, false
+	}
+	return ytPage(w, q)
+}
+
 // ytPlaylistJSON is a playlist resource.
 func ytPlaylistJSON(pl *playlist) map[string]any {
 	privacy := "private"
@@ -258,13 +269,7 @@ func (s *Server) ytPlaylists(w http.ResponseWriter, r *http.Request, g *grant) {
 	if !ytScopeOK(w, g) {
 		return
 	}
-	q := r.URL.Query()
-	if q.Get("part") == "" || q.Get("mine") != "true" {
-		// presave lists only its own; the fake serves only mine=true.
-		gError(w, http.StatusBadRequest, "missingRequiredParameter", "youtube.parameter", "part and a filter (mine=true) are required")
-		return
-	}
-	maxRes, offset, ok := ytPage(w, q)
+	maxRes, offset, ok := ytMine(w, r.URL.Query())
 	if !ok {
 		return
 	}
@@ -342,11 +347,7 @@ func (s *Server) ytSubscriptions(w http.ResponseWriter, r *http.Request, g *gran
 		return
 	}
 	q := r.URL.Query()
-	if q.Get("part") == "" || q.Get("mine") != "true" {
-		gError(w, http.StatusBadRequest, "missingRequiredParameter", "youtube.parameter", "part and a filter (mine=true) are required")
-		return
-	}
-	maxRes, _, ok := ytPage(w, q)
+	maxRes, _, ok := ytMine(w, q)
 	if !ok {
 		return
 	}
