@@ -528,3 +528,26 @@ func (s *Server) cancelRelease(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, v)
 }
+
+// releasePlan answers GET /v1/releases/{id}/plan.
+func (s *Server) releasePlan(c echo.Context) error {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return errReleaseNotFound
+	}
+	p, err := s.app.Plan(ctxOf(c), id)
+	if err != nil {
+		return err
+	}
+	out := wire.Plan{ReleaseID: p.ReleaseID.String(), AsOf: p.AsOf, Providers: map[string]wire.ProviderPlan{}}
+	for n, pp := range p.Providers {
+		acts := map[string]int{}
+		for a, k := range pp.Actions {
+			acts[string(a)] = k
+		}
+		out.Providers[string(n)] = wire.ProviderPlan{Presaves: pp.Presaves, Actions: acts, Calls: pp.Calls,
+			RatePerSecond: pp.RatePerSecond, DrainSeconds: pp.DrainSeconds, Units: pp.Units, DailyUnits: pp.DailyUnits,
+			QuotaDays: pp.QuotaDays, Undeliverable: pp.Undeliverable}
+	}
+	return c.JSON(http.StatusOK, out)
+}

@@ -53,6 +53,7 @@ func (s *Server) routes() *echo.Echo {
 	rel.GET("", s.listReleases)
 	rel.GET("/:id", s.getRelease)
 	rel.PATCH("/:id", s.patchRelease)
+	rel.GET("/:id/plan", s.releasePlan)
 	rel.POST("/:id/cancel", s.cancelRelease)
 
 	// Fans: connect and consent (rate-limited per IP).

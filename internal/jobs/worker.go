@@ -69,13 +69,9 @@ type Config struct {
 	NotLiveRetry  time.Duration
 	NotLiveGiveUp time.Duration
 
-	// Rates are the per-provider request rates shared by all workers.
-	Rates map[providers.Name]ratelimit.Rate
 	// MaxLimiterWait: a task needing a longer wait for the limiter or a
 	// cooldown is deferred instead of holding a worker slot.
 	MaxLimiterWait time.Duration
-	// YouTubeDailyUnits is the YouTube Data API budget per Pacific day.
-	YouTubeDailyUnits int
 }
 
 // DefaultQueues are the default queue weights: revocations first (the privacy
@@ -115,12 +111,6 @@ func (c *Config) defaults() {
 	def(&c.NotLiveRetry, 5*time.Minute)
 	def(&c.NotLiveGiveUp, 72*time.Hour)
 	def(&c.MaxLimiterWait, 30*time.Second)
-	if c.YouTubeDailyUnits == 0 {
-		c.YouTubeDailyUnits = 10000
-	}
-	if c.Rates == nil {
-		c.Rates = map[providers.Name]ratelimit.Rate{}
-	}
 }
 
 func (c Config) validate() error {
@@ -196,26 +186,6 @@ func LoadConfig(env config.Env) (Config, error) {
 	durv("NOT_LIVE_RETRY", &c.NotLiveRetry)
 	durv("NOT_LIVE_GIVE_UP", &c.NotLiveGiveUp)
 	durv("LIMITER_MAX_WAIT", &c.MaxLimiterWait)
-	intv("YOUTUBE_DAILY_UNITS", &c.YouTubeDailyUnits)
-	c.Rates = map[providers.Name]ratelimit.Rate{}
-	for _, p := range []struct {
-		name      providers.Name
-		rps       float64
-		burst     int
-		rpsV, brV string
-	}{
-		// Defaults stay under what the providers tolerate for one app:
-		// Spotify publishes no number (its window is 30 s); YouTube's
-		// per-user-per-100s limits are generous, its daily units are not.
-		{providers.Spotify, 20, 4, "SPOTIFY_RPS", "SPOTIFY_BURST"},
-		{providers.YouTube, 20, 4, "YOUTUBE_RPS", "YOUTUBE_BURST"},
-	} {
-		rps, err := env.Float(p.rpsV, p.rps)
-		errs = append(errs, err)
-		burst, err := env.Int(p.brV, p.burst)
-		errs = append(errs, err)
-		c.Rates[p.name] = ratelimit.Rate{PerSecond: rps, Burst: burst}
-	}
 	if v := env.String("QUEUE_WEIGHTS", ""); v != "" {
 		q, err := ParseQueueWeights(v)
 		errs = append(errs, err)
@@ -290,15 +260,15 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, st: d.Store.WithRevocable(d.Providers.Revocable), provs: d.Providers, rdb: d.RDB, log: d.Log}
 	rates := map[string]ratelimit.Rate{}
-	for p, r := range cfg.Rates {
-		rates[string(p)] = r
+	for p, r := range cfg.Queue.Rates {
+		rates[string(p)] = ratelimit.Rate{PerSecond: r.PerSecond, Burst: r.Burst}
 	}
 	w.limiter = ratelimit.New(d.RDB, rates).WithBackoff(cfg.RateLimitBackoff.Base, cfg.RateLimitBackoff.Max)
 	yt, ok := d.Providers.Get(providers.YouTube)
 	if !ok {
 		return nil, errors.New("jobs: the YouTube provider is not configured")
 	}
-	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.YouTubeDailyUnits, yt.QuotaDay)
+	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.Queue.YouTubeDailyUnits, yt.QuotaDay)
 	w.metrics = NewMetrics(d.Registerer)
 	w.client = asynq.NewClient(d.Redis)
 	var err error

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/providers"
 )
 
 // Defaults of the scheduling contract: their one home (the README's
@@ -20,7 +21,24 @@ const (
 	// RevokeMaxRetryDefault caps a revocation's retries (with the worker's
 	// backoff they span days).
 	RevokeMaxRetryDefault = 40
+	// RatePerSecondDefault and RateBurstDefault pace each provider's
+	// requests across all workers: under what the providers tolerate for
+	// one app (Spotify publishes no number, its window is 30 s; YouTube's
+	// per-user limits are generous, its daily units are not).
+	RatePerSecondDefault = 20
+	RateBurstDefault     = 4
+	// YouTubeDailyUnitsDefault is a new Google Cloud project's YouTube
+	// Data API quota per Pacific day.
+	YouTubeDailyUnitsDefault = 10000
 )
+
+// Rate is a provider's request pace, shared by every worker.
+type Rate struct {
+	// PerSecond is the sustained rate; <= 0 means unlimited.
+	PerSecond float64
+	// Burst is how many requests may go at once after a quiet spell.
+	Burst int
+}
 
 // Config is how tasks are queued, the same in every process.
 type Config struct {
@@ -33,6 +51,13 @@ type Config struct {
 	PresaveTimeout time.Duration
 	// RevokeMaxRetry (REVOKE_MAX_RETRY) caps a revocation task's retries.
 	RevokeMaxRetry int
+	// Rates (SPOTIFY_RPS/SPOTIFY_BURST, YOUTUBE_RPS/YOUTUBE_BURST) pace
+	// each provider's requests; the workers keep to them and the API
+	// plans a release's drain with them.
+	Rates map[providers.Name]Rate
+	// YouTubeDailyUnits (YOUTUBE_DAILY_UNITS) is the YouTube Data API
+	// budget per Pacific day, shared by every worker.
+	YouTubeDailyUnits int
 }
 
 // LoadConfig reads RELAY_WINDOW, PRESAVE_MAX_RETRY, PRESAVE_TIMEOUT and
@@ -56,6 +81,20 @@ func LoadConfig(env config.Env) (Config, error) {
 	if c.RevokeMaxRetry, err = env.Int("REVOKE_MAX_RETRY", RevokeMaxRetryDefault); err != nil {
 		errs = append(errs, err)
 	}
+	if c.YouTubeDailyUnits, err = env.Int("YOUTUBE_DAILY_UNITS", YouTubeDailyUnitsDefault); err != nil {
+		errs = append(errs, err)
+	}
+	c.Rates = map[providers.Name]Rate{}
+	for _, p := range []struct {
+		name        providers.Name
+		rps, burstV string
+	}{{providers.Spotify, "SPOTIFY_RPS", "SPOTIFY_BURST"}, {providers.YouTube, "YOUTUBE_RPS", "YOUTUBE_BURST"}} {
+		rps, err := env.Float(p.rps, RatePerSecondDefault)
+		errs = append(errs, err)
+		burst, err := env.Int(p.burstV, RateBurstDefault)
+		errs = append(errs, err)
+		c.Rates[p.name] = Rate{PerSecond: rps, Burst: burst}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
@@ -76,6 +115,16 @@ func (c Config) WithDefaults() Config {
 	if c.RevokeMaxRetry == 0 {
 		c.RevokeMaxRetry = RevokeMaxRetryDefault
 	}
+	// YouTubeDailyUnits keeps its zero: 0 is unlimited (LoadConfig
+	// supplies the default when the variable is unset).
+	if c.Rates == nil {
+		c.Rates = map[providers.Name]Rate{}
+	}
+	for _, p := range providers.Names {
+		if _, ok := c.Rates[p]; !ok {
+			c.Rates[p] = Rate{PerSecond: RatePerSecondDefault, Burst: RateBurstDefault}
+		}
+	}
 	return c
 }
 
@@ -88,6 +137,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("PRESAVE_MAX_RETRY (%d) and REVOKE_MAX_RETRY (%d) must not be negative", c.PresaveMaxRetry, c.RevokeMaxRetry)
 	case c.PresaveTimeout <= 0:
 		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be positive", c.PresaveTimeout)
+	case c.YouTubeDailyUnits < 0:
+		return fmt.Errorf("YOUTUBE_DAILY_UNITS (%d) must not be negative", c.YouTubeDailyUnits)
 	case c.PresaveTimeout > stopTTL/2:
 		// A stop key must outlive every attempt that started before it.
 		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be at most %s", c.PresaveTimeout, stopTTL/2)

@@ -301,6 +301,45 @@ func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int
 	return tag.RowsAffected() == 1, nil
 }
 
+// OpenPresave is what is left to do of one open pre-save, for planning a
+// release's drain.
+type OpenPresave struct {
+	Provider providers.Name
+	// Remaining are the consented actions without a result yet.
+	Remaining []providers.Action
+	DueAt     time.Time
+	// AuthorizedAt is when the grant the pre-save would run with was
+	// authorized; nil when none is stored (it would fail reconnect_required).
+	AuthorizedAt *time.Time
+	// OwnPlaylist: the fan's playlist for add_to_my_playlist exists already.
+	OwnPlaylist bool
+}
+
+// OpenPresaves lists the release's open pre-saves with what is left to
+// do. It reads every one (an operator's occasional question, bounded by
+// the release's size, on the presaves_release index).
+func (s *Store) OpenPresaves(ctx context.Context, releaseID uuid.UUID) ([]OpenPresave, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT p.provider, ARRAY(SELECT a FROM unnest(p.actions) a WHERE NOT p.results ? a),
+			p.due_at, t.authorized_at, p.own_playlist_id IS NOT NULL
+		FROM presaves p
+		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
+			AND t.account_id IS NOT DISTINCT FROM p.account_id
+		WHERE p.release_id = $1 AND p.status IN `+openStatuses, releaseID)
+	if err != nil {
+		return nil, fmt.Errorf("store: open presaves: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenPresave, error) {
+		var o OpenPresave
+		err := r.Scan(&o.Provider, &o.Remaining, &o.DueAt, &o.AuthorizedAt, &o.OwnPlaylist)
+		return o, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open presaves: %w", err)
+	}
+	return out, nil
+}
+
 // SetOwnPlaylist records the fan's playlist an attempt found or created
 // for add_to_my_playlist, before it adds anything: a later attempt
 // (after a crash, a retry) adds to that one instead of looking again.

@@ -105,3 +105,32 @@ func Time(t time.Time) *string {
 
 // Text is s as an optional field value, for ReleaseCreate.
 func Text(s string) *string { return &s }
+
+// Plan is the answer of GET /v1/releases/{id}/plan: what the release's
+// open pre-saves will take, by provider ("spotify", "youtube").
+type Plan struct {
+	ReleaseID string                  `json:"release_id"`
+	AsOf      time.Time               `json:"as_of"`
+	Providers map[string]ProviderPlan `json:"providers"`
+}
+
+// ProviderPlan is one provider's part of a Plan.
+type ProviderPlan struct {
+	// Presaves open (pending, enqueued or running).
+	Presaves int `json:"presaves"`
+	// Actions without a result yet, by action.
+	Actions map[string]int `json:"actions"`
+	// Calls: provider requests at most; at RatePerSecond (0: unlimited)
+	// they take DrainSeconds.
+	Calls         int     `json:"calls"`
+	RatePerSecond float64 `json:"rate_per_second"`
+	DrainSeconds  float64 `json:"drain_seconds"`
+	// Units of the provider's daily quota at most (YouTube), against
+	// DailyUnits a quota day: QuotaDays full days.
+	Units      int `json:"units"`
+	DailyUnits int `json:"daily_units"`
+	QuotaDays  int `json:"quota_days"`
+	// Undeliverable: open pre-saves whose grant expires before they are
+	// due, or that have none.
+	Undeliverable int `json:"undeliverable"`
+}
