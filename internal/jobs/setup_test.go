@@ -68,6 +68,8 @@ func testEnv() map[string]string {
 		"TASK_CHECK_INTERVAL":         "100ms",
 		"RETRY_BASE_DELAY":            "100ms",
 		"RETRY_MAX_DELAY":             "2s",
+		"RATE_LIMIT_BACKOFF_BASE":     "100ms",
+		"RATE_LIMIT_BACKOFF_MAX":      "1s",
 		"NOT_LIVE_RETRY":              "1s",
 		"PRESAVE_TIMEOUT":             "20s",
 		"RUNNING_TIMEOUT":             "40s",
