@@ -215,12 +215,14 @@ func TestNoProviderCallStartsAfterACancellationAnswers(t *testing.T) {
 		if a.deleted || late == 0 {
 			continue
 		}
-		// The write that completed after the withdrawal is in the export.
+		// The write that completed after the withdrawal is in the export:
+		// an action's result, or the fan's own playlist its creation made.
 		var ex struct {
 			Presaves []struct {
-				ID      string `json:"id"`
-				Status  string `json:"status"`
-				Results map[string]struct {
+				ID            string `json:"id"`
+				Status        string `json:"status"`
+				OwnPlaylistID string `json:"own_playlist_id"`
+				Results       map[string]struct {
 					Outcome string    `json:"outcome"`
 					At      time.Time `json:"at"`
 				} `json:"results"`
@@ -229,6 +231,7 @@ func TestNoProviderCallStartsAfterACancellationAnswers(t *testing.T) {
 		b.do(req{method: http.MethodGet, path: "/v1/me", header: fanHeader(a.f.token)}).decode(t, &ex)
 		found := false
 		for _, p := range ex.Presaves {
+			found = found || (p.ID == a.f.presave && p.Status == "cancelled" && p.OwnPlaylistID != "" && p.Results["add_to_my_playlist"].Outcome == "")
 			for _, r := range p.Results {
 				found = found || (p.ID == a.f.presave && p.Status == "cancelled" && r.Outcome != "failed" && r.At.After(a.at))
 			}

@@ -43,6 +43,10 @@ type PresaveView struct {
 	DueAt     time.Time                               `json:"due_at"`
 	Consent   ConsentView                             `json:"consent"`
 	Results   map[providers.Action]store.ActionResult `json:"results"`
+	// DeliverableUntil: an open pre-save can be delivered if it is due by
+	// then (its grant's horizon); absent when the provider sets no limit
+	// or no grant is stored.
+	DeliverableUntil *time.Time `json:"deliverable_until,omitempty"`
 	// OwnPlaylistID is the playlist presave created in the fan's account
 	// (add_to_my_playlist), once it exists.
 	OwnPlaylistID string     `json:"own_playlist_id,omitempty"`
@@ -96,6 +100,10 @@ type GrantView struct {
 	Scopes       []string       `json:"scopes"`
 	AuthorizedAt time.Time      `json:"authorized_at"`
 	StoredAt     time.Time      `json:"stored_at"`
+	// DeliverableUntil is the latest a pre-save may be due on this grant
+	// (presave.Horizon: Spotify's six months less a day); absent when
+	// the provider sets no limit.
+	DeliverableUntil *time.Time `json:"deliverable_until,omitempty"`
 }
 
 func (s *Server) exportMe(c echo.Context) error {
@@ -120,15 +128,27 @@ func (s *Server) exportMe(c echo.Context) error {
 	for _, a := range ex.Accounts {
 		out.Accounts = append(out.Accounts, AccountView{Provider: a.Provider, AccountID: a.AccountID, ConnectedAt: a.CreatedAt})
 	}
+	horizons := map[providers.Name]*time.Time{}
 	for _, t := range ex.Tokens {
-		out.StoredGrants = append(out.StoredGrants, GrantView{Provider: t.Provider, Scopes: orEmpty(t.Scopes), AuthorizedAt: t.AuthorizedAt, StoredAt: t.CreatedAt})
+		g := GrantView{Provider: t.Provider, Scopes: orEmpty(t.Scopes), AuthorizedAt: t.AuthorizedAt, StoredAt: t.CreatedAt}
+		if prov, ok := s.providers.Get(t.Provider); ok {
+			if h := presave.Horizon(prov, t.AuthorizedAt); !h.IsZero() {
+				g.DeliverableUntil = &h
+				horizons[t.Provider] = &h
+			}
+		}
+		out.StoredGrants = append(out.StoredGrants, g)
 	}
 	for _, p := range ex.Presaves {
 		var rp *store.Release
 		if r, ok := releases[p.ReleaseID]; ok {
 			rp = &r
 		}
-		out.Presaves = append(out.Presaves, presaveView(p, rp))
+		v := presaveView(p, rp)
+		if p.Status.Open() {
+			v.DeliverableUntil = horizons[p.Provider]
+		}
+		out.Presaves = append(out.Presaves, v)
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSON(http.StatusOK, out)

@@ -240,6 +240,7 @@ var friendly = map[string][2]string{
 	"presave_not_found":        {"No such pre-save", "It isn't one of yours, or it was deleted."},
 	"csrf_invalid":             {"This form has expired", "For your safety, forms only work from a page you opened in this browser. Go back, reload the page and try again."},
 	"spotify_horizon_exceeded": {"Too early for Spotify", "Spotify access lasts six months, and this release comes out later than that. Please come back closer to the release date."},
+	"youtube_horizon_exceeded": {"Too early for YouTube", "This service's YouTube access lasts only a few days, and this release comes out later than that. Please come back closer to the release date."},
 	"not_found":                {"Page not found", "There is nothing at this address."},
 }
 

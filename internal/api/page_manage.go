@@ -23,11 +23,15 @@ type presaveItem struct {
 	// Day, Clock: when it runs, in the fan's recorded zone.
 	Day, Clock, Zone string
 	ConsentVersion   string
+	// Reconnect: the release moved past the fan's access; connecting
+	// again on the release page keeps the pre-save.
+	Reconnect bool
 }
 
 func (p *page) item(ps store.Presave, r *store.Release) presaveItem {
 	it := presaveItem{ID: ps.ID, Provider: ps.Provider, Label: providerLabel(ps.Provider), Status: ps.Status,
-		Open: ps.Status.Open(), Zone: ps.FanZone, ConsentVersion: ps.ConsentVersion, Title: "a release"}
+		Open: ps.Status.Open(), Zone: ps.FanZone, ConsentVersion: ps.ConsentVersion, Title: "a release",
+		Reconnect: ps.Status == store.PresaveNeedsReconnect && r != nil && r.Status == store.ReleaseScheduled}
 	it.Day, it.Clock = formatWhen(ps.DueAt, ps.FanZone)
 	if r != nil {
 		it.Slug, it.Title, it.Artist = r.Slug, r.Title, r.Artist

@@ -2,12 +2,14 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/presave/presave/internal/presave"
@@ -54,6 +56,10 @@ type releasePageView struct {
 	Offers                 []offer
 	ConsentVersion         string
 	Consent                template.HTML
+	// Reconnect names the services on which this browser's fan must
+	// connect again to keep a pre-save of this release (the release
+	// moved past their access).
+	Reconnect []string
 }
 
 func (p *page) offers(r store.Release) []offer {
@@ -114,6 +120,11 @@ func (p *page) release(c echo.Context) error {
 	} else {
 		v.ReleaseDate = r.ReleaseDate.Format(dateLayout)
 	}
+	if v.Open {
+		if v.Reconnect, err = p.reconnectNeeded(c, r); err != nil {
+			return err
+		}
+	}
 	if v.Open && len(v.Offers) > 0 {
 		if v.Consent, err = p.consentText(p.s.cfg.ConsentVersion, r, zone, v.Offers); err != nil {
 			return err
@@ -123,6 +134,29 @@ func (p *page) release(c echo.Context) error {
 		}
 	}
 	return p.render(c, http.StatusOK, "release", r.Title+" by "+r.Artist, v)
+}
+
+// reconnectNeeded lists the services on which the browser's fan has a
+// pre-save of r left needs_reconnect.
+func (p *page) reconnectNeeded(c echo.Context, r store.Release) ([]string, error) {
+	fan, err := p.s.optionalFan(c)
+	if err != nil || fan == uuid.Nil {
+		return nil, err
+	}
+	ex, err := p.s.store.ExportFan(ctxOf(c), fan)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ps := range ex.Presaves {
+		if ps.ReleaseID == r.ID && ps.Status == store.PresaveNeedsReconnect {
+			out = append(out, providerLabel(ps.Provider))
+		}
+	}
+	return out, nil
 }
 
 // start handles the release form: one submit button per provider, a box

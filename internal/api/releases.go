@@ -42,13 +42,16 @@ const (
 // releasePatch is the body of PATCH /v1/releases/{id}: absent fields keep
 // their value; a list or ID given replaces the old one ("" clears an ID).
 type releasePatch struct {
-	Slug        *string `json:"slug"`
-	Title       *string `json:"title"`
-	Artist      *string `json:"artist"`
-	ReleaseAt   *string `json:"release_at"`
-	ReleaseDate *string `json:"release_date"`
-	DefaultZone *string `json:"default_zone"`
-	Spotify     *struct {
+	// AcceptUndeliverable moves the release even when some pre-saves'
+	// grants expire before the new time (they become needs_reconnect).
+	AcceptUndeliverable bool    `json:"accept_undeliverable"`
+	Slug                *string `json:"slug"`
+	Title               *string `json:"title"`
+	Artist              *string `json:"artist"`
+	ReleaseAt           *string `json:"release_at"`
+	ReleaseDate         *string `json:"release_date"`
+	DefaultZone         *string `json:"default_zone"`
+	Spotify             *struct {
 		AlbumIDs         *[]string        `json:"album_ids"`
 		TrackIDs         *[]string        `json:"track_ids"`
 		ArtistIDs        *[]string        `json:"artist_ids"`
@@ -90,7 +93,7 @@ func myPlaylistOf(m *wire.MyPlaylist) store.MyPlaylist {
 type ReleaseView = wire.Release
 
 var allStatuses = []store.PresaveStatus{store.PresavePending, store.PresaveEnqueued, store.PresaveRunning,
-	store.PresaveDone, store.PresavePartial, store.PresaveFailed, store.PresaveCancelled}
+	store.PresaveDone, store.PresavePartial, store.PresaveFailed, store.PresaveCancelled, store.PresaveNeedsReconnect}
 
 func orEmpty(s []string) []string {
 	if s == nil {
@@ -490,7 +493,7 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err := s.validateRelease(ctx, r, moves); err != nil {
 		return err
 	}
-	out, moved, err := s.app.UpdateRelease(ctx, r)
+	out, moved, lost, err := s.app.UpdateRelease(ctx, r, in.AcceptUndeliverable)
 	if errors.Is(err, store.ErrConflict) {
 		// Either the slug is taken or the release stopped being scheduled
 		// meanwhile; read it again to say which.
@@ -507,6 +510,9 @@ func (s *Server) patchRelease(c echo.Context) error {
 		return err
 	}
 	v.Rescheduled = &moved
+	if lost > 0 {
+		v.NeedsReconnect = &lost
+	}
 	return c.JSON(http.StatusOK, v)
 }
 

@@ -230,8 +230,11 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 	ps := x.ps
 	start := time.Now()
 	out, err := w.perform(ctx, x, a)
-	if errors.Is(err, errRecordPlaylist) {
+	switch {
+	case errors.Is(err, errRecordPlaylist):
 		return nil, loopEnd{retry: err}
+	case errors.Is(err, ratelimit.ErrStopped):
+		return nil, loopEnd{stopped: true}
 	}
 	class := providers.ClassOf(err)
 	className := ""
@@ -291,6 +294,13 @@ func (w *Worker) perform(ctx context.Context, x *execution, a providers.Action) 
 			return "", fmt.Errorf("%w: %w", errRecordPlaylist, err)
 		}
 		x.target.MyPlaylist.ID = id
+		// Creating the playlist was a write of its own: a cancellation
+		// that answered meanwhile must stop the next one (the stop check
+		// rides on the limiter, as before every action; its requests
+		// were paid for up front).
+		if err := w.limiter.Wait(ctx, string(x.ps.Provider), 0, w.cfg.MaxLimiterWait, stopOf(x.ps)); err != nil {
+			return "", err
+		}
 	}
 	return x.client.Perform(ctx, a, x.target)
 }

@@ -298,7 +298,7 @@ func (w *Worker) pace(ctx context.Context, prov providers.Provider, ps store.Pre
 	name := ps.Provider
 	// Paid per action up front; an action found already in effect pays
 	// for a write it did not make.
-	err := w.limiter.Wait(ctx, string(name), prov.Calls(a, t), w.cfg.MaxLimiterWait, ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)})
+	err := w.limiter.Wait(ctx, string(name), prov.Calls(a, t), w.cfg.MaxLimiterWait, stopOf(ps))
 	if err == nil {
 		return nil, nil
 	}
@@ -308,6 +308,12 @@ func (w *Worker) pace(ctx context.Context, prov providers.Provider, ps store.Pre
 		return &Deferral{Reason: "rate_limited", Until: we.Until, Err: err}, nil
 	}
 	return nil, err
+}
+
+// stopOf is the stop condition of ps's attempts: its stop key holding at
+// least its generation (queue.StopAttempts sets it on a cancellation).
+func stopOf(ps store.Presave) ratelimit.Stop {
+	return ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)}
 }
 
 // lockGrant takes the per-(fan, provider) execution lock in Redis. It

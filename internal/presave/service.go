@@ -7,6 +7,7 @@ package presave
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -145,13 +146,65 @@ func (s *Service) CancelRelease(ctx context.Context, id uuid.UUID) (Cancellation
 // changed, every pre-save it moved is queued anew (its stale task
 // dropped). It returns the release and how many pre-saves moved. The
 // store's ErrConflict (slug taken, or no longer scheduled) passes through.
-func (s *Service) UpdateRelease(ctx context.Context, r store.Release) (store.Release, int, error) {
+//
+// A move that leaves open pre-saves due after their grant expires
+// (Horizon: Spotify's six months) is refused with
+// undeliverable_presaves, naming how many, unless acceptUndeliverable:
+// then those pre-saves become needs_reconnect, their tokens are purged
+// at once (a grant that cannot deliver is not kept), and the fan sees
+// that they must connect again. It returns how many moved and how many
+// became needs_reconnect.
+func (s *Service) UpdateRelease(ctx context.Context, r store.Release, acceptUndeliverable bool) (store.Release, int, int, error) {
+	lost, err := s.undeliverable(ctx, r)
+	if err != nil {
+		return store.Release{}, 0, 0, err
+	}
+	if len(lost) > 0 && !acceptUndeliverable {
+		what := fmt.Sprintf("%d pre-saves", len(lost))
+		if len(lost) == 1 {
+			what = "1 pre-save"
+		}
+		return store.Release{}, 0, 0, errorf(KindConflict, "undeliverable_presaves",
+			"At the new time %s could not be delivered: the fans' access expires before. Send \"accept_undeliverable\": true to move the release anyway; those fans will be asked to connect again.", what)
+	}
 	out, moved, err := s.store.UpdateRelease(ctx, r)
 	if err != nil {
-		return store.Release{}, 0, err
+		return store.Release{}, 0, 0, err
 	}
 	s.reschedule(ctx, moved)
-	return out, len(moved), nil
+	if len(lost) == 0 {
+		return out, len(moved), 0, nil
+	}
+	c, err := s.store.NeedReconnect(ctx, lost)
+	if err != nil {
+		return store.Release{}, 0, 0, err
+	}
+	s.afterCancel(ctx, c)
+	return out, len(moved), len(c.Presaves), nil
+}
+
+// undeliverable lists the open pre-saves of r that, due at r's time in
+// their fan's zone, would come after their grant's Horizon.
+func (s *Service) undeliverable(ctx context.Context, r store.Release) ([]uuid.UUID, error) {
+	open, err := s.store.OpenPresaves(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	var out []uuid.UUID
+	for _, o := range open {
+		prov, ok := s.providers.Get(o.Provider)
+		if !ok || o.AuthorizedAt == nil {
+			continue
+		}
+		due, err := r.DueAt(o.FanZone)
+		if err != nil {
+			return nil, err
+		}
+		if h := Horizon(prov, *o.AuthorizedAt); !h.IsZero() && due.After(h) {
+			out = append(out, o.ID)
+		}
+	}
+	return out, nil
 }
 
 // reschedule drops the queued tasks of moved pre-saves' old generations

@@ -28,6 +28,9 @@ const (
 	PresavePartial   PresaveStatus = "partial"
 	PresaveFailed    PresaveStatus = "failed"
 	PresaveCancelled PresaveStatus = "cancelled"
+	// PresaveNeedsReconnect: the release moved past the grant's expiry;
+	// the token is gone and the fan must connect again to keep it.
+	PresaveNeedsReconnect PresaveStatus = "needs_reconnect"
 )
 
 // openStatuses is the SQL list of the open statuses (Open), for
@@ -304,7 +307,9 @@ func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int
 // OpenPresave is what is left to do of one open pre-save, for planning a
 // release's drain.
 type OpenPresave struct {
+	ID       uuid.UUID
 	Provider providers.Name
+	FanZone  string
 	// Remaining are the consented actions without a result yet.
 	Remaining []providers.Action
 	DueAt     time.Time
@@ -320,7 +325,7 @@ type OpenPresave struct {
 // the release's size, on the presaves_release index).
 func (s *Store) OpenPresaves(ctx context.Context, releaseID uuid.UUID) ([]OpenPresave, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT p.provider, ARRAY(SELECT a FROM unnest(p.actions) a WHERE NOT p.results ? a),
+		SELECT p.id, p.provider, p.fan_zone, ARRAY(SELECT a FROM unnest(p.actions) a WHERE NOT p.results ? a),
 			p.due_at, t.authorized_at, p.own_playlist_id IS NOT NULL
 		FROM presaves p
 		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
@@ -331,7 +336,7 @@ func (s *Store) OpenPresaves(ctx context.Context, releaseID uuid.UUID) ([]OpenPr
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenPresave, error) {
 		var o OpenPresave
-		err := r.Scan(&o.Provider, &o.Remaining, &o.DueAt, &o.AuthorizedAt, &o.OwnPlaylist)
+		err := r.Scan(&o.ID, &o.Provider, &o.FanZone, &o.Remaining, &o.DueAt, &o.AuthorizedAt, &o.OwnPlaylist)
 		return o, err
 	})
 	if err != nil {

@@ -367,15 +367,39 @@ func (s *Store) CancelRelease(ctx context.Context, id uuid.UUID) (Cancelled, err
 // condition on presaves with its args), then purges every token of the
 // affected fans that no open pre-save needs any more.
 func (s *Store) cancelPresaves(ctx context.Context, tx pgx.Tx, where string, args []any, reason string) (Cancelled, error) {
+	return s.closePresaves(ctx, tx, PresaveCancelled, where, args, reason)
+}
+
+// NeedReconnect closes the given open pre-saves as needs_reconnect (the
+// release moved past their grant's expiry) and purges every token of
+// their fans that no open pre-save needs any more: a grant that cannot
+// deliver is not kept. A new consent reopens them.
+func (s *Store) NeedReconnect(ctx context.Context, ids []uuid.UUID) (Cancelled, error) {
+	var out Cancelled
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = s.closePresaves(ctx, tx, PresaveNeedsReconnect, `id = ANY($1)`, []any{ids}, "grant_expires_before_release")
+		return err
+	})
+	if err != nil {
+		return Cancelled{}, fmt.Errorf("store: need reconnect: %w", err)
+	}
+	return out, nil
+}
+
+// closePresaves ends the open pre-saves matching where with status and
+// reason, then purges the tokens of their fans that no open pre-save
+// needs any more.
+func (s *Store) closePresaves(ctx context.Context, tx pgx.Tx, status PresaveStatus, where string, args []any, reason string) (Cancelled, error) {
 	var out Cancelled
 	rows, err := tx.Query(ctx, `
 		WITH old AS (
 			SELECT id, status = 'running' AND lease_until > now() AS running FROM presaves
 			WHERE `+where+` AND status IN `+openStatuses+` FOR UPDATE)
-		UPDATE presaves p SET status = 'cancelled', generation = p.generation + 1, completed_at = now(),
+		UPDATE presaves p SET status = `+fmt.Sprintf("$%d", len(args)+2)+`, generation = p.generation + 1, completed_at = now(),
 			last_error = `+fmt.Sprintf("$%d", len(args)+1)+`, updated_at = now()
 		FROM old WHERE p.id = old.id
-		RETURNING p.id, p.generation - 1, p.generation, p.due_at, p.fan_id, p.provider, old.running`, append(args, reason)...)
+		RETURNING p.id, p.generation - 1, p.generation, p.due_at, p.fan_id, p.provider, old.running`, append(args, reason, status)...)
 	if err != nil {
 		return out, err
 	}

@@ -81,6 +81,9 @@ type Release struct {
 	Counts map[string]map[string]int `json:"counts,omitempty"`
 	// Rescheduled: pre-saves moved by this update (PATCH only).
 	Rescheduled *int `json:"rescheduled,omitempty"`
+	// NeedsReconnect: pre-saves this update left needs_reconnect
+	// (PATCH with accept_undeliverable only).
+	NeedsReconnect *int `json:"needs_reconnect,omitempty"`
 }
 
 // Total counts the release's pre-saves in the given statuses (all of them

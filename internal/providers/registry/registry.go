@@ -42,6 +42,7 @@ func CallbackPath(n providers.Name) string { return "/connect/" + string(n) + "/
 // SPOTIFY_API_URL, SPOTIFY_API_MODE (library|legacy), GOOGLE_CLIENT_ID,
 // GOOGLE_CLIENT_SECRET, GOOGLE_AUTH_URL, GOOGLE_TOKEN_URL,
 // GOOGLE_REVOKE_URL, GOOGLE_USERINFO_URL, YOUTUBE_API_URL,
+// GOOGLE_APP_TESTING (the Google OAuth app is in "Testing" status),
 // PROVIDER_TIMEOUT (per HTTP call, default 20s).
 func FromEnv(env config.Env, publicURL string) (Set, error) {
 	publicURL = strings.TrimRight(publicURL, "/")
@@ -67,7 +68,12 @@ func FromEnv(env config.Env, publicURL string) (Set, error) {
 		Mode:         mode,
 		HTTPClient:   hc,
 	})
+	testing, err := env.Bool("GOOGLE_APP_TESTING", false)
+	if err != nil {
+		return nil, err
+	}
 	yt := youtube.New(youtube.Config{
+		Testing:      testing,
 		ClientID:     env.String("GOOGLE_CLIENT_ID", "presave-dev"),
 		ClientSecret: env.String("GOOGLE_CLIENT_SECRET", "presave-dev-secret"),
 		RedirectURL:  publicURL + CallbackPath(providers.YouTube),

@@ -53,6 +53,9 @@ type Config struct {
 	RevokeURL    string // default https://oauth2.googleapis.com/revoke
 	UserinfoURL  string // default https://openidconnect.googleapis.com/v1/userinfo
 	APIURL       string // default https://youtube.googleapis.com/
+	// Testing: the Google OAuth app is in "Testing" publishing status,
+	// whose refresh tokens stop working after 7 days.
+	Testing bool
 	// HTTPClient is the base client for every call (default: 30s timeout).
 	HTTPClient *http.Client
 }
@@ -176,12 +179,23 @@ func (p *Provider) Calls(a providers.Action, t providers.Target) int {
 	return 2
 }
 
+// TestingGrantLifetime is how long a refresh token of a Google OAuth app
+// in "Testing" status lasts ("A Google Cloud Platform project with an
+// OAuth consent screen configured for an external user type and a
+// publishing status of 'Testing' is issued a refresh token expiring in
+// 7 days").
+const TestingGrantLifetime = 7 * 24 * time.Hour
+
 // GrantExpiry implements providers.Provider: Google's refresh tokens of
 // a published app have no fixed lifetime (they end when revoked, unused
-// for six months, or replaced by too many newer ones). A "Testing" app's
-// expire after 7 days; that is the deployment's business, not the
-// provider's.
-func (p *Provider) GrantExpiry(time.Time) time.Time { return time.Time{} }
+// for six months, or replaced by too many newer ones); a "Testing" app's
+// (Config.Testing) expire TestingGrantLifetime after the authorization.
+func (p *Provider) GrantExpiry(authorizedAt time.Time) time.Time {
+	if p.cfg.Testing {
+		return authorizedAt.Add(TestingGrantLifetime)
+	}
+	return time.Time{}
+}
 
 // Exchange implements providers.Provider.
 func (p *Provider) Exchange(ctx context.Context, code, verifier string) (providers.Grant, error) {

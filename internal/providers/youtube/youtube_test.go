@@ -415,3 +415,16 @@ func TestNextQuotaReset(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantExpiryInTestingStatus: a Google OAuth app in "Testing" status
+// gets refresh tokens that stop after 7 days; a published app's have no
+// fixed lifetime.
+func TestGrantExpiryInTestingStatus(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	if got := youtube.New(youtube.Config{}).GrantExpiry(at); !got.IsZero() {
+		t.Errorf("published app: GrantExpiry = %v, want none", got)
+	}
+	if got, want := youtube.New(youtube.Config{Testing: true}).GrantExpiry(at), at.Add(7*24*time.Hour); !got.Equal(want) {
+		t.Errorf("testing app: GrantExpiry = %v, want %v", got, want)
+	}
+}
