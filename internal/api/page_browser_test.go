@@ -262,6 +262,39 @@ func TestPageInABrowser(t *testing.T) {
 		t.Errorf("export lists %d pre-saves, want 2", exported)
 	}
 
+	// The release moves a day later, past the Spotify grant (authorized,
+	// say, six months ago): the operator accepts it, the pre-save needs a
+	// reconnect, and the fan sees so on /me and on the release page, and
+	// connects again there.
+	if _, err := b.st.Pool().Exec(b.ctx(), `UPDATE provider_tokens SET authorized_at = now() - interval '6 months' + interval '2 days' WHERE provider = 'spotify'`); err != nil {
+		t.Fatal(err)
+	}
+	b.admin(http.MethodPatch, "/v1/releases/"+rel.ID, map[string]any{"release_at": rel.ReleaseAt.Add(24 * time.Hour).Format(time.RFC3339), "accept_undeliverable": true}, http.StatusOK)
+	do(t, ctx, "open the manage page after the move",
+		chromedp.Navigate(b.url+"/me"),
+		chromedp.WaitVisible(css("#reconnect-"+spID)),
+	)
+	s.shot("needs-reconnect")
+	if shown := text("#reconnect-" + spID); !strings.Contains(shown, "To keep this pre-save, connect Spotify again.") {
+		t.Errorf("/me says %q", shown)
+	}
+	do(t, ctx, "follow the link to connect again",
+		chromedp.Click(css("#reconnect-"+spID+" a")),
+		chromedp.WaitVisible(css("#rel-title")),
+	)
+	if shown := text("p.notice"); !strings.Contains(shown, "connect Spotify again below to keep your pre-save") {
+		t.Errorf("the release page says %q", shown)
+	}
+	do(t, ctx, "pre-save on Spotify again",
+		chromedp.Click(css("#consent")),
+		chromedp.WaitEnabled(spotify),
+		chromedp.Click(spotify),
+		chromedp.WaitVisible(css("#ps-title")),
+	)
+	if n := b.count("presaves", "id::text = $1 AND status = 'pending'", spID); n != 1 {
+		t.Errorf("connecting again did not reopen the Spotify pre-save")
+	}
+
 	// Manage: withdraw the Spotify pre-save (with its confirmation step).
 	do(t, ctx, "open the manage page",
 		chromedp.Click(css(`a.brand`)),
