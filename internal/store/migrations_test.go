@@ -35,13 +35,17 @@ func TestMigration005RetiresThePlaylistAction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(context.Background())
+	// Cleanups run after the deferred calls: the admin connection closes
+	// in the cleanup, after it dropped the schema.
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+		admin.Close(context.Background())
+	})
 	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-	})
 	u, err := scratch.WithSearchPath(storetest.BaseURL(), schema)
 	if err != nil {
 		t.Fatal(err)
