@@ -15,6 +15,7 @@ import (
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/providers/providerstest"
 	"github.com/presave/presave/internal/providers/spotify"
 )
 
@@ -102,20 +103,6 @@ func (e *env) target() providers.Target {
 	return t
 }
 
-// perform does what the worker does for one action: add_to_my_playlist
-// first finds or creates the fan's playlist, then adds to it.
-func perform(ctx context.Context, c providers.Client, a providers.Action, t providers.Target) (providers.Outcome, providers.Target, error) {
-	if a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "" {
-		id, err := c.OwnPlaylist(ctx, t)
-		if err != nil {
-			return "", t, err
-		}
-		t.MyPlaylist.ID = id
-	}
-	out, err := c.Perform(ctx, a, t)
-	return out, t, err
-}
-
 func TestOAuth(t *testing.T) {
 	e := newEnv(t, spotify.ModeLibrary)
 	ctx := ctxT(t)
@@ -200,7 +187,7 @@ func TestActionsAndIdempotency(t *testing.T) {
 			// recorded the playlist's ID) finds the same playlist and sees
 			// it all done.
 			for _, a := range e.p.Actions(tgt) {
-				got, retried, err := perform(ctx, e.client(ctx, nil), a, e.target())
+				got, retried, err := providerstest.Perform(ctx, e.client(ctx, nil), a, e.target())
 				if err != nil || got != providers.OutcomeAlready {
 					t.Fatalf("%s retry = %q, %v; want already", a, got, err)
 				}
@@ -285,7 +272,7 @@ func TestPlaylistAddsOnlyMissingAcrossPages(t *testing.T) {
 			}
 			first := e.target()
 			first.TrackIDs = ids[:120]
-			got, first, err := perform(ctx, c, providers.ActionAddToMyPlaylist, first)
+			got, first, err := providerstest.Perform(ctx, c, providers.ActionAddToMyPlaylist, first)
 			if err != nil || got != providers.OutcomeOK {
 				t.Fatalf("first Perform = %q, %v", got, err)
 			}
@@ -561,7 +548,7 @@ func TestErrorClasses(t *testing.T) {
 			c := e.client(ctx, nil)
 			tgt := tc.target
 			tgt.AccountID = e.user
-			_, _, err := perform(ctx, c, tc.action, tgt)
+			_, _, err := providerstest.Perform(ctx, c, tc.action, tgt)
 			pe, ok := providers.AsError(err)
 			if !ok {
 				t.Fatalf("Perform error = %v, want *providers.Error", err)
@@ -583,7 +570,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			if tc.recover != nil {
 				tc.recover(e)
-				if got, _, err := perform(ctx, c, tc.action, tgt); err != nil || got != providers.OutcomeOK {
+				if got, _, err := providerstest.Perform(ctx, c, tc.action, tgt); err != nil || got != providers.OutcomeOK {
 					t.Fatalf("after recovery: %q, %v", got, err)
 				}
 			}
@@ -689,7 +676,7 @@ func TestCallsCountsWhatPerformSends(t *testing.T) {
 			big.AccountID = e.user
 			for _, a := range e.p.Actions(big) {
 				before := total()
-				if got, _, err := perform(ctx, c, a, big); err != nil || got != providers.OutcomeOK {
+				if got, _, err := providerstest.Perform(ctx, c, a, big); err != nil || got != providers.OutcomeOK {
 					t.Fatalf("%s: %q, %v", a, got, err)
 				}
 				if sent, want := total()-before, e.p.Calls(a, big); sent != want {

@@ -83,38 +83,25 @@ func TestAccountFromUserinfoWhenTheIDTokenIsNotUsable(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := fake.New(fake.Options{})
-			// Rewrites the token endpoint's answer the way the case says.
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/google/token" {
-					f.ServeHTTP(w, r)
-					return
-				}
-				rec := httptest.NewRecorder()
-				f.ServeHTTP(rec, r)
-				var body map[string]any
-				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
-					t.Errorf("token answer: %v", err)
-				}
-				if raw, ok := body["id_token"].(string); ok {
+			srv := idTokenRewriter(t, f, func(body map[string]any) {
+				raw, ok := body["id_token"].(string)
+				switch {
+				case !ok:
+				case name == "missing":
+					delete(body, "id_token")
+				default:
 					parts := strings.Split(raw, ".")
 					payload, _ := base64URL.DecodeString(parts[1])
 					var claims map[string]any
 					_ = json.Unmarshal(payload, &claims)
-					replaced := edit(claims)
-					switch {
-					case name == "missing":
-						delete(body, "id_token")
-					case replaced != "":
+					if replaced := edit(claims); replaced != "" {
 						body["id_token"] = replaced
-					default:
-						b, _ := json.Marshal(claims)
-						body["id_token"] = parts[0] + "." + base64URL.EncodeToString(b) + "." + parts[2]
+						return
 					}
+					b, _ := json.Marshal(claims)
+					body["id_token"] = parts[0] + "." + base64URL.EncodeToString(b) + "." + parts[2]
 				}
-				out, _ := json.Marshal(body)
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = io.Copy(w, bytes.NewReader(out))
-			}))
+			})
 			t.Cleanup(srv.Close)
 			sub, userinfo, err := exchange(t, f, srv, clientID, "4711")
 			if err != nil || sub != "4711" || userinfo != 1 {
@@ -128,15 +115,7 @@ func TestAccountFromUserinfoWhenTheIDTokenIsNotUsable(t *testing.T) {
 func TestAccountFromAnIDTokenForSeveralAudiencesAuthorizedToUs(t *testing.T) {
 	t.Parallel()
 	f := fake.New(fake.Options{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/google/token" {
-			f.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		f.ServeHTTP(rec, r)
-		var body map[string]any
-		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+	srv := idTokenRewriter(t, f, func(body map[string]any) {
 		parts := strings.Split(body["id_token"].(string), ".")
 		payload, _ := base64URL.DecodeString(parts[1])
 		var claims map[string]any
@@ -144,15 +123,33 @@ func TestAccountFromAnIDTokenForSeveralAudiencesAuthorizedToUs(t *testing.T) {
 		claims["aud"], claims["azp"] = []string{"other-client", clientID}, clientID
 		b, _ := json.Marshal(claims)
 		body["id_token"] = parts[0] + "." + base64URL.EncodeToString(b) + "." + parts[2]
-		out, _ := json.Marshal(body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(out)
-	}))
+	})
 	t.Cleanup(srv.Close)
 	sub, userinfo, err := exchange(t, f, srv, clientID, "4711")
 	if err != nil || sub != "4711" || userinfo != 0 {
 		t.Errorf("account %q, err %v, userinfo requests %d; want 4711 from the ID token alone", sub, err, userinfo)
 	}
+}
+
+// idTokenRewriter serves the fake with its token endpoint's JSON answer
+// passed through edit first.
+func idTokenRewriter(t *testing.T, f *fake.Server, edit func(body map[string]any)) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/google/token" {
+			f.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		f.ServeHTTP(rec, r)
+		var body map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Errorf("token answer: %v", err)
+		}
+		edit(body)
+		out, _ := json.Marshal(body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.Copy(w, bytes.NewReader(out))
+	}))
 }
 
 var base64URL = base64.RawURLEncoding

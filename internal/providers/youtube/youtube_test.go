@@ -15,6 +15,7 @@ import (
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/providers/providerstest"
 	"github.com/presave/presave/internal/providers/youtube"
 )
 
@@ -72,20 +73,6 @@ var target = providers.Target{VideoID: "vid1", ChannelID: artistChannel,
 	MyPlaylist: providers.MyPlaylist{Name: "Night Drive: The Examples", Description: "Pre-saved.", Key: "release-1"}}
 
 var allActions = []providers.Action{providers.ActionLike, providers.ActionSubscribe, providers.ActionAddToMyPlaylist}
-
-// perform does what the worker does for one action: add_to_my_playlist
-// first finds or creates the fan's playlist, then adds to it.
-func perform(ctx context.Context, c providers.Client, a providers.Action, t providers.Target) (providers.Outcome, providers.Target, error) {
-	if a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "" {
-		id, err := c.OwnPlaylist(ctx, t)
-		if err != nil {
-			return "", t, err
-		}
-		t.MyPlaylist.ID = id
-	}
-	out, err := c.Perform(ctx, a, t)
-	return out, t, err
-}
 
 func TestOAuthURLAndScopes(t *testing.T) {
 	p := youtube.New(youtube.Config{ClientID: clientID})
@@ -177,7 +164,7 @@ func TestActionsIdempotentAndQuota(t *testing.T) {
 		// recorded the playlist and finds it by its marker), write nothing.
 		for _, cl := range []providers.Client{c, e.p.Client(ctx, e.tok, nil)} {
 			before := e.fake.QuotaUsed(clientID)
-			got, again, err := perform(ctx, cl, a, target)
+			got, again, err := providerstest.Perform(ctx, cl, a, target)
 			if err != nil || got != providers.OutcomeAlready || again.MyPlaylist.ID != tgt.MyPlaylist.ID {
 				t.Fatalf("%s retry = %q (playlist %q), %v; want already (playlist %q)", a, got, again.MyPlaylist.ID, err, tgt.MyPlaylist.ID)
 			}
@@ -348,7 +335,7 @@ func TestErrorClasses(t *testing.T) {
 				tc.setup(e)
 			}
 			c := e.p.Client(ctx, e.tok, nil)
-			_, _, err := perform(ctx, c, tc.action, target)
+			_, _, err := providerstest.Perform(ctx, c, tc.action, target)
 			pe, ok := providers.AsError(err)
 			if !ok {
 				t.Fatalf("error = %v, want *providers.Error", err)
@@ -370,7 +357,7 @@ func TestErrorClasses(t *testing.T) {
 			}
 			if tc.recover != nil {
 				tc.recover(e)
-				if got, _, err := perform(ctx, c, tc.action, target); err != nil || got != providers.OutcomeOK {
+				if got, _, err := providerstest.Perform(ctx, c, tc.action, target); err != nil || got != providers.OutcomeOK {
 					t.Fatalf("after recovery: %q, %v", got, err)
 				}
 			}
