@@ -454,39 +454,8 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err := setTiming(&r, in.ReleaseAt, in.ReleaseDate, in.DefaultZone); err != nil {
 		return err
 	}
-	if sp := in.Spotify; sp != nil {
-		if sp.AlbumIDs != nil {
-			r.SpotifyAlbumIDs = *sp.AlbumIDs
-		}
-		if sp.TrackIDs != nil {
-			r.SpotifyTrackIDs = *sp.TrackIDs
-		}
-		if sp.ArtistIDs != nil {
-			r.SpotifyArtistIDs = *sp.ArtistIDs
-		}
-		if sp.PlaylistID != nil {
-			return errPlaylistRetired(providers.Spotify)
-		}
-		if sp.FollowPlaylistID != nil {
-			r.SpotifyFollowPlaylistID = *sp.FollowPlaylistID
-		}
-		if sp.MyPlaylist != nil {
-			r.SpotifyMyPlaylist = myPlaylistOf(sp.MyPlaylist)
-		}
-	}
-	if yt := in.YouTube; yt != nil {
-		if yt.PlaylistID != nil {
-			return errPlaylistRetired(providers.YouTube)
-		}
-		if yt.VideoID != nil {
-			r.YouTubeVideoID = *yt.VideoID
-		}
-		if yt.ChannelID != nil {
-			r.YouTubeChannelID = *yt.ChannelID
-		}
-		if yt.MyPlaylist != nil {
-			r.YouTubeMyPlaylist = myPlaylistOf(yt.MyPlaylist)
-		}
+	if err := patchTargets(&r, in); err != nil {
+		return err
 	}
 	moves := r.Timing != old.Timing || !r.ReleaseAt.Equal(old.ReleaseAt) || !r.ReleaseDate.Equal(old.ReleaseDate) || r.DefaultZone != old.DefaultZone
 	ctx := ctxOf(c)
@@ -556,4 +525,44 @@ func (s *Server) releasePlan(c echo.Context) error {
 			QuotaDays: pp.QuotaDays, Undeliverable: pp.Undeliverable}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// patchTargets applies a PATCH's targets to r: absent fields keep their
+// value; the retired playlist_id is refused.
+func patchTargets(r *store.Release, in releasePatch) error {
+	if sp := in.Spotify; sp != nil {
+		if sp.AlbumIDs != nil {
+			r.SpotifyAlbumIDs = *sp.AlbumIDs
+		}
+		if sp.TrackIDs != nil {
+			r.SpotifyTrackIDs = *sp.TrackIDs
+		}
+		if sp.ArtistIDs != nil {
+			r.SpotifyArtistIDs = *sp.ArtistIDs
+		}
+		if sp.PlaylistID != nil {
+			return errPlaylistRetired(providers.Spotify)
+		}
+		if sp.FollowPlaylistID != nil {
+			r.SpotifyFollowPlaylistID = *sp.FollowPlaylistID
+		}
+		if sp.MyPlaylist != nil {
+			r.SpotifyMyPlaylist = myPlaylistOf(sp.MyPlaylist)
+		}
+	}
+	if yt := in.YouTube; yt != nil {
+		if yt.PlaylistID != nil {
+			return errPlaylistRetired(providers.YouTube)
+		}
+		if yt.VideoID != nil {
+			r.YouTubeVideoID = *yt.VideoID
+		}
+		if yt.ChannelID != nil {
+			r.YouTubeChannelID = *yt.ChannelID
+		}
+		if yt.MyPlaylist != nil {
+			r.YouTubeMyPlaylist = myPlaylistOf(yt.MyPlaylist)
+		}
+	}
+	return nil
 }
