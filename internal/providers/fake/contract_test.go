@@ -447,3 +447,71 @@ func TestYouTubeQuotaCosts(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogueSearchContracts: Spotify's client credentials grant (an
+// app token: no user, no refresh token) and "Search for Item" by UPC and
+// ISRC, which finds a release only once it is in the catalogue; the app
+// token reaches no user endpoint.
+func TestCatalogueSearchContracts(t *testing.T) {
+	t.Parallel()
+	c := &contractEnv{t: t, now: time.Now()}
+	c.f = fake.New(fake.Options{Now: c.clock})
+	c.srv = httptest.NewServer(c.f)
+	t.Cleanup(c.srv.Close)
+	appToken := func(form url.Values, basic bool) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, c.srv.URL+"/api/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if basic {
+			req.SetBasicAuth("app", "secret")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if st, out := appToken(url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}}, false); st != 401 || out["error"] != "invalid_client" {
+		t.Errorf("client credentials without a secret: %d %v", st, out)
+	}
+	st, out := appToken(url.Values{"grant_type": {"client_credentials"}}, true)
+	tok, _ := out["access_token"].(string)
+	if st != 200 || tok == "" || out["token_type"] != "Bearer" || out["expires_in"] == nil || out["refresh_token"] != nil || out["scope"] != nil {
+		t.Fatalf("client credentials: %d %v", st, out)
+	}
+	if resp, body := c.do(http.MethodGet, "/v1/me/library/contains?uris=spotify:album:a1", "", tok); resp.StatusCode != 401 || !isErrorShape(providers.Spotify, body) {
+		t.Errorf("an app token on a user endpoint: HTTP %d %s", resp.StatusCode, body)
+	}
+
+	c.f.SetCatalogue("upc", "00602445790074", "4aawyAB9vmqN3uQ7FjRGTy", c.clock().Add(30*time.Minute))
+	c.f.SetCatalogue("isrc", "USUM72400001", "3n3Ppam7vgaVa1iaRUc9Lp", c.clock())
+	for _, tc := range []struct {
+		name, query string
+		status      int
+		contains    string
+	}{
+		{"no query", "type=album", 400, "No search query"},
+		{"no type", "q=upc:00602445790074", 400, "Missing parameter type"},
+		{"bad type", "q=upc:00602445790074&type=song", 400, "Bad search type field"},
+		{"limit 11", "q=upc:00602445790074&type=album&limit=11", 400, "Invalid limit"},
+		{"UPC not in the catalogue yet", "q=upc:00602445790074&type=album", 200, `"albums":{`},
+		{"ISRC found", "q=isrc:USUM72400001&type=track&limit=10", 200, `"uri":"spotify:track:3n3Ppam7vgaVa1iaRUc9Lp"`},
+		{"ISRC as an album finds nothing", "q=isrc:USUM72400001&type=album", 200, `"total":0`},
+		{"a name finds nothing", "q=Release&type=track", 200, `"total":0`},
+	} {
+		resp, body := c.do(http.MethodGet, "/v1/search?"+tc.query, "", tok)
+		if resp.StatusCode != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s: HTTP %d %s, want %d with %q", tc.name, resp.StatusCode, body, tc.status, tc.contains)
+		}
+		if strings.HasPrefix(tc.name, "UPC not") && !strings.Contains(body, `"total":0`) {
+			t.Errorf("%s: found before the release is in the catalogue: %s", tc.name, body)
+		}
+	}
+	c.advance(30 * time.Minute) // the app token lives an hour
+	if resp, body := c.do(http.MethodGet, "/v1/search?q=upc:00602445790074&type=album", "", tok); resp.StatusCode != 200 ||
+		!strings.Contains(body, `"id":"4aawyAB9vmqN3uQ7FjRGTy"`) || !strings.Contains(body, `"limit":5`) {
+		t.Errorf("UPC once in the catalogue: HTTP %d %s", resp.StatusCode, body)
+	}
+}

@@ -384,6 +384,26 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /_fake/rotation", s.ctlRotation)
 	m.HandleFunc("POST /_fake/legacy", s.ctlLegacy)
 	m.HandleFunc("POST /_fake/playlists", s.ctlPlaylists)
+	m.HandleFunc("POST /_fake/catalogue", s.ctlCatalogue)
+}
+
+// ctlCatalogue handles POST /_fake/catalogue.
+func (s *Server) ctlCatalogue(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Kind   string    `json:"kind"` // "upc" or "isrc"
+		Code   string    `json:"code"`
+		ID     string    `json:"id"`
+		LiveAt time.Time `json:"live_at"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if (req.Kind != "upc" && req.Kind != "isrc") || req.Code == "" || req.ID == "" {
+		http.Error(w, `kind ("upc" or "isrc"), code and id are required`, http.StatusBadRequest)
+		return
+	}
+	s.SetCatalogue(req.Kind, req.Code, req.ID, req.LiveAt)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // ctlPlaylists handles POST /_fake/playlists.

@@ -123,6 +123,8 @@ type Server struct {
 	// createDelay holds the answer to a playlist creation after the
 	// playlist exists (SetCreateDelay).
 	createDelay time.Duration
+	// catalogue finds releases by "upc:CODE" or "isrc:CODE" (SetCatalogue).
+	catalogue map[string]catalogueEntry
 	// writes logs every authenticated write request (not its body).
 	writes []Write
 	// approved is what each user granted each client so far, and
@@ -244,6 +246,7 @@ func New(opts Options) *Server {
 		approved:  map[approvalKey][]string{},
 		noChannel: map[string]bool{},
 		playlists: map[userKey]*playlist{},
+		catalogue: map[string]catalogueEntry{},
 	}
 	s.routes()
 	return s
