@@ -39,7 +39,7 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 	}
 	b.redisURL = env.String("REDIS_URL", config.DefaultRedisURL)
 	if b.rdb, b.freeRDB, err = scratch.LeaseRedis(ctx, b.redisURL); err != nil {
-		return nil, fmt.Errorf("Redis (run scripts/services.sh): %w", err)
+		return nil, fmt.Errorf("lease a Redis database (run scripts/services.sh): %w", err)
 	}
 
 	// The fake provider runs in this process so the benchmark can read its
