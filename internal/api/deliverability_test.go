@@ -42,6 +42,18 @@ func TestMovePastTheHorizon(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// /me tells the fan until when their Spotify access lasts.
+	var authorized time.Time
+	if err := b.st.Pool().QueryRow(b.ctx(), `SELECT authorized_at FROM provider_tokens WHERE fan_id = $1`, oldFan).Scan(&authorized); err != nil {
+		t.Fatal(err)
+	}
+	lasts := spotify.AddMonths(authorized.UTC(), 6).Add(-presave.GrantMargin)
+	paris, _ := time.LoadLocation("Europe/Paris")
+	wantDay := lasts.In(paris).Format("Monday 2 January 2006")
+	if me := b.page(jar, http.MethodGet, "/me", nil); !strings.Contains(string(me.Body), "your Spotify access lasts until "+wantDay) {
+		t.Errorf("/me does not say until when the access lasts (%s): %s", wantDay, me.Body)
+	}
+
 	later := time.Now().Add(90 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	before := b.fingerprint()
 	r := b.admin(http.MethodPatch, "/v1/releases/"+rel.ID, map[string]any{"release_at": later}, http.StatusConflict)

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
@@ -26,6 +28,10 @@ type presaveItem struct {
 	// Reconnect: the release moved past the fan's access; connecting
 	// again on the release page keeps the pre-save.
 	Reconnect bool
+	// AccessUntil is the day the fan's access to the provider ends
+	// (presave.Horizon, in the fan's zone), for an open pre-save whose
+	// provider sets a limit; empty otherwise.
+	AccessUntil string
 }
 
 func (p *page) item(ps store.Presave, r *store.Release) presaveItem {
@@ -91,12 +97,24 @@ func (p *page) manage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	horizons := map[providers.Name]time.Time{}
+	for _, t := range ex.Tokens {
+		if prov, ok := p.s.providers.Get(t.Provider); ok {
+			if h := presave.Horizon(prov, t.AuthorizedAt); !h.IsZero() {
+				horizons[t.Provider] = h
+			}
+		}
+	}
 	for _, ps := range ex.Presaves {
 		var rp *store.Release
 		if r, ok := releases[ps.ReleaseID]; ok {
 			rp = &r
 		}
-		v.Presaves = append(v.Presaves, p.item(ps, rp))
+		it := p.item(ps, rp)
+		if h, ok := horizons[ps.Provider]; ok && it.Open {
+			it.AccessUntil, _ = formatWhen(h, ps.FanZone)
+		}
+		v.Presaves = append(v.Presaves, it)
 	}
 	for _, a := range ex.Accounts {
 		ai := accountItem{Provider: a.Provider, Label: providerLabel(a.Provider)}
