@@ -145,86 +145,103 @@ func (s *Server) appAPI(p providers.Name, cost int, h apiHandler) http.HandlerFu
 
 func (s *Server) apiFor(p providers.Name, cost int, appOK bool, h apiHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		now := s.now()
 		s.mu.Lock()
-		at := s.access[tok]
-		switch {
-		case !ok || at == nil || at.g.p != p || at.g.revoked:
-			s.mu.Unlock()
-			s.unauthorized(w, p, "Invalid access token")
-			return
-		case at.g.user == "" && !appOK:
-			// A client-credentials token names no user: "Since this flow
-			// does not include authorization, only endpoints that do not
-			// access user information can be accessed." The status is not
-			// documented; refusing is what matters.
-			s.mu.Unlock()
-			spError(w, http.StatusUnauthorized, "This request requires user authentication.", "")
-			return
-		case !now.Before(at.expires):
-			s.mu.Unlock()
-			s.unauthorized(w, p, "The access token expired")
-			return
+		g, refuse := s.authLocked(r, p, appOK, now)
+		if refuse == nil {
+			refuse = s.faultLocked(r, p, g, cost, now)
 		}
-		g := at.g
-		f := s.faults[p]
-		if wait, limited := f.limitLocked(g.clientID, now); limited {
-			s.mu.Unlock()
-			if p == providers.Spotify {
-				// "429: The app has exceeded its rate limits", with a
-				// Retry-After header in seconds (Web API, "Rate Limits").
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-				spError(w, http.StatusTooManyRequests, "API rate limit exceeded", "")
-			} else {
-				// The YouTube Data API's errors table: 403
-				// rateLimitExceeded (domain usageLimits), no Retry-After;
-				// Google asks for exponential backoff.
-				gError(w, http.StatusForbidden, "rateLimitExceeded", "usageLimits", "Rate Limit Exceeded")
-			}
-			return
-		}
-		if p == providers.YouTube && s.noChannel[g.user] && !strings.HasPrefix(r.URL.Path, "/google/") {
-			s.mu.Unlock()
-			// "youtubeSignupRequired: This error indicates that the user
-			// has an unlinked Google Account, which means that the user
-			// has a Google Account but does not have a YouTube channel."
-			// (YouTube Data API, errors, 401 Unauthorized).
-			gError(w, http.StatusUnauthorized, "youtubeSignupRequired", "youtube.header", "Unauthorized")
-			return
-		}
-		if f.errorRate > 0 && rand.Float64() < f.errorRate {
-			s.mu.Unlock()
-			if p == providers.Spotify {
-				spError(w, http.StatusServiceUnavailable, "Service unavailable", "")
-			} else {
-				gError(w, http.StatusServiceUnavailable, "backendError", "global", "The service is currently unavailable.")
-			}
-			return
-		}
-		if p == providers.Spotify && now.Before(f.quotaUntil) {
-			s.mu.Unlock()
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.quotaUntil.Sub(now).Seconds()))))
-			spError(w, http.StatusTooManyRequests, "Quota exceeded", "QUOTA_EXCEEDED")
-			return
-		}
-		if p == providers.YouTube && cost > 0 {
-			q := s.quotaLocked(g.clientID, now)
-			if now.Before(f.quotaUntil) || q.used+cost > s.dailyLim {
-				s.mu.Unlock()
-				gError(w, http.StatusForbidden, "quotaExceeded", "youtube.quota",
-					"The request cannot be completed because you have exceeded your quota.")
-				return
-			}
-			q.used += cost
-		}
-		if r.Method != http.MethodGet {
+		if refuse == nil && r.Method != http.MethodGet {
 			at, _ := r.Context().Value(arrivalKey{}).(time.Time)
 			s.writes = append(s.writes, Write{Provider: p, User: g.user, Route: r.Method + " " + r.URL.Path, At: at})
 		}
 		s.mu.Unlock()
+		if refuse != nil {
+			refuse(w)
+			return
+		}
 		h(w, r, g)
 	}
+}
+
+// authLocked finds the grant of the request's bearer token, or returns
+// the answer refusing it. s.mu must be held.
+func (s *Server) authLocked(r *http.Request, p providers.Name, appOK bool, now time.Time) (*grant, func(http.ResponseWriter)) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	at := s.access[tok]
+	switch {
+	case !ok || at == nil || at.g.p != p || at.g.revoked:
+		return nil, func(w http.ResponseWriter) { s.unauthorized(w, p, "Invalid access token") }
+	case at.g.user == "" && !appOK:
+		// A client-credentials token names no user: "Since this flow
+		// does not include authorization, only endpoints that do not
+		// access user information can be accessed." The status is not
+		// documented; refusing is what matters.
+		return nil, func(w http.ResponseWriter) {
+			spError(w, http.StatusUnauthorized, "This request requires user authentication.", "")
+		}
+	case !now.Before(at.expires):
+		return nil, func(w http.ResponseWriter) { s.unauthorized(w, p, "The access token expired") }
+	}
+	return at.g, nil
+}
+
+// faultLocked applies the provider's limits and the injected faults to
+// an authenticated request (and spends its YouTube units), returning
+// the answer refusing it, or nil. s.mu must be held.
+func (s *Server) faultLocked(r *http.Request, p providers.Name, g *grant, cost int, now time.Time) func(http.ResponseWriter) {
+	f := s.faults[p]
+	if wait, limited := f.limitLocked(g.clientID, now); limited {
+		if p == providers.Spotify {
+			// "429: The app has exceeded its rate limits", with a
+			// Retry-After header in seconds (Web API, "Rate Limits").
+			return func(w http.ResponseWriter) {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				spError(w, http.StatusTooManyRequests, "API rate limit exceeded", "")
+			}
+		}
+		// The YouTube Data API's errors table: 403 rateLimitExceeded
+		// (domain usageLimits), no Retry-After; Google asks for
+		// exponential backoff.
+		return func(w http.ResponseWriter) {
+			gError(w, http.StatusForbidden, "rateLimitExceeded", "usageLimits", "Rate Limit Exceeded")
+		}
+	}
+	if p == providers.YouTube && s.noChannel[g.user] && !strings.HasPrefix(r.URL.Path, "/google/") {
+		// "youtubeSignupRequired: This error indicates that the user has
+		// an unlinked Google Account, which means that the user has a
+		// Google Account but does not have a YouTube channel." (YouTube
+		// Data API, errors, 401 Unauthorized).
+		return func(w http.ResponseWriter) {
+			gError(w, http.StatusUnauthorized, "youtubeSignupRequired", "youtube.header", "Unauthorized")
+		}
+	}
+	if f.errorRate > 0 && rand.Float64() < f.errorRate {
+		if p == providers.Spotify {
+			return func(w http.ResponseWriter) { spError(w, http.StatusServiceUnavailable, "Service unavailable", "") }
+		}
+		return func(w http.ResponseWriter) {
+			gError(w, http.StatusServiceUnavailable, "backendError", "global", "The service is currently unavailable.")
+		}
+	}
+	if p == providers.Spotify && now.Before(f.quotaUntil) {
+		left := f.quotaUntil.Sub(now)
+		return func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(left.Seconds()))))
+			spError(w, http.StatusTooManyRequests, "Quota exceeded", "QUOTA_EXCEEDED")
+		}
+	}
+	if p == providers.YouTube && cost > 0 {
+		q := s.quotaLocked(g.clientID, now)
+		if now.Before(f.quotaUntil) || q.used+cost > s.dailyLim {
+			return func(w http.ResponseWriter) {
+				gError(w, http.StatusForbidden, "quotaExceeded", "youtube.quota",
+					"The request cannot be completed because you have exceeded your quota.")
+			}
+		}
+		q.used += cost
+	}
+	return nil
 }
 
 // limitLocked applies GCRA (a token bucket of size burst refilled at rps)
