@@ -128,14 +128,11 @@ func (s *Server) exportMe(c echo.Context) error {
 	for _, a := range ex.Accounts {
 		out.Accounts = append(out.Accounts, AccountView{Provider: a.Provider, AccountID: a.AccountID, ConnectedAt: a.CreatedAt})
 	}
-	horizons := map[providers.Name]*time.Time{}
+	horizons := s.horizons(ex.Tokens)
 	for _, t := range ex.Tokens {
 		g := GrantView{Provider: t.Provider, Scopes: orEmpty(t.Scopes), AuthorizedAt: t.AuthorizedAt, StoredAt: t.CreatedAt}
-		if prov, ok := s.providers.Get(t.Provider); ok {
-			if h := presave.Horizon(prov, t.AuthorizedAt); !h.IsZero() {
-				g.DeliverableUntil = &h
-				horizons[t.Provider] = &h
-			}
+		if h, ok := horizons[t.Provider]; ok {
+			g.DeliverableUntil = &h
 		}
 		out.StoredGrants = append(out.StoredGrants, g)
 	}
@@ -145,13 +142,27 @@ func (s *Server) exportMe(c echo.Context) error {
 			rp = &r
 		}
 		v := presaveView(p, rp)
-		if p.Status.Open() {
-			v.DeliverableUntil = horizons[p.Provider]
+		if h, ok := horizons[p.Provider]; ok && p.Status.Open() {
+			v.DeliverableUntil = &h
 		}
 		out.Presaves = append(out.Presaves, v)
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSON(http.StatusOK, out)
+}
+
+// horizons is, by provider, the latest a pre-save may be due on the
+// fan's stored grant (presave.Horizon), for the providers that set one.
+func (s *Server) horizons(tokens []store.ExportedToken) map[providers.Name]time.Time {
+	out := map[providers.Name]time.Time{}
+	for _, t := range tokens {
+		if prov, ok := s.providers.Get(t.Provider); ok {
+			if h := presave.Horizon(prov, t.AuthorizedAt); !h.IsZero() {
+				out[t.Provider] = h
+			}
+		}
+	}
+	return out
 }
 
 var (

@@ -4,12 +4,10 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
@@ -97,14 +95,7 @@ func (p *page) manage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	horizons := map[providers.Name]time.Time{}
-	for _, t := range ex.Tokens {
-		if prov, ok := p.s.providers.Get(t.Provider); ok {
-			if h := presave.Horizon(prov, t.AuthorizedAt); !h.IsZero() {
-				horizons[t.Provider] = h
-			}
-		}
-	}
+	horizons := p.s.horizons(ex.Tokens)
 	for _, ps := range ex.Presaves {
 		var rp *store.Release
 		if r, ok := releases[ps.ReleaseID]; ok {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -143,18 +142,13 @@ func (p *page) reconnectNeeded(c echo.Context, r store.Release) ([]string, error
 	if err != nil || fan == uuid.Nil {
 		return nil, err
 	}
-	ex, err := p.s.store.ExportFan(ctxOf(c), fan)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
+	names, err := p.s.store.NeedingReconnect(ctxOf(c), fan, r.ID)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, ps := range ex.Presaves {
-		if ps.ReleaseID == r.ID && ps.Status == store.PresaveNeedsReconnect {
-			out = append(out, providerLabel(ps.Provider))
-		}
+	for _, n := range names {
+		out = append(out, providerLabel(n))
 	}
 	return out, nil
 }

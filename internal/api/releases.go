@@ -457,12 +457,12 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err := patchTargets(&r, in); err != nil {
 		return err
 	}
-	moves := r.Timing != old.Timing || !r.ReleaseAt.Equal(old.ReleaseAt) || !r.ReleaseDate.Equal(old.ReleaseDate) || r.DefaultZone != old.DefaultZone
+	moves := !r.SameTiming(old)
 	ctx := ctxOf(c)
 	if err := s.validateRelease(ctx, r, moves); err != nil {
 		return err
 	}
-	out, moved, lost, err := s.app.UpdateRelease(ctx, r, in.AcceptUndeliverable)
+	out, moved, lost, err := s.app.UpdateRelease(ctx, old, r, in.AcceptUndeliverable)
 	if errors.Is(err, store.ErrConflict) {
 		// Either the slug is taken or the release stopped being scheduled
 		// meanwhile; read it again to say which.

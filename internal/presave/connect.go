@@ -146,10 +146,19 @@ func Horizon(p providers.Provider, authorizedAt time.Time) time.Time {
 	return exp.Add(-GrantMargin)
 }
 
+// PastHorizon reports whether a pre-save due at due comes after the
+// Horizon of a grant of p authorized at authorizedAt: it cannot be
+// delivered on that grant.
+func PastHorizon(p providers.Provider, authorizedAt, due time.Time) bool {
+	h := Horizon(p, authorizedAt)
+	return !h.IsZero() && due.After(h)
+}
+
 // grantHorizon refuses a pre-save due after Horizon: its grant would have
 // expired by then.
 func grantHorizon(p providers.Provider, due, authorizedAt time.Time) error {
-	if h := Horizon(p, authorizedAt); !h.IsZero() && due.After(h) {
+	if PastHorizon(p, authorizedAt, due) {
+		h := Horizon(p, authorizedAt)
 		return errorf(KindUnprocessable, string(p.Name())+"_horizon_exceeded",
 			"%s access lasts until %s, and this release is due later than that; please come back closer to the release.",
 			p.Name().Label(), h.UTC().Format(time.DateOnly))

@@ -90,9 +90,7 @@ func (s *Service) Plan(ctx context.Context, releaseID uuid.UUID) (Plan, error) {
 				pp.Units += prov.QuotaCost(a, "")
 			}
 		}
-		if o.AuthorizedAt == nil {
-			pp.Undeliverable++
-		} else if h := Horizon(prov, *o.AuthorizedAt); !h.IsZero() && o.DueAt.After(h) {
+		if o.AuthorizedAt == nil || PastHorizon(prov, *o.AuthorizedAt, o.DueAt) {
 			pp.Undeliverable++
 		}
 		plan.Providers[o.Provider] = pp

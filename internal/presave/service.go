@@ -154,10 +154,15 @@ func (s *Service) CancelRelease(ctx context.Context, id uuid.UUID) (Cancellation
 // at once (a grant that cannot deliver is not kept), and the fan sees
 // that they must connect again. It returns how many moved and how many
 // became needs_reconnect.
-func (s *Service) UpdateRelease(ctx context.Context, r store.Release, acceptUndeliverable bool) (store.Release, int, int, error) {
-	lost, err := s.undeliverable(ctx, r)
-	if err != nil {
-		return store.Release{}, 0, 0, err
+func (s *Service) UpdateRelease(ctx context.Context, old, r store.Release, acceptUndeliverable bool) (store.Release, int, int, error) {
+	var lost []uuid.UUID
+	if !r.SameTiming(old) {
+		// Checked before the update, in its own read: a consent recorded
+		// in between is checked at its callback against the new time.
+		var err error
+		if lost, err = s.undeliverable(ctx, r); err != nil {
+			return store.Release{}, 0, 0, err
+		}
 	}
 	if len(lost) > 0 && !acceptUndeliverable {
 		what := fmt.Sprintf("%d pre-saves", len(lost))
@@ -171,14 +176,20 @@ func (s *Service) UpdateRelease(ctx context.Context, r store.Release, acceptUnde
 	if err != nil {
 		return store.Release{}, 0, 0, err
 	}
-	s.reschedule(ctx, moved)
 	if len(lost) == 0 {
+		s.reschedule(ctx, moved, nil)
 		return out, len(moved), 0, nil
 	}
 	c, err := s.store.NeedReconnect(ctx, lost)
 	if err != nil {
+		s.reschedule(ctx, moved, nil)
 		return store.Release{}, 0, 0, err
 	}
+	closed := map[uuid.UUID]bool{}
+	for _, p := range c.Presaves {
+		closed[p.PresaveID] = true
+	}
+	s.reschedule(ctx, moved, closed)
 	s.afterCancel(ctx, c)
 	return out, len(moved), len(c.Presaves), nil
 }
@@ -200,7 +211,7 @@ func (s *Service) undeliverable(ctx context.Context, r store.Release) ([]uuid.UU
 		if err != nil {
 			return nil, err
 		}
-		if h := Horizon(prov, *o.AuthorizedAt); !h.IsZero() && due.After(h) {
+		if PastHorizon(prov, *o.AuthorizedAt, due) {
 			out = append(out, o.ID)
 		}
 	}
@@ -212,13 +223,17 @@ func (s *Service) undeliverable(ctx context.Context, r store.Release) ([]uuid.UU
 // task that could not be dropped does nothing when it runs (its
 // generation is old), and a pre-save that could not be queued stays
 // pending for the relay; so failures here are logged, not returned.
-func (s *Service) reschedule(ctx context.Context, moved []store.Superseded) {
+// Those in closed (ended since they moved) only lose their old task.
+func (s *Service) reschedule(ctx context.Context, moved []store.Superseded, closed map[uuid.UUID]bool) {
 	var g errgroup.Group
 	g.SetLimit(queueParallelism)
 	for _, m := range moved {
 		g.Go(func() error {
 			if err := s.queue.DropPresaveTask(m.PresaveID, m.OldGeneration, m.Provider); err != nil {
 				s.log.WarnContext(ctx, "dropping a stale pre-save task", "presave_id", m.PresaveID, "err", err)
+			}
+			if closed[m.PresaveID] {
+				return nil
 			}
 			if _, err := s.queue.Schedule(ctx, m.PresaveID, m.Generation, m.DueAt); err != nil {
 				s.log.WarnContext(ctx, "scheduling a moved pre-save; the relay will queue it", "presave_id", m.PresaveID, "err", err)

@@ -345,6 +345,22 @@ func (s *Store) OpenPresaves(ctx context.Context, releaseID uuid.UUID) ([]OpenPr
 	return out, nil
 }
 
+// NeedingReconnect lists the providers on which the fan's pre-save of
+// the release is needs_reconnect.
+func (s *Store) NeedingReconnect(ctx context.Context, fanID, releaseID uuid.UUID) ([]providers.Name, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT provider FROM presaves WHERE fan_id = $1 AND release_id = $2 AND status = 'needs_reconnect' ORDER BY provider`,
+		fanID, releaseID)
+	if err != nil {
+		return nil, fmt.Errorf("store: needing reconnect: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[providers.Name])
+	if err != nil {
+		return nil, fmt.Errorf("store: needing reconnect: %w", err)
+	}
+	return out, nil
+}
+
 // SetOwnPlaylist records the fan's playlist an attempt found or created
 // for add_to_my_playlist, before it adds anything: a later attempt
 // (after a crash, a retry) adds to that one instead of looking again.

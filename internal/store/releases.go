@@ -92,6 +92,13 @@ func (r Release) Target(p providers.Name) providers.Target {
 	return providers.Target{}
 }
 
+// SameTiming reports whether r goes live when o does: the same timing,
+// instant, date and default zone. A release whose timing changed moves
+// its pre-saves.
+func (r Release) SameTiming(o Release) bool {
+	return r.Timing == o.Timing && r.ReleaseAt.Equal(o.ReleaseAt) && r.ReleaseDate.Equal(o.ReleaseDate) && r.DefaultZone == o.DefaultZone
+}
+
 // DueAt is when the release goes live for a fan in zone (an IANA name;
 // empty means the release's default zone).
 func (r Release) DueAt(zone string) (time.Time, error) {
@@ -288,7 +295,7 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Supers
 			}
 			return err
 		}
-		if old.Timing == out.Timing && old.ReleaseAt.Equal(out.ReleaseAt) && old.ReleaseDate.Equal(out.ReleaseDate) && old.DefaultZone == out.DefaultZone {
+		if old.SameTiming(out) {
 			return nil
 		}
 		// Local timing: midnight of the date in each fan's zone, computed by
