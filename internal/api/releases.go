@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,13 +45,14 @@ const (
 type releasePatch struct {
 	// AcceptUndeliverable moves the release even when some pre-saves'
 	// grants expire before the new time (they become needs_reconnect).
-	AcceptUndeliverable bool    `json:"accept_undeliverable"`
-	Slug                *string `json:"slug"`
-	Title               *string `json:"title"`
-	Artist              *string `json:"artist"`
-	ReleaseAt           *string `json:"release_at"`
-	ReleaseDate         *string `json:"release_date"`
-	DefaultZone         *string `json:"default_zone"`
+	AcceptUndeliverable bool      `json:"accept_undeliverable"`
+	Slug                *string   `json:"slug"`
+	Title               *string   `json:"title"`
+	Artist              *string   `json:"artist"`
+	ReleaseAt           *string   `json:"release_at"`
+	ReleaseDate         *string   `json:"release_date"`
+	DefaultZone         *string   `json:"default_zone"`
+	CanaryFans          *[]string `json:"canary_fans"`
 	Spotify             *struct {
 		AlbumIDs         *[]string        `json:"album_ids"`
 		TrackIDs         *[]string        `json:"track_ids"`
@@ -92,7 +94,7 @@ func myPlaylistOf(m *wire.MyPlaylist) store.MyPlaylist {
 // ReleaseView is a release as the API shows it.
 type ReleaseView = wire.Release
 
-var allStatuses = []store.PresaveStatus{store.PresavePending, store.PresaveEnqueued, store.PresaveRunning,
+var allStatuses = []store.PresaveStatus{store.PresavePending, store.PresaveEnqueued, store.PresaveRunning, store.PresaveHeld,
 	store.PresaveDone, store.PresavePartial, store.PresaveFailed, store.PresaveCancelled, store.PresaveNeedsReconnect}
 
 func orEmpty(s []string) []string {
@@ -110,9 +112,13 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 			MyPlaylist: myPlaylistView(r.SpotifyMyPlaylist)},
 		YouTube: wire.YouTubeTarget{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID,
 			MyPlaylist: myPlaylistView(r.YouTubeMyPlaylist)},
-		Actions:   map[string][]string{},
-		Status:    string(r.Status),
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Actions:    map[string][]string{},
+		CanaryFans: []string{},
+		Status:     string(r.Status),
+		CreatedAt:  r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	for _, id := range r.CanaryFans {
+		v.CanaryFans = append(v.CanaryFans, id.String())
 	}
 	if r.Timing == store.TimingFixed {
 		at := r.ReleaseAt
@@ -132,12 +138,25 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 	return v
 }
 
-// withCounts adds the release's pre-save counts, every provider and
-// status present (zero included) so clients need no defaults.
-func (s *Server) withCounts(ctx context.Context, id uuid.UUID, v ReleaseView) (ReleaseView, error) {
+// withState adds the release's pre-save counts, every provider and
+// status present (zero included) so clients need no defaults, and its
+// campaign guards.
+func (s *Server) withState(ctx context.Context, id uuid.UUID, v ReleaseView) (ReleaseView, error) {
 	counts, err := s.store.ReleaseCounts(ctx, id)
 	if err != nil {
 		return v, err
+	}
+	guards, err := s.store.ReleaseGuards(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	v.Guards = map[string]wire.Guard{}
+	for _, g := range guards {
+		wg := wire.Guard{State: string(g.State), Canary: len(g.Canary), OpenedAt: g.OpenedAt}
+		if p := g.Pause; p != nil {
+			wg.Pause = &wire.GuardPause{At: p.At, Cause: p.Cause, Action: string(p.Action), Error: p.Error, Failed: p.Failed, Seen: p.Seen}
+		}
+		v.Guards[string(g.Provider)] = wg
 	}
 	v.Counts = map[string]map[string]int{}
 	for _, n := range providers.Names {
@@ -260,6 +279,42 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 	if !offered {
 		return badRequest("no_targets", "A release needs at least one target: Spotify album, track, artist or playlist IDs, or a YouTube video or channel ID.")
 	}
+	return s.checkCanaryFans(ctx, r.CanaryFans)
+}
+
+// maxCanaryFans bounds canary_fans: the artist team's own accounts.
+const maxCanaryFans = 20
+
+// parseCanaryFans reads canary_fans (fan IDs).
+func parseCanaryFans(in []string) ([]uuid.UUID, error) {
+	if len(in) > maxCanaryFans {
+		return nil, badRequest("invalid_canary_fans", "canary_fans names at most %d fans (the artist team's own accounts).", maxCanaryFans)
+	}
+	out := make([]uuid.UUID, 0, len(in))
+	for _, s := range in {
+		id, err := uuid.Parse(s)
+		if err != nil {
+			return nil, badRequest("invalid_canary_fans", "canary_fans: %q is not a fan ID (the fan_id of the fan's export, a UUID).", s)
+		}
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// checkCanaryFans refuses canary fans that do not exist.
+func (s *Server) checkCanaryFans(ctx context.Context, ids []uuid.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	unknown, err := s.store.UnknownFans(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		return badRequest("unknown_canary_fan", "canary_fans: no fan has the ID %s (a team member connects and pre-saves like any fan first; their export shows the fan_id).", unknown[0])
+	}
 	return nil
 }
 
@@ -332,6 +387,10 @@ func (s *Server) createRelease(c echo.Context) error {
 	if err := setTiming(&r, in.ReleaseAt, in.ReleaseDate, in.DefaultZone); err != nil {
 		return err
 	}
+	var err error
+	if r.CanaryFans, err = parseCanaryFans(in.CanaryFans); err != nil {
+		return err
+	}
 	if in.Spotify != nil {
 		if in.Spotify.PlaylistID != nil {
 			return errPlaylistRetired(providers.Spotify)
@@ -357,7 +416,7 @@ func (s *Server) createRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctx, out.ID, s.releaseView(out))
+	v, err := s.withState(ctx, out.ID, s.releaseView(out))
 	if err != nil {
 		return err
 	}
@@ -418,7 +477,7 @@ func (s *Server) getRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctxOf(c), r.ID, s.releaseView(r))
+	v, err := s.withState(ctxOf(c), r.ID, s.releaseView(r))
 	if err != nil {
 		return err
 	}
@@ -457,6 +516,11 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err := patchTargets(&r, in); err != nil {
 		return err
 	}
+	if in.CanaryFans != nil {
+		if r.CanaryFans, err = parseCanaryFans(*in.CanaryFans); err != nil {
+			return err
+		}
+	}
 	moves := !r.SameTiming(old)
 	ctx := ctxOf(c)
 	if err := s.validateRelease(ctx, r, moves); err != nil {
@@ -474,7 +538,7 @@ func (s *Server) patchRelease(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctx, out.ID, s.releaseView(out))
+	v, err := s.withState(ctx, out.ID, s.releaseView(out))
 	if err != nil {
 		return err
 	}
@@ -497,7 +561,7 @@ func (s *Server) cancelRelease(c echo.Context) error {
 	if r, err = s.store.Release(ctx, r.ID); err != nil {
 		return err
 	}
-	v, err := s.withCounts(ctx, r.ID, s.releaseView(r))
+	v, err := s.withState(ctx, r.ID, s.releaseView(r))
 	if err != nil {
 		return err
 	}
@@ -525,6 +589,39 @@ func (s *Server) releasePlan(c echo.Context) error {
 			QuotaDays: pp.QuotaDays, Undeliverable: pp.Undeliverable}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// resumeRelease answers POST /v1/releases/{id}/resume: the operator lets
+// a paused release drain again (see presave.Service.Resume).
+func (s *Server) resumeRelease(c echo.Context) error {
+	r, err := s.releaseParam(c)
+	if err != nil {
+		return err
+	}
+	var in wire.Resume
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &in); err != nil {
+			return err
+		}
+	}
+	p := providers.Name(in.Provider)
+	if p != "" && !p.Valid() {
+		return badRequest("unknown_provider", "provider must be spotify or youtube (or absent: every paused provider), not %q.", in.Provider)
+	}
+	ctx := ctxOf(c)
+	resumed, err := s.app.Resume(ctx, r.ID, p)
+	if err != nil {
+		return err
+	}
+	v, err := s.withState(ctx, r.ID, s.releaseView(r))
+	if err != nil {
+		return err
+	}
+	v.Resumed = map[string]int{}
+	for n, k := range resumed {
+		v.Resumed[string(n)] = k
+	}
+	return c.JSON(http.StatusOK, v)
 }
 
 // patchTargets applies a PATCH's targets to r: absent fields keep their

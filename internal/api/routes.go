@@ -55,6 +55,7 @@ func (s *Server) routes() *echo.Echo {
 	rel.PATCH("/:id", s.patchRelease)
 	rel.GET("/:id/plan", s.releasePlan)
 	rel.POST("/:id/cancel", s.cancelRelease)
+	rel.POST("/:id/resume", s.resumeRelease)
 
 	// Fans: connect and consent (rate-limited per IP).
 	limit := s.limit

@@ -199,6 +199,17 @@ func UpdateRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id 
 	return r, nil
 }
 
+// ResumeRelease posts /v1/releases/{id}/resume (provider "" resumes every
+// paused provider).
+func ResumeRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id, provider string) (wire.Release, error) {
+	var r wire.Release
+	u := strings.TrimRight(apiURL, "/") + "/v1/releases/" + url.PathEscape(id) + "/resume"
+	if err := doJSON(ctx, hc, http.MethodPost, u, adminToken, wire.Resume{Provider: provider}, &r); err != nil {
+		return wire.Release{}, fmt.Errorf("resume release: %w", err)
+	}
+	return r, nil
+}
+
 // GetRelease reads a release with its pre-save counts.
 func GetRelease(ctx context.Context, hc *http.Client, apiURL, adminToken, id string) (wire.Release, error) {
 	var r wire.Release

@@ -51,6 +51,13 @@ type verdict struct {
 	// cause is what made a requeue wait, returned to asynq; on a finish,
 	// an error returned to asynq wrapped in SkipRetry (nil: success).
 	cause error
+	// targetErr is the attempt's first target error (store.TargetError),
+	// on a finish or a not-live requeue; the campaign guard counts it.
+	targetErr string
+	// breakerSince, when set, is when the release's guard opened: the
+	// attempt ran in the open drain, so its target error is weighed by
+	// the circuit breaker.
+	breakerSince time.Time
 }
 
 func requeueFor(results map[providers.Action]store.ActionResult, cause error) verdict {
@@ -87,7 +94,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 	if v, unusable := w.tokenVerdict(log, att); unusable {
 		return v
 	}
-	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first,
+	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first, canary: att.Canary,
 		client: w.providerClient(ctx, log, prov, ps, att.Token)}
 	x.available = prov.Actions(x.target)
 	x.target.AccountID = ps.AccountID
@@ -113,7 +120,11 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 		}
 	}()
 	results, end := w.performActions(ctx, log, x)
-	return w.decide(ctx, ps, results, end)
+	v := w.decide(ctx, x, results, end)
+	if att.Guard == store.GuardOpen && v.targetErr != "" {
+		v.breakerSince = att.GuardOpenedAt
+	}
+	return v
 }
 
 // tokenVerdict is the verdict for an attempt whose grant cannot be used,
@@ -165,6 +176,17 @@ type execution struct {
 	first     bool // the pre-save's first attempt (lateness metric)
 	called    bool // a provider call was made in this attempt
 	reserved  int  // YouTube units still reserved
+	canary    bool // one of its release's canary
+	// targetErr is the first target error of the attempt
+	// (store.TargetError), "" when none.
+	targetErr string
+}
+
+// noteTarget records a's target error, if it is the attempt's first.
+func (x *execution) noteTarget(a providers.Action, reason string) {
+	if x.targetErr == "" {
+		x.targetErr = store.TargetError(a, reason)
+	}
 }
 
 // loopEnd says why the action loop ended early (zero: every action ran).
@@ -261,17 +283,28 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 		return nil, loopEnd{deferral: &Deferral{Reason: "quota", Until: until, Err: err}}
 	case class == providers.NotLiveYet:
 		if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
-			return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: ReasonNotLive, At: time.Now()}, loopEnd{}
+			x.noteTarget(a, ReasonNotLive)
+			return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: ReasonNotLive, Target: true, At: time.Now()}, loopEnd{}
 		}
+		x.noteTarget(a, reasonOf(class, pe))
 		return nil, loopEnd{notLive: err}
 	case class == providers.Retryable:
 		return nil, loopEnd{retry: err}
 	}
-	reason := class.String()
-	if pe != nil && pe.Reason != "" {
-		reason = pe.Reason
+	reason, target := reasonOf(class, pe), providers.IsTargetError(err)
+	if target {
+		x.noteTarget(a, reason)
 	}
-	return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: reason, At: time.Now()}, loopEnd{}
+	return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: reason, Target: target, At: time.Now()}, loopEnd{}
+}
+
+// reasonOf is the failure reason recorded for an error: the provider's
+// reason, else its class.
+func reasonOf(class providers.Class, pe *providers.Error) string {
+	if pe != nil && pe.Reason != "" {
+		return pe.Reason
+	}
+	return class.String()
 }
 
 // errRecordPlaylist wraps a failure to record the fan's new playlist:
@@ -306,7 +339,8 @@ func (w *Worker) perform(ctx context.Context, x *execution, a providers.Action) 
 }
 
 // decide turns how the action loop ended into the attempt's verdict.
-func (w *Worker) decide(ctx context.Context, ps store.Presave, results map[providers.Action]store.ActionResult, end loopEnd) verdict {
+func (w *Worker) decide(ctx context.Context, x *execution, results map[providers.Action]store.ActionResult, end loopEnd) verdict {
+	ps := x.ps
 	switch {
 	case end.stopped:
 		return verdict{kind: verdictStopped, results: results}
@@ -322,12 +356,21 @@ func (w *Worker) decide(ctx context.Context, ps store.Presave, results map[provi
 		}
 		return requeueFor(results, end.retry)
 	case end.notLive != nil:
-		until := time.Now().Add(w.cfg.NotLiveRetry)
+		retry := w.cfg.NotLiveRetry
+		if x.canary {
+			// The canary probes for the rest of the release, which waits
+			// behind it: it looks often, so a late release is delivered
+			// soon after it appears.
+			retry = min(retry, canaryProbe)
+		}
+		until := time.Now().Add(retry)
 		if giveUp := ps.DueAt.Add(w.cfg.NotLiveGiveUp); until.After(giveUp) {
 			until = giveUp.Add(time.Second)
 		}
 		w.metrics.Deferred.WithLabelValues(string(ps.Provider), "not_live").Inc()
-		return requeueFor(results, &Deferral{Reason: "not_live", Until: until, Err: end.notLive})
+		v := requeueFor(results, &Deferral{Reason: "not_live", Until: until, Err: end.notLive})
+		v.targetErr = x.targetErr
+		return v
 	}
 	all := map[providers.Action]store.ActionResult{}
 	for a, r := range ps.Results {
@@ -337,8 +380,12 @@ func (w *Worker) decide(ctx context.Context, ps store.Presave, results map[provi
 		all[a] = r
 	}
 	status, lastErr := finalStatus(ps.Actions, all)
-	return verdict{kind: verdictFinish, status: status, results: results, reason: lastErr}
+	return verdict{kind: verdictFinish, status: status, results: results, reason: lastErr, targetErr: x.targetErr}
 }
+
+// canaryProbe is how often a canary pre-save looks again for a target
+// that is not live yet (at most NOT_LIVE_RETRY).
+const canaryProbe = 20 * time.Second
 
 // lastRetry reports whether the running task is on its last retry: a
 // failure now gets it archived.
@@ -362,26 +409,42 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 		log.Info("presave cancelled while running: stopped before its next call", "actions_done", len(v.results))
 		w.keepLateResults(bctx, log, ps, v.results)
 		return nil
-	case verdictRequeue:
-		ok, err := w.st.RequeuePresave(bctx, ps.ID, ps.Generation, v.cause.Error(), v.results)
-		if err != nil {
+	}
+	if !v.breakerSince.IsZero() {
+		w.weighTargetError(bctx, log, ps, v)
+	}
+	if v.kind == verdictRequeue {
+		rq, err := w.st.RequeuePresave(bctx, store.Requeue{ID: ps.ID, Generation: ps.Generation, LastError: v.cause.Error(),
+			Results: v.results, TargetError: v.targetErr})
+		switch {
+		case err != nil:
 			log.Warn("requeue failed", "err", err)
-		} else if !ok {
+		case !rq.Applied:
 			w.keepLateResults(bctx, log, ps, v.results)
+		case rq.Held:
+			w.metrics.Finished.WithLabelValues(string(ps.Provider), string(store.PresaveHeld)).Inc()
+			log.Info("presave held: its release is paused", "target_error", v.targetErr)
+			return nil
 		}
 		return v.cause
 	}
 	f, err := w.st.FinishPresave(bctx, store.Finish{
 		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: v.status, Results: v.results, LastError: v.reason,
 		PurgeAlways: v.purge, PurgeReason: purgeReason(v.purge, v.reason), TokenAuthorizedAt: tokenVersion,
+		TargetError: v.targetErr,
 	})
 	if err != nil {
 		return err
 	}
-	if !f.Applied {
+	switch {
+	case !f.Applied:
 		log.Debug("presave moved on before finishing")
 		w.keepLateResults(bctx, log, ps, v.results)
-	} else {
+	case f.Held:
+		w.metrics.Finished.WithLabelValues(string(ps.Provider), string(store.PresaveHeld)).Inc()
+		log.Info("presave held: its release is paused", "target_error", v.targetErr)
+		return nil
+	default:
 		w.metrics.Finished.WithLabelValues(string(ps.Provider), string(v.status)).Inc()
 		log.Info("presave finished", "status", v.status, "reason", v.reason, "token_purged", f.Purge.Deleted)
 		w.afterPurge(bctx, log, ps.Provider, f)

@@ -108,12 +108,19 @@ func (w *Worker) tick(ctx context.Context, typ string, interval time.Duration) {
 // claimed over several ticks instead of one endless task.
 const maxClaimsPerRelay = 50
 
-// handleRelay moves pre-saves due within the window from PostgreSQL into
-// asynq, then (every RescueInterval) puts back tasks Redis lost.
+// handleRelay settles the canaries awaiting a verdict, moves pre-saves due
+// within the window from PostgreSQL into asynq (choosing the canary of
+// each release coming due), then (every RescueInterval) puts back tasks
+// Redis lost.
 func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
+	// Canaries first: a verdict reached since the last run lets the
+	// release's pre-saves be claimed now.
+	if _, err := w.settleCanaries(ctx); err != nil {
+		return err
+	}
 	total := 0
 	for range maxClaimsPerRelay {
-		claimed, ran, err := w.st.ClaimDuePresaves(ctx, w.cfg.Queue.Window, w.cfg.RelayBatch)
+		claimed, ran, err := w.st.ClaimDuePresaves(ctx, w.cfg.Queue.Window, w.cfg.RelayBatch, w.cfg.Guard.CanarySize)
 		if err != nil {
 			return err
 		}
@@ -214,7 +221,8 @@ func (w *Worker) withoutTask(ctx context.Context, page []store.DuePresave) ([]st
 }
 
 // handleSweep is the safety net: it revives pre-saves stuck running past
-// RunningTimeout, deletes OAuth states that expired unused, purges tokens
+// RunningTimeout, deletes OAuth states that expired unused, fails holds
+// past HOLD_MAX, purges tokens
 // nothing needs, and queues every pending revocation again (Redis may
 // have lost its purge task).
 func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
@@ -247,6 +255,9 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 		if n < w.cfg.RelayBatch {
 			break
 		}
+	}
+	if err := w.expireHolds(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	purged, err := w.st.PurgeUnneededTokens(ctx, w.cfg.TokenGrace, w.cfg.RelayBatch)
 	if err != nil {

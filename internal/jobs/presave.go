@@ -120,6 +120,12 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 		// once its lease lapses, never alongside it.
 		w.metrics.Deferred.WithLabelValues(string(provider), "busy").Inc()
 		return &Deferral{Reason: "busy", Until: leased.Until}
+	case errors.Is(err, store.ErrHeldBack):
+		// Queued before its release's canary was chosen or before a
+		// pause: back to PostgreSQL until the guard lets it through.
+		w.metrics.Deferred.WithLabelValues(string(provider), "held_back").Inc()
+		_, err := w.st.PostponePresave(ctx, pl.PresaveID, pl.Generation)
+		return err
 	case errors.As(err, &notDue):
 		if time.Until(notDue.DueAt) <= w.cfg.Queue.Window {
 			w.metrics.Deferred.WithLabelValues(string(provider), "not_due").Inc()

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/guard"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/queue"
@@ -72,6 +73,10 @@ type Config struct {
 	// MaxLimiterWait: a task needing a longer wait for the limiter or a
 	// cooldown is deferred instead of holding a worker slot.
 	MaxLimiterWait time.Duration
+
+	// Guard is the campaign guard (CANARY_SIZE, BREAKER_RATE,
+	// BREAKER_WINDOW, HOLD_MAX).
+	Guard guard.Config
 }
 
 // DefaultQueues are the default queue weights: revocations first (the privacy
@@ -111,12 +116,16 @@ func (c *Config) defaults() {
 	def(&c.NotLiveRetry, 5*time.Minute)
 	def(&c.NotLiveGiveUp, 72*time.Hour)
 	def(&c.MaxLimiterWait, 30*time.Second)
+	c.Guard = c.Guard.WithDefaults()
 }
 
 func (c Config) validate() error {
 	// A live handler must never outlast RunningTimeout, or the sweeper
 	// would revive its pre-save while it still runs.
 	if err := c.Queue.Validate(); err != nil {
+		return err
+	}
+	if err := c.Guard.Validate(); err != nil {
 		return err
 	}
 	if c.RunningTimeout < c.Queue.PresaveTimeout+bookkeepingTimeout+5*time.Second {
@@ -148,7 +157,8 @@ func (c Config) validate() error {
 // SHUTDOWN_TIMEOUT, RELAY_INTERVAL, RELAY_BATCH, RELAY_RESCUE_INTERVAL,
 // SWEEP_INTERVAL, RUNNING_TIMEOUT, TOKEN_GRACE, RETRY_BASE_DELAY, RETRY_MAX_DELAY, REVOKE_RETRY_MAX_DELAY,
 // NOT_LIVE_RETRY, NOT_LIVE_GIVE_UP, SPOTIFY_RPS, SPOTIFY_BURST,
-// YOUTUBE_RPS, YOUTUBE_BURST, LIMITER_MAX_WAIT, YOUTUBE_DAILY_UNITS.
+// YOUTUBE_RPS, YOUTUBE_BURST, LIMITER_MAX_WAIT, YOUTUBE_DAILY_UNITS, and
+// the guard's (guard.LoadConfig).
 func LoadConfig(env config.Env) (Config, error) {
 	var c Config
 	var errs []error
@@ -165,6 +175,9 @@ func LoadConfig(env config.Env) (Config, error) {
 	q, err := queue.LoadConfig(env)
 	errs = append(errs, err)
 	c.Queue = q
+	g, err := guard.LoadConfig(env)
+	errs = append(errs, err)
+	c.Guard = g
 	intv("WORKER_CONCURRENCY", &c.Concurrency)
 	durv("DELAYED_TASK_CHECK_INTERVAL", &c.DelayedTaskCheckInterval)
 	durv("TASK_CHECK_INTERVAL", &c.TaskCheckInterval)
@@ -270,6 +283,9 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	}
 	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.Queue.YouTubeDailyUnits, yt.QuotaDay)
 	w.metrics = NewMetrics(d.Registerer)
+	if d.Registerer != nil {
+		d.Registerer.MustRegister(pausedCollector{st: d.Store, log: d.Log})
+	}
 	w.client = asynq.NewClient(d.Redis)
 	var err error
 	if w.queue, err = queue.New(cfg.Queue, d.Store, d.RDB); err != nil {

@@ -245,7 +245,9 @@ func TestReleaseMovedLater(t *testing.T) {
 // queued loses nothing: the relay re-enqueues them from PostgreSQL.
 func TestRedisFlushed(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	// Every pre-save in the canary, so that all are queued before the
+	// release time (the others would wait in PostgreSQL for its verdict).
+	b := setup(t, map[string]string{"CANARY_SIZE": "1000"})
 	rel := b.newRelease("flushed", time.Now().Add(5*time.Second))
 	fans := b.consentMany(rel, "fl", 20, providers.Spotify, providers.YouTube)
 	b.startWorker()

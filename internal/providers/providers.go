@@ -284,7 +284,11 @@ type Error struct {
 	Reason     string        // machine-readable reason, e.g. "quotaExceeded", "invalid_grant"
 	RetryAfter time.Duration // RateLimited: how long to wait
 	ResetAt    time.Time     // QuotaExhausted: when the quota resets
-	Err        error         // the underlying error, never carrying a token
+	// Account marks a Permanent error that belongs to the fan's account
+	// (no YouTube channel, no account ID), not to the release's target:
+	// it never counts against the campaign (IsTargetError).
+	Account bool
+	Err     error // the underlying error, never carrying a token
 }
 
 func (e *Error) Error() string {
@@ -323,6 +327,22 @@ func ClassOf(err error) Class {
 		return Retryable
 	}
 	return Permanent
+}
+
+// IsTargetError reports whether err is an action failing because of the
+// release's target rather than the fan: not live (not found, a
+// non-existing ID) or refused for good (forbidden, invalid), and not an
+// error the provider marked as the fan's account's. Grant, rate, quota
+// and transient errors never are. The campaign guard counts these.
+func IsTargetError(err error) bool {
+	switch ClassOf(err) {
+	case NotLiveYet:
+		return true
+	case Permanent:
+		pe, ok := AsError(err)
+		return !ok || !pe.Account
+	}
+	return false
 }
 
 // AsError returns err's *Error, if it has one.

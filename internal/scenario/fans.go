@@ -115,6 +115,7 @@ type Progress struct {
 	Pending   int // pending in PostgreSQL (not due within the relay window)
 	Queued    int // enqueued in asynq
 	Running   int
+	Held      int // held by a paused release's guard
 	Done      int
 	Partial   int
 	Failed    int
@@ -126,7 +127,7 @@ type Progress struct {
 }
 
 // Open is how many pre-saves have not finished.
-func (p Progress) Open() int { return p.Pending + p.Queued + p.Running }
+func (p Progress) Open() int { return p.Pending + p.Queued + p.Running + p.Held }
 
 // Finished is how many have.
 func (p Progress) Finished() int { return p.Done + p.Partial + p.Failed + p.Cancelled }
@@ -165,6 +166,8 @@ func ReadProgress(ctx context.Context, st *store.Store, releaseIDs ...uuid.UUID)
 			p.Queued += t.N
 		case store.PresaveRunning:
 			p.Running += t.N
+		case store.PresaveHeld:
+			p.Held += t.N
 		case store.PresaveDone:
 			p.Done += t.N
 			p.DoneBy[t.Provider] += t.N

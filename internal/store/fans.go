@@ -23,6 +23,21 @@ func (s *Store) FanByToken(ctx context.Context, token string) (uuid.UUID, error)
 	return id, nil
 }
 
+// UnknownFans returns the IDs of ids that name no fan, in their order.
+func (s *Store) UnknownFans(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT i.id FROM unnest($1::uuid[]) WITH ORDINALITY AS i (id, n)
+		WHERE NOT EXISTS (SELECT 1 FROM fans f WHERE f.id = i.id) ORDER BY i.n`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: unknown fans: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("store: unknown fans: %w", err)
+	}
+	return out, nil
+}
+
 // WithdrawPresave cancels one of the fan's pre-saves and purges its token
 // if nothing else needs it. ErrNotFound when the pre-save is not the fan's.
 func (s *Store) WithdrawPresave(ctx context.Context, fanID, presaveID uuid.UUID) (Cancelled, error) {

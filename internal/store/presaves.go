@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,12 +17,16 @@ import (
 // PresaveStatus is a pre-save's lifecycle state.
 type PresaveStatus string
 
-// Pre-save statuses. Pending, enqueued and running are open: they still
-// need the fan's token. The others are final.
+// Pre-save statuses. Pending, enqueued and running are runnable; they and
+// held are open: they still need the fan's token. The others are final.
 const (
-	PresavePending   PresaveStatus = "pending"
-	PresaveEnqueued  PresaveStatus = "enqueued"
-	PresaveRunning   PresaveStatus = "running"
+	PresavePending  PresaveStatus = "pending"
+	PresaveEnqueued PresaveStatus = "enqueued"
+	PresaveRunning  PresaveStatus = "running"
+	// PresaveHeld: it failed with a target error while its release was
+	// paused (or in its canary); results and token are kept until the
+	// release resumes (it runs again), is cancelled, or HOLD_MAX passes.
+	PresaveHeld      PresaveStatus = "held"
 	PresaveDone      PresaveStatus = "done"
 	PresavePartial   PresaveStatus = "partial"
 	PresaveFailed    PresaveStatus = "failed"
@@ -35,10 +38,17 @@ const (
 
 // openStatuses is the SQL list of the open statuses (Open), for
 // statements that select or change open pre-saves: its one spelling.
-const openStatuses = `('pending', 'enqueued', 'running')`
+const openStatuses = `('pending', 'enqueued', 'running', 'held')`
 
-// Open reports whether the pre-save still needs to run.
-func (s PresaveStatus) Open() bool {
+// runnableStatuses is the SQL list of the runnable statuses (Runnable).
+const runnableStatuses = `('pending', 'enqueued', 'running')`
+
+// Open reports whether the pre-save is not over: it still needs the
+// fan's token and may yet run.
+func (s PresaveStatus) Open() bool { return s.Runnable() || s == PresaveHeld }
+
+// Runnable reports whether the pre-save is waiting for or in an attempt.
+func (s PresaveStatus) Runnable() bool {
 	return s == PresavePending || s == PresaveEnqueued || s == PresaveRunning
 }
 
@@ -46,7 +56,11 @@ func (s PresaveStatus) Open() bool {
 type ActionResult struct {
 	Outcome providers.Outcome `json:"outcome"` // ok | already | failed
 	Reason  string            `json:"reason,omitempty"`
-	At      time.Time         `json:"at"`
+	// Target marks a failure caused by the release's target (not live,
+	// not found, forbidden), which the campaign guard counts and a
+	// resume retries.
+	Target bool      `json:"target,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // Presave is one fan's pre-save of one release on one provider, with its
@@ -127,20 +141,21 @@ func (e *LeasedError) Error() string {
 
 // whyNotStarted explains a start that matched no row: a *LeasedError when
 // another attempt of the generation holds the lease, a *NotDueError when
-// the pre-save is runnable but due later than now + early, nil when the
-// task is stale (or, fan set, not that fan's). It only runs on those rare
+// the pre-save is runnable but due later than now + early, ErrHeldBack
+// when the release's guard holds it back, nil when the task is stale (or, fan set, not that fan's). It only runs on those rare
 // paths.
 func (s *Store) whyNotStarted(ctx context.Context, id uuid.UUID, generation int, fan uuid.UUID, early time.Duration) error {
 	var (
-		status string
-		until  *time.Time
-		dueAt  time.Time
-		now    time.Time
+		status  string
+		until   *time.Time
+		dueAt   time.Time
+		now     time.Time
+		blocked bool
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT status, lease_until, due_at, now() FROM presaves
+		SELECT status, lease_until, due_at, now(), `+blockedByGuardSQL("presaves")+` FROM presaves
 		WHERE id = $1 AND generation = $2 AND ($3::uuid IS NULL OR fan_id = $3)`, id, generation, nullUUID(fan)).
-		Scan(&status, &until, &dueAt, &now)
+		Scan(&status, &until, &dueAt, &now, &blocked)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil
@@ -148,12 +163,20 @@ func (s *Store) whyNotStarted(ctx context.Context, id uuid.UUID, generation int,
 		return fmt.Errorf("store: start presave: %w", err)
 	case status == string(PresaveRunning) && until != nil && !until.Before(now):
 		return &LeasedError{Until: *until}
+	case blocked && (status == string(PresaveEnqueued) || status == string(PresaveRunning)):
+		return ErrHeldBack
 	case early > 0 && dueAt.After(now.Add(early)) &&
 		(status == string(PresaveEnqueued) || (status == string(PresaveRunning) && (until == nil || until.Before(now)))):
 		return &NotDueError{DueAt: dueAt}
 	}
 	return nil
 }
+
+// ErrHeldBack means the pre-save's release is in its canary or paused
+// for its provider, and the pre-save is not one of the canary: nothing
+// was started. The caller puts it back to pending (PostponePresave); the
+// relay claims it once the guard opens.
+var ErrHeldBack = errors.New("store: the release's campaign guard holds this pre-save back")
 
 // NotDueError means the pre-save is runnable but not due yet (its release
 // moved later after the task was queued): nothing was started.
@@ -176,17 +199,17 @@ type Attempt struct {
 	// otherwise it could not be opened.
 	Token    Token
 	TokenErr error
+	// Guard is the state of the release's guard for the provider (empty
+	// without one), GuardOpenedAt when it opened, and Canary whether the
+	// pre-save is one of its canary.
+	Guard         GuardState
+	GuardOpenedAt time.Time
+	Canary        bool
 }
 
 // attemptColumns are presaveColumns qualified with the CTE's name, since
 // the join below has columns of the same names.
-var attemptColumns = func() string {
-	cols := strings.Split(presaveColumns, ",")
-	for i, c := range cols {
-		cols[i] = "p." + strings.TrimSpace(c)
-	}
-	return strings.Join(cols, ", ")
-}()
+var attemptColumns = prefixed("p.", presaveColumns)
 
 // BeginAttempt starts an attempt of generation: in one statement it marks
 // the pre-save running (attempts+1, started_at = now) and takes its lease
@@ -208,6 +231,8 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 		expiry, authorized    *time.Time
 		tokCreated, tokRotate *time.Time
 		scopes                []string
+		guardState            *GuardState
+		guardOpened           *time.Time
 	)
 	row := s.pool.QueryRow(ctx, `
 		WITH p AS (
@@ -215,14 +240,18 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 				lease_until = now() + make_interval(secs => $3), updated_at = now()
 			WHERE id = $1 AND generation = $2 AND fan_id = $5 AND due_at <= now() + make_interval(secs => $4)
 			  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
+			  AND NOT `+blockedByGuardSQL("presaves")+`
 			RETURNING `+presaveColumns+`)
 		SELECT `+attemptColumns+`, r.updated_at,
-			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at
+			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at,
+			g.state, g.opened_at, coalesce(p.id = ANY (g.canary_ids), false)
 		FROM p LEFT JOIN releases r ON r.id = p.release_id
 		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
-			AND t.account_id IS NOT DISTINCT FROM p.account_id`,
+			AND t.account_id IS NOT DISTINCT FROM p.account_id
+		LEFT JOIN release_guards g ON g.release_id = p.release_id AND g.provider = p.provider`,
 		id, generation, lease.Seconds(), early.Seconds(), fan)
-	p, err := scanPresave(extraRow{row, []any{&relUpdated, &keyID, &refresh, &access, &expiry, &scopes, &authorized, &tokCreated, &tokRotate}})
+	p, err := scanPresave(extraRow{row, []any{&relUpdated, &keyID, &refresh, &access, &expiry, &scopes, &authorized,
+		&tokCreated, &tokRotate, &guardState, &guardOpened, &a.Canary}})
 	if errors.Is(err, ErrNotFound) {
 		if err := s.whyNotStarted(ctx, id, generation, fan, early); err != nil {
 			return Attempt{}, false, err
@@ -237,6 +266,12 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 	a.Presave = p
 	if relUpdated != nil {
 		a.ReleaseUpdatedAt = *relUpdated
+	}
+	if guardState != nil {
+		a.Guard = *guardState
+	}
+	if guardOpened != nil {
+		a.GuardOpenedAt = *guardOpened
 	}
 	if keyID == nil {
 		a.TokenErr = fmt.Errorf("store: token: %w", ErrNotFound)
@@ -285,23 +320,54 @@ func (r extraRow) Scan(dest ...any) error {
 	return r.Row.Scan(append(dest, r.extra...)...)
 }
 
+// Requeue is a running pre-save handed back to its queue.
+type Requeue struct {
+	ID         uuid.UUID
+	Generation int
+	// LastError is the error that made it wait.
+	LastError string
+	// Results of the actions the attempt completed, merged per action,
+	// so the retry skips them.
+	Results map[providers.Action]ActionResult
+	// TargetError, when set (TargetError), says the attempt ended
+	// waiting for its target (not live yet): the end counts for the
+	// breaker, and while the release's guard holds the pre-save back
+	// (not open, and not one of the canary) it is held instead.
+	TargetError string
+}
+
+// Requeued is what RequeuePresave did.
+type Requeued struct {
+	// Applied is false when the generation moved on (nothing written).
+	Applied bool
+	// Held: the pre-save is held, not queued; its task ends.
+	Held bool
+}
+
 // RequeuePresave hands a running pre-save back to its queue (its task will
-// be retried): status enqueued, with the error that made it wait, and the
-// results of the actions the attempt completed (merged per action), so
-// the retry skips them. It reports false when the generation moved on.
-func (s *Store) RequeuePresave(ctx context.Context, id uuid.UUID, generation int, lastError string, results map[providers.Action]ActionResult) (bool, error) {
-	b, err := marshalResults(results)
+// be retried): status enqueued, or held (see Requeue.TargetError).
+func (s *Store) RequeuePresave(ctx context.Context, r Requeue) (Requeued, error) {
+	b, err := marshalResults(r.Results)
 	if err != nil {
-		return false, err
+		return Requeued{}, err
 	}
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE presaves SET status = 'enqueued', results = results || $4::jsonb, last_error = NULLIF($3, ''),
-			lease_until = NULL, updated_at = now()
-		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')`, id, generation, lastError, b)
+	var status PresaveStatus
+	err = s.pool.QueryRow(ctx, `
+		UPDATE presaves SET
+			status = CASE WHEN $5::text IS NOT NULL AND `+blockedByGuardSQL("presaves")+` THEN 'held' ELSE 'enqueued' END,
+			results = results || $4::jsonb, last_error = NULLIF($3, ''), lease_until = NULL,
+			target_error = CASE WHEN $5::text IS NULL THEN target_error ELSE $5 END,
+			ended_at = CASE WHEN $5::text IS NULL THEN ended_at ELSE now() END,
+			updated_at = now()
+		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')
+		RETURNING status`, r.ID, r.Generation, r.LastError, b, nullable(r.TargetError)).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Requeued{}, nil
+	}
 	if err != nil {
-		return false, fmt.Errorf("store: requeue presave: %w", err)
+		return Requeued{}, fmt.Errorf("store: requeue presave: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return Requeued{Applied: true, Held: status == PresaveHeld}, nil
 }
 
 // OpenPresave is what is left to do of one open pre-save, for planning a
@@ -439,12 +505,18 @@ type Finish struct {
 	// while this pre-save finished) is never purged here: it belongs to
 	// the new consent. Refreshes and key rotation keep authorized_at.
 	TokenAuthorizedAt time.Time
+	// TargetError, when set (TargetError), is the attempt's first target
+	// error: the breaker counts it, and while the release's guard is not
+	// open the pre-save is held (token kept) instead of finishing.
+	TargetError string
 }
 
 // Finished is what FinishPresave did.
 type Finished struct {
 	// Applied is false when the generation moved on (nothing written).
 	Applied bool
+	// Held: the pre-save was held instead of finishing (Finish.TargetError).
+	Held bool
 	// FanID and Provider name the token the purge concerned.
 	FanID    uuid.UUID
 	Provider providers.Name
@@ -469,17 +541,19 @@ type Finished struct {
 // read the snapshot from before that consent).
 var finishStatement = `
 			WITH p AS (
-				UPDATE presaves SET status = $3, results = results || $4::jsonb, last_error = NULLIF($5, ''),
+				UPDATE presaves SET
+					status = CASE WHEN $8::text IS NOT NULL AND NOT $6 AND ` + guardNotOpenSQL("presaves") + ` THEN 'held' ELSE $3 END,
+					results = results || $4::jsonb, last_error = NULLIF($5, ''), target_error = $8, ended_at = now(),
 					completed_at = now(), lease_until = NULL, updated_at = now()
-				WHERE id = $1 AND generation = $2 AND status IN ` + openStatuses + `
-				RETURNING fan_id, provider),
+				WHERE id = $1 AND generation = $2 AND status IN ` + runnableStatuses + `
+				RETURNING fan_id, provider, status),
 			d AS (
 				DELETE FROM provider_tokens t USING p
-				WHERE t.fan_id = p.fan_id AND t.provider = p.provider
+				WHERE p.status <> 'held' AND t.fan_id = p.fan_id AND t.provider = p.provider
 				  AND ($7::timestamptz IS NULL OR t.authorized_at = $7)
 				  AND ($6 OR NOT ` + TokenNeededSQL("p.fan_id", "p.provider", "$1") + `)
 				RETURNING t.refresh_sealed)
-			SELECT p.fan_id, p.provider, d.refresh_sealed FROM p LEFT JOIN d ON true`
+			SELECT p.fan_id, p.provider, p.status, d.refresh_sealed FROM p LEFT JOIN d ON true`
 
 // FinishPresave records a final state and, in the same transaction,
 // deletes the fan's token at the provider when no open pre-save needs it
@@ -507,17 +581,18 @@ func (s *Store) FinishPresave(ctx context.Context, f Finish) (Finished, error) {
 		version = &f.TokenAuthorizedAt
 	}
 	var out Finished
-	finishSQL, finishArgs := finishStatement, []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version}
+	finishSQL, finishArgs := finishStatement, []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version, nullable(f.TargetError)}
 	scanFinish := func(row pgx.Row) ([]byte, error) {
 		var refresh []byte
-		err := row.Scan(&out.FanID, &out.Provider, &refresh)
+		var status PresaveStatus
+		err := row.Scan(&out.FanID, &out.Provider, &status, &refresh)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		out.Applied, out.Purge.Deleted = true, refresh != nil
+		out.Applied, out.Held, out.Purge.Deleted = true, status == PresaveHeld, refresh != nil
 		return refresh, nil
 	}
 	if f.Provider != "" && !s.revocableAt(f.Provider) {
@@ -591,24 +666,31 @@ func nullUUID(id uuid.UUID) *uuid.UUID {
 const relayLock = `hashtext(current_schema() || ':presave-relay')`
 
 // ClaimDuePresaves is the relay's claim: under a transaction-scoped
-// advisory lock (one relay at a time, cluster-wide), it moves up to batch
-// pending pre-saves due within window to enqueued and returns them, oldest
-// due first. ran is false when another relay holds the lock. The caller
+// advisory lock (one relay at a time, cluster-wide), it chooses the
+// canary (canarySize pre-saves besides the canary fans) of every release
+// coming due, then moves up to batch pending pre-saves due within window
+// that no guard holds back to enqueued and returns them, oldest due
+// first. ran is false when another relay holds the lock. The caller
 // enqueues each; a process dying before it does leaves enqueued rows
 // without a task, which InFlightPresaves finds.
-func (s *Store) ClaimDuePresaves(ctx context.Context, window time.Duration, batch int) (claimed []DuePresave, ran bool, err error) {
+func (s *Store) ClaimDuePresaves(ctx context.Context, window time.Duration, batch, canarySize int) (claimed []DuePresave, ran bool, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(`+relayLock+`)`).Scan(&ran); err != nil || !ran {
 			return err
 		}
+		if err := chooseCanaries(ctx, tx, window, canarySize); err != nil {
+			return err
+		}
 		// SKIP LOCKED: rows a consent or reschedule is changing right now
-		// are left for the next tick instead of blocking the relay.
+		// are left for the next tick instead of blocking the relay. The
+		// pre-saves a guard holds back stay pending.
 		rows, err := tx.Query(ctx, `
 			WITH due AS (
-				SELECT id FROM presaves
+				SELECT id FROM presaves p
 				WHERE status = 'pending' AND due_at <= now() + make_interval(secs => $1)
+				  AND NOT `+blockedByGuardSQL("p")+`
 				ORDER BY due_at LIMIT $2
-				FOR UPDATE SKIP LOCKED)
+				FOR UPDATE OF p SKIP LOCKED)
 			UPDATE presaves p SET status = 'enqueued', enqueued_at = now(), updated_at = now()
 			FROM due WHERE p.id = due.id
 			RETURNING p.id, p.generation, p.provider, p.due_at, p.fan_id`, window.Seconds(), batch)

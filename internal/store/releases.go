@@ -62,6 +62,11 @@ type Release struct {
 	// receives the video.
 	YouTubeMyPlaylist MyPlaylist
 
+	// CanaryFans are the artist team's own fans (their accounts,
+	// connected like any fan's): their pre-saves run first in the
+	// release's canary on each provider.
+	CanaryFans []uuid.UUID
+
 	Status    ReleaseStatus
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -120,7 +125,7 @@ const releaseColumns = `id, slug, title, artist, timing, release_at, release_dat
 	spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
 	spotify_my_playlist_name, spotify_my_playlist_description,
 	youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description,
-	status, created_at, updated_at`
+	canary_fans, status, created_at, updated_at`
 
 func scanRelease(row pgx.Row) (Release, error) {
 	var r Release
@@ -128,7 +133,7 @@ func scanRelease(row pgx.Row) (Release, error) {
 	var zone, spf, spn, spd, yv, yc, ypn, ypd *string
 	err := row.Scan(&r.ID, &r.Slug, &r.Title, &r.Artist, &r.Timing, &at, &date, &zone,
 		&r.SpotifyAlbumIDs, &r.SpotifyTrackIDs, &r.SpotifyArtistIDs, &spf, &spn, &spd,
-		&yv, &yc, &ypn, &ypd, &r.Status, &r.CreatedAt, &r.UpdatedAt)
+		&yv, &yc, &ypn, &ypd, &r.CanaryFans, &r.Status, &r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return Release{}, notFound(err)
 	}
@@ -181,21 +186,33 @@ func releaseArgs(r Release) []any {
 		nonNil(r.SpotifyAlbumIDs), nonNil(r.SpotifyTrackIDs), nonNil(r.SpotifyArtistIDs), nullable(r.SpotifyFollowPlaylistID),
 		nullable(r.SpotifyMyPlaylist.Name), nullable(r.SpotifyMyPlaylist.Description),
 		nullable(r.YouTubeVideoID), nullable(r.YouTubeChannelID),
-		nullable(r.YouTubeMyPlaylist.Name), nullable(r.YouTubeMyPlaylist.Description)}
+		nullable(r.YouTubeMyPlaylist.Name), nullable(r.YouTubeMyPlaylist.Description), nonNilIDs(r.CanaryFans)}
+}
+
+func nonNilIDs(ids []uuid.UUID) []uuid.UUID {
+	if ids == nil {
+		return []uuid.UUID{}
+	}
+	return ids
 }
 
 // CreateRelease stores a new release (validated by the caller) and returns
-// it with its ID. ErrConflict when the slug is taken.
+// it with its ID, with a campaign guard per provider in its canary.
+// ErrConflict when the slug is taken.
 func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 	r.ID = uuid.Must(uuid.NewV7())
 	args := append([]any{r.ID}, releaseArgs(r)...)
+	args = append(args, providers.Names)
 	row := s.pool.QueryRow(ctx, `
-		INSERT INTO releases (id, slug, title, artist, timing, release_at, release_date, default_zone,
-			spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
-			spotify_my_playlist_name, spotify_my_playlist_description,
-			youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-		RETURNING `+releaseColumns, args...)
+		WITH r AS (
+			INSERT INTO releases (id, slug, title, artist, timing, release_at, release_date, default_zone,
+				spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
+				spotify_my_playlist_name, spotify_my_playlist_description,
+				youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description, canary_fans)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+			RETURNING `+releaseColumns+`),
+		g AS (INSERT INTO release_guards (release_id, provider) SELECT r.id, p FROM r, unnest($20::text[]) AS p)
+		SELECT `+releaseColumns+` FROM r`, args...)
 	out, err := scanRelease(row)
 	if err != nil {
 		if isUniqueViolation(err) {
@@ -287,7 +304,7 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Supers
 				default_zone = $8, spotify_album_ids = $9, spotify_track_ids = $10, spotify_artist_ids = $11,
 				spotify_follow_playlist_id = $12, spotify_my_playlist_name = $13, spotify_my_playlist_description = $14,
 				youtube_video_id = $15, youtube_channel_id = $16, youtube_my_playlist_name = $17,
-				youtube_my_playlist_description = $18, updated_at = now()
+				youtube_my_playlist_description = $18, canary_fans = $19, updated_at = now()
 			WHERE id = $1 RETURNING `+releaseColumns, args...))
 		if err != nil {
 			if isUniqueViolation(err) {
@@ -398,13 +415,32 @@ func (s *Store) NeedReconnect(ctx context.Context, ids []uuid.UUID) (Cancelled, 
 // reason, then purges the tokens of their fans that no open pre-save
 // needs any more.
 func (s *Store) closePresaves(ctx context.Context, tx pgx.Tx, status PresaveStatus, where string, args []any, reason string) (Cancelled, error) {
+	return s.closeWith(ctx, tx, status, where, args, reason, false)
+}
+
+// closePresavesKeepingReason is closePresaves for pre-saves that end
+// with the reason they were waiting on (their target error), reason
+// only standing in when they have none; one with an action done ends
+// partial rather than status.
+func (s *Store) closePresavesKeepingReason(ctx context.Context, tx pgx.Tx, status PresaveStatus, where string, args []any, reason string) (Cancelled, error) {
+	return s.closeWith(ctx, tx, status, where, args, reason, true)
+}
+
+func (s *Store) closeWith(ctx context.Context, tx pgx.Tx, status PresaveStatus, where string, args []any, reason string, keepTarget bool) (Cancelled, error) {
 	var out Cancelled
+	lastError, statusSQL := fmt.Sprintf("$%d", len(args)+1), fmt.Sprintf("$%d", len(args)+2)
+	if keepTarget {
+		// A pre-save some of whose actions succeeded ends partial.
+		lastError = "coalesce(p.target_error, " + lastError + ")"
+		statusSQL = `CASE WHEN EXISTS (SELECT 1 FROM jsonb_each(p.results) AS e (k, v) WHERE e.v->>'outcome' <> 'failed')
+			THEN 'partial' ELSE ` + statusSQL + ` END`
+	}
 	rows, err := tx.Query(ctx, `
 		WITH old AS (
 			SELECT id, status = 'running' AND lease_until > now() AS running FROM presaves
 			WHERE `+where+` AND status IN `+openStatuses+` FOR UPDATE)
-		UPDATE presaves p SET status = `+fmt.Sprintf("$%d", len(args)+2)+`, generation = p.generation + 1, completed_at = now(),
-			last_error = `+fmt.Sprintf("$%d", len(args)+1)+`, updated_at = now()
+		UPDATE presaves p SET status = `+statusSQL+`, generation = p.generation + 1, completed_at = now(),
+			last_error = `+lastError+`, updated_at = now()
 		FROM old WHERE p.id = old.id
 		RETURNING p.id, p.generation - 1, p.generation, p.due_at, p.fan_id, p.provider, old.running`, append(args, reason, status)...)
 	if err != nil {

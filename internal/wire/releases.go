@@ -56,6 +56,10 @@ type ReleaseCreate struct {
 	DefaultZone *string        `json:"default_zone"`
 	Spotify     *SpotifyTarget `json:"spotify"`
 	YouTube     *YouTubeTarget `json:"youtube"`
+	// CanaryFans are fan IDs (the fan_id of a fan's export) of the
+	// artist team's own accounts, whose pre-saves run first in the
+	// release's canary.
+	CanaryFans []string `json:"canary_fans"`
 }
 
 // Release is a release as the API shows it.
@@ -72,10 +76,11 @@ type Release struct {
 	YouTube     YouTubeTarget `json:"youtube"`
 	// Actions are what the release offers, by provider ("spotify",
 	// "youtube").
-	Actions   map[string][]string `json:"actions"`
-	Status    string              `json:"status"`
-	CreatedAt time.Time           `json:"created_at"`
-	UpdatedAt time.Time           `json:"updated_at"`
+	Actions    map[string][]string `json:"actions"`
+	CanaryFans []string            `json:"canary_fans"`
+	Status     string              `json:"status"`
+	CreatedAt  time.Time           `json:"created_at"`
+	UpdatedAt  time.Time           `json:"updated_at"`
 	// Counts: pre-saves by provider and status, every one present (single
 	// release answers).
 	Counts map[string]map[string]int `json:"counts,omitempty"`
@@ -84,6 +89,42 @@ type Release struct {
 	// NeedsReconnect: pre-saves this update left needs_reconnect
 	// (PATCH with accept_undeliverable only).
 	NeedsReconnect *int `json:"needs_reconnect,omitempty"`
+	// Guards: the campaign guard by provider (single-release answers).
+	Guards map[string]Guard `json:"guards,omitempty"`
+	// Resumed: by provider resumed, the held pre-saves that run again
+	// (POST /resume only).
+	Resumed map[string]int `json:"resumed,omitempty"`
+}
+
+// Guard is where a release's campaign guard stands for one provider.
+type Guard struct {
+	// State: canary (only the canary runs), open (the drain runs, the
+	// circuit breaker watches) or paused.
+	State string `json:"state"`
+	// Canary is how many pre-saves the canary holds (0 until the release
+	// comes due and it is chosen).
+	Canary   int        `json:"canary"`
+	OpenedAt *time.Time `json:"opened_at,omitempty"`
+	// Pause says why it paused (paused only).
+	Pause *GuardPause `json:"pause,omitempty"`
+}
+
+// GuardPause is why a guard paused: by the canary or the circuit
+// breaker, the action and the error it saw, and on how many of the
+// pre-saves it looked at.
+type GuardPause struct {
+	At     time.Time `json:"at"`
+	Cause  string    `json:"cause"` // canary | breaker
+	Action string    `json:"action"`
+	Error  string    `json:"error"`
+	Failed int       `json:"failed"`
+	Seen   int       `json:"seen"`
+}
+
+// Resume is the optional body of POST /v1/releases/{id}/resume: one
+// provider to resume, or every paused one when empty.
+type Resume struct {
+	Provider string `json:"provider"`
 }
 
 // Total counts the release's pre-saves in the given statuses (all of them

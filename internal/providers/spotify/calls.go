@@ -220,7 +220,7 @@ func (c *client) ownPlaylist(ctx context.Context, t providers.Target) (string, e
 	}
 	if c.p.cfg.Mode == ModeLegacy {
 		if t.AccountID == "" {
-			return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionAddToMyPlaylist), Class: providers.Permanent, Reason: "no_account_id"}
+			return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionAddToMyPlaylist), Class: providers.Permanent, Reason: "no_account_id", Account: true}
 		}
 		pl, err := c.sp.CreatePlaylistForUser(ctx, t.AccountID, t.MyPlaylist.Name, t.MyPlaylist.FullDescription(), false, false)
 		if err != nil {
@@ -248,7 +248,7 @@ func (c *client) ownPlaylist(ctx context.Context, t providers.Target) (string, e
 // the reference wants {"public": false}.
 func (c *client) legacyFollowPlaylist(ctx context.Context, id, accountID string, write bool) (providers.Outcome, error) {
 	if accountID == "" {
-		return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionFollowPlaylist), Class: providers.Permanent, Reason: "no_account_id"}
+		return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionFollowPlaylist), Class: providers.Permanent, Reason: "no_account_id", Account: true}
 	}
 	has, err := c.sp.UserFollowsPlaylist(ctx, zspotify.ID(id), accountID)
 	if err != nil {

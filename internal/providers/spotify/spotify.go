@@ -194,7 +194,7 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier string) (provide
 		return providers.Grant{}, classify("account", err, failure())
 	}
 	if me.ID == "" {
-		return providers.Grant{}, &providers.Error{Provider: providers.Spotify, Op: "account", Class: providers.Permanent, Reason: "no_account_id"}
+		return providers.Grant{}, &providers.Error{Provider: providers.Spotify, Op: "account", Class: providers.Permanent, Reason: "no_account_id", Account: true}
 	}
 	var scopes []string
 	if s, ok := tok.Extra("scope").(string); ok {

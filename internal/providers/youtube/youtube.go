@@ -289,7 +289,7 @@ func (p *Provider) subject(ctx context.Context, hc *http.Client) (string, error)
 		return "", fmt.Errorf("youtube: decode userinfo: %w", err)
 	}
 	if info.Sub == "" {
-		return "", &providers.Error{Provider: providers.YouTube, Op: "account", Class: providers.Permanent, Reason: "no_sub"}
+		return "", &providers.Error{Provider: providers.YouTube, Op: "account", Class: providers.Permanent, Reason: "no_sub", Account: true}
 	}
 	return info.Sub, nil
 }
@@ -595,7 +595,7 @@ func classify(op string, err error) error {
 	case e.Reason == ReasonSignupRequired:
 		// The Google account has no YouTube channel: reconnecting the
 		// same account cannot fix it.
-		e.Class, e.Reason = providers.Permanent, ReasonNoChannel
+		e.Class, e.Reason, e.Account = providers.Permanent, ReasonNoChannel, true
 	case ge.Code == http.StatusUnauthorized:
 		// Still 401 after a forced refresh.
 		e.Class = providers.GrantInvalid

@@ -1,0 +1,107 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/storetest"
+)
+
+// TestCanaryChoosesTheTeamFirst: when a release comes due the claim takes
+// its canary only, the team's canary fan (who consented last) first, and
+// holds the others back, at the claim and at an attempt's start, until
+// the guard opens.
+func TestCanaryChoosesTheTeamFirst(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	due := time.Now().Add(time.Minute)
+	rel, err := st.CreateRelease(ctx, store.Release{Slug: "canary", Title: "T", Artist: "A", Timing: store.TimingFixed,
+		ReleaseAt: due, SpotifyAlbumIDs: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fans []store.Presave
+	for i := range 6 {
+		now := time.Now()
+		c, err := st.RecordConsent(ctx, store.Consent{Provider: providers.Spotify, AccountID: fmt.Sprintf("acct-%d", i),
+			Token:     store.Token{RefreshToken: "r", AccessToken: "a", Expiry: now.Add(time.Hour), AuthorizedAt: now},
+			ReleaseID: rel.ID, Actions: []providers.Action{providers.ActionSave}, ConsentedAt: now, ConsentVersion: "v1",
+			FanZone: "UTC", DueAt: due}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fans = append(fans, c.Presave)
+	}
+	team := fans[5]
+	rel.CanaryFans = []uuid.UUID{team.FanID}
+	if _, _, err := st.UpdateRelease(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+
+	claimed, _, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uuid.UUID
+	for _, d := range claimed {
+		ids = append(ids, d.ID)
+	}
+	gs, err := st.ReleaseGuards(ctx, rel.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var canary []uuid.UUID
+	for _, g := range gs {
+		if g.Provider == providers.Spotify {
+			canary = g.Canary
+		}
+	}
+	if len(canary) != 3 || canary[0] != team.ID || len(ids) != 3 {
+		t.Fatalf("canary %v, claimed %v; want the team's pre-save %s first and two more, and only them claimed", canary, ids, team.ID)
+	}
+	for _, id := range ids {
+		if !slices.Contains(canary, id) {
+			t.Errorf("claimed %s, which is not in the canary", id)
+		}
+	}
+	if more, _, _ := st.ClaimDuePresaves(ctx, 10*time.Minute, 100, 2); len(more) != 0 {
+		t.Errorf("claimed %d more while the canary decides", len(more))
+	}
+
+	// A pre-save queued anyway (a task from before the canary) does not
+	// start.
+	var outside store.Presave
+	for _, f := range fans {
+		if !slices.Contains(canary, f.ID) {
+			outside = f
+			break
+		}
+	}
+	d, ok, err := st.MarkDueEnqueued(ctx, outside.ID, outside.Generation)
+	if err != nil || !ok {
+		t.Fatalf("MarkDueEnqueued: %v %v", ok, err)
+	}
+	if _, _, err := st.BeginAttempt(ctx, d.ID, d.Generation, d.FanID, time.Minute, time.Hour); !errors.Is(err, store.ErrHeldBack) {
+		t.Errorf("BeginAttempt outside the canary = %v, want ErrHeldBack", err)
+	}
+	if _, err := st.PostponePresave(ctx, d.ID, d.Generation); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, ok, err := st.OpenGuard(ctx, rel.ID, providers.Spotify, store.PauseCanary); err != nil || !ok {
+		t.Fatalf("OpenGuard: %v %v", ok, err)
+	}
+	rest, _, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 100, 2)
+	if err != nil || len(rest) != 3 {
+		t.Fatalf("after the guard opened: claimed %d (%v), want the other 3", len(rest), err)
+	}
+}
