@@ -68,3 +68,51 @@ func TestCampaignGuardAPI(t *testing.T) {
 		t.Errorf("resume a cancelled release: %s, want release_not_scheduled", code)
 	}
 }
+
+// TestReleaseByCodes: a Spotify target may be a UPC and ISRCs alone;
+// bad codes are refused; the release shows its resolution pending and
+// the plan says its targets are not resolved.
+func TestReleaseByCodes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	at := time.Now().Add(24 * time.Hour)
+	body := func(upc string, isrcs ...string) map[string]any {
+		m := releaseBody("by-codes", at)
+		m["spotify"] = map[string]any{"upc": upc, "isrcs": isrcs, "my_playlist": map[string]any{"name": "Mine"}}
+		return m
+	}
+	for _, tt := range []struct {
+		upc   string
+		isrcs []string
+		code  string
+	}{
+		{"12345", nil, "invalid_upc"},
+		{"602435123456", []string{"US-RC1-76-0783"}, "invalid_isrc"},
+		{"60243512345X", nil, "invalid_upc"},
+	} {
+		if code := b.admin(http.MethodPost, "/v1/releases", body(tt.upc, tt.isrcs...), http.StatusBadRequest).errorCode(t); code != tt.code {
+			t.Errorf("upc %q isrcs %v: %s, want %s", tt.upc, tt.isrcs, code, tt.code)
+		}
+	}
+	rel := b.createRelease(body("0602435123456", "usrc1-76-07839"))
+	if rel.Spotify.UPC != "0602435123456" || len(rel.Spotify.ISRCs) != 1 || rel.Spotify.ISRCs[0] != "USRC17607839" {
+		t.Errorf("codes %q %v, want them as given, normalized", rel.Spotify.UPC, rel.Spotify.ISRCs)
+	}
+	if r := rel.Spotify.Resolution; r == nil || r.State != "pending" || r.Searches != 0 {
+		t.Errorf("resolution %+v, want pending", r)
+	}
+	if acts := rel.Actions["spotify"]; len(acts) != 2 || acts[0] != "save" || acts[1] != "add_to_my_playlist" {
+		t.Errorf("spotify actions %v, want save and add_to_my_playlist from the codes", acts)
+	}
+	var plan wire.Plan
+	b.admin(http.MethodGet, "/v1/releases/"+rel.ID+"/plan", nil, http.StatusOK).decode(t, &plan)
+	if plan.Providers["spotify"].Resolved || !plan.Providers["youtube"].Resolved {
+		t.Errorf("plan resolved: spotify %v youtube %v, want false and true", plan.Providers["spotify"].Resolved, plan.Providers["youtube"].Resolved)
+	}
+	// The operator sets the IDs by hand: the search ends.
+	var patched wire.Release
+	b.admin(http.MethodPatch, "/v1/releases/"+rel.ID, map[string]any{"spotify": map[string]any{"album_ids": []string{spAlbum}}}, http.StatusOK).decode(t, &patched)
+	if r := patched.Spotify.Resolution; r == nil || r.State != "operator" {
+		t.Errorf("resolution after PATCH album_ids %+v, want operator", r)
+	}
+}

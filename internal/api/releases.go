@@ -26,7 +26,39 @@ var (
 	spotifyIDPattern      = regexp.MustCompile(`^[0-9A-Za-z]{22}$`)
 	youtubeVideoPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{11}$`)
 	youtubeChannelPattern = regexp.MustCompile(`^UC[A-Za-z0-9_-]{22}$`)
+	// A UPC-A has 12 digits, an EAN-13 13; ISO 3901 ISRCs are CC-XXX-YY-NNNNN
+	// written without hyphens.
+	upcPattern  = regexp.MustCompile(`^[0-9]{12,13}$`)
+	isrcPattern = regexp.MustCompile(`^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$`)
 )
+
+// normalizeCode writes a UPC or ISRC as catalogues search it: no spaces
+// or hyphens, upper case.
+func normalizeCode(s string) string {
+	return strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(strings.TrimSpace(s)))
+}
+
+func normalizeCodes(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if c := normalizeCode(s); !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// resolutionView shows a release's resolution (nil when it names no code).
+func resolutionView(r store.Resolution) *wire.Resolution {
+	if r.State == store.ResolutionNone || r.State == "" {
+		return nil
+	}
+	v := &wire.Resolution{State: string(r.State), Searches: r.Attempts, NextSearch: r.NextAt, Found: map[string]wire.Resolved{}}
+	for k, f := range r.Found {
+		v.Found[k] = wire.Resolved{ID: f.ID, At: f.At}
+	}
+	return v
+}
 
 const (
 	maxText    = 200
@@ -60,6 +92,8 @@ type releasePatch struct {
 		FollowPlaylistID *string          `json:"follow_playlist_id"`
 		MyPlaylist       *wire.MyPlaylist `json:"my_playlist"`
 		PlaylistID       *string          `json:"playlist_id"`
+		UPC              *string          `json:"upc"`
+		ISRCs            *[]string        `json:"isrcs"`
 	} `json:"spotify"`
 	YouTube *struct {
 		VideoID    *string          `json:"video_id"`
@@ -109,7 +143,8 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 		ID: r.ID.String(), Slug: r.Slug, Title: r.Title, Artist: r.Artist, Timing: string(r.Timing), DefaultZone: r.DefaultZone,
 		Spotify: wire.SpotifyTarget{AlbumIDs: orEmpty(r.SpotifyAlbumIDs), TrackIDs: orEmpty(r.SpotifyTrackIDs),
 			ArtistIDs: orEmpty(r.SpotifyArtistIDs), FollowPlaylistID: r.SpotifyFollowPlaylistID,
-			MyPlaylist: myPlaylistView(r.SpotifyMyPlaylist)},
+			MyPlaylist: myPlaylistView(r.SpotifyMyPlaylist), UPC: r.SpotifyUPC, ISRCs: r.SpotifyISRCs,
+			Resolution: resolutionView(r.SpotifyResolution)},
 		YouTube: wire.YouTubeTarget{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID,
 			MyPlaylist: myPlaylistView(r.YouTubeMyPlaylist)},
 		Actions:    map[string][]string{},
@@ -249,14 +284,25 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 	if err := checkIDs("spotify.artist_ids", r.SpotifyArtistIDs, spotifyIDPattern, spotifyID); err != nil {
 		return err
 	}
+	if r.SpotifyUPC != "" && !upcPattern.MatchString(r.SpotifyUPC) {
+		return badRequest("invalid_upc", "spotify.upc is not a UPC or EAN (12 or 13 digits).")
+	}
+	if len(r.SpotifyISRCs) > maxIDs {
+		return badRequest("too_many_ids", "spotify.isrcs has %d codes; at most %d.", len(r.SpotifyISRCs), maxIDs)
+	}
+	for _, c := range r.SpotifyISRCs {
+		if !isrcPattern.MatchString(c) {
+			return badRequest("invalid_isrc", "spotify.isrcs: %q is not an ISRC (2 letters, 3 letters or digits, 7 digits, like USRC17607839).", c)
+		}
+	}
 	if r.SpotifyFollowPlaylistID != "" && !spotifyIDPattern.MatchString(r.SpotifyFollowPlaylistID) {
 		return badRequest("invalid_spotify_playlist_id", "spotify.follow_playlist_id is not a Spotify playlist ID (22 letters and digits).")
 	}
 	if err := checkMyPlaylist("spotify", r.SpotifyMyPlaylist); err != nil {
 		return err
 	}
-	if r.SpotifyMyPlaylist.Name != "" && len(r.SpotifyTrackIDs) == 0 {
-		return badRequest("playlist_needs_tracks", "spotify.my_playlist needs spotify.track_ids to add to it.")
+	if r.SpotifyMyPlaylist.Name != "" && len(r.SpotifyTrackIDs) == 0 && len(r.SpotifyISRCs) == 0 {
+		return badRequest("playlist_needs_tracks", "spotify.my_playlist needs spotify.track_ids (or isrcs) to add to it.")
 	}
 	if r.YouTubeVideoID != "" && !youtubeVideoPattern.MatchString(r.YouTubeVideoID) {
 		return badRequest("invalid_youtube_video_id", "youtube.video_id is not a YouTube video ID (11 characters of A-Z, a-z, 0-9, _ and -).")
@@ -277,7 +323,7 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 		}
 	}
 	if !offered {
-		return badRequest("no_targets", "A release needs at least one target: Spotify album, track, artist or playlist IDs, or a YouTube video or channel ID.")
+		return badRequest("no_targets", "A release needs at least one target: Spotify album, track, artist or playlist IDs (or a UPC or ISRCs), or a YouTube video or channel ID.")
 	}
 	return s.checkCanaryFans(ctx, r.CanaryFans)
 }
@@ -397,6 +443,7 @@ func (s *Server) createRelease(c echo.Context) error {
 		}
 		r.SpotifyAlbumIDs, r.SpotifyTrackIDs, r.SpotifyArtistIDs = in.Spotify.AlbumIDs, in.Spotify.TrackIDs, in.Spotify.ArtistIDs
 		r.SpotifyFollowPlaylistID, r.SpotifyMyPlaylist = in.Spotify.FollowPlaylistID, myPlaylistOf(in.Spotify.MyPlaylist)
+		r.SpotifyUPC, r.SpotifyISRCs = normalizeCode(in.Spotify.UPC), normalizeCodes(in.Spotify.ISRCs)
 	}
 	if in.YouTube != nil {
 		if in.YouTube.PlaylistID != nil {
@@ -586,7 +633,7 @@ func (s *Server) releasePlan(c echo.Context) error {
 		}
 		out.Providers[string(n)] = wire.ProviderPlan{Presaves: pp.Presaves, Actions: acts, Calls: pp.Calls,
 			RatePerSecond: pp.RatePerSecond, DrainSeconds: pp.DrainSeconds, Units: pp.Units, DailyUnits: pp.DailyUnits,
-			QuotaDays: pp.QuotaDays, Undeliverable: pp.Undeliverable}
+			QuotaDays: pp.QuotaDays, Undeliverable: pp.Undeliverable, Resolved: pp.Resolved}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -645,6 +692,12 @@ func patchTargets(r *store.Release, in releasePatch) error {
 		}
 		if sp.MyPlaylist != nil {
 			r.SpotifyMyPlaylist = myPlaylistOf(sp.MyPlaylist)
+		}
+		if sp.UPC != nil {
+			r.SpotifyUPC = normalizeCode(*sp.UPC)
+		}
+		if sp.ISRCs != nil {
+			r.SpotifyISRCs = normalizeCodes(*sp.ISRCs)
 		}
 	}
 	if yt := in.YouTube; yt != nil {

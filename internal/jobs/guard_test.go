@@ -312,3 +312,99 @@ func TestHoldDeadline(t *testing.T) {
 	b.assertTokensGone(fans)
 	b.waitRevocationsDone(time.Minute)
 }
+
+// TestResolvedByCodes: a release naming its Spotify album by UPC and its
+// tracks by ISRC only. The codes are searched once per release (three
+// searches for twelve fans), on the app's token; the pre-saves wait for
+// them and then drain. A UPC that reaches the catalogue after the
+// release time defers the pre-saves (nobody fails) and is searched again
+// with backoff, not once per fan.
+func TestResolvedByCodes(t *testing.T) {
+	t.Parallel()
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, nil)
+			ctx := context.Background()
+			const upc, isrc1, isrc2 = "602435123456", "USRC17607839", "USRC17607840"
+			albumLive := time.Now()
+			if late {
+				albumLive = time.Now().Add(8 * time.Second)
+			}
+			b.fake.SetCatalogue("upc", upc, spAlbum, albumLive)
+			b.fake.SetCatalogue("isrc", isrc1, spTrack1, time.Now())
+			b.fake.SetCatalogue("isrc", isrc2, spTrack2, time.Now())
+			rel := b.newRelease("by-codes", time.Now().Add(3*time.Second))
+			rel.SpotifyAlbumIDs, rel.SpotifyTrackIDs = nil, nil
+			rel.SpotifyUPC, rel.SpotifyISRCs = upc, []string{isrc1, isrc2}
+			rel, _, err := b.st.UpdateRelease(ctx, rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rel.SpotifyResolution.State != store.ResolutionPending {
+				t.Fatalf("resolution %s, want pending", rel.SpotifyResolution.State)
+			}
+			fans := b.consentMany(rel, "codes", 12, providers.Spotify)
+			b.startWorker()
+			st := b.waitFinal(fans, time.Minute)
+			if st[store.PresaveDone] != len(fans) {
+				t.Fatalf("statuses %v, want all done", st)
+			}
+			b.assertExactlyOnce(fans)
+			got, err := b.st.Release(ctx, rel.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := got.SpotifyResolution
+			if res.State != store.ResolutionResolved || res.Found["upc:"+upc].ID != spAlbum || res.Found["isrc:"+isrc2].ID != spTrack2 ||
+				len(got.SpotifyAlbumIDs) != 1 || len(got.SpotifyTrackIDs) != 2 {
+				t.Errorf("resolution %+v, album %v, tracks %v", res, got.SpotifyAlbumIDs, got.SpotifyTrackIDs)
+			}
+			searches := b.fake.Calls("GET /v1/search", 200)
+			switch {
+			case !late && searches != 3:
+				t.Errorf("%d searches, want 3: one per code, none per fan", searches)
+			case late && (searches < 4 || searches > 7):
+				t.Errorf("%d searches for a UPC 8 s late, want the ISRCs once and the UPC a few times with backoff", searches)
+			}
+			if n := b.fake.Calls("GET /v1/search", 401) + b.fake.Calls("GET /v1/search", 403); n != 0 {
+				t.Errorf("%d searches refused", n)
+			}
+		})
+	}
+}
+
+// TestUnresolvedPauses: a UPC still not in the catalogue NOT_LIVE_GIVE_UP
+// after the release time pauses the release (nobody fails, every token
+// kept); the album reaching the catalogue resolves it, lifts the pause
+// and drains it.
+func TestUnresolvedPauses(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"NOT_LIVE_GIVE_UP": "1h"})
+	ctx := context.Background()
+	const upc = "602435999999"
+	rel := b.newRelease("unresolved", time.Now().Add(-2*time.Hour))
+	rel.SpotifyAlbumIDs, rel.SpotifyUPC = nil, upc
+	rel, _, err := b.st.UpdateRelease(ctx, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fans := b.consentMany(rel, "unres", 6, providers.Spotify)
+	b.startWorker()
+	g := b.waitPaused(rel, providers.Spotify, time.Minute)
+	if g.Pause.Cause != store.PauseUnresolved || g.Pause.Error != "not_in_catalogue: upc:"+upc {
+		t.Errorf("pause %+v, want unresolved upc", *g.Pause)
+	}
+	if st := b.statusesOf(rel, providers.Spotify); st["pending"] != len(fans) {
+		t.Errorf("statuses %v while unresolved, want every pre-save waiting", st)
+	}
+	if kept := b.tokensKept(fans); kept != len(fans) {
+		t.Errorf("%d of %d tokens kept", kept, len(fans))
+	}
+	b.fake.SetCatalogue("upc", upc, spAlbum, time.Now())
+	if st := b.waitFinal(fans, time.Minute); st[store.PresaveDone] != len(fans) {
+		t.Fatalf("statuses %v after the album appeared, want all done", st)
+	}
+	b.assertExactlyOnce(fans)
+	b.assertTokensGone(fans)
+}

@@ -108,13 +108,18 @@ func (w *Worker) tick(ctx context.Context, typ string, interval time.Duration) {
 // claimed over several ticks instead of one endless task.
 const maxClaimsPerRelay = 50
 
-// handleRelay settles the canaries awaiting a verdict, moves pre-saves due
+// handleRelay resolves the targets named by code of the releases coming
+// due, settles the canaries awaiting a verdict, moves pre-saves due
 // within the window from PostgreSQL into asynq (choosing the canary of
 // each release coming due), then (every RescueInterval) puts back tasks
 // Redis lost.
 func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
-	// Canaries first: a verdict reached since the last run lets the
-	// release's pre-saves be claimed now.
+	// Targets by code first, then canaries: a release resolved or a
+	// verdict reached since the last run lets its pre-saves be claimed
+	// now. A failed search is retried at the next run.
+	if err := w.resolveTargets(ctx); err != nil {
+		w.log.Warn("relay: resolving release targets failed", "err", err)
+	}
 	if _, err := w.settleCanaries(ctx); err != nil {
 		return err
 	}

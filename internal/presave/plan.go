@@ -26,7 +26,7 @@ type Plan struct {
 
 // ProviderPlan is one provider's part of a Plan.
 type ProviderPlan struct {
-	// Presaves is how many are open (pending, enqueued or running).
+	// Presaves is how many are open (pending, enqueued, running or held).
 	Presaves int
 	// Actions counts the open pre-saves' actions without a result.
 	Actions map[providers.Action]int
@@ -47,6 +47,9 @@ type ProviderPlan struct {
 	// at their current due time: their grant expires before (Horizon),
 	// or none is stored.
 	Undeliverable int
+	// Resolved is false while the release's codes (UPC, ISRCs) are not
+	// all found in the provider's catalogue: its pre-saves wait for them.
+	Resolved bool
 }
 
 // Plan computes a release's plan from its open pre-saves.
@@ -65,7 +68,8 @@ func (s *Service) Plan(ctx context.Context, releaseID uuid.UUID) (Plan, error) {
 	cfg := s.queue.Config()
 	plan := Plan{ReleaseID: releaseID, AsOf: s.now(), Providers: map[providers.Name]ProviderPlan{}}
 	for _, n := range providers.Names {
-		pp := ProviderPlan{Actions: map[providers.Action]int{}, RatePerSecond: cfg.Rates[n].PerSecond}
+		pp := ProviderPlan{Actions: map[providers.Action]int{}, RatePerSecond: cfg.Rates[n].PerSecond,
+			Resolved: n != providers.Spotify || r.SpotifyResolution.State != store.ResolutionPending}
 		if n == providers.YouTube {
 			pp.DailyUnits = cfg.YouTubeDailyUnits
 		}

@@ -91,9 +91,33 @@ type Target struct {
 	ChannelID string
 	// MyPlaylist is the fan's own playlist to add the release to.
 	MyPlaylist MyPlaylist
+	// UPC and ISRCs name the album and tracks by code, for a provider to
+	// find its own IDs by (Resolver) once per release; the actions they
+	// allow are offered before that, and run once the IDs are found.
+	UPC   string
+	ISRCs []string
 	// AccountID is the fan's provider account ID (set by the worker from
 	// the pre-save; empty for release-level uses such as Actions).
 	AccountID string
+}
+
+// CodeKind is a catalogue code a release may name its targets by.
+type CodeKind string
+
+// Catalogue codes.
+const (
+	// CodeUPC is an album's Universal Product Code.
+	CodeUPC CodeKind = "upc"
+	// CodeISRC is a track's International Standard Recording Code.
+	CodeISRC CodeKind = "isrc"
+)
+
+// Resolver is a provider that finds its catalogue IDs by code with the
+// app's own credentials, no fan's grant: once per release, not per fan.
+type Resolver interface {
+	// Resolve returns the ID of the album (CodeUPC) or track (CodeISRC)
+	// the code names, or "" while the catalogue has none.
+	Resolve(ctx context.Context, kind CodeKind, code string) (string, error)
 }
 
 // MyPlaylist describes the playlist presave creates in the fan's account

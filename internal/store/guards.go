@@ -32,6 +32,9 @@ const (
 const (
 	PauseCanary  = "canary"
 	PauseBreaker = "breaker"
+	// PauseUnresolved: the release's codes were not found by
+	// NOT_LIVE_GIVE_UP after it was due; resolving them lifts it.
+	PauseUnresolved = "unresolved"
 )
 
 // Guard is a release's campaign guard for one provider.
@@ -120,7 +123,8 @@ func (s *Store) ReleaseGuards(ctx context.Context, releaseID uuid.UUID) ([]Guard
 // without one whose release has pre-saves due within window: the
 // release's canary fans first (those due within the window), then the
 // first size pre-saves by due time. It runs in the relay's claim, before
-// the claim, so the canary is claimed first.
+// the claim, so the canary is claimed first. A release whose Spotify
+// codes are not resolved yet gets no Spotify canary: its pre-saves wait.
 func chooseCanaries(ctx context.Context, tx pgx.Tx, window time.Duration, size int) error {
 	_, err := tx.Exec(ctx, `
 		UPDATE release_guards g SET canary_ids = ARRAY(
@@ -131,6 +135,7 @@ func chooseCanaries(ctx context.Context, tx pgx.Tx, window time.Duration, size i
 			updated_at = now()
 		FROM releases r
 		WHERE r.id = g.release_id AND g.state = 'canary' AND g.canary_ids IS NULL
+		  AND NOT (g.provider = 'spotify' AND r.spotify_resolution = 'pending')
 		  AND EXISTS (SELECT 1 FROM presaves d WHERE d.release_id = g.release_id AND d.provider = g.provider
 		              AND d.status IN ('pending', 'enqueued') AND d.due_at <= now() + make_interval(secs => $1))`,
 		window.Seconds(), size)

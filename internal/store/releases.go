@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -62,6 +63,13 @@ type Release struct {
 	// receives the video.
 	YouTubeMyPlaylist MyPlaylist
 
+	// SpotifyUPC and SpotifyISRCs name the album and tracks by code; the
+	// resolution (SpotifyResolution) adds the IDs they name to
+	// SpotifyAlbumIDs and SpotifyTrackIDs, once per release.
+	SpotifyUPC        string
+	SpotifyISRCs      []string
+	SpotifyResolution Resolution
+
 	// CanaryFans are the artist team's own fans (their accounts,
 	// connected like any fan's): their pre-saves run first in the
 	// release's canary on each provider.
@@ -90,7 +98,8 @@ func (r Release) Target(p providers.Name) providers.Target {
 	switch p {
 	case providers.Spotify:
 		return providers.Target{AlbumIDs: r.SpotifyAlbumIDs, TrackIDs: r.SpotifyTrackIDs, ArtistIDs: r.SpotifyArtistIDs,
-			FollowPlaylistID: r.SpotifyFollowPlaylistID, MyPlaylist: my(r.SpotifyMyPlaylist)}
+			FollowPlaylistID: r.SpotifyFollowPlaylistID, MyPlaylist: my(r.SpotifyMyPlaylist),
+			UPC: r.SpotifyUPC, ISRCs: r.SpotifyISRCs}
 	case providers.YouTube:
 		return providers.Target{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID, MyPlaylist: my(r.YouTubeMyPlaylist)}
 	}
@@ -125,17 +134,25 @@ const releaseColumns = `id, slug, title, artist, timing, release_at, release_dat
 	spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
 	spotify_my_playlist_name, spotify_my_playlist_description,
 	youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description,
-	canary_fans, status, created_at, updated_at`
+	canary_fans, spotify_upc, spotify_isrcs, spotify_resolution, spotify_resolved, spotify_resolve_attempts,
+	spotify_resolve_next_at, status, created_at, updated_at`
 
 func scanRelease(row pgx.Row) (Release, error) {
 	var r Release
 	var at, date *time.Time
-	var zone, spf, spn, spd, yv, yc, ypn, ypd *string
+	var zone, spf, spn, spd, yv, yc, ypn, ypd, upc *string
+	var resolved []byte
+	res := &r.SpotifyResolution
 	err := row.Scan(&r.ID, &r.Slug, &r.Title, &r.Artist, &r.Timing, &at, &date, &zone,
 		&r.SpotifyAlbumIDs, &r.SpotifyTrackIDs, &r.SpotifyArtistIDs, &spf, &spn, &spd,
-		&yv, &yc, &ypn, &ypd, &r.CanaryFans, &r.Status, &r.CreatedAt, &r.UpdatedAt)
+		&yv, &yc, &ypn, &ypd, &r.CanaryFans, &upc, &r.SpotifyISRCs, &res.State, &resolved, &res.Attempts, &res.NextAt,
+		&r.Status, &r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return Release{}, notFound(err)
+	}
+	r.SpotifyUPC = deref(upc)
+	if err := json.Unmarshal(resolved, &res.Found); err != nil {
+		return Release{}, fmt.Errorf("spotify_resolved: %w", err)
 	}
 	if at != nil {
 		r.ReleaseAt = at.UTC()
@@ -186,7 +203,9 @@ func releaseArgs(r Release) []any {
 		nonNil(r.SpotifyAlbumIDs), nonNil(r.SpotifyTrackIDs), nonNil(r.SpotifyArtistIDs), nullable(r.SpotifyFollowPlaylistID),
 		nullable(r.SpotifyMyPlaylist.Name), nullable(r.SpotifyMyPlaylist.Description),
 		nullable(r.YouTubeVideoID), nullable(r.YouTubeChannelID),
-		nullable(r.YouTubeMyPlaylist.Name), nullable(r.YouTubeMyPlaylist.Description), nonNilIDs(r.CanaryFans)}
+		nullable(r.YouTubeMyPlaylist.Name), nullable(r.YouTubeMyPlaylist.Description), nonNilIDs(r.CanaryFans),
+		nullable(r.SpotifyUPC), nonNil(r.SpotifyISRCs), r.SpotifyResolution.State, foundJSON(r.SpotifyResolution.Found),
+		r.SpotifyResolution.Attempts, r.SpotifyResolution.NextAt}
 }
 
 func nonNilIDs(ids []uuid.UUID) []uuid.UUID {
@@ -201,6 +220,7 @@ func nonNilIDs(ids []uuid.UUID) []uuid.UUID {
 // ErrConflict when the slug is taken.
 func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 	r.ID = uuid.Must(uuid.NewV7())
+	r.SpotifyResolution = settleResolution(Release{}, r)
 	args := append([]any{r.ID}, releaseArgs(r)...)
 	args = append(args, providers.Names)
 	row := s.pool.QueryRow(ctx, `
@@ -208,10 +228,11 @@ func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 			INSERT INTO releases (id, slug, title, artist, timing, release_at, release_date, default_zone,
 				spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
 				spotify_my_playlist_name, spotify_my_playlist_description,
-				youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description, canary_fans)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+				youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description, canary_fans,
+				spotify_upc, spotify_isrcs, spotify_resolution, spotify_resolved, spotify_resolve_attempts, spotify_resolve_next_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
 			RETURNING `+releaseColumns+`),
-		g AS (INSERT INTO release_guards (release_id, provider) SELECT r.id, p FROM r, unnest($20::text[]) AS p)
+		g AS (INSERT INTO release_guards (release_id, provider) SELECT r.id, p FROM r, unnest($26::text[]) AS p)
 		SELECT `+releaseColumns+` FROM r`, args...)
 	out, err := scanRelease(row)
 	if err != nil {
@@ -298,13 +319,16 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Supers
 		if old.Status != ReleaseScheduled {
 			return fmt.Errorf("release is %s: %w", old.Status, ErrConflict)
 		}
+		r.SpotifyResolution = settleResolution(old, r)
 		args := append([]any{r.ID}, releaseArgs(r)...)
 		out, err = scanRelease(tx.QueryRow(ctx, `
 			UPDATE releases SET slug = $2, title = $3, artist = $4, timing = $5, release_at = $6, release_date = $7,
 				default_zone = $8, spotify_album_ids = $9, spotify_track_ids = $10, spotify_artist_ids = $11,
 				spotify_follow_playlist_id = $12, spotify_my_playlist_name = $13, spotify_my_playlist_description = $14,
 				youtube_video_id = $15, youtube_channel_id = $16, youtube_my_playlist_name = $17,
-				youtube_my_playlist_description = $18, canary_fans = $19, updated_at = now()
+				youtube_my_playlist_description = $18, canary_fans = $19, spotify_upc = $20, spotify_isrcs = $21,
+				spotify_resolution = $22, spotify_resolved = $23, spotify_resolve_attempts = $24, spotify_resolve_next_at = $25,
+				updated_at = now()
 			WHERE id = $1 RETURNING `+releaseColumns, args...))
 		if err != nil {
 			if isUniqueViolation(err) {

@@ -22,6 +22,32 @@ type SpotifyTarget struct {
 	// PlaylistID is refused (playlist_id_retired): a fan's account
 	// cannot add to the artist's playlist. Never set in answers.
 	PlaylistID *string `json:"playlist_id,omitempty"`
+	// UPC names the album and ISRCs the tracks by code, instead of or
+	// besides IDs: presave finds their IDs in Spotify's catalogue once,
+	// shortly before the release time, and adds them to album_ids and
+	// track_ids; the pre-saves wait until then.
+	UPC   string   `json:"upc,omitempty"`
+	ISRCs []string `json:"isrcs,omitempty"`
+	// Resolution is how the codes resolved (answers only).
+	Resolution *Resolution `json:"resolution,omitempty"`
+}
+
+// Resolution is how a release's codes resolved into catalogue IDs.
+type Resolution struct {
+	// State: pending (some code not found yet), resolved, or operator
+	// (the IDs were set by hand while a code was pending).
+	State    string `json:"state"`
+	Searches int    `json:"searches"`
+	// NextSearch is when a pending code is searched again.
+	NextSearch *time.Time `json:"next_search,omitempty"`
+	// Found maps each code found ("upc:…", "isrc:…") to its ID and when.
+	Found map[string]Resolved `json:"found"`
+}
+
+// Resolved is one code's resolution.
+type Resolved struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
 }
 
 // YouTubeTarget is what a release asks of YouTube.
@@ -177,4 +203,7 @@ type ProviderPlan struct {
 	// Undeliverable: open pre-saves whose grant expires before they are
 	// due, or that have none.
 	Undeliverable int `json:"undeliverable"`
+	// Resolved is false while the release's codes are not all found in
+	// the catalogue.
+	Resolved bool `json:"resolved"`
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	zspotify "github.com/zmb3/spotify/v2"
@@ -65,6 +66,9 @@ type Provider struct {
 	cfg   Config
 	oauth *oauth2.Config
 	base  *http.Client
+	// app is the client on the app's own token (appClient).
+	appOnce sync.Once
+	app     *http.Client
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -111,7 +115,7 @@ func (p *Provider) Mode() string { return p.cfg.Mode }
 // Actions implements providers.Provider.
 func (p *Provider) Actions(t providers.Target) []providers.Action {
 	var out []providers.Action
-	if len(t.AlbumIDs) > 0 || len(t.TrackIDs) > 0 {
+	if len(t.AlbumIDs) > 0 || len(t.TrackIDs) > 0 || t.UPC != "" || len(t.ISRCs) > 0 {
 		out = append(out, providers.ActionSave)
 	}
 	if len(t.ArtistIDs) > 0 {
@@ -120,7 +124,7 @@ func (p *Provider) Actions(t providers.Target) []providers.Action {
 	if t.FollowPlaylistID != "" {
 		out = append(out, providers.ActionFollowPlaylist)
 	}
-	if t.MyPlaylist.Name != "" && len(t.TrackIDs) > 0 {
+	if t.MyPlaylist.Name != "" && (len(t.TrackIDs) > 0 || len(t.ISRCs) > 0) {
 		out = append(out, providers.ActionAddToMyPlaylist)
 	}
 	return out
