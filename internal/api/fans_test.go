@@ -82,6 +82,7 @@ func TestWithdrawCancelsAndPurgesWhenUnneeded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	soon := b.createRelease(releaseBody("soon", time.Now().Add(5*time.Minute)))
+	b.openGuards(soon)
 	later := b.createRelease(releaseBody("later", time.Now().Add(time.Hour)))
 	first := b.connect(providers.YouTube, soon.Slug, "yt-first", "")
 	if !first.Queued || !b.taskExists(queue.QueueYouTube, queue.PresaveTaskID(uuid.MustParse(first.Presave.ID), 1)) {
@@ -201,6 +202,7 @@ func TestDeleteAccountRemovesEverything(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rel := b.createRelease(releaseBody("delete-me", time.Now().Add(5*time.Minute)))
+	b.openGuards(rel)
 	sp := b.connect(providers.Spotify, rel.Slug, "delete-fan", "")
 	yt := b.connect(providers.YouTube, rel.Slug, "", sp.FanToken)
 	other := b.connect(providers.Spotify, rel.Slug, "stays", "")

@@ -2,12 +2,14 @@ package api_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/wire"
 )
 
@@ -114,5 +116,43 @@ func TestReleaseByCodes(t *testing.T) {
 	b.admin(http.MethodPatch, "/v1/releases/"+rel.ID, map[string]any{"spotify": map[string]any{"album_ids": []string{spAlbum}}}, http.StatusOK).decode(t, &patched)
 	if r := patched.Spotify.Resolution; r == nil || r.State != "operator" {
 		t.Errorf("resolution after PATCH album_ids %+v, want operator", r)
+	}
+}
+
+// TestConsentWaitsForTheCanary: a consent due within the relay window is
+// queued at once only when the release's guard is open; in its canary it
+// waits as pending for the relay, instead of being queued to be held back.
+func TestConsentWaitsForTheCanary(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rel := b.createRelease(releaseBody("soon-canary", time.Now().Add(5*time.Minute)))
+	first := b.connect(providers.Spotify, rel.Slug, "before-canary", "")
+	if first.Queued || first.Presave.Status != "pending" {
+		t.Errorf("consent in the canary: queued %v, status %s; want pending, not queued", first.Queued, first.Presave.Status)
+	}
+	b.openGuards(rel)
+	second := b.connect(providers.Spotify, rel.Slug, "after-canary", "")
+	if !second.Queued || second.Presave.Status != "enqueued" {
+		t.Errorf("consent once open: queued %v, status %s; want enqueued and queued", second.Queued, second.Presave.Status)
+	}
+}
+
+// TestHeldOnMe: /me tells a fan whose pre-save is held that it waits for
+// the artist's team, not that it runs at a time already past.
+func TestHeldOnMe(t *testing.T) {
+	t.Parallel()
+	b := setupPage(t)
+	rel := b.createRelease(releaseBody("held-me", time.Now().Add(24*time.Hour)))
+	jar := browserJar{}
+	cb := b.page(jar, http.MethodGet, registry.CallbackPath(providers.Spotify)+"?"+b.consent(b.pageStart(jar, rel.Slug, providers.Spotify), "held-fan").Encode(), nil)
+	if cb.Status != http.StatusSeeOther && cb.Status != http.StatusFound {
+		t.Fatalf("page callback: HTTP %d %s", cb.Status, cb.Body)
+	}
+	if _, err := b.st.Pool().Exec(b.ctx(), `UPDATE presaves SET status = 'held' WHERE release_id = $1`, rel.ID); err != nil {
+		t.Fatal(err)
+	}
+	me := string(b.page(jar, http.MethodGet, "/me", nil).Body)
+	if !strings.Contains(me, "On hold: something is wrong with this release on Spotify") || strings.Contains(me, "Runs on") {
+		t.Errorf("/me for a held pre-save: %s", me)
 	}
 }

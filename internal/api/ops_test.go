@@ -66,6 +66,7 @@ func TestMetricsExposeHTTPAndQueues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rel := b.createRelease(releaseBody("metrics", time.Now().Add(5*time.Minute)))
+	b.openGuards(rel)
 	b.connect(providers.YouTube, rel.Slug, "", "") // queues a task
 	b.do(req{method: http.MethodGet, path: "/healthz"})
 	b.do(req{method: http.MethodGet, path: "/no/such/page"})

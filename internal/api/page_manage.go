@@ -26,6 +26,8 @@ type presaveItem struct {
 	// Reconnect: the release moved past the fan's access; connecting
 	// again on the release page keeps the pre-save.
 	Reconnect bool
+	// Held: the release's campaign guard paused it on the provider.
+	Held bool
 	// AccessUntil is the day the fan's access to the provider ends
 	// (presave.Horizon, in the fan's zone), for an open pre-save whose
 	// provider sets a limit; empty otherwise.
@@ -35,7 +37,8 @@ type presaveItem struct {
 func (p *page) item(ps store.Presave, r *store.Release) presaveItem {
 	it := presaveItem{ID: ps.ID, Provider: ps.Provider, Label: providerLabel(ps.Provider), Status: ps.Status,
 		Open: ps.Status.Open(), Zone: ps.FanZone, ConsentVersion: ps.ConsentVersion, Title: "a release",
-		Reconnect: ps.Status == store.PresaveNeedsReconnect && r != nil && r.Status == store.ReleaseScheduled}
+		Reconnect: ps.Status == store.PresaveNeedsReconnect && r != nil && r.Status == store.ReleaseScheduled,
+		Held:      ps.Status == store.PresaveHeld}
 	it.Day, it.Clock = formatWhen(ps.DueAt, ps.FanZone)
 	if r != nil {
 		it.Slug, it.Title, it.Artist = r.Slug, r.Title, r.Artist

@@ -87,6 +87,7 @@ func TestReleaseTimeChangeMovesPendingPresaves(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rel := b.createRelease(releaseBody("moving", time.Now().Add(5*time.Minute)))
+	b.openGuards(rel)
 	sp := b.connect(providers.Spotify, rel.Slug, "mover", "")
 	yt := b.connect(providers.YouTube, rel.Slug, "", sp.FanToken)
 	for _, c := range []connected{sp, yt} {
@@ -230,6 +231,7 @@ func TestAPIQueuedTasksHonourTheQueueSettings(t *testing.T) {
 		}
 	}
 	soon := b.createRelease(releaseBody("queue-settings-soon", time.Now().Add(5*time.Minute)))
+	b.openGuards(soon)
 	c := b.connect(providers.Spotify, soon.Slug, "qs-fan", "")
 	if !c.Queued {
 		t.Fatalf("a consent due in 5 minutes was not queued")

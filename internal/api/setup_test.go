@@ -289,6 +289,19 @@ func releaseBody(slug string, at time.Time) map[string]any {
 	}
 }
 
+// openGuards opens the release's campaign guards, as if its canary had
+// passed: a consent due within the relay window is then queued at once
+// (while a guard is in its canary, it waits as pending for the relay).
+func (b *bundle) openGuards(rel wire.Release) {
+	b.t.Helper()
+	id := uuid.MustParse(rel.ID)
+	for _, p := range providers.Names {
+		if _, _, err := b.st.OpenGuard(b.ctx(), id, p, ""); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
 func (b *bundle) createRelease(body map[string]any) wire.Release {
 	b.t.Helper()
 	var r wire.Release

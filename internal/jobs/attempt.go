@@ -58,6 +58,9 @@ type verdict struct {
 	// attempt ran in the open drain, so its target error is weighed by
 	// the circuit breaker.
 	breakerSince time.Time
+	// canary: the pre-save is one of a canary that has not passed; its
+	// outcome may decide the release's verdict (settleCanary).
+	canary bool
 }
 
 func requeueFor(results map[providers.Action]store.ActionResult, cause error) verdict {
@@ -74,7 +77,9 @@ func (w *Worker) failAll(ps store.Presave, results map[providers.Action]store.Ac
 // runPresave performs the pre-save's remaining actions and records the
 // outcome. The attempt's pre-save is marked running.
 func (w *Worker) runPresave(ctx context.Context, log *slog.Logger, att store.Attempt, first bool) error {
-	return w.apply(ctx, log, att.Presave, att.Token.AuthorizedAt, w.execute(ctx, log, att, first))
+	v := w.execute(ctx, log, att, first)
+	v.canary = att.Canary && att.Guard != store.GuardOpen
+	return w.apply(ctx, log, att.Presave, att.Token.AuthorizedAt, v)
 }
 
 // execute decides an attempt: it checks what the attempt needs (the
@@ -412,6 +417,9 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 	}
 	if !v.breakerSince.IsZero() {
 		w.weighTargetError(bctx, log, ps, v)
+	}
+	if v.canary {
+		defer w.settleCanary(bctx, log, ps)
 	}
 	if v.kind == verdictRequeue {
 		rq, err := w.st.RequeuePresave(bctx, store.Requeue{ID: ps.ID, Generation: ps.Generation, LastError: v.cause.Error(),

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presave/presave/internal/guard"
+	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -44,12 +46,32 @@ func (w *Worker) weighTargetError(ctx context.Context, log *slog.Logger, ps stor
 	}
 }
 
-// settleCanaries judges every canary awaiting a verdict (guard.Canary)
-// and applies it: proceed opens the guard (its held pre-saves run
-// again), pause pauses it. It reports how many guards opened, so the
-// relay claims their pre-saves in the same run.
-func (w *Worker) settleCanaries(ctx context.Context) (int, error) {
-	canaries, err := w.st.UnsettledCanaries(ctx)
+// settleCanary judges the canary of one release and provider as soon as
+// an attempt of one of its pre-saves ended, and claims the release's
+// pre-saves at once when it passed: the bulk of a release waits for its
+// canary's own attempts, not for the next relay run as well. A failure
+// is logged: the relay settles every canary anyway.
+func (w *Worker) settleCanary(ctx context.Context, log *slog.Logger, ps store.Presave) {
+	// Its own deadline: claiming a big release takes longer than an
+	// attempt's bookkeeping may.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	opened, err := w.settleCanaries(ctx, ps.ReleaseID, ps.Provider)
+	if err == nil && opened > 0 {
+		_, err = w.claimDue(ctx)
+	}
+	if err != nil {
+		log.Warn("settling the canary after its attempt failed; the relay will", "err", err)
+	}
+}
+
+// settleCanaries judges every canary awaiting a verdict (guard.Canary),
+// or only the one of release and provider p when release is not
+// uuid.Nil, and applies it: proceed opens the guard (its held pre-saves
+// run again), pause pauses it. It reports how many guards opened, so
+// their pre-saves are claimed at once.
+func (w *Worker) settleCanaries(ctx context.Context, release uuid.UUID, p providers.Name) (int, error) {
+	canaries, err := w.st.UnsettledCanaries(ctx, release, p)
 	if err != nil {
 		return 0, err
 	}

@@ -120,17 +120,33 @@ func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
 	if err := w.resolveTargets(ctx); err != nil {
 		w.log.Warn("relay: resolving release targets failed", "err", err)
 	}
-	if _, err := w.settleCanaries(ctx); err != nil {
+	if _, err := w.settleCanaries(ctx, uuid.Nil, ""); err != nil {
 		return err
 	}
+	ran, err := w.claimDue(ctx)
+	if err != nil || !ran {
+		return err // !ran: another relay is at work
+	}
+	// The gate lives in Redis: after a FLUSHALL it is gone too, so the
+	// very next relay run rescues.
+	ok, err := w.rdb.SetNX(ctx, "presave:relay:rescue-gate", "1", w.cfg.RescueInterval).Result()
+	if err != nil || !ok {
+		return err
+	}
+	return w.rescue(ctx)
+}
+
+// claimDue moves pre-saves due within the window that no guard holds back
+// from PostgreSQL into asynq, a batch at a time, choosing the canary of
+// each release coming due. ran is false when another relay holds the
+// claim's lock (it claims them).
+func (w *Worker) claimDue(ctx context.Context) (ran bool, err error) {
 	total := 0
 	for range maxClaimsPerRelay {
-		claimed, ran, err := w.st.ClaimDuePresaves(ctx, w.cfg.Queue.Window, w.cfg.RelayBatch, w.cfg.Guard.CanarySize)
-		if err != nil {
-			return err
-		}
-		if !ran {
-			return nil // another relay is at work
+		var claimed []store.DuePresave
+		claimed, ran, err = w.st.ClaimDuePresaves(ctx, w.cfg.Queue.Window, w.cfg.RelayBatch, w.cfg.Guard.CanarySize)
+		if err != nil || !ran {
+			return ran, err
 		}
 		for _, d := range claimed {
 			// A failure leaves the row enqueued without a task: the rescue
@@ -148,13 +164,7 @@ func (w *Worker) handleRelay(ctx context.Context, _ *asynq.Task) error {
 	if total > 0 {
 		w.log.Info("relay claimed", "count", total)
 	}
-	// The gate lives in Redis: after a FLUSHALL it is gone too, so the
-	// very next relay run rescues.
-	ok, err := w.rdb.SetNX(ctx, "presave:relay:rescue-gate", "1", w.cfg.RescueInterval).Result()
-	if err != nil || !ok {
-		return err
-	}
-	return w.rescue(ctx)
+	return true, nil
 }
 
 // rescue re-enqueues every in-flight pre-save due within the window whose

@@ -204,6 +204,14 @@ func linkAccount(b *pgx.Batch, c Consent, f consentFacts, out *Consented) error 
 	return nil
 }
 
+// enqueuedUnlessHeldBack is the status a consent records ($11): enqueued
+// only when the release's guard for the provider is open. A new pre-save
+// is never one of a canary, so while the guard is in its canary or
+// paused it waits as pending, for the relay, instead of being queued to
+// be held back at its start.
+const enqueuedUnlessHeldBack = `CASE WHEN $11 = 'enqueued' AND NOT EXISTS (SELECT 1 FROM release_guards g
+			WHERE g.release_id = $3 AND g.provider = $4 AND g.state <> 'open') THEN 'enqueued' ELSE 'pending' END`
+
 // queuePresaveUpsert queues the pre-save's insert, or the update of a
 // repeated consent (a new generation; a pre-save already done stays
 // done), scanning the row into ps.
@@ -215,7 +223,8 @@ func queuePresaveUpsert(b *pgx.Batch, c Consent, fanID uuid.UUID, ps *Presave) {
 	b.Queue(`
 		INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
 			status, enqueued_at, account_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $11 = 'enqueued' THEN now() END, $12)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, `+enqueuedUnlessHeldBack+`,
+			CASE WHEN `+enqueuedUnlessHeldBack+` = 'enqueued' THEN now() END, $12)
 		ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
 			account_id = CASE WHEN presaves.status IN ('done') THEN presaves.account_id ELSE EXCLUDED.account_id END,
 			actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
@@ -224,7 +233,11 @@ func queuePresaveUpsert(b *pgx.Batch, c Consent, fanID uuid.UUID, ps *Presave) {
 			status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE EXCLUDED.status END,
 			completed_at = CASE WHEN presaves.status IN ('done') THEN presaves.completed_at END,
 			enqueued_at = CASE WHEN presaves.status IN ('done') THEN NULL ELSE EXCLUDED.enqueued_at END,
-			last_error = NULL, updated_at = now()
+			-- A held pre-save consented again runs again in full once its
+			-- release resumes: its target failures are forgotten, as a
+			-- resume does.
+			results = CASE WHEN presaves.status = 'held' THEN `+withoutTargetFailures("presaves.results")+` ELSE presaves.results END,
+			target_error = NULL, last_error = NULL, updated_at = now()
 		RETURNING `+presaveColumns,
 		uuid.Must(uuid.NewV7()), fanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
 		status, c.AccountID).QueryRow(func(row pgx.Row) error {

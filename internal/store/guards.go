@@ -152,13 +152,15 @@ type CanaryGuard struct {
 // UnsettledCanaries lists the guards whose canary is chosen and awaits a
 // verdict: in their canary, or paused by it (a canary that finds its
 // target after all lets the drain through). Bounded by the releases
-// going live, on the release_guards_unsettled index.
-func (s *Store) UnsettledCanaries(ctx context.Context) ([]CanaryGuard, error) {
+// going live, on the release_guards_unsettled index. A release ID (not
+// uuid.Nil) and provider restrict it to that guard.
+func (s *Store) UnsettledCanaries(ctx context.Context, releaseID uuid.UUID, p providers.Name) ([]CanaryGuard, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+prefixed("g.", guardColumns)+`, p.actions, p.results, p.status, p.target_error
 		FROM release_guards g LEFT JOIN presaves p ON p.id = ANY (g.canary_ids)
 		WHERE g.canary_ids IS NOT NULL AND (g.state = 'canary' OR (g.state = 'paused' AND g.pause_cause = 'canary'))
-		ORDER BY g.release_id, g.provider`)
+		  AND ($1::uuid IS NULL OR (g.release_id = $1 AND g.provider = $2))
+		ORDER BY g.release_id, g.provider`, nullUUID(releaseID), p)
 	if err != nil {
 		return nil, fmt.Errorf("store: unsettled canaries: %w", err)
 	}
@@ -268,8 +270,7 @@ func (s *Store) OpenGuard(ctx context.Context, releaseID uuid.UUID, p providers.
 		ok = true
 		tag, err = tx.Exec(ctx, `
 			UPDATE presaves p SET status = 'pending', generation = p.generation + 1,
-				results = (SELECT coalesce(jsonb_object_agg(e.k, e.v), '{}'::jsonb) FROM jsonb_each(p.results) AS e (k, v)
-				           WHERE NOT coalesce((e.v->>'target')::boolean, false)),
+				results = `+withoutTargetFailures("p.results")+`,
 				completed_at = NULL, enqueued_at = NULL, lease_until = NULL, target_error = NULL, last_error = NULL,
 				updated_at = now()
 			WHERE p.release_id = $1 AND p.provider = $2
@@ -281,6 +282,14 @@ func (s *Store) OpenGuard(ctx context.Context, releaseID uuid.UUID, p providers.
 		return Opened{}, false, fmt.Errorf("store: open guard: %w", err)
 	}
 	return out, ok, nil
+}
+
+// withoutTargetFailures is the SQL expression of results (a pre-save's
+// results column) without the actions that failed with a target error,
+// which run again after a resume.
+func withoutTargetFailures(results string) string {
+	return `(SELECT coalesce(jsonb_object_agg(e.k, e.v), '{}'::jsonb) FROM jsonb_each(` + results + `) AS e (k, v)
+		WHERE NOT coalesce((e.v->>'target')::boolean, false))`
 }
 
 // BreakerWindow counts the latest n attempt ends (finished, held, or
