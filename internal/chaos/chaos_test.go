@@ -596,7 +596,13 @@ func TestReleaseMoved(t *testing.T) {
 	r := setup(t, "release_moved", opts{workers: 2, latency: "10ms"})
 	r.connect()
 	ctx := ctxFor(t, 5*time.Minute)
+	// The relay queues the release's canary ahead of its time (the rest
+	// wait in PostgreSQL for the canary's verdict).
 	p := r.progress()
+	for p.Queued == 0 && time.Until(r.due) > 2*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		p = r.progress()
+	}
 	if p.Queued == 0 {
 		t.Fatalf("want pre-saves queued in Redis before the move, got %+v", p)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 	"github.com/presave/presave/internal/store/inspect"
@@ -25,6 +27,16 @@ func (b *bundle) guardOf(rel store.Release, p providers.Name) store.Guard {
 	}
 	b.t.Fatalf("release %s has no guard for %s", rel.Slug, p)
 	return store.Guard{}
+}
+
+// canaryOf is the set of the release's canary pre-saves at p.
+func (b *bundle) canaryOf(rel store.Release, p providers.Name) map[uuid.UUID]bool {
+	b.t.Helper()
+	out := map[uuid.UUID]bool{}
+	for _, id := range b.guardOf(rel, p).Canary {
+		out[id] = true
+	}
+	return out
 }
 
 // waitPaused waits until the release's guard for p is paused.
@@ -64,29 +76,6 @@ func (b *bundle) tokensKept(fans []fan) int {
 	return n
 }
 
-// gauge sums a gauge's series with the given provider label.
-func (b *bundle) gauge(name string, p providers.Name) float64 {
-	b.t.Helper()
-	mfs, err := b.reg.Gather()
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "provider" && l.GetValue() == string(p) {
-					sum += m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return sum
-}
-
 // TestCanaryPausesAWrongAlbum: a release naming an album Spotify does not
 // know pauses at its canary: the canary's other actions are done, nobody
 // failed, no token was purged, and the fans behind the canary never ran.
@@ -111,7 +100,7 @@ func TestCanaryPausesAWrongAlbum(t *testing.T) {
 		g.Pause.Failed != 5 || g.Pause.Seen != 5 {
 		t.Errorf("pause = %+v, want the canary's save failing non_existing_id on 5 of 5", *g.Pause)
 	}
-	if n := b.gauge("presave_release_paused", providers.Spotify); n != 1 {
+	if n := b.sumMetric("presave_release_paused", providers.Spotify); n != 1 {
 		t.Errorf("presave_release_paused{provider=spotify} = %v, want 1", n)
 	}
 	st := b.statusesOf(rel, providers.Spotify)
@@ -149,7 +138,7 @@ func TestCanaryPausesAWrongAlbum(t *testing.T) {
 	}
 	b.assertExactlyOnce(fans)
 	b.assertTokensGone(fans)
-	if n := b.gauge("presave_release_paused", providers.Spotify); n != 0 {
+	if n := b.sumMetric("presave_release_paused", providers.Spotify); n != 0 {
 		t.Errorf("presave_release_paused{provider=spotify} = %v after resume, want 0", n)
 	}
 }
@@ -175,10 +164,7 @@ func TestLateReleaseWaitsForTheCanary(t *testing.T) {
 	if st[store.PresaveDone] != len(fans) {
 		t.Fatalf("statuses %v, want all done", st)
 	}
-	canary := map[string]bool{}
-	for _, id := range b.guardOf(rel, providers.Spotify).Canary {
-		canary[id.String()] = true
-	}
+	canary := b.canaryOf(rel, providers.Spotify)
 	for _, f := range fans {
 		ps, err := b.st.Presave(ctx, f.presave.ID)
 		if err != nil {
@@ -187,7 +173,7 @@ func TestLateReleaseWaitsForTheCanary(t *testing.T) {
 		if late := ps.CompletedAt.Sub(appears); late > time.Minute {
 			t.Errorf("%s done %s after the album appeared", f.user, late)
 		}
-		if !canary[ps.ID.String()] && ps.Attempts != 1 {
+		if !canary[ps.ID] && ps.Attempts != 1 {
 			t.Errorf("%s (behind the canary) took %d attempts, want 1", f.user, ps.Attempts)
 		}
 	}
@@ -292,17 +278,14 @@ func TestHoldDeadline(t *testing.T) {
 	if st[store.PresaveFailed] != len(fans)-3 || st[store.PresavePartial] != 3 {
 		t.Fatalf("statuses %v, want the canary partial (its other actions were done) and the rest failed at the hold deadline", st)
 	}
-	canary := map[string]bool{}
-	for _, id := range b.guardOf(rel, providers.Spotify).Canary {
-		canary[id.String()] = true
-	}
+	canary := b.canaryOf(rel, providers.Spotify)
 	for _, f := range fans {
 		ps, err := b.st.Presave(ctx, f.presave.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := "hold_expired"
-		if canary[ps.ID.String()] {
+		if canary[ps.ID] {
 			want = "save: not_live"
 		}
 		if ps.LastError != want {

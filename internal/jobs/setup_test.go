@@ -420,15 +420,29 @@ func (m *meter) maxInWindow(p providers.Name, d time.Duration) (int, int) {
 // counter sums the metric name over every label set (0 when absent).
 func (b *bundle) counter(name string) float64 {
 	b.t.Helper()
+	return b.sumMetric(name, "")
+}
+
+// sumMetric sums the counter or gauge name over its series, those with
+// the provider label when provider is not empty.
+func (b *bundle) sumMetric(name string, provider providers.Name) float64 {
+	b.t.Helper()
 	mfs, err := b.reg.Gather()
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	sum := 0.0
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := provider == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == "provider" && l.GetValue() == string(provider))
+			}
+			if match {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
