@@ -43,9 +43,9 @@ func TestPlanAgreesWithTheDrain(t *testing.T) {
 	if yt.Presaves != 2 || yt.Actions["like"] != 2 || yt.Actions["subscribe"] != 2 || yt.Actions["add_to_my_playlist"] != 2 {
 		t.Errorf("youtube plan = %+v", yt)
 	}
-	// like and subscribe: 51 units each; add_to_my_playlist 102: 408
-	// units, two days of 300.
-	if yt.Units != 2*(51+51+102) || yt.DailyUnits != 300 || yt.QuotaDays != 2 || sp.Units != 0 {
+	// like and subscribe: one unchecked write, 50 units each;
+	// add_to_my_playlist 102: 404 units, two days of 300.
+	if yt.Units != 2*(50+50+102) || yt.DailyUnits != 300 || yt.QuotaDays != 2 || sp.Units != 0 {
 		t.Errorf("units: spotify %d, youtube %d of %d (%d days)", sp.Units, yt.Units, yt.DailyUnits, yt.QuotaDays)
 	}
 	if sp.Undeliverable != 0 || yt.Undeliverable != 0 || sp.RatePerSecond != 20 || sp.DrainSeconds != float64(sp.Calls)/20 {

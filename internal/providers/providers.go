@@ -213,9 +213,12 @@ type Provider interface {
 
 // Client performs pre-save actions for one fan.
 type Client interface {
-	// Perform applies a to t idempotently: it checks first and returns
-	// OutcomeAlready without writing when the action is already in
-	// effect, so a retry after a crash never duplicates anything.
+	// Perform applies a to t so that a retry after a crash never
+	// duplicates anything: a write the API makes idempotent (saving,
+	// following, liking) is sent without a check and answers OutcomeOK
+	// (whether or not it was in effect before: we cannot tell); a write
+	// that is not (adding to a playlist) checks first and answers
+	// OutcomeAlready without writing when it is in effect.
 	Perform(ctx context.Context, a Action, t Target) (Outcome, error)
 	// InEffect reports whether a is already in effect for t.
 	InEffect(ctx context.Context, a Action, t Target) (bool, error)

@@ -242,11 +242,18 @@ func (c *client) ownPlaylist(ctx context.Context, t providers.Target) (string, e
 }
 
 // legacyFollowPlaylist follows the playlist through
-// /playlists/{id}/followers, privately, after checking
+// /playlists/{id}/followers, privately: a write is sent without a check
+// (following is idempotent); without write it checks
 // /playlists/{id}/followers/contains for the fan. The body is sent here
 // rather than by zmb3's FollowPlaylist, which sends a bare boolean where
 // the reference wants {"public": false}.
 func (c *client) legacyFollowPlaylist(ctx context.Context, id, accountID string, write bool) (providers.Outcome, error) {
+	if write {
+		if err := c.do(ctx, http.MethodPut, "playlists/"+url.PathEscape(id)+"/followers", map[string]bool{"public": false}, nil, http.StatusOK, http.StatusNoContent); err != nil {
+			return "", err
+		}
+		return providers.OutcomeOK, nil
+	}
 	if accountID == "" {
 		return "", &providers.Error{Provider: providers.Spotify, Op: string(providers.ActionFollowPlaylist), Class: providers.Permanent, Reason: "no_account_id", Account: true}
 	}
@@ -256,12 +263,6 @@ func (c *client) legacyFollowPlaylist(ctx context.Context, id, accountID string,
 	}
 	if len(has) == 1 && has[0] {
 		return providers.OutcomeAlready, nil
-	}
-	if !write {
-		return providers.OutcomeOK, nil
-	}
-	if err := c.do(ctx, http.MethodPut, "playlists/"+url.PathEscape(id)+"/followers", map[string]bool{"public": false}, nil, http.StatusOK, http.StatusNoContent); err != nil {
-		return "", err
 	}
 	return providers.OutcomeOK, nil
 }

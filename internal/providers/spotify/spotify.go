@@ -259,24 +259,31 @@ func legacyBatchOf(kind string) int {
 }
 
 // Calls implements providers.Provider: the requests one Perform of a
-// makes when everything is missing (a check, then a write, per batch),
-// and for add_to_my_playlist those of OwnPlaylist before it (one page of
-// the fan's playlists and the creation) unless t names the playlist.
+// makes when it writes: one write per batch for the idempotent actions
+// (no check), and for add_to_my_playlist the playlist's items read, the
+// adds, and finding or creating the playlist when t does not name it.
 func (p *Provider) Calls(a providers.Action, t providers.Target) int {
 	n := func(count, batch int) int { return max(1, (count+batch-1)/batch) }
 	switch a {
 	case providers.ActionSave:
 		if p.cfg.Mode == ModeLegacy {
-			return 2 * (n(len(t.AlbumIDs), legacyAlbumBatch) + n(len(t.TrackIDs), legacyBatch))
+			calls := 0
+			if len(t.AlbumIDs) > 0 {
+				calls += n(len(t.AlbumIDs), legacyAlbumBatch)
+			}
+			if len(t.TrackIDs) > 0 {
+				calls += n(len(t.TrackIDs), legacyBatch)
+			}
+			return max(calls, 1)
 		}
-		return 2 * n(len(t.AlbumIDs)+len(t.TrackIDs), libraryBatch)
+		return n(len(t.AlbumIDs)+len(t.TrackIDs), libraryBatch)
 	case providers.ActionFollow:
 		if p.cfg.Mode == ModeLegacy {
-			return 2 * n(len(t.ArtistIDs), legacyBatch)
+			return n(len(t.ArtistIDs), legacyBatch)
 		}
-		return 2 * n(len(t.ArtistIDs), libraryBatch)
+		return n(len(t.ArtistIDs), libraryBatch)
 	case providers.ActionFollowPlaylist:
-		return 2
+		return 1
 	case providers.ActionAddToMyPlaylist:
 		calls := 1 + n(len(t.TrackIDs), playlistAddBatch) // the (empty) playlist's items, then the adds
 		if t.MyPlaylist.ID == "" {
@@ -347,8 +354,10 @@ func (c *client) InEffect(ctx context.Context, a providers.Action, t providers.T
 	return out == providers.OutcomeAlready, err
 }
 
-// perform checks what is missing and, if write, adds it. It returns
-// OutcomeAlready when nothing was missing.
+// perform, with write, applies a: an idempotent write (saving,
+// following) is sent as is; adding to the fan's playlist checks first
+// and adds what is missing (OutcomeAlready when nothing was). Without
+// write it only checks.
 func (c *client) perform(ctx context.Context, a providers.Action, t providers.Target, write bool) (providers.Outcome, error) {
 	switch a {
 	case providers.ActionSave:
@@ -423,8 +432,16 @@ func chunks[T any](s []T, n int) [][]T {
 	return out
 }
 
-// saveItems saves (or follows) the URIs not yet in the library.
+// saveItems saves (or follows) URIs. A write sends them all without a
+// check: saving to the library and following are idempotent ("Save Items
+// to User's Library", PUT, and the legacy PUT endpoints: an item already
+// saved stays saved once), so a check would prevent nothing and cost a
+// request; the outcome is then ok, whether or not an item was there
+// before. Without write it checks what is missing.
 func (c *client) saveItems(ctx context.Context, all []string, write bool) (providers.Outcome, error) {
+	if write {
+		return providers.OutcomeOK, c.writeItems(ctx, all)
+	}
 	var missing []string
 	if c.p.cfg.Mode == ModeLegacy {
 		m, err := c.legacyMissing(ctx, all)
@@ -442,18 +459,20 @@ func (c *client) saveItems(ctx context.Context, all []string, write bool) (provi
 	if len(missing) == 0 {
 		return providers.OutcomeAlready, nil
 	}
-	if !write {
-		return providers.OutcomeOK, nil
-	}
+	return providers.OutcomeOK, nil
+}
+
+// writeItems saves (or follows) every URI, in the endpoints' batches.
+func (c *client) writeItems(ctx context.Context, all []string) error {
 	if c.p.cfg.Mode == ModeLegacy {
-		return providers.OutcomeOK, c.legacySave(ctx, missing)
+		return c.legacySave(ctx, all)
 	}
-	for _, part := range chunks(missing, libraryBatch) {
+	for _, part := range chunks(all, libraryBatch) {
 		if err := c.do(ctx, http.MethodPut, "me/library?"+urisQuery(part), nil, nil, http.StatusOK, http.StatusNoContent); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return providers.OutcomeOK, nil
+	return nil
 }
 
 func (c *client) libraryMissing(ctx context.Context, all []string) ([]string, error) {

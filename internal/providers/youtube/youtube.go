@@ -145,20 +145,17 @@ func (p *Provider) AuthCodeURL(state, verifier string, scopes []string) string {
 }
 
 // QuotaCost implements providers.Provider, from the Data API's quota
-// table: a like or a subscription reads once (videos.getRating,
-// subscriptions.list: 1 unit) and writes at most once (videos.rate,
-// subscriptions.insert: 50). add_to_my_playlist counts OwnPlaylist's
-// calls with its own, as an upper bound: a page of the fan's playlists
-// (1) and the playlist's creation (50), then playlistItems.list (1) and
-// playlistItems.insert (50); when it was already in effect, the two
-// reads.
+// table: a like or a subscription is one write, unchecked (videos.rate,
+// subscriptions.insert: 50 units; a duplicate subscription is counted
+// as spent, since Google charges a request that fails too).
+// add_to_my_playlist counts OwnPlaylist's calls with its own, as an
+// upper bound: a page of the fan's playlists (1) and the playlist's
+// creation (50), then playlistItems.list (1) and playlistItems.insert
+// (50); when it was already in effect, the two reads.
 func (p *Provider) QuotaCost(a providers.Action, out providers.Outcome) int {
 	switch a {
 	case providers.ActionLike, providers.ActionSubscribe:
-		if out == providers.OutcomeAlready {
-			return CostRead
-		}
-		return CostRead + CostWrite
+		return CostWrite
 	case providers.ActionAddToMyPlaylist:
 		if out == providers.OutcomeAlready {
 			return 2 * CostRead
@@ -168,15 +165,18 @@ func (p *Provider) QuotaCost(a providers.Action, out providers.Outcome) int {
 	return 0
 }
 
-// Calls implements providers.Provider: one Perform checks once, then
-// writes at most once; add_to_my_playlist also finds or creates the
-// fan's playlist first (a page of playlists.list, playlists.insert)
-// unless t names it.
+// Calls implements providers.Provider: a like or a subscription is one
+// write; add_to_my_playlist checks, writes at most once, and finds or
+// creates the fan's playlist first (a page of playlists.list,
+// playlists.insert) unless t names it.
 func (p *Provider) Calls(a providers.Action, t providers.Target) int {
-	if a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "" {
+	switch {
+	case a == providers.ActionAddToMyPlaylist && t.MyPlaylist.ID == "":
 		return 4
+	case a == providers.ActionAddToMyPlaylist:
+		return 2
 	}
-	return 2
+	return 1
 }
 
 // TestingGrantLifetime is how long a refresh token of a Google OAuth app
@@ -370,22 +370,33 @@ func (c *client) call(ctx context.Context, op string, fn func(ctx context.Contex
 	}
 }
 
-// Perform implements providers.Client.
+// Perform implements providers.Client. A like is written without a
+// check (videos.rate sets the rating: rating a liked video "like" again
+// changes nothing), and so is a subscription (subscriptions.insert of an
+// existing one answers 400 subscriptionDuplicate, which is "already"):
+// a check would cost a request and a unit and prevent nothing. Adding to
+// the fan's playlist checks first: an insert appends a duplicate.
 func (c *client) Perform(ctx context.Context, a providers.Action, t providers.Target) (providers.Outcome, error) {
 	var out providers.Outcome
 	err := c.call(ctx, string(a), func(ctx context.Context) error {
-		done, err := c.inEffect(ctx, a, t)
+		if a == providers.ActionAddToMyPlaylist {
+			done, err := c.inEffect(ctx, a, t)
+			if err != nil {
+				return err
+			}
+			if done {
+				out = providers.OutcomeAlready
+				return nil
+			}
+		}
+		already, err := c.write(ctx, a, t)
 		if err != nil {
 			return err
 		}
-		if done {
-			out = providers.OutcomeAlready
-			return nil
-		}
-		if err := c.write(ctx, a, t); err != nil {
-			return err
-		}
 		out = providers.OutcomeOK
+		if already {
+			out = providers.OutcomeAlready
+		}
 		return nil
 	})
 	return out, err
@@ -449,19 +460,26 @@ func (c *client) inEffect(ctx context.Context, a providers.Action, t providers.T
 	return false, badTarget(a, "unsupported_action")
 }
 
-func (c *client) write(ctx context.Context, a providers.Action, t providers.Target) error {
+// write performs a's write; already reports a subscription that existed.
+func (c *client) write(ctx context.Context, a providers.Action, t providers.Target) (already bool, err error) {
 	switch a {
 	case providers.ActionLike:
-		return c.svc.Videos.Rate(t.VideoID, "like").Context(ctx).Do()
+		if t.VideoID == "" {
+			return false, badTarget(a, "empty_target")
+		}
+		return false, c.svc.Videos.Rate(t.VideoID, "like").Context(ctx).Do()
 	case providers.ActionSubscribe:
+		if t.ChannelID == "" {
+			return false, badTarget(a, "empty_target")
+		}
 		_, err := c.svc.Subscriptions.Insert([]string{"snippet"}, &yt.Subscription{
 			Snippet: &yt.SubscriptionSnippet{ResourceId: &yt.ResourceId{Kind: "youtube#channel", ChannelId: t.ChannelID}},
 		}).Context(ctx).Do()
 		var ge *googleapi.Error
 		if errors.As(err, &ge) && reasonOf(ge) == "subscriptionDuplicate" {
-			return nil // subscribed since the check: what we wanted
+			return true, nil
 		}
-		return err
+		return false, err
 	case providers.ActionAddToMyPlaylist:
 		_, err := c.svc.PlaylistItems.Insert([]string{"snippet"}, &yt.PlaylistItem{
 			Snippet: &yt.PlaylistItemSnippet{
@@ -469,9 +487,9 @@ func (c *client) write(ctx context.Context, a providers.Action, t providers.Targ
 				ResourceId: &yt.ResourceId{Kind: "youtube#video", VideoId: t.VideoID},
 			},
 		}).Context(ctx).Do()
-		return err
+		return false, err
 	}
-	return badTarget(a, "unsupported_action")
+	return false, badTarget(a, "unsupported_action")
 }
 
 // OwnPlaylist implements providers.Client: it pages through the fan's

@@ -104,13 +104,14 @@ func TestOAuthURLAndScopes(t *testing.T) {
 		calls    int
 		playlist string
 	}{
-		{providers.ActionLike, "", 51, 2, ""},
-		{providers.ActionLike, providers.OutcomeAlready, 1, 2, ""},
-		{providers.ActionSubscribe, "", 51, 2, ""},
-		{providers.ActionSubscribe, providers.OutcomeAlready, 1, 2, ""},
+		// A like and a subscription are one unchecked write.
+		{providers.ActionLike, "", 50, 1, ""},
+		{providers.ActionLike, providers.OutcomeOK, 50, 1, ""},
+		{providers.ActionSubscribe, "", 50, 1, ""},
+		{providers.ActionSubscribe, providers.OutcomeAlready, 50, 1, ""},
 		{providers.ActionAddToMyPlaylist, "", 102, 4, ""},
 		{providers.ActionAddToMyPlaylist, providers.OutcomeAlready, 2, 2, "PLknown"},
-		{providers.ActionSave, "", 0, 2, ""},
+		{providers.ActionSave, "", 0, 1, ""},
 	} {
 		tgt := target
 		tgt.MyPlaylist.ID = tc.playlist
@@ -161,15 +162,22 @@ func TestActionsIdempotentAndQuota(t *testing.T) {
 			t.Errorf("%s used %d units, QuotaCost says %d", a, used, e.p.QuotaCost(a, providers.OutcomeOK))
 		}
 		// Retries, from this client and from a fresh one (which has not
-		// recorded the playlist and finds it by its marker), write nothing.
+		// recorded the playlist and finds it by its marker), duplicate
+		// nothing: the like is written again (videos.rate sets it: ok),
+		// the subscription answers subscriptionDuplicate (already), the
+		// playlist's item is checked (already).
+		want := providers.OutcomeAlready
+		if a == providers.ActionLike {
+			want = providers.OutcomeOK
+		}
 		for _, cl := range []providers.Client{c, e.p.Client(ctx, e.tok, nil)} {
 			before := e.fake.QuotaUsed(clientID)
 			got, again, err := providerstest.Perform(ctx, cl, a, target)
-			if err != nil || got != providers.OutcomeAlready || again.MyPlaylist.ID != tgt.MyPlaylist.ID {
-				t.Fatalf("%s retry = %q (playlist %q), %v; want already (playlist %q)", a, got, again.MyPlaylist.ID, err, tgt.MyPlaylist.ID)
+			if err != nil || got != want || again.MyPlaylist.ID != tgt.MyPlaylist.ID {
+				t.Fatalf("%s retry = %q (playlist %q), %v; want %s (playlist %q)", a, got, again.MyPlaylist.ID, err, want, tgt.MyPlaylist.ID)
 			}
-			if used := e.fake.QuotaUsed(clientID) - before; used > e.p.QuotaCost(a, providers.OutcomeAlready) {
-				t.Errorf("%s retry used %d units, QuotaCost says at most %d", a, used, e.p.QuotaCost(a, providers.OutcomeAlready))
+			if used := e.fake.QuotaUsed(clientID) - before; used > e.p.QuotaCost(a, got) {
+				t.Errorf("%s retry used %d units, QuotaCost says at most %d", a, used, e.p.QuotaCost(a, got))
 			}
 		}
 		if in, err := c.InEffect(ctx, a, tgt); err != nil || !in {
@@ -184,8 +192,8 @@ func TestActionsIdempotentAndQuota(t *testing.T) {
 		!strings.HasSuffix(u.Playlists[0].Description, "[presave:release-1]") || !slices.Equal(u.Playlists[0].Items, []string{"vid1"}) {
 		t.Fatalf("the fan's playlists = %+v, want one private playlist holding vid1 once", u.Playlists)
 	}
-	for route, want := range map[string]int{"POST /youtube/v3/videos/rate 204": 1, "POST /youtube/v3/subscriptions 200": 1,
-		"POST /youtube/v3/playlists 200": 1, "POST /youtube/v3/playlistItems 200": 1} {
+	for route, want := range map[string]int{"POST /youtube/v3/videos/rate 204": 3, "POST /youtube/v3/subscriptions 200": 1,
+		"POST /youtube/v3/subscriptions 400": 2, "POST /youtube/v3/playlists 200": 1, "POST /youtube/v3/playlistItems 200": 1} {
 		if n := e.fake.State().Calls[route]; n != want {
 			t.Errorf("%s calls = %d, want %d", route, n, want)
 		}
@@ -278,7 +286,12 @@ func TestErrorClasses(t *testing.T) {
 			// Google rate-limits with 403 rateLimitExceeded and no
 			// Retry-After: rate limited, and the caller picks the wait.
 			name: "rate limited", action: providers.ActionLike,
-			setup: func(e *env) { e.fake.SetRateLimit(providers.YouTube, 0.25, 1) },
+			// 0.25/s, burst 1, spent by a check: the write is refused.
+			setup: func(e *env) {
+				e.fake.SetRateLimit(providers.YouTube, 0.25, 1)
+				ctx := context.Background()
+				_, _ = e.p.Client(ctx, e.tok, nil).InEffect(ctx, providers.ActionLike, target)
+			},
 			class: providers.RateLimited, status: 403, reason: "rateLimitExceeded",
 			check: func(t *testing.T, pe *providers.Error) {
 				if pe.RetryAfter != 0 {
