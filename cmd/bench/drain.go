@@ -153,9 +153,11 @@ func (b *bench) drain(ctx context.Context, res results) error {
 	if err := sleepUntil(ctx, due); err != nil {
 		return err
 	}
-	cpu0 := sampleCPU()
+	cpu0, calls0 := sampleCPU(), b.providerCalls()
 	t, err := b.waitDrained(ctx, rel, n)
 	cpu0.until(sampleCPU()).record(res, "cpu_ms_per_presave", n)
+	res["calls_per_presave"] = float64(b.providerCalls()-calls0) / float64(n)
+	res["calls_per_presave_min"] = callsPerPresaveMin
 	if perr := <-profiled; perr != nil {
 		fmt.Fprintf(b.out, "  warning: worker profile: %v\n", perr)
 	}
@@ -171,6 +173,30 @@ func (b *bench) drain(ctx context.Context, res results) error {
 		return fmt.Errorf("%d duplicate entries on the fake provider", dups)
 	}
 	return nil
+}
+
+// callsPerPresaveMin is the fewest provider requests a pre-save of the
+// benchmark's release can make on a real release day, half on each
+// provider: Spotify, a refresh and one library write (the album and the
+// artist together: PUT /me/library takes both); YouTube, a refresh, the
+// like and the revoke.
+const callsPerPresaveMin = (2.0 + 3.0) / 2
+
+// providerCalls counts every request the workers make of the providers:
+// the APIs, the token endpoints (refreshes) and Google's revoke.
+func (b *bench) providerCalls() int {
+	total := 0
+	for k, v := range b.fake.CallCounts() {
+		var method, route string
+		var st int
+		if _, err := fmt.Sscanf(k, "%s %s %d", &method, &route, &st); err != nil {
+			continue
+		}
+		if isAPIRoute(route) || route == "/api/token" || route == "/google/token" || route == "/google/revoke" {
+			total += v
+		}
+	}
+	return total
 }
 
 // calls sums the fake's API calls (not OAuth) with status (0 = any).

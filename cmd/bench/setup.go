@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/config"
@@ -46,6 +47,12 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 	// counters directly; the API and the workers reach it over loopback
 	// HTTP like any provider.
 	b.fake = fake.New(fake.Options{YouTubeDailyQuota: 1 << 40})
+	// A real release day: the fans consented days before, so every
+	// access token has expired by the release time and every pre-save
+	// refreshes (and stores) its token first. x/oauth2 counts a token
+	// expired 10 s before its end, so 11 s is valid while the API uses it
+	// at the consent and expired a second later, long before the release.
+	b.fake.SetAccessTokenTTL(accessTokenTTL)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -94,6 +101,10 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 	ok = true
 	return b, nil
 }
+
+// accessTokenTTL is the lifetime of the access tokens the benchmark's
+// fake issues (see setup).
+const accessTokenTTL = 11 * time.Second
 
 // unlimited lifts the workers' own rate limits so they run as fast as the
 // fake allows.
