@@ -204,37 +204,30 @@ type loopEnd struct {
 }
 
 // performActions runs every consented action without a result yet,
-// checking first so a retry never duplicates, until one ends the attempt.
+// checking first where a write is not idempotent so a retry never
+// duplicates, until one ends the attempt. The actions the provider
+// writes in one request go first, together (performCombined).
 func (w *Worker) performActions(ctx context.Context, log *slog.Logger, x *execution) (map[providers.Action]store.ActionResult, loopEnd) {
 	ps := x.ps
 	results := map[providers.Action]store.ActionResult{}
+	if stop, ended := w.performCombined(ctx, log, x, results); ended {
+		return results, stop
+	}
 	var end loopEnd
 	for _, a := range ps.Actions {
 		if _, done := ps.Results[a]; done {
 			continue // ok, already or permanently failed in an earlier attempt
 		}
+		if _, done := results[a]; done {
+			continue // written together with others just now
+		}
 		if !slices.Contains(x.available, a) {
 			w.record(ps, a, store.ActionResult{Outcome: providers.OutcomeFailed, Reason: ReasonNotConfigured, At: time.Now()}, results)
 			continue
 		}
-		if ctx.Err() != nil {
-			return results, loopEnd{retry: ctx.Err()}
+		if stop, ended := w.beforeCall(ctx, log, x, x.prov.Calls(a, x.target)); ended {
+			return results, stop
 		}
-		d, err := w.pace(ctx, x.prov, ps, a, x.target)
-		switch {
-		case d != nil:
-			return results, loopEnd{deferral: d}
-		case errors.Is(err, ratelimit.ErrStopped):
-			return results, loopEnd{stopped: true}
-		case err != nil:
-			return results, loopEnd{retry: err}
-		}
-		if x.first && !x.called {
-			lag := time.Since(ps.DueAt)
-			w.metrics.FirstActionLag.WithLabelValues(string(ps.Provider)).Observe(lag.Seconds())
-			log.Debug("first action", "lag_ms", lag.Milliseconds())
-		}
-		x.called = true
 		res, stop := w.performOne(ctx, log, x, a)
 		if res != nil {
 			w.record(ps, a, *res, results)
@@ -249,6 +242,98 @@ func (w *Worker) performActions(ctx context.Context, log *slog.Logger, x *execut
 		}
 	}
 	return results, end
+}
+
+// beforeCall paces the next calls requests and counts the attempt's
+// first call; ended says the attempt must end as stop says.
+func (w *Worker) beforeCall(ctx context.Context, log *slog.Logger, x *execution, calls int) (loopEnd, bool) {
+	if ctx.Err() != nil {
+		return loopEnd{retry: ctx.Err()}, true
+	}
+	d, err := w.pace(ctx, x.ps, calls)
+	switch {
+	case d != nil:
+		return loopEnd{deferral: d}, true
+	case errors.Is(err, ratelimit.ErrStopped):
+		return loopEnd{stopped: true}, true
+	case err != nil:
+		return loopEnd{retry: err}, true
+	}
+	if x.first && !x.called {
+		lag := time.Since(x.ps.DueAt)
+		w.metrics.FirstActionLag.WithLabelValues(string(x.ps.Provider)).Observe(lag.Seconds())
+		log.Debug("first action", "lag_ms", lag.Milliseconds())
+	}
+	x.called = true
+	return loopEnd{}, false
+}
+
+// performCombined writes in one request the remaining actions the
+// provider combines (providers.Combiner: Spotify's library actions),
+// recording ok for each. A grant, rate, quota or transient error ends
+// the attempt as it would for one action; any other error (a target
+// not live, an ID refused) says nothing of which action caused it, so
+// the actions are then performed one by one. ended says the attempt
+// must end as stop says.
+func (w *Worker) performCombined(ctx context.Context, log *slog.Logger, x *execution, results map[providers.Action]store.ActionResult) (loopEnd, bool) {
+	comb, ok := x.prov.(providers.Combiner)
+	cc, ok2 := x.client.(providers.CombinedClient)
+	if !ok || !ok2 {
+		return loopEnd{}, false
+	}
+	var left []providers.Action
+	for _, a := range x.ps.Actions {
+		if _, done := x.ps.Results[a]; !done && slices.Contains(x.available, a) {
+			left = append(left, a)
+		}
+	}
+	group := comb.Combine(left, x.target)
+	if len(group) < 2 {
+		return loopEnd{}, false
+	}
+	if stop, ended := w.beforeCall(ctx, log, x, comb.CombinedCalls(group, x.target)); ended {
+		return stop, true
+	}
+	start := time.Now()
+	err := cc.PerformCombined(ctx, group, x.target)
+	if err != nil {
+		if stop, ended := w.transientEnd(ctx, log, x, err); ended {
+			return stop, true
+		}
+		log.Debug("combined write refused; performing the actions one by one", "actions", group, "err", err)
+		return loopEnd{}, false
+	}
+	w.metrics.CallSeconds.WithLabelValues(string(x.ps.Provider), "combined", "").Observe(time.Since(start).Seconds())
+	for _, a := range group {
+		x.reserved -= x.prov.QuotaCost(a, providers.OutcomeOK)
+		w.record(x.ps, a, store.ActionResult{Outcome: providers.OutcomeOK, At: time.Now()}, results)
+	}
+	return loopEnd{}, false
+}
+
+// transientEnd is how an error that is not the action's own ends the
+// attempt: the grant no longer works, a rate limit or a spent quota
+// (deferrals), or trouble worth a retry. ended is false for any other
+// error (not live, refused).
+func (w *Worker) transientEnd(ctx context.Context, log *slog.Logger, x *execution, err error) (loopEnd, bool) {
+	pe, _ := providers.AsError(err)
+	switch providers.ClassOf(err) {
+	case providers.GrantInvalid:
+		return loopEnd{grant: err}, true
+	case providers.RateLimited:
+		wait := w.rateLimitPause(ctx, log, string(x.ps.Provider), pe)
+		w.metrics.RateLimited.WithLabelValues(string(x.ps.Provider), "provider").Inc()
+		return loopEnd{deferral: &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}}, true
+	case providers.QuotaExhausted:
+		until := time.Now().Add(time.Hour)
+		if pe != nil && !pe.ResetAt.IsZero() {
+			until = pe.ResetAt
+		}
+		return loopEnd{deferral: &Deferral{Reason: "quota", Until: until, Err: err}}, true
+	case providers.Retryable:
+		return loopEnd{retry: err}, true
+	}
+	return loopEnd{}, false
 }
 
 // performOne performs one action and classifies its outcome: a result
@@ -270,31 +355,20 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 	}
 	w.metrics.CallSeconds.WithLabelValues(string(ps.Provider), string(a), className).Observe(time.Since(start).Seconds())
 	x.reserved -= x.prov.QuotaCost(a, out)
-	pe, _ := providers.AsError(err)
-	switch {
-	case err == nil:
+	if err == nil {
 		return &store.ActionResult{Outcome: out, At: time.Now()}, loopEnd{}
-	case class == providers.GrantInvalid:
-		return nil, loopEnd{grant: err}
-	case class == providers.RateLimited:
-		wait := w.rateLimitPause(ctx, log, string(ps.Provider), pe)
-		w.metrics.RateLimited.WithLabelValues(string(ps.Provider), "provider").Inc()
-		return nil, loopEnd{deferral: &Deferral{Reason: "rate_limited", Until: time.Now().Add(wait), Err: err}}
-	case class == providers.QuotaExhausted:
-		until := time.Now().Add(time.Hour)
-		if pe != nil && !pe.ResetAt.IsZero() {
-			until = pe.ResetAt
-		}
-		return nil, loopEnd{deferral: &Deferral{Reason: "quota", Until: until, Err: err}}
-	case class == providers.NotLiveYet:
+	}
+	if stop, ended := w.transientEnd(ctx, log, x, err); ended {
+		return nil, stop
+	}
+	pe, _ := providers.AsError(err)
+	if class == providers.NotLiveYet {
 		if time.Since(ps.DueAt) > w.cfg.NotLiveGiveUp {
 			x.noteTarget(a, ReasonNotLive)
 			return &store.ActionResult{Outcome: providers.OutcomeFailed, Reason: ReasonNotLive, Target: true, At: time.Now()}, loopEnd{}
 		}
 		x.noteTarget(a, reasonOf(class, pe))
 		return nil, loopEnd{notLive: err}
-	case class == providers.Retryable:
-		return nil, loopEnd{retry: err}
 	}
 	reason, target := reasonOf(class, pe), providers.IsTargetError(err)
 	if target {

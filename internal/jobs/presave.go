@@ -295,16 +295,16 @@ func (w *Worker) reserveUnits(ctx context.Context, prov providers.Provider, ps s
 	return name, units, nil, nil
 }
 
-// pace takes a slot of the provider's shared request rate for one action,
-// or returns a deferral when the wait would be long enough that the task
-// should wait in the queue rather than in a worker slot.
-// It returns ratelimit.ErrStopped once the pre-save was cancelled
-// (StopAttempts): the action must not start.
-func (w *Worker) pace(ctx context.Context, prov providers.Provider, ps store.Presave, a providers.Action, t providers.Target) (*Deferral, error) {
+// pace takes calls slots of the provider's shared request rate (one
+// action's, or a combined write's), or returns a deferral when the wait
+// would be long enough that the task should wait in the queue rather
+// than in a worker slot. It returns ratelimit.ErrStopped once the
+// pre-save was cancelled (StopAttempts): the call must not start.
+func (w *Worker) pace(ctx context.Context, ps store.Presave, calls int) (*Deferral, error) {
 	name := ps.Provider
-	// Paid per action up front; an action found already in effect pays
-	// for a write it did not make.
-	err := w.limiter.Wait(ctx, string(name), prov.Calls(a, t), w.cfg.MaxLimiterWait, stopOf(ps))
+	// Paid up front; an action found already in effect pays for a write
+	// it did not make.
+	err := w.limiter.Wait(ctx, string(name), calls, w.cfg.MaxLimiterWait, stopOf(ps))
 	if err == nil {
 		return nil, nil
 	}

@@ -87,13 +87,15 @@ func (s *Service) Plan(ctx context.Context, releaseID uuid.UUID) (Plan, error) {
 			t.MyPlaylist.ID = "known" // its calls no longer include finding or creating it
 		}
 		available := prov.Actions(t)
+		var doable []providers.Action
 		for _, a := range o.Remaining {
 			pp.Actions[a]++
 			if slices.Contains(available, a) {
-				pp.Calls += prov.Calls(a, t)
+				doable = append(doable, a)
 				pp.Units += prov.QuotaCost(a, "")
 			}
 		}
+		pp.Calls += providers.PlanCalls(prov, doable, t)
 		if o.AuthorizedAt == nil || PastHorizon(prov, *o.AuthorizedAt, o.DueAt) {
 			pp.Undeliverable++
 		}

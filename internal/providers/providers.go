@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -228,6 +229,44 @@ type Client interface {
 	// records the ID before ActionAddToMyPlaylist adds to it, so no
 	// retry creates a second playlist.
 	OwnPlaylist(ctx context.Context, t Target) (string, error)
+}
+
+// Combiner is a provider whose client performs several idempotent
+// actions in one request (CombinedClient): Spotify's library endpoint
+// saves albums and tracks and follows artists and playlists together.
+type Combiner interface {
+	// Combine returns the actions of as that one PerformCombined does
+	// together on t, in as's order: two or more, or nil.
+	Combine(as []Action, t Target) []Action
+	// CombinedCalls is how many requests PerformCombined of as on t makes.
+	CombinedCalls(as []Action, t Target) int
+}
+
+// CombinedClient is the client of a Combiner.
+type CombinedClient interface {
+	// PerformCombined writes every action of as (Combiner.Combine's) on
+	// t. They are idempotent: on success each is OutcomeOK. An error
+	// does not say which action it concerns; the caller performs them
+	// one by one to find out.
+	PerformCombined(ctx context.Context, as []Action, t Target) error
+}
+
+// PlanCalls is how many requests performing as on t takes at most: the
+// actions p combines together (Combiner), the others one by one
+// (Provider.Calls). The worker's pacing and the release plan count this
+// way.
+func PlanCalls(p Provider, as []Action, t Target) int {
+	calls := 0
+	if c, ok := p.(Combiner); ok {
+		if group := c.Combine(as, t); len(group) > 1 {
+			calls += c.CombinedCalls(group, t)
+			as = slices.DeleteFunc(slices.Clone(as), func(a Action) bool { return slices.Contains(group, a) })
+		}
+	}
+	for _, a := range as {
+		calls += p.Calls(a, t)
+	}
+	return calls
 }
 
 // ErrRevokeUnsupported is returned by Revoke when the provider offers no

@@ -258,6 +258,67 @@ func legacyBatchOf(kind string) int {
 	return legacyBatch
 }
 
+var (
+	_ providers.Combiner       = (*Provider)(nil)
+	_ providers.CombinedClient = (*client)(nil)
+)
+
+// combinable are the actions /me/library writes (library mode): saving
+// albums and tracks, following artists and playlists ("Save Items to
+// User's Library" takes their URIs together, 40 a request).
+var combinable = []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionFollowPlaylist}
+
+// Combine implements providers.Combiner: in library mode, the library
+// actions of as; the legacy endpoints are one per kind.
+func (p *Provider) Combine(as []providers.Action, t providers.Target) []providers.Action {
+	if p.cfg.Mode != ModeLibrary {
+		return nil
+	}
+	var out []providers.Action
+	for _, a := range as {
+		if slices.Contains(combinable, a) && len(libraryURIs(a, t)) > 0 {
+			out = append(out, a)
+		}
+	}
+	if len(out) < 2 {
+		return nil
+	}
+	return out
+}
+
+// CombinedCalls implements providers.Combiner: one write per 40 URIs.
+func (p *Provider) CombinedCalls(as []providers.Action, t providers.Target) int {
+	n := 0
+	for _, a := range as {
+		n += len(libraryURIs(a, t))
+	}
+	return max(1, (n+libraryBatch-1)/libraryBatch)
+}
+
+// PerformCombined implements providers.CombinedClient.
+func (c *client) PerformCombined(ctx context.Context, as []providers.Action, t providers.Target) error {
+	var all []string
+	for _, a := range as {
+		all = append(all, libraryURIs(a, t)...)
+	}
+	return c.call(ctx, "library", func(ctx context.Context) error { return c.writeItems(ctx, all) })
+}
+
+// libraryURIs are the URIs a library action writes.
+func libraryURIs(a providers.Action, t providers.Target) []string {
+	switch a {
+	case providers.ActionSave:
+		return append(uris("album", t.AlbumIDs), uris("track", t.TrackIDs)...)
+	case providers.ActionFollow:
+		return uris("artist", t.ArtistIDs)
+	case providers.ActionFollowPlaylist:
+		if t.FollowPlaylistID != "" {
+			return uris("playlist", []string{t.FollowPlaylistID})
+		}
+	}
+	return nil
+}
+
 // Calls implements providers.Provider: the requests one Perform of a
 // makes when it writes: one write per batch for the idempotent actions
 // (no check), and for add_to_my_playlist the playlist's items read, the
@@ -364,12 +425,12 @@ func (c *client) perform(ctx context.Context, a providers.Action, t providers.Ta
 		if len(t.AlbumIDs) == 0 && len(t.TrackIDs) == 0 {
 			return "", errNothing(a)
 		}
-		return c.saveItems(ctx, append(uris("album", t.AlbumIDs), uris("track", t.TrackIDs)...), write)
+		return c.saveItems(ctx, libraryURIs(a, t), write)
 	case providers.ActionFollow:
 		if len(t.ArtistIDs) == 0 {
 			return "", errNothing(a)
 		}
-		return c.saveItems(ctx, uris("artist", t.ArtistIDs), write)
+		return c.saveItems(ctx, libraryURIs(a, t), write)
 	case providers.ActionFollowPlaylist:
 		if t.FollowPlaylistID == "" {
 			return "", errNothing(a)
@@ -377,7 +438,7 @@ func (c *client) perform(ctx context.Context, a providers.Action, t providers.Ta
 		if c.p.cfg.Mode == ModeLegacy {
 			return c.legacyFollowPlaylist(ctx, t.FollowPlaylistID, t.AccountID, write)
 		}
-		return c.saveItems(ctx, uris("playlist", []string{t.FollowPlaylistID}), write)
+		return c.saveItems(ctx, libraryURIs(a, t), write)
 	case providers.ActionAddToMyPlaylist:
 		if t.MyPlaylist.ID == "" || len(t.TrackIDs) == 0 {
 			return "", errNothing(a)

@@ -780,3 +780,44 @@ func TestRefreshStopsSixMonthsAfterTheAuthorization(t *testing.T) {
 		t.Fatalf("six months on: %v, want invalid_grant", err)
 	}
 }
+
+// TestCombinedLibraryWrite: in library mode saving, following the
+// artists and following the playlist go out as one PUT /me/library (one
+// per 40 URIs); the legacy endpoints do not combine.
+func TestCombinedLibraryWrite(t *testing.T) {
+	lib := []providers.Action{providers.ActionSave, providers.ActionFollow, providers.ActionFollowPlaylist}
+	all := append(slices.Clone(lib), providers.ActionAddToMyPlaylist)
+	if got := spotify.New(spotify.Config{Mode: spotify.ModeLegacy}).Combine(all, target); got != nil {
+		t.Errorf("legacy Combine = %v, want none", got)
+	}
+	e := newEnv(t, spotify.ModeLibrary)
+	if got := e.p.Combine(all, target); !slices.Equal(got, lib) {
+		t.Fatalf("Combine = %v, want %v", got, lib)
+	}
+	if got := e.p.Combine([]providers.Action{providers.ActionSave, providers.ActionAddToMyPlaylist}, target); got != nil {
+		t.Errorf("Combine of one library action = %v, want none", got)
+	}
+	// 1 album + 2 tracks + 2 artists + 1 playlist: one request.
+	if n := e.p.CombinedCalls(lib, target); n != 1 {
+		t.Errorf("CombinedCalls = %d, want 1", n)
+	}
+	ctx := ctxT(t)
+	c := e.client(ctx, nil).(providers.CombinedClient)
+	if err := c.PerformCombined(ctx, lib, e.target()); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.Calls("PUT /v1/me/library", 200); n != 1 {
+		t.Errorf("%d library writes, want 1", n)
+	}
+	u := e.fake.User(providers.Spotify, e.user)
+	if !slices.Equal(u.Albums, []string{"album1"}) || !slices.Equal(u.Tracks, []string{"track1", "track2"}) ||
+		!slices.Equal(u.Artists, []string{"artist1", "artist2"}) || !slices.Equal(u.FollowedPlaylists, []string{"artistplaylist"}) {
+		t.Fatalf("library = %+v", u)
+	}
+	// A URI the catalogue does not know refuses the whole write: the
+	// worker then performs the actions one by one.
+	e.fake.SetNotLiveUntil("artist2", time.Now().Add(time.Hour))
+	if err := c.PerformCombined(ctx, lib, e.target()); providers.ClassOf(err) != providers.NotLiveYet {
+		t.Errorf("combined write naming an unknown artist = %v, want not live", err)
+	}
+}
