@@ -49,6 +49,7 @@ func main() {
 type options struct {
 	n           int
 	future      int
+	history     int
 	workers     int
 	concurrency int
 	latency     time.Duration
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var o options
 	fs.IntVar(&o.n, "n", 20000, "pre-saves in the release-day drain (half per provider)")
 	fs.IntVar(&o.future, "future", 0, "future pre-saves for the Redis memory figure (default 1,000,000, or 25×n when n < 20,000)")
+	fs.IntVar(&o.history, "history", 0, "finished pre-saves of an earlier release to seed (then VACUUM ANALYZE) before the runs: a platform after a year")
 	fs.IntVar(&o.workers, "workers", 2, "worker processes")
 	fs.IntVar(&o.concurrency, "concurrency", 100, "tasks each worker runs at once")
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "provider latency for figure 3")
@@ -93,11 +95,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer b.close()
 
-	res := results{"n": float64(o.n)}
+	res := results{"n": float64(o.n), "history": float64(o.history)}
 	steps := []struct {
 		name string
 		fn   func(*bench, context.Context, results) error
 	}{
+		{"history", (*bench).seedHistory},
 		{"ceiling", (*bench).ceiling},
 		{"release-day drain, ingest and lateness", (*bench).drain},
 		{"provider latency", (*bench).withLatency},

@@ -125,8 +125,9 @@ func (s *Store) ReleaseGuards(ctx context.Context, releaseID uuid.UUID) ([]Guard
 // first size pre-saves by due time. It runs in the relay's claim, before
 // the claim, so the canary is claimed first. A release whose Spotify
 // codes are not resolved yet gets no Spotify canary: its pre-saves wait.
-func chooseCanaries(ctx context.Context, tx pgx.Tx, window time.Duration, size int) error {
-	_, err := tx.Exec(ctx, `
+// It returns how many canaries it chose.
+func chooseCanaries(ctx context.Context, tx pgx.Tx, window time.Duration, size int) (int, error) {
+	tag, err := tx.Exec(ctx, `
 		UPDATE release_guards g SET canary_ids = ARRAY(
 				SELECT c.id FROM presaves c
 				WHERE c.release_id = g.release_id AND c.provider = g.provider AND c.status IN ('pending', 'enqueued')
@@ -139,7 +140,7 @@ func chooseCanaries(ctx context.Context, tx pgx.Tx, window time.Duration, size i
 		  AND EXISTS (SELECT 1 FROM presaves d WHERE d.release_id = g.release_id AND d.provider = g.provider
 		              AND d.status IN ('pending', 'enqueued') AND d.due_at <= now() + make_interval(secs => $1))`,
 		window.Seconds(), size)
-	return err
+	return int(tag.RowsAffected()), err
 }
 
 // CanaryGuard is a guard whose canary has not let the drain through yet

@@ -670,7 +670,7 @@ const relayLock = `hashtext(current_schema() || ':presave-relay')`
 // canary (canarySize pre-saves besides the canary fans) of every release
 // coming due, then moves up to batch pending pre-saves due within window
 // that no guard holds back to enqueued and returns them, oldest due
-// first. ran is false when another relay holds the lock. The caller
+// first. Having chosen a canary, it analyses presaves. ran is false when another relay holds the lock. The caller
 // enqueues each; a process dying before it does leaves enqueued rows
 // without a task, which InFlightPresaves finds.
 func (s *Store) ClaimDuePresaves(ctx context.Context, window time.Duration, batch, canarySize int) (claimed []DuePresave, ran bool, err error) {
@@ -678,8 +678,22 @@ func (s *Store) ClaimDuePresaves(ctx context.Context, window time.Duration, batc
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(`+relayLock+`)`).Scan(&ran); err != nil || !ran {
 			return err
 		}
-		if err := chooseCanaries(ctx, tx, window, canarySize); err != nil {
+		chosen, err := chooseCanaries(ctx, tx, window, canarySize)
+		if err != nil {
 			return err
+		}
+		if chosen > 0 {
+			// A release went live: its pre-saves are about to be started
+			// and finished by the thousand, by statements that find one
+			// row by its ID. Statistics from before (a history of
+			// finished pre-saves, its open ones not yet counted) have the
+			// planner scan a partial index of open work for that row
+			// instead of using the primary key. ANALYZE samples the table
+			// (a fraction of a second at a million rows); its statistics
+			// are everyone's once the claim commits.
+			if _, err := tx.Exec(ctx, `ANALYZE presaves`); err != nil {
+				return err
+			}
 		}
 		// SKIP LOCKED: rows a consent or reschedule is changing right now
 		// are left for the next tick instead of blocking the relay. The

@@ -28,6 +28,31 @@ func SeedSyntheticPresaves(ctx context.Context, st *store.Store, releaseID uuid.
 	return nil
 }
 
+// SeedHistory inserts n fans, each with one Spotify pre-save of release
+// done a month ago (no token, as after a purge), in one statement, then
+// VACUUM ANALYZE: a platform's history after a year, for the benchmark's
+// -history. Not for production use.
+func SeedHistory(ctx context.Context, st *store.Store, releaseID uuid.UUID, n int) error {
+	_, err := st.Pool().Exec(ctx, `
+		WITH f AS (
+			INSERT INTO fans (id) SELECT gen_random_uuid() FROM generate_series(1, $2) RETURNING id
+		)
+		INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, due_at,
+			status, results, attempts, started_at, completed_at, ended_at)
+		SELECT gen_random_uuid(), f.id, $1, 'spotify', '{save}', now() - interval '40 days', 'bench', 'UTC',
+			now() - interval '30 days', 'done',
+			jsonb_build_object('save', jsonb_build_object('outcome', 'ok', 'at', now() - interval '30 days')),
+			1, now() - interval '30 days', now() - interval '30 days', now() - interval '30 days'
+		FROM f`, releaseID, n)
+	if err != nil {
+		return fmt.Errorf("inspect: seed history: %w", err)
+	}
+	if _, err := st.Pool().Exec(ctx, `VACUUM ANALYZE presaves, fans`); err != nil {
+		return fmt.Errorf("inspect: seed history: vacuum: %w", err)
+	}
+	return nil
+}
+
 // Timings summarises how a release's pre-saves ran.
 type Timings struct {
 	Total, Finished, Done, Failed int
