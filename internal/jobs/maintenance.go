@@ -274,12 +274,8 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 	if err := w.expireHolds(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	purged, err := w.st.PurgeUnneededTokens(ctx, w.cfg.TokenGrace, w.cfg.RelayBatch)
-	if err != nil {
+	if err := w.purgeUnneededTokens(ctx); err != nil {
 		errs = append(errs, err)
-	}
-	if len(purged) > 0 {
-		w.log.Warn("sweep: purged tokens no pre-save needed", "count", len(purged))
 	}
 	// The purged tokens' revocations are queued by the walk below.
 	after := uuid.Nil
@@ -309,4 +305,37 @@ func (w *Worker) handleSweep(ctx context.Context, _ *asynq.Task) error {
 		w.metrics.Relayed.WithLabelValues("revoke").Add(float64(queued))
 	}
 	return errors.Join(errs...)
+}
+
+// tokenPagesPerSweep bounds one sweep's walk over the stored tokens: a
+// page of RELAY_BATCH key lookups each, so a sweep costs the same with a
+// thousand tokens stored or a million, and a million are all looked at
+// within 100 sweeps (under an hour at the default SWEEP_INTERVAL).
+const tokenPagesPerSweep = 10
+
+// purgeUnneededTokens walks the next pages of stored tokens (from where
+// this process's last sweep stopped) and purges those no open pre-save
+// needs; their revocations are queued by the sweep's walk after it.
+func (w *Worker) purgeUnneededTokens(ctx context.Context) error {
+	n := 0
+	for range tokenPagesPerSweep {
+		w.sweepMu.Lock()
+		after := w.tokenCursor
+		w.sweepMu.Unlock()
+		purged, next, err := w.st.PurgeUnneededTokens(ctx, w.cfg.TokenGrace, after, w.cfg.RelayBatch)
+		n += len(purged)
+		if err != nil {
+			return err
+		}
+		w.sweepMu.Lock()
+		w.tokenCursor = next
+		w.sweepMu.Unlock()
+		if next == (store.TokenCursor{}) {
+			break // went round
+		}
+	}
+	if n > 0 {
+		w.log.Warn("sweep: purged tokens no pre-save needed", "count", n)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -260,6 +261,10 @@ type Worker struct {
 	srv      *asynq.Server
 	mux      *asynq.ServeMux
 	releases releaseCache
+	// tokenCursor is where this process's sweeps walk the stored tokens
+	// on (purgeUnneededTokens).
+	sweepMu     sync.Mutex
+	tokenCursor store.TokenCursor
 }
 
 // New builds a Worker. Close it (Run does) to release its connections.

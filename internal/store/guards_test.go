@@ -12,6 +12,7 @@ import (
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
+	"github.com/presave/presave/internal/store/inspect"
 	"github.com/presave/presave/internal/store/storetest"
 )
 
@@ -103,5 +104,50 @@ func TestCanaryChoosesTheTeamFirst(t *testing.T) {
 	rest, _, err := st.ClaimDuePresaves(ctx, 10*time.Minute, 100, 2)
 	if err != nil || len(rest) != 3 {
 		t.Fatalf("after the guard opened: claimed %d (%v), want the other 3", len(rest), err)
+	}
+}
+
+// TestPurgeUnneededTokensPages: the sweeper's purge looks at a page of
+// tokens at a time from a cursor and comes round: a leaked token (its
+// pre-save finished without the purge) goes, a needed one stays.
+func TestPurgeUnneededTokensPages(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	var fans []store.Presave
+	for range 5 {
+		fans = append(fans, jobsFixture(t, st, providers.Spotify, time.Now().Add(time.Hour)))
+	}
+	// Three leak: finished behind the store's back.
+	for _, ps := range fans[:3] {
+		if _, err := st.Pool().Exec(ctx, `UPDATE presaves SET status = 'done' WHERE id = $1`, ps.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cur store.TokenCursor
+	purged, pages := 0, 0
+	for {
+		got, next, err := st.PurgeUnneededTokens(ctx, 0, cur, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		purged += len(got)
+		pages++
+		if next == (store.TokenCursor{}) {
+			break
+		}
+		cur = next
+	}
+	if purged != 3 || pages != 3 {
+		t.Errorf("purged %d tokens in %d pages of 2, want 3 in 3", purged, pages)
+	}
+	for i, ps := range fans {
+		has, err := inspect.HasToken(ctx, st, ps.FanID, providers.Spotify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := i >= 3; has != want {
+			t.Errorf("fan %d: token stored %v, want %v", i, has, want)
+		}
 	}
 }

@@ -113,7 +113,7 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 		t.Fatalf("InFlightPresaves = %v, %v", inflight, err)
 	}
 	// Unneeded tokens: none while the pre-save is open.
-	if purged, err := st.PurgeUnneededTokens(ctx, 0, 10); err != nil || len(purged) != 0 {
+	if purged, _, err := st.PurgeUnneededTokens(ctx, 0, store.TokenCursor{}, 10); err != nil || len(purged) != 0 {
 		t.Fatalf("purged a needed token: %v %v", purged, err)
 	}
 	if _, err := st.FinishPresave(ctx, store.Finish{ID: ps.ID, Generation: ps.Generation + 1, Status: store.PresaveFailed, LastError: "x"}); err != nil {

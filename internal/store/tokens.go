@@ -236,34 +236,55 @@ func (s *Store) reseal(sealed, owner []byte) (string, []byte, error) {
 	return s.ring.Seal(pt, owner)
 }
 
+// TokenCursor pages through the stored tokens by their key.
+type TokenCursor struct {
+	FanID    uuid.UUID
+	Provider providers.Name
+}
+
 // PurgeUnneededTokens is the sweeper's safety net for invariant 4: it
-// purges up to limit tokens that no open pre-save needs, skipping tokens
-// written within grace (a flow that stores a token just before its
-// pre-save). Each purge runs in its own transaction with the same check
-// and lock as every other purge path.
-func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, limit int) ([]PurgedToken, error) {
+// looks at the next limit stored tokens after the cursor (in key order)
+// and purges those no open pre-save needs, skipping tokens written
+// within grace (a flow that stores a token just before its pre-save).
+// Each purge runs in its own transaction with the same check and lock
+// as every other purge path. It returns where the next call goes on
+// (the zero cursor once it went round), so a run costs limit key
+// lookups however many tokens are stored.
+func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, after TokenCursor, limit int) ([]PurgedToken, TokenCursor, error) {
+	var next TokenCursor
 	rows, err := s.pool.Query(ctx, `
-		SELECT t.fan_id, t.provider FROM provider_tokens t
-		WHERE greatest(t.created_at, coalesce(t.rotated_at, t.created_at)) < now() - make_interval(secs => $1)
-			AND NOT `+TokenNeededSQL("t.fan_id", "t.provider", "")+`
-		LIMIT $2`, grace.Seconds(), limit)
+		WITH page AS (
+			SELECT fan_id, provider, created_at, rotated_at FROM provider_tokens
+			WHERE (fan_id, provider) > ($2, $3) ORDER BY fan_id, provider LIMIT $4)
+		SELECT t.fan_id, t.provider,
+			greatest(t.created_at, coalesce(t.rotated_at, t.created_at)) < now() - make_interval(secs => $1)
+				AND NOT `+TokenNeededSQL("t.fan_id", "t.provider", "")+`
+		FROM page t ORDER BY t.fan_id, t.provider`, grace.Seconds(), after.FanID, after.Provider, limit)
 	if err != nil {
-		return nil, fmt.Errorf("store: unneeded tokens: %w", err)
+		return nil, next, fmt.Errorf("store: unneeded tokens: %w", err)
 	}
 	type fp struct {
-		fan uuid.UUID
-		p   providers.Name
+		fan      uuid.UUID
+		p        providers.Name
+		unneeded bool
 	}
-	cands, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (fp, error) {
+	page, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (fp, error) {
 		var c fp
-		err := row.Scan(&c.fan, &c.p)
+		err := row.Scan(&c.fan, &c.p, &c.unneeded)
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: unneeded tokens: %w", err)
+		return nil, next, fmt.Errorf("store: unneeded tokens: %w", err)
+	}
+	if len(page) == limit {
+		last := page[len(page)-1]
+		next = TokenCursor{FanID: last.fan, Provider: last.p}
 	}
 	var out []PurgedToken
-	for _, c := range cands {
+	for _, c := range page {
+		if !c.unneeded {
+			continue
+		}
 		var pt Purge
 		err := s.inTx(ctx, func(tx pgx.Tx) error {
 			var err error
@@ -271,11 +292,11 @@ func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, li
 			return err
 		})
 		if err != nil {
-			return out, fmt.Errorf("store: purge unneeded token: %w", err)
+			return out, next, fmt.Errorf("store: purge unneeded token: %w", err)
 		}
 		if pt.Deleted {
 			out = append(out, PurgedToken{FanID: c.fan, Provider: c.p, Purge: pt})
 		}
 	}
-	return out, nil
+	return out, next, nil
 }
