@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/presave/presave/internal/wire"
@@ -154,10 +156,15 @@ func (b *bench) drain(ctx context.Context, res results) error {
 		return err
 	}
 	cpu0, calls0 := sampleCPU(), b.providerCalls()
+	counts0, cerr := b.serverCounts(ctx)
 	t, err := b.waitDrained(ctx, rel, n)
 	cpu0.until(sampleCPU()).record(res, "cpu_ms_per_presave", n)
 	res["calls_per_presave"] = float64(b.providerCalls()-calls0) / float64(n)
 	res["calls_per_presave_min"] = callsPerPresaveMin
+	if counts1, err := b.serverCounts(ctx); err == nil && cerr == nil {
+		res["pg_transactions_per_presave"] = float64(counts1.pgTransactions-counts0.pgTransactions) / float64(n)
+		res["redis_commands_per_presave"] = float64(counts1.redisCommands-counts0.redisCommands) / float64(n)
+	}
 	if perr := <-profiled; perr != nil {
 		fmt.Fprintf(b.out, "  warning: worker profile: %v\n", perr)
 	}
@@ -181,6 +188,37 @@ func (b *bench) drain(ctx context.Context, res results) error {
 // artist together: PUT /me/library takes both); YouTube, a refresh, the
 // like and the revoke.
 const callsPerPresaveMin = (2.0 + 3.0) / 2
+
+// counts are the database servers' own counters.
+type counts struct {
+	// pgTransactions: committed and rolled back, in the benchmark's
+	// database (a statement outside a transaction is one).
+	pgTransactions int64
+	// redisCommands: every command the Redis server processed, asynq's
+	// included (the server has no per-client count).
+	redisCommands int64
+}
+
+// serverCounts reads PostgreSQL's and Redis's counters. The benchmark
+// has both servers to itself while it runs (its schema and database).
+func (b *bench) serverCounts(ctx context.Context) (counts, error) {
+	var c counts
+	if err := b.db.Store.Pool().QueryRow(ctx,
+		`SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.pgTransactions); err != nil {
+		return c, err
+	}
+	info, err := b.rdb.Client.Info(ctx, "stats").Result()
+	if err != nil {
+		return c, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			c.redisCommands, err = strconv.ParseInt(v, 10, 64)
+			return c, err
+		}
+	}
+	return c, fmt.Errorf("no total_commands_processed in INFO stats")
+}
 
 // providerCalls counts every request the workers make of the providers:
 // the APIs, the token endpoints (refreshes) and Google's revoke.

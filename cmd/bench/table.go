@@ -29,6 +29,8 @@ func printTable(w io.Writer, o options, r results) {
 	tw.Flush()
 	fmt.Fprintf(w, "provider requests per pre-save (run 2, every access token expired as on a real release day, refresh and revoke included): %.2f (the APIs' minimum: %.2f)\n",
 		r["calls_per_presave"], r["calls_per_presave_min"])
+	fmt.Fprintf(w, "PostgreSQL transactions per pre-save (run 2): %.2f; Redis commands per pre-save, asynq's included: %.1f\n",
+		r["pg_transactions_per_presave"], r["redis_commands_per_presave"])
 	// Where the time goes: everything shares this machine's cores, so
 	// these bound figures 2, 5 and 7 at about cores ÷ CPU per unit.
 	for _, l := range []string{cpuLine(r, "cpu_ms_per_presave", "pre-save (run 2)"), cpuLine(r, "cpu_ms_per_callback", "callback (figure 5)")} {
