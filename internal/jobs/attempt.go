@@ -61,6 +61,9 @@ type verdict struct {
 	// canary: the pre-save is one of a canary that has not passed; its
 	// outcome may decide the release's verdict (settleCanary).
 	canary bool
+	// refreshed is the attempt's refreshed access token, stored unless
+	// the finish purged the row (providerClient).
+	refreshed *store.Token
 }
 
 func requeueFor(results map[providers.Action]store.ActionResult, cause error) verdict {
@@ -99,8 +102,8 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 	if v, unusable := w.tokenVerdict(log, att); unusable {
 		return v
 	}
-	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first, canary: att.Canary,
-		client: w.providerClient(ctx, log, prov, ps, att.Token)}
+	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first, canary: att.Canary}
+	x.client = w.providerClient(ctx, log, x, att.Token)
 	x.available = prov.Actions(x.target)
 	x.target.AccountID = ps.AccountID
 	if x.target.MyPlaylist.Name != "" {
@@ -129,6 +132,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 	if att.Guard == store.GuardOpen && v.targetErr != "" {
 		v.breakerSince = att.GuardOpenedAt
 	}
+	v.refreshed = x.refreshed
 	return v
 }
 
@@ -156,19 +160,35 @@ func (w *Worker) tokenVerdict(log *slog.Logger, att store.Attempt) (verdict, boo
 }
 
 // providerClient is the provider client on the fan's grant. A refresh
-// stores the new access token (and a rotated refresh token) so the fan's
-// other actions and pre-saves share one refresh.
-func (w *Worker) providerClient(ctx context.Context, log *slog.Logger, prov providers.Provider, ps store.Presave, tok store.Token) providers.Client {
-	return prov.Client(ctx, &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry},
+// that rotated the refresh token is stored at once: the old one may no
+// longer work, and a crash must not lose the new one. One that did not
+// (Google's) only renews the access token: it is kept with the attempt
+// and stored after it only if the token row outlives the attempt
+// (storeRefreshed), which on release day it mostly does not (the
+// finish purges it): a crash costs the next attempt one more refresh.
+func (w *Worker) providerClient(ctx context.Context, log *slog.Logger, x *execution, tok store.Token) providers.Client {
+	ps := x.ps
+	return x.prov.Client(ctx, &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry},
 		func(nt *oauth2.Token) {
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-			defer cancel()
-			err := w.st.UpdateToken(bctx, store.Token{FanID: ps.FanID, Provider: ps.Provider,
-				RefreshToken: nt.RefreshToken, AccessToken: nt.AccessToken, Expiry: nt.Expiry})
-			if err != nil {
-				log.Warn("storing refreshed token failed", "err", err)
+			if nt.RefreshToken == "" || nt.RefreshToken == tok.RefreshToken {
+				x.refreshed = &store.Token{FanID: ps.FanID, Provider: ps.Provider,
+					RefreshToken: tok.RefreshToken, AccessToken: nt.AccessToken, Expiry: nt.Expiry}
+				return
 			}
+			x.refreshed = nil
+			w.storeRefreshed(ctx, log, &store.Token{FanID: ps.FanID, Provider: ps.Provider,
+				RefreshToken: nt.RefreshToken, AccessToken: nt.AccessToken, Expiry: nt.Expiry})
 		})
+}
+
+// storeRefreshed stores a refreshed token; a purged row (ErrNotFound)
+// wins over the refresh.
+func (w *Worker) storeRefreshed(ctx context.Context, log *slog.Logger, t *store.Token) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if err := w.st.UpdateToken(bctx, *t); err != nil && !errors.Is(err, store.ErrNotFound) {
+		log.Warn("storing refreshed token failed", "err", err)
+	}
 }
 
 // execution is one attempt's working set.
@@ -182,6 +202,9 @@ type execution struct {
 	called    bool // a provider call was made in this attempt
 	reserved  int  // YouTube units still reserved
 	canary    bool // one of its release's canary
+	// refreshed is a refreshed access token not stored yet (its refresh
+	// token did not rotate): see providerClient.
+	refreshed *store.Token
 	// targetErr is the first target error of the attempt
 	// (store.TargetError), "" when none.
 	targetErr string
@@ -498,6 +521,9 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 	if v.kind == verdictRequeue {
 		rq, err := w.st.RequeuePresave(bctx, store.Requeue{ID: ps.ID, Generation: ps.Generation, LastError: v.cause.Error(),
 			Results: v.results, TargetError: v.targetErr})
+		if v.refreshed != nil {
+			w.storeRefreshed(bctx, log, v.refreshed) // the row outlives a requeue
+		}
 		switch {
 		case err != nil:
 			log.Warn("requeue failed", "err", err)
@@ -517,6 +543,11 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 	})
 	if err != nil {
 		return err
+	}
+	if v.refreshed != nil && !f.Purge.Deleted {
+		// Another open pre-save (or this held one) still needs the row:
+		// its next attempt starts from the fresh access token.
+		w.storeRefreshed(bctx, log, v.refreshed)
 	}
 	switch {
 	case !f.Applied:

@@ -88,3 +88,45 @@ func TestUnreadableTokenFailsAtOnce(t *testing.T) {
 	}
 	t.Logf("statuses %v", st)
 }
+
+// TestRefreshedTokensAreShared: one fan with pre-saves of two releases
+// due together on each provider. The first attempt on each refreshes the
+// expired access token; the second starts from the stored one: Spotify's
+// rotated refresh token is stored at once (the old one no longer works),
+// Google's access token, whose refresh token did not rotate, with the
+// first pre-save's finish because the row outlives it. One refresh per
+// provider.
+func TestRefreshedTokensAreShared(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.fake.SetRotation(providers.Spotify, true)
+	// Valid while the fan consents, expired (to x/oauth2, 10 s early) by
+	// the release time, and the refreshed one valid for the second.
+	b.fake.SetAccessTokenTTL(15 * time.Second)
+	ctx := context.Background()
+	due := time.Now().Add(6 * time.Second)
+	var fans []fan
+	for _, slug := range []string{"shared-1", "shared-2"} {
+		rel := b.newRelease(slug, due)
+		for _, p := range []providers.Name{providers.Spotify, providers.YouTube} {
+			u, v := b.authURL(p, "sharer")
+			ps, err := b.consent(ctx, p, u, v, rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fans = append(fans, fan{user: "sharer", provider: p, presave: ps})
+		}
+	}
+	spotifyBefore, googleBefore := b.fake.Calls("POST /api/token", 200), b.fake.Calls("POST /google/token", 200)
+	b.startWorker()
+	if st := b.waitFinal(fans, time.Minute); st[store.PresaveDone] != len(fans) {
+		t.Fatalf("statuses %v, want all done", st)
+	}
+	if n := b.fake.Calls("POST /api/token", 200) - spotifyBefore; n != 1 {
+		t.Errorf("%d Spotify refreshes, want 1", n)
+	}
+	if n := b.fake.Calls("POST /google/token", 200) - googleBefore; n != 1 {
+		t.Errorf("%d Google refreshes, want 1", n)
+	}
+	b.assertTokensGone(fans)
+}
