@@ -223,33 +223,25 @@ func (b *bench) serverCounts(ctx context.Context) (counts, error) {
 // providerCalls counts every request the workers make of the providers:
 // the APIs, the token endpoints (refreshes) and Google's revoke.
 func (b *bench) providerCalls() int {
-	total := 0
-	for k, v := range b.fake.CallCounts() {
-		var method, route string
-		var st int
-		if _, err := fmt.Sscanf(k, "%s %s %d", &method, &route, &st); err != nil {
-			continue
-		}
-		if isAPIRoute(route) || route == "/api/token" || route == "/google/token" || route == "/google/revoke" {
-			total += v
-		}
-	}
-	return total
+	return b.sumCalls(func(route string, _ int) bool {
+		return isAPIRoute(route) || route == "/api/token" || route == "/google/token" || route == "/google/revoke"
+	})
 }
 
 // calls sums the fake's API calls (not OAuth) with status (0 = any).
 func (b *bench) calls(status int) int {
+	return b.sumCalls(func(route string, st int) bool { return isAPIRoute(route) && (status == 0 || st == status) })
+}
+
+// sumCalls sums the fake's answers ("METHOD /route status") that match.
+func (b *bench) sumCalls(match func(route string, status int) bool) int {
 	total := 0
 	for k, v := range b.fake.CallCounts() {
 		var method, route string
 		var st int
-		if _, err := fmt.Sscanf(k, "%s %s %d", &method, &route, &st); err != nil {
-			continue
+		if _, err := fmt.Sscanf(k, "%s %s %d", &method, &route, &st); err == nil && match(route, st) {
+			total += v
 		}
-		if !isAPIRoute(route) || (status != 0 && st != status) {
-			continue
-		}
-		total += v
 	}
 	return total
 }

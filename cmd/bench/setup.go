@@ -43,23 +43,9 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 		return nil, fmt.Errorf("lease a Redis database (run scripts/services.sh): %w", err)
 	}
 
-	// The fake provider runs in this process so the benchmark can read its
-	// counters directly; the API and the workers reach it over loopback
-	// HTTP like any provider.
-	b.fake = fake.New(fake.Options{YouTubeDailyQuota: 1 << 40})
-	// A real release day: the fans consented days before, so every
-	// access token has expired by the release time and every pre-save
-	// refreshes (and stores) its token first. x/oauth2 counts a token
-	// expired 10 s before its end, so 11 s is valid while the API uses it
-	// at the consent and expired a second later, long before the release.
-	b.fake.SetAccessTokenTTL(accessTokenTTL)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := b.startFake(); err != nil {
 		return nil, err
 	}
-	b.fakeURL = "http://" + l.Addr().String()
-	b.fakeSrv = &http.Server{Handler: b.fake}
-	go func() { _ = b.fakeSrv.Serve(l) }()
 
 	logDir := o.logDir
 	if logDir != "" {
@@ -100,6 +86,27 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 	}
 	ok = true
 	return b, nil
+}
+
+// startFake runs the fake provider in this process, so the benchmark can
+// read its counters directly; the API and the workers reach it over
+// loopback HTTP like any provider.
+func (b *bench) startFake() error {
+	b.fake = fake.New(fake.Options{YouTubeDailyQuota: 1 << 40})
+	// A real release day: the fans consented days before, so every
+	// access token has expired by the release time and every pre-save
+	// refreshes (and stores) its token first. x/oauth2 counts a token
+	// expired 10 s before its end, so 11 s is valid while the API uses it
+	// at the consent and expired a second later, long before the release.
+	b.fake.SetAccessTokenTTL(accessTokenTTL)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	b.fakeURL = "http://" + l.Addr().String()
+	b.fakeSrv = &http.Server{Handler: b.fake}
+	go func() { _ = b.fakeSrv.Serve(l) }()
+	return nil
 }
 
 // accessTokenTTL is the lifetime of the access tokens the benchmark's

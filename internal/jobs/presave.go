@@ -109,6 +109,31 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 	// between the enqueuer and us) starts and waits below; one due later
 	// is not started at all.
 	att, ok, err := w.st.BeginAttempt(actx, pl.PresaveID, pl.Generation, fan, w.cfg.Queue.PresaveTimeout+15*time.Second, dueEarly)
+	if err != nil {
+		return w.notStarted(ctx, pl, provider, err)
+	}
+	if !ok {
+		log.Debug("stale presave task at start")
+		return nil
+	}
+	ps := att.Presave
+	if wait := time.Until(ps.DueAt); wait > 0 {
+		if err := ratelimit.Sleep(actx, min(wait, dueEarly)); err != nil {
+			return w.apply(ctx, log, ps, att.Token.AuthorizedAt, requeueFor(nil, err))
+		}
+	}
+	first := ps.Attempts == 1
+	if first {
+		w.metrics.StartLag.WithLabelValues(string(ps.Provider)).Observe(time.Since(ps.DueAt).Seconds())
+	}
+	return w.runPresave(actx, log.With("provider", ps.Provider), att, first)
+}
+
+// notStarted answers a start that BeginAttempt refused: a deferral while
+// another attempt holds the lease or the pre-save is due soon, back to
+// PostgreSQL when its release's guard holds it back or it moved far out,
+// or the error.
+func (w *Worker) notStarted(ctx context.Context, pl queue.PresavePayload, provider providers.Name, err error) error {
 	var (
 		leased *store.LeasedError
 		notDue *store.NotDueError
@@ -134,23 +159,8 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 		// Moved far out: back to PostgreSQL until the relay claims it.
 		_, err := w.st.PostponePresave(ctx, pl.PresaveID, pl.Generation)
 		return err
-	case err != nil:
-		return err
-	case !ok:
-		log.Debug("stale presave task at start")
-		return nil
 	}
-	ps := att.Presave
-	if wait := time.Until(ps.DueAt); wait > 0 {
-		if err := ratelimit.Sleep(actx, min(wait, dueEarly)); err != nil {
-			return w.apply(ctx, log, ps, att.Token.AuthorizedAt, requeueFor(nil, err))
-		}
-	}
-	first := ps.Attempts == 1
-	if first {
-		w.metrics.StartLag.WithLabelValues(string(ps.Provider)).Observe(time.Since(ps.DueAt).Seconds())
-	}
-	return w.runPresave(actx, log.With("provider", ps.Provider), att, first)
+	return err
 }
 
 // dueEarly is how early (by PostgreSQL's clock) a pre-save may start and
