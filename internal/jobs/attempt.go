@@ -64,6 +64,9 @@ type verdict struct {
 	// refreshed is the attempt's refreshed access token, stored unless
 	// the finish purged the row (providerClient).
 	refreshed *store.Token
+	// guardOpenedAt is when the release's guard had opened as the
+	// attempt started (zero: it was not open).
+	guardOpenedAt time.Time
 }
 
 func requeueFor(results map[providers.Action]store.ActionResult, cause error) verdict {
@@ -133,6 +136,9 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 		v.breakerSince = att.GuardOpenedAt
 	}
 	v.refreshed = x.refreshed
+	if att.Guard == store.GuardOpen {
+		v.guardOpenedAt = att.GuardOpenedAt
+	}
 	return v
 }
 
@@ -520,7 +526,7 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 	}
 	if v.kind == verdictRequeue {
 		rq, err := w.st.RequeuePresave(bctx, store.Requeue{ID: ps.ID, Generation: ps.Generation, LastError: v.cause.Error(),
-			Results: v.results, TargetError: v.targetErr})
+			Results: v.results, TargetError: v.targetErr, GuardOpenedAt: v.guardOpenedAt})
 		if v.refreshed != nil {
 			w.storeRefreshed(bctx, log, v.refreshed) // the row outlives a requeue
 		}
@@ -533,6 +539,10 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 			w.metrics.Finished.WithLabelValues(string(ps.Provider), string(store.PresaveHeld)).Inc()
 			log.Info("presave held: its release is paused", "target_error", v.targetErr)
 			return nil
+		case rq.Reopened && v.targetErr != "":
+			// Resumed while this attempt waited for its target: the
+			// operator fixed it, so look again now, not minutes later.
+			return &Deferral{Reason: "resumed", Until: time.Now(), Err: v.cause}
 		}
 		return v.cause
 	}

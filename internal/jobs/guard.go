@@ -34,7 +34,7 @@ func (w *Worker) weighTargetError(ctx context.Context, log *slog.Logger, ps stor
 		return
 	}
 	action, reason := store.SplitTargetError(v.targetErr)
-	paused, err := w.st.PauseGuard(ctx, ps.ReleaseID, ps.Provider, store.GuardOpen,
+	paused, err := w.st.PauseGuard(ctx, ps.ReleaseID, ps.Provider, store.GuardOpen, v.breakerSince,
 		store.Pause{Cause: store.PauseBreaker, Action: action, Error: reason, Failed: failed, Seen: seen})
 	if err != nil {
 		log.Warn("circuit breaker: pausing the release failed", "err", err)
@@ -93,7 +93,7 @@ func (w *Worker) settleCanaries(ctx context.Context, release uuid.UUID, p provid
 			if g.State != store.GuardCanary {
 				continue // paused by its canary already
 			}
-			ok, err := w.st.PauseGuard(ctx, g.ReleaseID, g.Provider, store.GuardCanary,
+			ok, err := w.st.PauseGuard(ctx, g.ReleaseID, g.Provider, store.GuardCanary, time.Time{},
 				store.Pause{Cause: store.PauseCanary, Action: v.Action, Error: v.Error, Failed: v.Failed, Seen: v.Seen})
 			if err != nil {
 				return opened, err

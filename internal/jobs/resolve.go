@@ -93,7 +93,7 @@ func (w *Worker) resolveRelease(ctx context.Context, res providers.Resolver, d s
 		return nil
 	}
 	missing := out.Unresolved()
-	paused, err := w.st.PauseGuard(ctx, r.ID, providers.Spotify, store.GuardCanary, store.Pause{Cause: store.PauseUnresolved,
+	paused, err := w.st.PauseGuard(ctx, r.ID, providers.Spotify, store.GuardCanary, time.Time{}, store.Pause{Cause: store.PauseUnresolved,
 		Action: providers.ActionSave, Error: "not_in_catalogue: " + store.CodeKey(missing[0].Kind, missing[0].Code),
 		Failed: len(missing), Seen: len(out.SpotifyCodes())})
 	if err != nil {

@@ -73,10 +73,27 @@ func blockedByGuardSQL(p string) string {
 }
 
 // guardNotOpenSQL: the pre-save's guard is not open (canary or paused),
-// so a target error holds it instead of failing it.
+// so a target error holds it instead of failing it. p names the pre-save
+// row.
 func guardNotOpenSQL(p string) string {
 	return `EXISTS (SELECT 1 FROM release_guards g WHERE g.release_id = ` + p + `.release_id AND g.provider = ` + p + `.provider
 		AND g.state <> 'open')`
+}
+
+// holdsSQL is the condition under which an attempt's end with a target
+// error holds its pre-save: the guard not open (blocked: and the
+// pre-save not one of its canary). It reads the guard row FOR SHARE, so
+// a resume (OpenGuard, which updates that row, then resets the held
+// pre-saves in a later statement) and the hold are ordered: a hold
+// decided before the resume commits is seen and reset by it; one after
+// sees the guard open. Used only on that error path.
+func holdsSQL(p string, blocked bool) string {
+	cond := `g.state <> 'open'`
+	if blocked {
+		cond += ` AND NOT coalesce(` + p + `.id = ANY (g.canary_ids), false)`
+	}
+	return `EXISTS (SELECT 1 FROM release_guards g WHERE g.release_id = ` + p + `.release_id AND g.provider = ` + p + `.provider
+		AND ` + cond + ` FOR SHARE)`
 }
 
 const guardColumns = `release_id, provider, state, canary_ids, opened_at, paused_at, pause_cause, pause_action,
@@ -224,14 +241,22 @@ func SplitTargetError(s string) (providers.Action, string) {
 }
 
 // PauseGuard pauses the release's guard for p, from state from (canary
-// or open), with why; it reports false when the guard was not in from
-// (another worker paused it first, or it moved on).
-func (s *Store) PauseGuard(ctx context.Context, releaseID uuid.UUID, p providers.Name, from GuardState, why Pause) (bool, error) {
+// or open), with why. openedAt, when not zero, is the opening the
+// decision's evidence belongs to (the breaker's window): a guard opened
+// again since (an operator's resume) is left alone, so an attempt that
+// started before the resume cannot pause the release with the old
+// evidence. It reports false when the guard was not so (another worker
+// paused it first, or it moved on).
+func (s *Store) PauseGuard(ctx context.Context, releaseID uuid.UUID, p providers.Name, from GuardState, openedAt time.Time, why Pause) (bool, error) {
+	var opened *time.Time
+	if !openedAt.IsZero() {
+		opened = &openedAt
+	}
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE release_guards SET state = 'paused', paused_at = now(), pause_cause = $4, pause_action = $5,
 			pause_error = $6, pause_failed = $7, pause_seen = $8, updated_at = now()
-		WHERE release_id = $1 AND provider = $2 AND state = $3`,
-		releaseID, p, from, why.Cause, string(why.Action), why.Error, why.Failed, why.Seen)
+		WHERE release_id = $1 AND provider = $2 AND state = $3 AND ($9::timestamptz IS NULL OR opened_at = $9)`,
+		releaseID, p, from, why.Cause, string(why.Action), why.Error, why.Failed, why.Seen, opened)
 	if err != nil {
 		return false, fmt.Errorf("store: pause guard: %w", err)
 	}

@@ -151,3 +151,42 @@ func TestPurgeUnneededTokensPages(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakerPauseKeepsToItsOpening: a breaker's pause names the opening
+// its evidence comes from; once the operator resumed (a new opening), an
+// attempt from before cannot pause the release with the old evidence.
+func TestBreakerPauseKeepsToItsOpening(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	ctx := context.Background()
+	ps := jobsFixture(t, st, providers.Spotify, time.Now().Add(time.Hour))
+	opened := func() time.Time {
+		t.Helper()
+		if _, ok, err := st.OpenGuard(ctx, ps.ReleaseID, providers.Spotify, ""); err != nil || !ok {
+			t.Fatalf("OpenGuard: %v %v", ok, err)
+		}
+		gs, err := st.ReleaseGuards(ctx, ps.ReleaseID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gs {
+			if g.Provider == providers.Spotify && g.OpenedAt != nil {
+				return *g.OpenedAt
+			}
+		}
+		t.Fatal("no opening")
+		return time.Time{}
+	}
+	why := store.Pause{Cause: store.PauseBreaker, Action: providers.ActionSave, Error: "not_found", Failed: 5, Seen: 20}
+	first := opened()
+	if ok, err := st.PauseGuard(ctx, ps.ReleaseID, providers.Spotify, store.GuardOpen, first, why); err != nil || !ok {
+		t.Fatalf("pause of the first opening: %v %v", ok, err)
+	}
+	second := opened()
+	if ok, err := st.PauseGuard(ctx, ps.ReleaseID, providers.Spotify, store.GuardOpen, first, why); err != nil || ok {
+		t.Fatalf("a pause with the first opening's evidence after a resume: %v %v, want refused", ok, err)
+	}
+	if ok, err := st.PauseGuard(ctx, ps.ReleaseID, providers.Spotify, store.GuardOpen, second, why); err != nil || !ok {
+		t.Fatalf("pause of the second opening: %v %v", ok, err)
+	}
+}

@@ -285,28 +285,31 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 	if tokCreated != nil {
 		t.CreatedAt = *tokCreated
 	}
-	// On failure a.Token keeps the row's identity (key, authorization)
-	// without any secret, so the caller can purge exactly that row.
-	a.Token = t
-	rt, err := s.ring.Open(refresh, tokenOwner(p.FanID, p.Provider, "refresh"))
-	if err != nil {
-		a.TokenErr = openError("refresh", t.KeyID, err)
-		return a, true, nil
-	}
-	t.RefreshToken = string(rt)
-	if access != nil {
-		at, err := s.ring.Open(access, tokenOwner(p.FanID, p.Provider, "access"))
-		if err != nil {
-			a.TokenErr = openError("access", t.KeyID, err)
-			return a, true, nil
-		}
-		t.AccessToken = string(at)
-		if expiry != nil {
-			t.Expiry = *expiry
-		}
-	}
-	a.Token = t
+	a.Token, a.TokenErr = s.openSealed(t, refresh, access, expiry)
 	return a, true, nil
+}
+
+// openSealed opens the sealed halves of t's row. On failure the token
+// keeps the row's identity (key, authorization) without any secret, so
+// the caller can purge exactly that row.
+func (s *Store) openSealed(t Token, refresh, access []byte, expiry *time.Time) (Token, error) {
+	rt, err := s.ring.Open(refresh, tokenOwner(t.FanID, t.Provider, "refresh"))
+	if err != nil {
+		return t, openError("refresh", t.KeyID, err)
+	}
+	opened := t
+	opened.RefreshToken = string(rt)
+	if access != nil {
+		at, err := s.ring.Open(access, tokenOwner(t.FanID, t.Provider, "access"))
+		if err != nil {
+			return t, openError("access", t.KeyID, err)
+		}
+		opened.AccessToken = string(at)
+		if expiry != nil {
+			opened.Expiry = *expiry
+		}
+	}
+	return opened, nil
 }
 
 // extraRow scans further columns after the ones its caller asks for, so
@@ -334,6 +337,9 @@ type Requeue struct {
 	// breaker, and while the release's guard holds the pre-save back
 	// (not open, and not one of the canary) it is held instead.
 	TargetError string
+	// GuardOpenedAt is when the release's guard had opened as the
+	// attempt started (zero: it was not open).
+	GuardOpenedAt time.Time
 }
 
 // Requeued is what RequeuePresave did.
@@ -342,6 +348,10 @@ type Requeued struct {
 	Applied bool
 	// Held: the pre-save is held, not queued; its task ends.
 	Held bool
+	// Reopened: the guard was opened again (resumed) since the attempt
+	// started: what it waited for may be fixed, so it should look again
+	// at once rather than after its deferral.
+	Reopened bool
 }
 
 // RequeuePresave hands a running pre-save back to its queue (its task will
@@ -352,22 +362,26 @@ func (s *Store) RequeuePresave(ctx context.Context, r Requeue) (Requeued, error)
 		return Requeued{}, err
 	}
 	var status PresaveStatus
+	var opened *time.Time
 	err = s.pool.QueryRow(ctx, `
 		UPDATE presaves SET
-			status = CASE WHEN $5::text IS NOT NULL AND `+blockedByGuardSQL("presaves")+` THEN 'held' ELSE 'enqueued' END,
+			status = CASE WHEN $5::text IS NOT NULL AND `+holdsSQL("presaves", true)+` THEN 'held' ELSE 'enqueued' END,
 			results = results || $4::jsonb, last_error = NULLIF($3, ''), lease_until = NULL,
 			target_error = CASE WHEN $5::text IS NULL THEN target_error ELSE $5 END,
 			ended_at = CASE WHEN $5::text IS NULL THEN ended_at ELSE now() END,
 			updated_at = now()
 		WHERE id = $1 AND generation = $2 AND status IN ('enqueued', 'running')
-		RETURNING status`, r.ID, r.Generation, r.LastError, b, nullable(r.TargetError)).Scan(&status)
+		RETURNING status, (SELECT g.opened_at FROM release_guards g
+			WHERE g.release_id = presaves.release_id AND g.provider = presaves.provider AND g.state = 'open')`,
+		r.ID, r.Generation, r.LastError, b, nullable(r.TargetError)).Scan(&status, &opened)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Requeued{}, nil
 	}
 	if err != nil {
 		return Requeued{}, fmt.Errorf("store: requeue presave: %w", err)
 	}
-	return Requeued{Applied: true, Held: status == PresaveHeld}, nil
+	reopened := opened != nil && opened.After(r.GuardOpenedAt)
+	return Requeued{Applied: true, Held: status == PresaveHeld, Reopened: reopened}, nil
 }
 
 // OpenPresave is what is left to do of one open pre-save, for planning a
@@ -542,7 +556,7 @@ type Finished struct {
 var finishStatement = `
 			WITH p AS (
 				UPDATE presaves SET
-					status = CASE WHEN $8::text IS NOT NULL AND NOT $6 AND ` + guardNotOpenSQL("presaves") + ` THEN 'held' ELSE $3 END,
+					status = CASE WHEN $8::text IS NOT NULL AND NOT $6 AND ` + holdsSQL("presaves", false) + ` THEN 'held' ELSE $3 END,
 					results = results || $4::jsonb, last_error = NULLIF($5, ''), target_error = $8, ended_at = now(),
 					completed_at = now(), lease_until = NULL, updated_at = now()
 				WHERE id = $1 AND generation = $2 AND status IN ` + runnableStatuses + `
