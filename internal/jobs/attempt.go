@@ -546,7 +546,7 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, ps store.Presave, 
 		}
 		return v.cause
 	}
-	f, err := w.st.FinishPresave(bctx, store.Finish{
+	f, err := w.books.finishes.Do(bctx, store.Finish{
 		ID: ps.ID, Generation: ps.Generation, Provider: ps.Provider, Status: v.status, Results: v.results, LastError: v.reason,
 		PurgeAlways: v.purge, PurgeReason: purgeReason(v.purge, v.reason), TokenAuthorizedAt: tokenVersion,
 		TargetError: v.targetErr,

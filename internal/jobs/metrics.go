@@ -41,6 +41,12 @@ type Metrics struct {
 	// Stopped counts attempts stopped by a cancellation (withdraw,
 	// disconnect, deletion, cancelled release) before their next call.
 	Stopped *prometheus.CounterVec
+	// BatchRows is the size of each batch of bookkeeping written, by
+	// statement (start, finish, revoked).
+	BatchRows *prometheus.HistogramVec
+	// RedisCommands counts the commands of the worker's own Redis client
+	// (locks, limiter, budget, stop keys), asynq's not included.
+	RedisCommands prometheus.Counter
 }
 
 var lagBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600}
@@ -85,10 +91,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Stopped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "presave_attempts_stopped_total", Help: "Running attempts stopped by a cancellation before their next provider call, by provider.",
 		}, []string{"provider"}),
+		BatchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "presave_batch_rows", Help: "Rows per batch of bookkeeping written to PostgreSQL, by statement.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200},
+		}, []string{"statement"}),
+		RedisCommands: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "presave_redis_commands_total", Help: "Commands the worker's own Redis client sent (asynq's not included).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Actions, m.CallSeconds, m.RateLimited, m.Deferred, m.StartLag, m.FirstActionLag,
-			m.Finished, m.Revocations, m.Relayed, m.TokenUnreadable, m.Stopped)
+			m.Finished, m.Revocations, m.Relayed, m.TokenUnreadable, m.Stopped, m.BatchRows, m.RedisCommands)
 	}
 	return m
 }

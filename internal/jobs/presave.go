@@ -104,15 +104,19 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 
 	actx, cancel := context.WithTimeout(ctx, w.cfg.Queue.PresaveTimeout)
 	defer cancel()
-	// The lease outlives the attempt's deadline by the time it takes to
-	// record the outcome. A pre-save due within dueEarly (clock skew
-	// between the enqueuer and us) starts and waits below; one due later
-	// is not started at all.
-	att, ok, err := w.st.BeginAttempt(actx, pl.PresaveID, pl.Generation, fan, w.cfg.Queue.PresaveTimeout+15*time.Second, dueEarly)
+	// The start is batched with the other tasks' (bookkeeping); its lease
+	// outlives the attempt's deadline by attemptBookkeeping. A pre-save
+	// due within dueEarly (clock skew between the enqueuer and us) starts
+	// and waits below; one due later is not started at all.
+	began, err := w.books.starts.Do(actx, store.Start{ID: pl.PresaveID, Generation: pl.Generation, Fan: fan})
+	if err == nil {
+		err = began.Err
+	}
 	if err != nil {
 		return w.notStarted(ctx, pl, provider, err)
 	}
-	if !ok {
+	att := began.Attempt
+	if !began.OK {
 		log.Debug("stale presave task at start")
 		return nil
 	}
@@ -259,7 +263,7 @@ func (w *Worker) revokeNow(ctx context.Context, log *slog.Logger, p providers.Na
 		log.Debug("revoking at once failed; queueing the revoke task", "err", err)
 		return false
 	}
-	if err := w.st.DeleteRevocation(ctx, id); err != nil {
+	if _, err := w.books.revoked.Do(ctx, id); err != nil {
 		log.Warn("deleting revocation failed; queueing the revoke task", "err", err)
 		return false
 	}

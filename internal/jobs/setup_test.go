@@ -448,3 +448,27 @@ func (b *bundle) sumMetric(name string, provider providers.Name) float64 {
 	}
 	return sum
 }
+
+// histogram returns the sample count and sum of the histogram name's
+// series whose label has value.
+func (b *bundle) histogram(name, label, value string) (count, sum float64) {
+	b.t.Helper()
+	mfs, err := b.reg.Gather()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					count += float64(m.GetHistogram().GetSampleCount())
+					sum += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return count, sum
+}

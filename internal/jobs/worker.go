@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/presave/presave/internal/batch"
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/guard"
 	"github.com/presave/presave/internal/providers"
@@ -75,6 +76,14 @@ type Config struct {
 	// cooldown is deferred instead of holding a worker slot.
 	MaxLimiterWait time.Duration
 
+	// BatchMaxRows and BatchMaxWait bound a batch of bookkeeping (the
+	// starts and finishes of concurrent pre-saves, written together):
+	// BATCH_MAX_ROWS, BATCH_MAX_WAIT. A negative wait (BATCH_MAX_WAIT=0)
+	// writes a batch as soon as a flush slot is free; 1 row writes every
+	// row alone.
+	BatchMaxRows int
+	BatchMaxWait time.Duration
+
 	// Guard is the campaign guard (CANARY_SIZE, BREAKER_RATE,
 	// BREAKER_WINDOW, HOLD_MAX).
 	Guard guard.Config
@@ -117,6 +126,12 @@ func (c *Config) defaults() {
 	def(&c.NotLiveRetry, 5*time.Minute)
 	def(&c.NotLiveGiveUp, 72*time.Hour)
 	def(&c.MaxLimiterWait, 30*time.Second)
+	if c.BatchMaxRows <= 0 {
+		c.BatchMaxRows = batch.MaxRowsDefault
+	}
+	if c.BatchMaxWait == 0 {
+		c.BatchMaxWait = batch.MaxWaitDefault
+	}
 	c.Guard = c.Guard.WithDefaults()
 }
 
@@ -128,6 +143,9 @@ func (c Config) validate() error {
 	}
 	if err := c.Guard.Validate(); err != nil {
 		return err
+	}
+	if c.BatchMaxWait > time.Second {
+		return fmt.Errorf("BATCH_MAX_WAIT (%s) must be at most 1s: every start and finish waits for it", c.BatchMaxWait)
 	}
 	if c.RunningTimeout < c.Queue.PresaveTimeout+bookkeepingTimeout+5*time.Second {
 		return fmt.Errorf("RUNNING_TIMEOUT (%s) must exceed PRESAVE_TIMEOUT (%s) by at least %s",
@@ -200,6 +218,11 @@ func LoadConfig(env config.Env) (Config, error) {
 	durv("NOT_LIVE_RETRY", &c.NotLiveRetry)
 	durv("NOT_LIVE_GIVE_UP", &c.NotLiveGiveUp)
 	durv("LIMITER_MAX_WAIT", &c.MaxLimiterWait)
+	intv("BATCH_MAX_ROWS", &c.BatchMaxRows)
+	durv("BATCH_MAX_WAIT", &c.BatchMaxWait)
+	if c.BatchMaxWait == 0 && env.String("BATCH_MAX_WAIT", "") != "" {
+		c.BatchMaxWait = -1 // set to 0: no wait, not the default
+	}
 	if v := env.String("QUEUE_WEIGHTS", ""); v != "" {
 		q, err := ParseQueueWeights(v)
 		errs = append(errs, err)
@@ -261,6 +284,7 @@ type Worker struct {
 	srv      *asynq.Server
 	mux      *asynq.ServeMux
 	releases releaseCache
+	books    *bookkeeping
 	// tokenCursor is where this process's sweeps walk the stored tokens
 	// on (purgeUnneededTokens).
 	sweepMu     sync.Mutex
@@ -289,10 +313,16 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.Queue.YouTubeDailyUnits, yt.QuotaDay)
 	w.metrics = NewMetrics(d.Registerer)
 	if d.Registerer != nil {
-		d.Registerer.MustRegister(pausedCollector{st: d.Store, log: d.Log})
+		d.Registerer.MustRegister(pausedCollector{st: d.Store, log: d.Log}, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "presave_db_statements_total", Help: "Statements the process sent to PostgreSQL (BEGIN and COMMIT included).",
+		}, func() float64 { return float64(d.Store.Statements()) }))
+		d.RDB.AddHook(commandCounter{w.metrics.RedisCommands})
+	}
+	var err error
+	if w.books, err = newBookkeeping(w.st, cfg, w.metrics); err != nil {
+		return nil, err
 	}
 	w.client = asynq.NewClient(d.Redis)
-	var err error
 	if w.queue, err = queue.New(cfg.Queue, d.Store, d.RDB); err != nil {
 		return nil, err
 	}

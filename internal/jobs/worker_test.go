@@ -19,9 +19,13 @@ import (
 // Every action is done exactly once at the fake, every token row is gone,
 // and Google saw a revoke for every YouTube grant. It also reports the
 // lateness from due_at to the start of each pre-save.
+//
+// Its bookkeeping is batched: with a batch of 10 rows allowed a second to
+// fill and 20 tasks at a time, the starts and finishes are written in
+// batches of several rows, each pre-save still with its own outcome.
 func TestReleaseDayDrain(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t, map[string]string{"BATCH_MAX_ROWS": "10", "BATCH_MAX_WAIT": "1s"})
 	rel := b.newRelease("drain", time.Now().Add(6*time.Second))
 	fans := b.consentMany(rel, "drain", 100, providers.Spotify, providers.YouTube)
 	b.startWorker()
@@ -42,6 +46,12 @@ func TestReleaseDayDrain(t *testing.T) {
 	for _, f := range fans {
 		if f.provider == providers.YouTube && revoked[f.user] != 1 {
 			t.Errorf("youtube %s: revoked %d times, want 1", f.user, revoked[f.user])
+		}
+	}
+	for _, statement := range []string{"start", "finish"} {
+		batches, rows := b.histogram("presave_batch_rows", "statement", statement)
+		if rows < float64(len(fans)) || batches == 0 || batches > float64(len(fans))/2 {
+			t.Errorf("%s: %.0f rows in %.0f batches; want every pre-save's row in batches of 2 or more on average", statement, rows, batches)
 		}
 	}
 	reportLateness(t, b, fans)

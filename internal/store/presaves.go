@@ -211,18 +211,106 @@ type Attempt struct {
 // the join below has columns of the same names.
 var attemptColumns = prefixed("p.", presaveColumns)
 
-// BeginAttempt starts an attempt of generation: in one statement it marks
-// the pre-save running (attempts+1, started_at = now) and takes its lease
-// for lease (the attempt's time limit plus bookkeeping), and reads the
-// version of its release and the fan's sealed grant. It only starts a
-// pre-save of fan (the one whose grant lock the caller holds) due by now
-// + early (PostgreSQL's clock); one due later gets a *NotDueError and
-// nothing changes. It reports false (and no error) for a stale task: the
-// pre-save is not enqueued, nor running with a lapsed lease, at that
-// generation (every path that queues a task marks the row enqueued
-// first). It returns a *LeasedError when another attempt holds the
-// lease.
+// Start names one attempt to begin (BeginAttempts).
+type Start struct {
+	ID         uuid.UUID
+	Generation int
+	// Fan is the fan whose grant lock the caller holds: only a pre-save
+	// of that fan starts.
+	Fan uuid.UUID
+}
+
+// Started is what BeginAttempts did for one Start: OK with its Attempt,
+// or not OK and Err nil for a stale task, or Err (a *LeasedError, a
+// *NotDueError, ErrHeldBack, or the error reading why).
+type Started struct {
+	Attempt Attempt
+	OK      bool
+	Err     error
+}
+
+// BeginAttempt is BeginAttempts for one attempt.
 func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, fan uuid.UUID, lease, early time.Duration) (Attempt, bool, error) {
+	out, err := s.BeginAttempts(ctx, lease, early, []Start{{ID: id, Generation: generation, Fan: fan}})
+	if err != nil {
+		return Attempt{}, false, err
+	}
+	return out[0].Attempt, out[0].OK, out[0].Err
+}
+
+// beginStatement starts the attempts named by the arrays $1 (ID), $2
+// (generation) and $3 (fan) and reads what each needs; see
+// BeginAttempts.
+var beginStatement = `
+		WITH p AS (
+			UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(),
+				lease_until = now() + make_interval(secs => $4), updated_at = now()
+			FROM unnest($1::uuid[], $2::int[], $3::uuid[]) AS x(x_id, x_generation, x_fan)
+			WHERE id = x.x_id AND generation = x.x_generation AND fan_id = x.x_fan
+			  AND due_at <= now() + make_interval(secs => $5)
+			  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
+			  AND NOT ` + blockedByGuardSQL("presaves") + `
+			RETURNING ` + prefixed("presaves.", presaveColumns) + `)
+		SELECT ` + attemptColumns + `, r.updated_at,
+			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at,
+			g.state, g.opened_at, coalesce(p.id = ANY (g.canary_ids), false)
+		FROM p LEFT JOIN releases r ON r.id = p.release_id
+		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
+			AND t.account_id IS NOT DISTINCT FROM p.account_id
+		LEFT JOIN release_guards g ON g.release_id = p.release_id AND g.provider = p.provider`
+
+// BeginAttempts starts attempts, in one statement however many: each
+// pre-save is marked running (attempts+1, started_at = now) with its
+// lease taken for lease (the attempt's time limit plus bookkeeping), and
+// the version of its release and the fan's sealed grant are read with
+// it. A pre-save starts only for the fan named (the one whose grant lock
+// the caller holds) and when due by now + early (PostgreSQL's clock).
+// Each Start gets its Started, in order: not OK without error for a
+// stale task (the pre-save is not enqueued, nor running with a lapsed
+// lease, at that generation: every path that queues a task marks the row
+// enqueued first); a *LeasedError when another attempt holds the lease
+// (a Start repeated in one batch included); a *NotDueError when due
+// later (nothing changed); ErrHeldBack when the release's guard holds it
+// back. The error is for the whole batch (nothing started).
+func (s *Store) BeginAttempts(ctx context.Context, lease, early time.Duration, starts []Start) ([]Started, error) {
+	ids, gens, fans := make([]uuid.UUID, len(starts)), make([]int, len(starts)), make([]uuid.UUID, len(starts))
+	for i, st := range starts {
+		ids[i], gens[i], fans[i] = st.ID, st.Generation, st.Fan
+	}
+	rows, err := s.pool.Query(ctx, beginStatement, ids, gens, fans, lease.Seconds(), early.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("store: begin attempts: %w", err)
+	}
+	began := map[uuid.UUID]Attempt{}
+	for rows.Next() {
+		a, err := s.scanAttempt(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: begin attempts: %w", err)
+		}
+		began[a.Presave.ID] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: begin attempts: %w", err)
+	}
+	out := make([]Started, len(starts))
+	for i, st := range starts {
+		if a, ok := began[st.ID]; ok {
+			// The first Start of a pre-save has it; a repeat finds it
+			// leased below.
+			delete(began, st.ID)
+			out[i] = Started{Attempt: a, OK: true}
+			continue
+		}
+		out[i].Err = s.whyNotStarted(ctx, st.ID, st.Generation, st.Fan, early)
+	}
+	return out, nil
+}
+
+// scanAttempt reads one row of beginStatement. The joins are LEFT: the
+// row was started whatever they find, so it is returned whatever they
+// find.
+func (s *Store) scanAttempt(row pgx.Row) (Attempt, error) {
 	var (
 		a                     Attempt
 		relUpdated            *time.Time
@@ -234,35 +322,11 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 		guardState            *GuardState
 		guardOpened           *time.Time
 	)
-	row := s.pool.QueryRow(ctx, `
-		WITH p AS (
-			UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(),
-				lease_until = now() + make_interval(secs => $3), updated_at = now()
-			WHERE id = $1 AND generation = $2 AND fan_id = $5 AND due_at <= now() + make_interval(secs => $4)
-			  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
-			  AND NOT `+blockedByGuardSQL("presaves")+`
-			RETURNING `+presaveColumns+`)
-		SELECT `+attemptColumns+`, r.updated_at,
-			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at,
-			g.state, g.opened_at, coalesce(p.id = ANY (g.canary_ids), false)
-		FROM p LEFT JOIN releases r ON r.id = p.release_id
-		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
-			AND t.account_id IS NOT DISTINCT FROM p.account_id
-		LEFT JOIN release_guards g ON g.release_id = p.release_id AND g.provider = p.provider`,
-		id, generation, lease.Seconds(), early.Seconds(), fan)
 	p, err := scanPresave(extraRow{row, []any{&relUpdated, &keyID, &refresh, &access, &expiry, &scopes, &authorized,
 		&tokCreated, &tokRotate, &guardState, &guardOpened, &a.Canary}})
-	if errors.Is(err, ErrNotFound) {
-		if err := s.whyNotStarted(ctx, id, generation, fan, early); err != nil {
-			return Attempt{}, false, err
-		}
-		return Attempt{}, false, nil
-	}
 	if err != nil {
-		return Attempt{}, false, fmt.Errorf("store: begin attempt: %w", err)
+		return Attempt{}, err
 	}
-	// A LEFT JOIN: the row is started whatever the join finds, so it
-	// must be returned whatever it finds.
 	a.Presave = p
 	if relUpdated != nil {
 		a.ReleaseUpdatedAt = *relUpdated
@@ -275,7 +339,7 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 	}
 	if keyID == nil {
 		a.TokenErr = fmt.Errorf("store: token: %w", ErrNotFound)
-		return a, true, nil
+		return a, nil
 	}
 	// The same opening as Token, on the columns read above.
 	t := Token{FanID: p.FanID, Provider: p.Provider, KeyID: *keyID, Scopes: scopes, RotatedAt: tokRotate}
@@ -286,7 +350,7 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 		t.CreatedAt = *tokCreated
 	}
 	a.Token, a.TokenErr = s.openSealed(t, refresh, access, expiry)
-	return a, true, nil
+	return a, nil
 }
 
 // openSealed opens the sealed halves of t's row. On failure the token
@@ -543,108 +607,201 @@ type Finished struct {
 	RevokeToken string
 }
 
-// finishStatement is FinishPresave's status change and token deletion,
-// one statement.
+// finishStatement is FinishPresaves' status changes and token deletions,
+// one statement for the batch: arrays $1 ID, $2 generation, $3 status,
+// $4 results, $5 last error, $6 purge always, $7 token version, $8
+// target error.
 //
-// The DELETE sees the snapshot from before the UPDATE beside it,
-// so the pre-save itself is excluded from the open ones by ID. A
-// consent writing the token row at the same moment holds its row
-// lock: the DELETE waits for it, then re-checks the row it wrote,
-// whose new authorized_at no longer matches the attempt's, so the
-// new consent's token survives (the NOT EXISTS alone would still
-// read the snapshot from before that consent).
+// The DELETE sees the snapshot from before the UPDATE beside it, so the
+// pre-saves this statement ends are excluded from the open ones by ID
+// (two of one fan in a batch both end before the token goes; one held
+// stays open). A consent writing the token row at the same moment holds
+// its row lock: the DELETE waits for it, then re-checks the row it
+// wrote, whose new authorized_at no longer matches the attempt's, so the
+// new consent's token survives (the NOT EXISTS alone would still read
+// the snapshot from before that consent).
 var finishStatement = `
 			WITH p AS (
 				UPDATE presaves SET
-					status = CASE WHEN $8::text IS NOT NULL AND NOT $6 AND ` + holdsSQL("presaves", false) + ` THEN 'held' ELSE $3 END,
-					results = results || $4::jsonb, last_error = NULLIF($5, ''), target_error = $8, ended_at = now(),
-					completed_at = now(), lease_until = NULL, updated_at = now()
-				WHERE id = $1 AND generation = $2 AND status IN ` + runnableStatuses + `
-				RETURNING fan_id, provider, status),
+					status = CASE WHEN x.x_target IS NOT NULL AND NOT x.x_purge AND ` + holdsSQL("presaves", false) + `
+						THEN 'held' ELSE x.x_status END,
+					results = results || x.x_results, last_error = NULLIF(x.x_error, ''), target_error = x.x_target,
+					ended_at = now(), completed_at = now(), lease_until = NULL, updated_at = now()
+				FROM unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::bool[], $7::timestamptz[], $8::text[])
+					AS x(x_id, x_generation, x_status, x_results, x_error, x_purge, x_version, x_target)
+				WHERE id = x.x_id AND generation = x.x_generation AND status IN ` + runnableStatuses + `
+				RETURNING presaves.id, fan_id, provider, status, x.x_purge, x.x_version),
 			d AS (
 				DELETE FROM provider_tokens t USING p
 				WHERE p.status <> 'held' AND t.fan_id = p.fan_id AND t.provider = p.provider
-				  AND ($7::timestamptz IS NULL OR t.authorized_at = $7)
-				  AND ($6 OR NOT ` + TokenNeededSQL("p.fan_id", "p.provider", "$1") + `)
-				RETURNING t.refresh_sealed)
-			SELECT p.fan_id, p.provider, p.status, d.refresh_sealed FROM p LEFT JOIN d ON true`
+				  AND (p.x_version IS NULL OR t.authorized_at = p.x_version)
+				  AND (p.x_purge OR NOT ` + TokenNeededSQL("p.fan_id", "p.provider", "ALL (ARRAY(SELECT e.id FROM p e WHERE e.status <> 'held'))") + `)
+				RETURNING t.fan_id, t.provider, t.refresh_sealed)
+			SELECT p.id, p.fan_id, p.provider, p.status, d.refresh_sealed
+			FROM p LEFT JOIN d ON d.fan_id = p.fan_id AND d.provider = p.provider`
 
-// FinishPresave records a final state and, in the same transaction,
-// deletes the fan's token at the provider when no open pre-save needs it
-// any more (ARCHITECTURE.md invariant 4). The caller enqueues a purge task
-// for Finished.Purge.RevocationID when it is set.
-//
-// The status change and the token deletion are one statement; when the
-// provider's grants are not revocable (f.Provider says so) that statement
-// is the whole transaction, otherwise the revocation row is written in
-// the same transaction as it, in two round trips (inPipelinedTx).
+// FinishPresave is FinishPresaves for one pre-save.
 func (s *Store) FinishPresave(ctx context.Context, f Finish) (Finished, error) {
-	if f.Status != PresaveDone && f.Status != PresavePartial && f.Status != PresaveFailed {
-		return Finished{}, fmt.Errorf("store: finish presave: %q is not a final status", f.Status)
-	}
-	b, err := marshalResults(f.Results)
+	out, err := s.FinishPresaves(ctx, []Finish{f})
 	if err != nil {
 		return Finished{}, err
 	}
-	reason := f.PurgeReason
-	if reason == "" {
-		reason = "presave_" + string(f.Status)
+	return out[0], nil
+}
+
+// FinishPresaves records final states and, in the same transaction,
+// deletes each fan's token at the provider when no open pre-save needs
+// it any more (ARCHITECTURE.md invariant 4). The caller enqueues a purge
+// task for a Finished.Purge.RevocationID that is set. Each Finish gets
+// its Finished, in order; the error is for the whole batch (nothing
+// written).
+//
+// The status changes and the token deletions are one statement; when no
+// pre-save of the batch is at a provider whose grants are revocable
+// (Finish.Provider says so) that statement is the whole transaction,
+// otherwise the revocation rows are written in the same transaction as
+// it, in two round trips (inPipelinedTx): BEGIN with the finish, then
+// the revocations, re-sealed in Go in between, with COMMIT.
+func (s *Store) FinishPresaves(ctx context.Context, fs []Finish) ([]Finished, error) {
+	args, reasons, err := finishArgs(fs)
+	if err != nil {
+		return nil, err
 	}
-	var version *time.Time
-	if !f.TokenAuthorizedAt.IsZero() {
-		version = &f.TokenAuthorizedAt
+	revocable := false
+	for _, f := range fs {
+		revocable = revocable || f.Provider == "" || s.revocableAt(f.Provider)
 	}
-	var out Finished
-	finishSQL, finishArgs := finishStatement, []any{f.ID, f.Generation, f.Status, b, f.LastError, f.PurgeAlways, version, nullable(f.TargetError)}
-	scanFinish := func(row pgx.Row) ([]byte, error) {
-		var refresh []byte
-		var status PresaveStatus
-		err := row.Scan(&out.FanID, &out.Provider, &status, &refresh)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil
+	out := make([]Finished, len(fs))
+	var refresh [][]byte
+	if !revocable {
+		// Nothing to move: one statement, no transaction.
+		rows, err := s.pool.Query(ctx, finishStatement, args...)
+		if err == nil {
+			refresh, err = scanFinishes(rows, fs, out)
 		}
 		if err != nil {
-			return nil, err
-		}
-		out.Applied, out.Held, out.Purge.Deleted = true, status == PresaveHeld, refresh != nil
-		return refresh, nil
-	}
-	if f.Provider != "" && !s.revocableAt(f.Provider) {
-		// Nothing to move: one statement, no transaction.
-		if _, err := scanFinish(s.pool.QueryRow(ctx, finishSQL, finishArgs...)); err != nil {
-			return Finished{}, fmt.Errorf("store: finish presave: %w", err)
+			return nil, fmt.Errorf("store: finish presaves: %w", err)
 		}
 		return out, nil
 	}
-	// A revocable grant moves to token_revocations in the same
-	// transaction, re-sealed in Go between the two round trips: BEGIN
-	// with the finish, then the revocation with COMMIT.
-	var refresh []byte
 	first := &pgx.Batch{}
-	first.Queue(finishSQL, finishArgs...).QueryRow(func(row pgx.Row) error {
+	first.Queue(finishStatement, args...).Query(func(rows pgx.Rows) error {
 		var err error
-		refresh, err = scanFinish(row)
+		refresh, err = scanFinishes(rows, fs, out)
 		return err
 	})
 	err = s.inPipelinedTx(ctx, first, func() (*pgx.Batch, error) {
 		last := &pgx.Batch{}
-		if refresh == nil || !s.revocableAt(out.Provider) {
-			return last, nil
+		var revs []newRevocation
+		for i, sealed := range refresh {
+			if sealed == nil || !s.revocableAt(out[i].Provider) {
+				continue
+			}
+			r, ok, err := s.revocationRow(out[i].FanID, out[i].Provider, sealed, reasons[i])
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				revs = append(revs, r)
+				out[i].Purge.RevocationID, out[i].RevokeToken = r.id, r.token
+			}
 		}
-		id, token, queued, err := s.revocationRow(out.FanID, out.Provider, refresh, reason)
-		if err != nil {
-			return nil, err
-		}
-		if queued != nil {
-			last.Queue(queued.SQL, queued.Arguments...)
-			out.Purge.RevocationID, out.RevokeToken = id, token
+		if len(revs) > 0 {
+			q := insertRevocations(revs)
+			last.Queue(q.SQL, q.Arguments...)
 		}
 		return last, nil
 	})
 	if err != nil {
-		return Finished{}, fmt.Errorf("store: finish presave: %w", err)
+		return nil, fmt.Errorf("store: finish presaves: %w", err)
 	}
 	return out, nil
+}
+
+// finishArgs are finishStatement's arrays for fs, and each finish's
+// revocation reason.
+func finishArgs(fs []Finish) ([]any, []string, error) {
+	n := len(fs)
+	var (
+		ids      = make([]uuid.UUID, n)
+		gens     = make([]int, n)
+		statuses = make([]string, n)
+		results  = make([]string, n)
+		errs     = make([]string, n)
+		purge    = make([]bool, n)
+		versions = make([]*time.Time, n)
+		targets  = make([]*string, n)
+		reasons  = make([]string, n)
+	)
+	for i, f := range fs {
+		if f.Status != PresaveDone && f.Status != PresavePartial && f.Status != PresaveFailed {
+			return nil, nil, fmt.Errorf("store: finish presave: %q is not a final status", f.Status)
+		}
+		b, err := marshalResults(f.Results)
+		if err != nil {
+			return nil, nil, err
+		}
+		ids[i], gens[i], statuses[i], results[i], errs[i], purge[i] = f.ID, f.Generation, string(f.Status), b, f.LastError, f.PurgeAlways
+		if !f.TokenAuthorizedAt.IsZero() {
+			versions[i] = &f.TokenAuthorizedAt
+		}
+		targets[i] = nullable(f.TargetError)
+		reasons[i] = f.PurgeReason
+		if reasons[i] == "" {
+			reasons[i] = "presave_" + string(f.Status)
+		}
+	}
+	return []any{ids, gens, statuses, results, errs, purge, versions, targets}, reasons, nil
+}
+
+// scanFinishes fills out (in fs's order) from finishStatement's rows and
+// returns the sealed refresh token each finish deleted. A token two
+// finishes of one batch shared goes with the first of them only, so it
+// is revoked once.
+func scanFinishes(rows pgx.Rows, fs []Finish, out []Finished) ([][]byte, error) {
+	defer rows.Close()
+	type row struct {
+		f       Finished
+		refresh []byte
+	}
+	byID := map[uuid.UUID]row{}
+	for rows.Next() {
+		var (
+			id     uuid.UUID
+			r      row
+			status PresaveStatus
+		)
+		if err := rows.Scan(&id, &r.f.FanID, &r.f.Provider, &status, &r.refresh); err != nil {
+			return nil, err
+		}
+		r.f.Applied, r.f.Held = true, status == PresaveHeld
+		byID[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	refresh := make([][]byte, len(fs))
+	type grant struct {
+		fan uuid.UUID
+		p   providers.Name
+	}
+	taken := map[grant]bool{}
+	for i, f := range fs {
+		r, ok := byID[f.ID]
+		if !ok {
+			continue
+		}
+		delete(byID, f.ID) // a Finish repeated in the batch found it ended
+		g := grant{r.f.FanID, r.f.Provider}
+		if r.refresh != nil && !taken[g] {
+			taken[g] = true
+			r.f.Purge.Deleted, refresh[i] = true, r.refresh
+		} else if r.refresh != nil {
+			r.f.Purge.Deleted = true
+		}
+		out[i] = r.f
+	}
+	return refresh, nil
 }
 
 // DuePresave is a pre-save the relay or sweeper hands to the queue.

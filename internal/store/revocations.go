@@ -27,23 +27,45 @@ func (s *Store) RevocationIDsAfter(ctx context.Context, after uuid.UUID, limit i
 	return ids, nil
 }
 
+// newRevocation is a deleted token's grant re-sealed for a new
+// revocation row; token is the grant in plaintext (memory only).
+type newRevocation struct {
+	id       uuid.UUID
+	provider providers.Name
+	keyID    string
+	sealed   []byte
+	reason   string
+	token    string
+}
+
 // revocationRow re-seals a deleted token's refresh token for a new
-// revocation row and returns the row's ID, the grant in plaintext and
-// the INSERT; no INSERT (and no error) when the token cannot be opened.
-func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (uuid.UUID, string, *pgx.QueuedQuery, error) {
+// revocation row; false (and no error) when the token cannot be opened.
+func (s *Store) revocationRow(fanID uuid.UUID, p providers.Name, refresh []byte, reason string) (newRevocation, bool, error) {
 	rt, err := s.ring.Open(refresh, tokenOwner(fanID, p, "refresh"))
 	if err != nil {
-		return uuid.Nil, "", nil, nil
+		return newRevocation{}, false, nil
 	}
-	id := uuid.Must(uuid.NewV7())
-	keyID, sealed, err := s.ring.Seal(rt, revocationOwner(id, p))
+	r := newRevocation{id: uuid.Must(uuid.NewV7()), provider: p, reason: reason, token: string(rt)}
+	r.keyID, r.sealed, err = s.ring.Seal(rt, revocationOwner(r.id, p))
 	if err != nil {
-		return uuid.Nil, "", nil, err
+		return newRevocation{}, false, err
 	}
-	return id, string(rt), &pgx.QueuedQuery{
-		SQL:       `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason) VALUES ($1, $2, $3, $4, $5)`,
-		Arguments: []any{id, p, keyID, sealed, reason},
-	}, nil
+	return r, true, nil
+}
+
+// insertRevocations is the one statement that writes revocation rows,
+// however many.
+func insertRevocations(rs []newRevocation) *pgx.QueuedQuery {
+	ids, provs, keys, sealed, why := make([]uuid.UUID, len(rs)), make([]string, len(rs)), make([]string, len(rs)),
+		make([][]byte, len(rs)), make([]string, len(rs))
+	for i, r := range rs {
+		ids[i], provs[i], keys[i], sealed[i], why[i] = r.id, string(r.provider), r.keyID, r.sealed, r.reason
+	}
+	return &pgx.QueuedQuery{
+		SQL: `INSERT INTO token_revocations (id, provider, key_id, token_sealed, reason)
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[])`,
+		Arguments: []any{ids, provs, keys, sealed, why},
+	}
 }
 
 func revocationOwner(id uuid.UUID, p providers.Name) []byte {
@@ -86,8 +108,15 @@ func (s *Store) RevocationFailed(ctx context.Context, id uuid.UUID, errText stri
 
 // DeleteRevocation forgets a revocation: it succeeded or was given up.
 func (s *Store) DeleteRevocation(ctx context.Context, id uuid.UUID) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM token_revocations WHERE id = $1`, id)
-	return err
+	return s.DeleteRevocations(ctx, []uuid.UUID{id})
+}
+
+// DeleteRevocations deletes revocations that are done, in one statement.
+func (s *Store) DeleteRevocations(ctx context.Context, ids []uuid.UUID) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM token_revocations WHERE id = ANY ($1)`, ids); err != nil {
+		return fmt.Errorf("store: delete revocations: %w", err)
+	}
+	return nil
 }
 
 // rotateRevocations re-seals up to limit pending revocations not under

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,6 +40,8 @@ type Store struct {
 	// after a purge (a sealed copy then waits in token_revocations); nil:
 	// none (WithRevocable).
 	revocable Revocable
+	// statements counts the statements sent (Open's pool only).
+	statements *statementCounter
 }
 
 // WithRevocable returns the store (sharing its pool) that keeps a sealed
@@ -65,12 +68,44 @@ func Open(ctx context.Context, databaseURL string, ring *seal.Ring) (*Store, err
 	if !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	counter := &statementCounter{}
+	cfg.ConnConfig.Tracer = counter
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	return New(pool, ring), nil
+	st := New(pool, ring)
+	st.statements = counter
+	return st, nil
 }
+
+// Statements is how many statements the store has sent to PostgreSQL
+// (BEGIN and COMMIT included, each statement of a pipeline counted), for
+// the workers' metrics: batching shows as fewer statements per pre-save.
+// Zero for a store built by New.
+func (s *Store) Statements() int64 {
+	if s.statements == nil {
+		return 0
+	}
+	return s.statements.n.Load()
+}
+
+// statementCounter is a pgx tracer that counts statements and does
+// nothing else (an atomic add each).
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	c.n.Add(1)
+}
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // New wraps an existing pool.
 func New(pool *pgxpool.Pool, ring *seal.Ring) *Store {

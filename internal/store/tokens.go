@@ -152,18 +152,19 @@ func (s *Store) purgeToken(ctx context.Context, tx pgx.Tx, fanID uuid.UUID, p pr
 	if !s.revocableAt(p) {
 		return Purge{Deleted: true}, nil
 	}
-	id, _, q, err := s.revocationRow(fanID, p, refresh, reason)
+	r, ok, err := s.revocationRow(fanID, p, refresh, reason)
 	if err != nil {
 		return Purge{}, err
 	}
-	if q == nil {
+	if !ok {
 		// Unreadable (key removed): nothing to revoke, but the row is gone.
 		return Purge{Deleted: true}, nil
 	}
+	q := insertRevocations([]newRevocation{r})
 	if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
 		return Purge{}, fmt.Errorf("store: queue revocation: %w", err)
 	}
-	return Purge{Deleted: true, RevocationID: id}, nil
+	return Purge{Deleted: true, RevocationID: r.id}, nil
 }
 
 // RotateKeys re-seals up to batch token rows and pending revocations that
