@@ -12,7 +12,7 @@ import (
 
 // cpuGroups are the parts of the system the benchmark accounts CPU time
 // to, in the order it prints them.
-var cpuGroups = []string{"worker", "postgres", "redis", "api", "fake"}
+var cpuGroups = []string{"worker", "postgres", "redis", "api", "fake", "peer"}
 
 // cpuSample is the CPU time (user + system, seconds) each group's
 // processes have used so far, read from /proc.
@@ -48,6 +48,8 @@ func sampleCPU() cpuSample {
 		switch {
 		case pid == self:
 			group = "fake"
+		case isPeer(pid):
+			group = "peer"
 		case comm == "worker" || comm == "api" || comm == "postgres":
 			group = comm
 		case comm == "redis-server":
@@ -113,7 +115,9 @@ func (u cpuUse) record(res results, prefix string, units int) {
 		return
 	}
 	for _, g := range cpuGroups {
-		res[prefix+"_"+g] = 1000 * u.sec[g] / float64(units)
+		if u.sec[g] > 0 {
+			res[prefix+"_"+g] = 1000 * u.sec[g] / float64(units)
+		}
 	}
 	res[prefix] = 1000 * u.total() / float64(units)
 	res[prefix+"_cores_busy"] = u.total() / u.wall.Seconds()
@@ -126,7 +130,9 @@ func cpuLine(res results, prefix, unit string) string {
 	}
 	var parts []string
 	for _, g := range cpuGroups {
-		parts = append(parts, fmt.Sprintf("%s %.2f", g, res[prefix+"_"+g]))
+		if v := res[prefix+"_"+g]; v > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", g, v))
+		}
 	}
 	return fmt.Sprintf("CPU per %s: %.2f ms (%s); %.2f of %d cores busy",
 		unit, res[prefix], strings.Join(parts, ", "), res[prefix+"_cores_busy"], runtime.NumCPU())

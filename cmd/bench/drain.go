@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -162,8 +163,13 @@ func (b *bench) drain(ctx context.Context, res results) error {
 	res["calls_per_presave"] = float64(b.providerCalls()-calls0) / float64(n)
 	res["calls_per_presave_min"] = callsPerPresaveMin
 	if counts1, err := b.serverCounts(ctx); err == nil && cerr == nil {
-		res["pg_transactions_per_presave"] = float64(counts1.pgTransactions-counts0.pgTransactions) / float64(n)
-		res["redis_commands_per_presave"] = float64(counts1.redisCommands-counts0.redisCommands) / float64(n)
+		per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
+		res["pg_transactions_per_presave"] = per(counts0.pgTransactions, counts1.pgTransactions)
+		res["pg_statements_per_presave"] = per(counts0.pgStatements, counts1.pgStatements)
+		res["redis_commands_per_presave"] = per(counts0.ownRedis, counts1.ownRedis)
+		res["redis_server_commands_per_presave"] = per(counts0.redisCommands, counts1.redisCommands)
+	} else {
+		fmt.Fprintf(b.out, "  warning: server counts: %v\n", errors.Join(cerr, err))
 	}
 	if perr := <-profiled; perr != nil {
 		fmt.Fprintf(b.out, "  warning: worker profile: %v\n", perr)
@@ -174,6 +180,9 @@ func (b *bench) drain(ctx context.Context, res results) error {
 	elapsed := t.LastCompleted.Sub(t.FirstDue).Seconds()
 	res["drain_per_s"] = float64(n) / elapsed
 	res["drain_ratio"] = res["drain_per_s"] / res["ceiling_per_s"]
+	if res["peer_per_s"] > 0 {
+		res["drain_vs_peer"] = res["drain_per_s"] / res["peer_per_s"]
+	}
 	res["lateness_p50_s"] = t.LatenessP50
 	res["lateness_p99_s"] = t.LatenessP99
 	if dups := scenario.Duplicates(b.fake.State()); dups != 0 {
@@ -197,6 +206,10 @@ type counts struct {
 	// redisCommands: every command the Redis server processed, asynq's
 	// included (the server has no per-client count).
 	redisCommands int64
+	// pgStatements and ownRedis are the workers' own counts
+	// (presave_db_statements_total, presave_redis_commands_total): every
+	// statement they sent, and the Redis commands beside asynq's.
+	pgStatements, ownRedis int64
 }
 
 // serverCounts reads PostgreSQL's and Redis's counters. The benchmark
@@ -211,13 +224,53 @@ func (b *bench) serverCounts(ctx context.Context) (counts, error) {
 	if err != nil {
 		return c, err
 	}
+	found := false
 	for _, line := range strings.Split(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
 			c.redisCommands, err = strconv.ParseInt(v, 10, 64)
-			return c, err
+			found = err == nil
 		}
 	}
-	return c, fmt.Errorf("no total_commands_processed in INFO stats")
+	if !found {
+		return c, fmt.Errorf("no total_commands_processed in INFO stats")
+	}
+	for _, w := range b.workers {
+		m, err := scrape(ctx, b.hc, "http://"+w.Addr+"/metrics")
+		if err != nil {
+			return c, err
+		}
+		c.pgStatements += int64(m["presave_db_statements_total"])
+		c.ownRedis += int64(m["presave_redis_commands_total"])
+	}
+	return c, nil
+}
+
+// scrape reads the unlabelled series of a Prometheus text exposition.
+func scrape(ctx context.Context, hc *http.Client, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s %v", url, resp.Status, err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out, nil
 }
 
 // providerCalls counts every request the workers make of the providers:

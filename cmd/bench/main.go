@@ -1,8 +1,11 @@
 // Command bench measures presave on this machine, in one run, and prints a
 // table plus bench/results.json (see README, "Benchmarks"):
 //
-//  1. ceiling: raw asynq draining N no-op tasks at the workers' concurrency;
-//  2. release-day drain: N pre-saves due at one instant, real workers;
+//  1. the peer design: N pre-saves as one asynq task each holding its
+//     tokens, presave's provider clients, a check before each write, no
+//     database (and, as information, raw asynq draining N no-op tasks);
+//  2. release-day drain: N pre-saves due at one instant, real workers,
+//     against the peer design;
 //  3. the same with provider latency, against concurrency ÷ latency;
 //  4. Redis memory with many future pre-saves, and bytes per queued task;
 //  5. consent ingest: OAuth callbacks per second through the API;
@@ -38,6 +41,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == peerMode {
+		if err := runPeer(os.Getenv, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench peer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
@@ -101,7 +111,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fn   func(*bench, context.Context, results) error
 	}{
 		{"history", (*bench).seedHistory},
-		{"ceiling", (*bench).ceiling},
+		{"no-op ceiling", (*bench).ceiling},
+		{"peer design", (*bench).peer},
 		{"release-day drain, ingest and lateness", (*bench).drain},
 		{"provider latency", (*bench).withLatency},
 		{"rate-limit adherence", (*bench).rateLimit},

@@ -27,7 +27,7 @@ const (
 	MaxRowsDefault = 200
 	// MaxWaitDefault is a few milliseconds: long enough for a hundred
 	// concurrent tasks to meet, short beside a provider call.
-	MaxWaitDefault = 3 * time.Millisecond
+	MaxWaitDefault = 20 * time.Millisecond
 	// FlushersDefault lets two batches be written at once: one fills
 	// while the other commits.
 	FlushersDefault = 2
