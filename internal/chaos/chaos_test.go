@@ -22,6 +22,7 @@ import (
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/redistest"
+	"github.com/presave/presave/internal/store/inspect"
 	"github.com/presave/presave/internal/store/storetest"
 )
 
@@ -381,6 +382,59 @@ func TestWorkerKilledBetweenCreatingAndRecordingPlaylists(t *testing.T) {
 	r.finish(fmt.Sprintf("killed every worker with %d playlists created and none recorded", n))
 }
 
+// TestWorkerKilledMidBatch: every worker is SIGKILLed while a batch of
+// finishes is provably in flight (PostgreSQL shows its revocation insert
+// waiting, inside the transaction that already ended its pre-saves);
+// new workers take over. The batch either never commits or commits
+// without its worker: either way each pre-save ends once and every grant
+// is revoked.
+func TestWorkerKilledMidBatch(t *testing.T) {
+	t.Parallel()
+	r := setup(t, "killed_mid_batch", opts{workers: 2})
+	ctx := ctxFor(t, 5*time.Minute)
+	r.connect()
+	at := r.waitFinished(0.2)
+	hold, waiting := r.holdBatch(ctx)
+	for _, w := range r.h.Workers {
+		w.Kill()
+	}
+	if err := hold.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := r.h.AddWorker(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.finish(fmt.Sprintf("killed every worker with %d of %d finished and %d batches waiting in their transactions",
+		at.Finished(), len(r.fans), waiting))
+}
+
+// holdBatch stops the workers' batches of finishes inside their
+// transactions (inspect.HoldRevocationWrites) and waits until one is
+// waiting there; it returns the hold and how many wait.
+func (r *run) holdBatch(ctx context.Context) (*inspect.RevocationHold, int) {
+	r.t.Helper()
+	hold, err := inspect.HoldRevocationWrites(ctx, r.h.Store)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n, err := hold.Waiting(ctx, r.h.Store)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if n > 0 {
+			return hold, n
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatal("no batch of finishes waited for the revocations lock within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestRedisFlushed: the run's Redis database is emptied mid-drain
 // (FLUSHDB: the run's own database; the shared server is never
 // FLUSHALLed). PostgreSQL is the truth: the relay queues again every
@@ -421,8 +475,8 @@ func TestRedisRestarted(t *testing.T) {
 }
 
 // TestPostgresRestarted: a private PostgreSQL crashes mid-drain (pg_ctl
-// -m immediate) and comes back 3 s later; the shared server is never
-// touched.
+// -m immediate) while a batch of finishes is in flight, and comes back
+// 3 s later; the shared server is never touched.
 func TestPostgresRestarted(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -441,14 +495,20 @@ func TestPostgresRestarted(t *testing.T) {
 	r := setup(t, "postgres_restarted", opts{workers: 2, databaseURL: pg.URL()})
 	r.connect()
 	at := r.waitFinished(0.25)
+	// Crashed while a batch of finishes waits inside its transaction.
+	hold, waiting := r.holdBatch(ctxFor(t, 2*time.Minute))
 	if err := pg.Crash(ctxFor(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}
+	// The crash ended the hold's transaction; this hands its connection
+	// back to the pool (which waits for it on close).
+	_ = hold.Release(context.Background())
 	time.Sleep(3 * time.Second)
 	if err := pg.Start(ctxFor(t, 2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	r.finish(fmt.Sprintf("PostgreSQL crashed with %d of %d finished, back after 3s", at.Finished(), len(r.fans)))
+	r.finish(fmt.Sprintf("PostgreSQL crashed with %d of %d finished and %d batches waiting in their transactions, back after 3s",
+		at.Finished(), len(r.fans), waiting))
 }
 
 // TestProvider5xx: a fifth of all provider calls answer 503.

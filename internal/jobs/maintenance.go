@@ -169,12 +169,14 @@ func (w *Worker) claimDue(ctx context.Context) (ran bool, err error) {
 
 // rescue re-enqueues every in-flight pre-save due within the window whose
 // task no longer exists; an existing task answers ErrTaskIDConflict and
-// is left alone.
+// is left alone. Those queued within the last rescue interval wait for
+// the next rescue: on a release day they are the drain itself, mostly
+// done by then.
 func (w *Worker) rescue(ctx context.Context) error {
 	var cur store.InFlightCursor
 	n := 0
 	for {
-		page, err := w.st.InFlightPresaves(ctx, w.cfg.Queue.Window, cur, w.cfg.RelayBatch)
+		page, err := w.st.InFlightPresaves(ctx, w.cfg.Queue.Window, w.cfg.RescueInterval, cur, w.cfg.RelayBatch)
 		if err != nil {
 			return err
 		}

@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/queue"
@@ -72,7 +69,7 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 	fan, provider := pl.FanID, pl.Provider
 	if fan == uuid.Nil || provider == "" {
 		// A task queued before payloads named the fan: read the row for
-		// it (and skip a stale task before taking any lock).
+		// it (and skip a stale task before starting it).
 		ps, err := w.st.Presave(ctx, pl.PresaveID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // the fan was deleted; nothing to do
@@ -87,27 +84,16 @@ func (w *Worker) attemptPresave(ctx context.Context, log *slog.Logger, pl queue.
 		fan, provider = ps.FanID, ps.Provider
 	}
 
-	// One attempt at a time per fan and provider: it keeps a reschedule's
-	// new generation from racing an old one that is still running, and
-	// keeps two pre-saves of one fan from both refreshing (and rotating)
-	// the same grant. It is taken first, so the start below (which checks
-	// the generation and status itself) is the task's first read.
-	unlock, ok, err := w.lockGrant(ctx, fan, provider)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		w.metrics.Deferred.WithLabelValues(string(provider), "busy").Inc()
-		return &Deferral{Reason: "busy", Until: time.Now().Add(2 * time.Second)}
-	}
-	defer unlock()
-
 	actx, cancel := context.WithTimeout(ctx, w.cfg.Queue.PresaveTimeout)
 	defer cancel()
-	// The start is batched with the other tasks' (bookkeeping); its lease
-	// outlives the attempt's deadline by attemptBookkeeping. A pre-save
-	// due within dueEarly (clock skew between the enqueuer and us) starts
-	// and waits below; one due later is not started at all.
+	// The start is batched with the other tasks' (bookkeeping), and it is
+	// the task's first read. It takes the pre-save's lease, which outlives
+	// the attempt's deadline by attemptBookkeeping, and the fan's grant's:
+	// one attempt per grant at a time keeps a reschedule's new generation
+	// from racing an old one that still runs, and two pre-saves of one fan
+	// from both refreshing (and rotating) the grant. A pre-save due within
+	// dueEarly (clock skew between the enqueuer and us) starts and waits
+	// below; one due later is not started at all.
 	began, err := w.books.starts.Do(actx, store.Start{ID: pl.PresaveID, Generation: pl.Generation, Fan: fan})
 	if err == nil {
 		err = began.Err
@@ -144,9 +130,9 @@ func (w *Worker) notStarted(ctx context.Context, pl queue.PresavePayload, provid
 	)
 	switch {
 	case errors.As(err, &leased):
-		// Another attempt of this generation runs (possible after Redis
-		// lost our lock and the relay re-queued the pre-save): try again
-		// once its lease lapses, never alongside it.
+		// Another attempt runs: of this pre-save (after Redis lost its
+		// task and the relay queued it again), or on the fan's grant.
+		// Try again once it ends, never alongside it.
 		w.metrics.Deferred.WithLabelValues(string(provider), "busy").Inc()
 		return &Deferral{Reason: "busy", Until: leased.Until}
 	case errors.Is(err, store.ErrHeldBack):
@@ -335,31 +321,3 @@ func (w *Worker) pace(ctx context.Context, ps store.Presave, calls int) (*Deferr
 func stopOf(ps store.Presave) ratelimit.Stop {
 	return ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)}
 }
-
-// lockGrant takes the per-(fan, provider) execution lock in Redis. It
-// expires by itself after the longest an attempt can run, so a dead
-// worker's lock never blocks for long.
-func (w *Worker) lockGrant(ctx context.Context, fan uuid.UUID, p providers.Name) (func(), bool, error) {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	tokenVal := hex.EncodeToString(b[:])
-	key := "presave:lock:grant:" + fan.String() + ":" + string(p)
-	ok, err := w.rdb.SetNX(ctx, key, tokenVal, w.cfg.Queue.PresaveTimeout+bookkeepingTimeout+5*time.Second).Result()
-	if err != nil {
-		return nil, false, fmt.Errorf("jobs: lock: %w", err)
-	}
-	if !ok {
-		return nil, false, nil
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = unlockScript.Run(ctx, w.rdb, []string{key}, tokenVal).Err()
-	}, true, nil
-}
-
-var unlockScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-  return redis.call("DEL", KEYS[1])
-end
-return 0`)

@@ -13,17 +13,16 @@ import (
 	"github.com/presave/presave/internal/store/storetest"
 )
 
-// A batch starts and ends pre-saves of one fan together: each Start and
-// Finish gets its own outcome, a repeated Start finds the lease taken,
-// and the fan's grant, needed by no pre-save once the batch ends, is
-// deleted and queued for revocation exactly once.
-func TestBatchesOfOneFan(t *testing.T) {
+// A batch starts pre-saves of one fan: each Start gets its own outcome,
+// and one attempt at a time holds the fan's grant: a second pre-save of
+// the fan, or a repeated Start, finds it leased until the first ends.
+func TestBatchStartsLeaseTheGrant(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t).Store.WithRevocable(revocable)
 	c := ctx(t)
-	a := consent(t, st, release(t, st, "batch-a"), providers.YouTube, "acct", "refresh-1", uuid.Nil).Presave
+	a := consent(t, st, release(t, st, "lease-a"), providers.YouTube, "acct", "refresh-1", uuid.Nil).Presave
 	fan := a.FanID
-	b := consent(t, st, release(t, st, "batch-b"), providers.YouTube, "acct", "refresh-1", fan).Presave
+	b := consent(t, st, release(t, st, "lease-b"), providers.YouTube, "acct", "refresh-1", fan).Presave
 	if _, _, err := st.ClaimDuePresaves(c, 48*time.Hour, 10, claimAll); err != nil {
 		t.Fatal(err)
 	}
@@ -36,22 +35,66 @@ func TestBatchesOfOneFan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []uuid.UUID{a.ID, b.ID} {
-		if s := started[i]; !s.OK || s.Err != nil || s.Attempt.Presave.ID != want || s.Attempt.Token.RefreshToken != "refresh-1" {
-			t.Errorf("start %d = ok %v, err %v, presave %s; want started with the grant", i, s.OK, s.Err, s.Attempt.Presave.ID)
-		}
+	first, second := 0, 1
+	if started[1].OK {
+		// Which of the fan's two gets the grant is PostgreSQL's choice.
+		first, second = 1, 0
+	}
+	if s := started[first]; !s.OK || s.Err != nil || s.Attempt.Token.RefreshToken != "refresh-1" {
+		t.Fatalf("first start = ok %v, err %v; want started with the grant", s.OK, s.Err)
 	}
 	var leased *store.LeasedError
-	if s := started[2]; s.OK || !errors.As(s.Err, &leased) {
-		t.Errorf("repeated start = ok %v, err %v; want a *LeasedError", s.OK, s.Err)
+	for _, i := range []int{second, 2} {
+		if s := started[i]; s.OK || !errors.As(s.Err, &leased) {
+			t.Errorf("start %d = ok %v, err %v; want a *LeasedError (the grant is taken)", i, s.OK, s.Err)
+		}
 	}
 	if s := started[3]; s.OK || s.Err != nil {
 		t.Errorf("stale start = ok %v, err %v; want not started, no error", s.OK, s.Err)
 	}
+	ps := []store.Presave{a, b}
+	holder, waiter := ps[first], ps[second]
+	fins, err := st.FinishPresaves(c, []store.Finish{{ID: holder.ID, Generation: holder.Generation, Provider: providers.YouTube,
+		Status: store.PresaveDone, Results: okSave()}})
+	if err != nil || !fins[0].Applied || fins[0].Purge.Deleted {
+		t.Fatalf("finish = %+v, %v; want applied with the grant kept for the other pre-save", fins, err)
+	}
+	if _, ok, err := st.BeginAttempt(c, waiter.ID, waiter.Generation, fan, time.Minute, 48*time.Hour); !ok || err != nil {
+		t.Fatalf("start after the first finished = %v, %v; want started (the grant was given back)", ok, err)
+	}
+}
 
-	ok := map[providers.Action]store.ActionResult{providers.ActionSave: {Outcome: providers.OutcomeOK, At: time.Now()}}
+// A batch ends pre-saves of one fan together: the fan's grant, needed by
+// none once the batch ends, is deleted and queued for revocation exactly
+// once, and each Finish gets its own outcome.
+func TestBatchFinishesOfOneFan(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store.WithRevocable(revocable)
+	c := ctx(t)
+	a := consent(t, st, release(t, st, "batch-a"), providers.YouTube, "acct", "refresh-1", uuid.Nil).Presave
+	fan := a.FanID
+	b := consent(t, st, release(t, st, "batch-b"), providers.YouTube, "acct", "refresh-1", fan).Presave
+	if _, _, err := st.ClaimDuePresaves(c, 48*time.Hour, 10, claimAll); err != nil {
+		t.Fatal(err)
+	}
+	// Both running at once: the first attempt's leases lapse (its worker
+	// died), so the second takes the grant.
+	if _, ok, err := st.BeginAttempt(c, a.ID, a.Generation, fan, time.Millisecond, 48*time.Hour); !ok || err != nil {
+		t.Fatalf("start a: %v, %v", ok, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, ok, err := st.BeginAttempt(c, b.ID, b.Generation, fan, time.Minute, 48*time.Hour)
+		var leased *store.LeasedError
+		if ok {
+			break
+		}
+		if !errors.As(err, &leased) || time.Now().After(deadline) {
+			t.Fatalf("start b after a's lease lapsed: %v, %v", ok, err)
+		}
+	}
 	fins, err := st.FinishPresaves(c, []store.Finish{
-		{ID: a.ID, Generation: a.Generation, Provider: providers.YouTube, Status: store.PresaveDone, Results: ok},
+		{ID: a.ID, Generation: a.Generation, Provider: providers.YouTube, Status: store.PresaveDone, Results: okSave()},
 		{ID: b.ID, Generation: b.Generation, Provider: providers.YouTube, Status: store.PresaveFailed, LastError: "x"},
 		{ID: b.ID, Generation: b.Generation + 1, Provider: providers.YouTube, Status: store.PresaveDone},
 	})
@@ -82,6 +125,10 @@ func TestBatchesOfOneFan(t *testing.T) {
 	if secrets, _ := inspect.CountSecrets(c, st); secrets.Revocations != 0 {
 		t.Errorf("revocation left after DeleteRevocations: %+v", secrets)
 	}
+}
+
+func okSave() map[providers.Action]store.ActionResult {
+	return map[providers.Action]store.ActionResult{providers.ActionSave: {Outcome: providers.OutcomeOK, At: time.Now()}}
 }
 
 // A batch that ends one of a fan's two pre-saves keeps the grant the

@@ -140,22 +140,29 @@ func (e *LeasedError) Error() string {
 }
 
 // whyNotStarted explains a start that matched no row: a *LeasedError when
-// another attempt of the generation holds the lease, a *NotDueError when
-// the pre-save is runnable but due later than now + early, ErrHeldBack
-// when the release's guard holds it back, nil when the task is stale (or, fan set, not that fan's). It only runs on those rare
-// paths.
+// another attempt of the generation holds the lease, or another attempt
+// holds the fan's grant, or the start lost a race and may be tried again
+// at once; a *NotDueError when the pre-save is runnable but due later
+// than now + early; ErrHeldBack when the release's guard holds it back;
+// nil when the task is stale (or, fan set, not that fan's). It only runs
+// on those rare paths.
 func (s *Store) whyNotStarted(ctx context.Context, id uuid.UUID, generation int, fan uuid.UUID, early time.Duration) error {
 	var (
-		status  string
-		until   *time.Time
-		dueAt   time.Time
-		now     time.Time
-		blocked bool
+		status     string
+		until      *time.Time
+		dueAt      time.Time
+		now        time.Time
+		blocked    bool
+		grantUntil *time.Time
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT status, lease_until, due_at, now(), `+blockedByGuardSQL("presaves")+` FROM presaves
-		WHERE id = $1 AND generation = $2 AND ($3::uuid IS NULL OR fan_id = $3)`, id, generation, nullUUID(fan)).
-		Scan(&status, &until, &dueAt, &now, &blocked)
+		SELECT p.status, p.lease_until, p.due_at, now(), `+blockedByGuardSQL("p")+`,
+			CASE WHEN t.lease_until >= now() THEN least(t.lease_until, now() + interval '2 seconds') END
+		FROM presaves p LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
+			AND t.account_id IS NOT DISTINCT FROM p.account_id
+		WHERE p.id = $1 AND p.generation = $2 AND ($3::uuid IS NULL OR p.fan_id = $3)`, id, generation, nullUUID(fan)).
+		Scan(&status, &until, &dueAt, &now, &blocked, &grantUntil)
+	runnable := status == string(PresaveEnqueued) || (status == string(PresaveRunning) && (until == nil || until.Before(now)))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil
@@ -165,9 +172,17 @@ func (s *Store) whyNotStarted(ctx context.Context, id uuid.UUID, generation int,
 		return &LeasedError{Until: *until}
 	case blocked && (status == string(PresaveEnqueued) || status == string(PresaveRunning)):
 		return ErrHeldBack
-	case early > 0 && dueAt.After(now.Add(early)) &&
-		(status == string(PresaveEnqueued) || (status == string(PresaveRunning) && (until == nil || until.Before(now)))):
+	case early > 0 && dueAt.After(now.Add(early)) && runnable:
 		return &NotDueError{DueAt: dueAt}
+	case runnable && grantUntil != nil:
+		// Another attempt runs on the fan's grant (another pre-save, or
+		// an older generation of this one); it usually ends within a
+		// second or two.
+		return &LeasedError{Until: *grantUntil}
+	case runnable:
+		// Startable now: the start lost a race (the grant was let go or
+		// the row changed meanwhile). Try again at once.
+		return &LeasedError{Until: now}
 	}
 	return nil
 }
@@ -215,8 +230,8 @@ var attemptColumns = prefixed("p.", presaveColumns)
 type Start struct {
 	ID         uuid.UUID
 	Generation int
-	// Fan is the fan whose grant lock the caller holds: only a pre-save
-	// of that fan starts.
+	// Fan is the pre-save's fan (the task's payload names it): only a
+	// pre-save of that fan starts.
 	Fan uuid.UUID
 }
 
@@ -238,18 +253,42 @@ func (s *Store) BeginAttempt(ctx context.Context, id uuid.UUID, generation int, 
 	return out[0].Attempt, out[0].OK, out[0].Err
 }
 
+// startableSQL is the condition under which the pre-save row p starts:
+// due by now + $5 seconds, enqueued (or running with a lapsed lease), not
+// held back by its release's guard.
+func startableSQL(p string) string {
+	return p + `.due_at <= now() + make_interval(secs => $5)
+		AND (` + p + `.status = 'enqueued' OR (` + p + `.status = 'running' AND (` + p + `.lease_until IS NULL OR ` + p + `.lease_until < now())))
+		AND NOT ` + blockedByGuardSQL(p)
+}
+
 // beginStatement starts the attempts named by the arrays $1 (ID), $2
-// (generation) and $3 (fan) and reads what each needs; see
-// BeginAttempts.
+// (generation) and $3 (fan), with leases of $4 seconds, and reads what
+// each needs; see BeginAttempts. g takes each grant's lease for the
+// pre-save that starts on it (one per grant: an UPDATE changes a row
+// once, however many pre-saves of the batch join it); p starts the
+// pre-saves whose grant g leased, and those without a grant of their
+// account (they fail for it). A grant whose lease has not lapsed is
+// skipped, whoever holds it (an older generation of the same pre-save
+// too): a concurrent batch waits for its row lock, then re-checks the
+// lease it wrote.
 var beginStatement = `
-		WITH p AS (
+		WITH x AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[]) AS x(x_id, x_generation, x_fan)),
+		g AS (
+			UPDATE provider_tokens t SET leased_by = s.id, lease_until = now() + make_interval(secs => $4)
+			FROM x JOIN presaves s ON s.id = x.x_id AND s.generation = x.x_generation AND s.fan_id = x.x_fan
+				AND ` + startableSQL("s") + `
+			WHERE t.fan_id = s.fan_id AND t.provider = s.provider AND t.account_id IS NOT DISTINCT FROM s.account_id
+			  AND (t.lease_until IS NULL OR t.lease_until < now())
+			RETURNING t.leased_by),
+		p AS (
 			UPDATE presaves SET status = 'running', attempts = attempts + 1, started_at = now(),
 				lease_until = now() + make_interval(secs => $4), updated_at = now()
-			FROM unnest($1::uuid[], $2::int[], $3::uuid[]) AS x(x_id, x_generation, x_fan)
-			WHERE id = x.x_id AND generation = x.x_generation AND fan_id = x.x_fan
-			  AND due_at <= now() + make_interval(secs => $5)
-			  AND (status = 'enqueued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < now())))
-			  AND NOT ` + blockedByGuardSQL("presaves") + `
+			FROM x
+			WHERE id = x.x_id AND generation = x.x_generation AND fan_id = x.x_fan AND ` + startableSQL("presaves") + `
+			  AND (id IN (SELECT leased_by FROM g) OR NOT EXISTS (SELECT 1 FROM provider_tokens n
+				WHERE n.fan_id = presaves.fan_id AND n.provider = presaves.provider
+				  AND n.account_id IS NOT DISTINCT FROM presaves.account_id))
 			RETURNING ` + prefixed("presaves.", presaveColumns) + `)
 		SELECT ` + attemptColumns + `, r.updated_at,
 			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at,
@@ -259,17 +298,27 @@ var beginStatement = `
 			AND t.account_id IS NOT DISTINCT FROM p.account_id
 		LEFT JOIN release_guards g ON g.release_id = p.release_id AND g.provider = p.provider`
 
+// releaseGrantSQL is a CTE body giving back the grant lease held by the
+// attempt of the pre-save whose ID is the SQL expression id, whatever its
+// generation now (an attempt whose pre-save moved on lets go too).
+func releaseGrantSQL(id string) string {
+	return `UPDATE provider_tokens t SET leased_by = NULL, lease_until = NULL FROM presaves l
+		WHERE l.id = ` + id + ` AND t.fan_id = l.fan_id AND t.provider = l.provider AND t.leased_by = l.id`
+}
+
 // BeginAttempts starts attempts, in one statement however many: each
 // pre-save is marked running (attempts+1, started_at = now) with its
 // lease taken for lease (the attempt's time limit plus bookkeeping), and
 // the version of its release and the fan's sealed grant are read with
-// it. A pre-save starts only for the fan named (the one whose grant lock
-// the caller holds) and when due by now + early (PostgreSQL's clock).
+// it, and the lease of the fan's grant taken (one attempt per grant at a
+// time). A pre-save starts only for the fan named and when due by now +
+// early (PostgreSQL's clock).
 // Each Start gets its Started, in order: not OK without error for a
 // stale task (the pre-save is not enqueued, nor running with a lapsed
 // lease, at that generation: every path that queues a task marks the row
-// enqueued first); a *LeasedError when another attempt holds the lease
-// (a Start repeated in one batch included); a *NotDueError when due
+// enqueued first); a *LeasedError when another attempt holds its lease or
+// its grant's (a Start repeated in one batch, or two of one fan's, too:
+// the later ones); a *NotDueError when due
 // later (nothing changed); ErrHeldBack when the release's guard holds it
 // back. The error is for the whole batch (nothing started).
 func (s *Store) BeginAttempts(ctx context.Context, lease, early time.Duration, starts []Start) ([]Started, error) {
@@ -419,7 +468,8 @@ type Requeued struct {
 }
 
 // RequeuePresave hands a running pre-save back to its queue (its task will
-// be retried): status enqueued, or held (see Requeue.TargetError).
+// be retried): status enqueued, or held (see Requeue.TargetError). The
+// attempt's grant lease is given back whatever the generation.
 func (s *Store) RequeuePresave(ctx context.Context, r Requeue) (Requeued, error) {
 	b, err := marshalResults(r.Results)
 	if err != nil {
@@ -428,6 +478,7 @@ func (s *Store) RequeuePresave(ctx context.Context, r Requeue) (Requeued, error)
 	var status PresaveStatus
 	var opened *time.Time
 	err = s.pool.QueryRow(ctx, `
+		WITH g AS (`+releaseGrantSQL("$1")+`)
 		UPDATE presaves SET
 			status = CASE WHEN $5::text IS NOT NULL AND `+holdsSQL("presaves", true)+` THEN 'held' ELSE 'enqueued' END,
 			results = results || $4::jsonb, last_error = NULLIF($3, ''), lease_until = NULL,
@@ -524,13 +575,16 @@ func (s *Store) SetOwnPlaylist(ctx context.Context, id uuid.UUID, playlistID str
 // the cancellation (the action was already under way when the
 // withdrawal, disconnect or release cancellation answered), so the fan's
 // export says what was done, and gives up the attempt's lease. It
-// touches only a cancelled pre-save and reports whether it found one.
+// touches only a cancelled pre-save and reports whether it found one;
+// the attempt's grant lease it gives back whatever the pre-save's state
+// (an attempt whose pre-save moved on ends here too).
 func (s *Store) RecordLateResults(ctx context.Context, id uuid.UUID, results map[providers.Action]ActionResult) (bool, error) {
 	b, err := marshalResults(results)
 	if err != nil {
 		return false, err
 	}
 	tag, err := s.pool.Exec(ctx, `
+		WITH g AS (`+releaseGrantSQL("$1")+`)
 		UPDATE presaves SET results = results || $2::jsonb, lease_until = NULL, updated_at = now()
 		WHERE id = $1 AND status = 'cancelled'`, id, b)
 	if err != nil {
@@ -619,16 +673,18 @@ type Finished struct {
 // its row lock: the DELETE waits for it, then re-checks the row it
 // wrote, whose new authorized_at no longer matches the attempt's, so the
 // new consent's token survives (the NOT EXISTS alone would still read
-// the snapshot from before that consent).
+// the snapshot from before that consent). r gives back the grant leases
+// of the rows it did not delete.
 var finishStatement = `
-			WITH p AS (
+			WITH x AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::bool[],
+				$7::timestamptz[], $8::text[]) AS x(x_id, x_generation, x_status, x_results, x_error, x_purge, x_version, x_target)),
+			p AS (
 				UPDATE presaves SET
 					status = CASE WHEN x.x_target IS NOT NULL AND NOT x.x_purge AND ` + holdsSQL("presaves", false) + `
 						THEN 'held' ELSE x.x_status END,
 					results = results || x.x_results, last_error = NULLIF(x.x_error, ''), target_error = x.x_target,
 					ended_at = now(), completed_at = now(), lease_until = NULL, updated_at = now()
-				FROM unnest($1::uuid[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::bool[], $7::timestamptz[], $8::text[])
-					AS x(x_id, x_generation, x_status, x_results, x_error, x_purge, x_version, x_target)
+				FROM x
 				WHERE id = x.x_id AND generation = x.x_generation AND status IN ` + runnableStatuses + `
 				RETURNING presaves.id, fan_id, provider, status, x.x_purge, x.x_version),
 			d AS (
@@ -636,7 +692,10 @@ var finishStatement = `
 				WHERE p.status <> 'held' AND t.fan_id = p.fan_id AND t.provider = p.provider
 				  AND (p.x_version IS NULL OR t.authorized_at = p.x_version)
 				  AND (p.x_purge OR NOT ` + TokenNeededSQL("p.fan_id", "p.provider", "ALL (ARRAY(SELECT e.id FROM p e WHERE e.status <> 'held'))") + `)
-				RETURNING t.fan_id, t.provider, t.refresh_sealed)
+				RETURNING t.fan_id, t.provider, t.refresh_sealed),
+			r AS (
+				` + releaseGrantSQL("ANY (SELECT x_id FROM x)") + `
+				  AND NOT EXISTS (SELECT 1 FROM d WHERE d.fan_id = t.fan_id AND d.provider = t.provider))
 			SELECT p.id, p.fan_id, p.provider, p.status, d.refresh_sealed
 			FROM p LEFT JOIN d ON d.fan_id = p.fan_id AND d.provider = p.provider`
 
@@ -897,15 +956,19 @@ type InFlightCursor struct {
 	ID    uuid.UUID
 }
 
-// InFlightPresaves lists enqueued or running pre-saves due within window,
-// after the cursor (zero value: from the start), so the relay can put back
-// the tasks Redis lost.
-func (s *Store) InFlightPresaves(ctx context.Context, window time.Duration, after InFlightCursor, limit int) ([]DuePresave, error) {
+// InFlightPresaves lists enqueued or running pre-saves due within window
+// and queued at least queuedFor ago, after the cursor (zero value: from
+// the start), so the relay can put back the tasks Redis lost. queuedFor
+// spares a rescue the pre-saves queued since the previous one (a
+// release's whole drain, on its day): a task lost among them is found by
+// the next rescue.
+func (s *Store) InFlightPresaves(ctx context.Context, window, queuedFor time.Duration, after InFlightCursor, limit int) ([]DuePresave, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, generation, provider, due_at, fan_id FROM presaves
 		WHERE status IN ('enqueued', 'running') AND due_at <= now() + make_interval(secs => $1)
+			AND (enqueued_at IS NULL OR enqueued_at <= now() - make_interval(secs => $5))
 			AND (due_at, id) > ($2, $3)
-		ORDER BY due_at, id LIMIT $4`, window.Seconds(), after.DueAt, after.ID, limit)
+		ORDER BY due_at, id LIMIT $4`, window.Seconds(), after.DueAt, after.ID, limit, queuedFor.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("store: in-flight presaves: %w", err)
 	}

@@ -108,9 +108,13 @@ func TestReviveStuckAndInFlight(t *testing.T) {
 	if _, ok, _ := begin(ctx, st, ps, ps.Generation, time.Minute); ok {
 		t.Fatal("the dead worker's generation could start again")
 	}
-	inflight, err := st.InFlightPresaves(ctx, time.Minute, store.InFlightCursor{}, 10)
+	inflight, err := st.InFlightPresaves(ctx, time.Minute, 0, store.InFlightCursor{}, 10)
 	if err != nil || len(inflight) != 1 || inflight[0].Generation != ps.Generation+1 {
 		t.Fatalf("InFlightPresaves = %v, %v", inflight, err)
+	}
+	// Queued just now: a rescue that spares the last interval's skips it.
+	if recent, err := st.InFlightPresaves(ctx, time.Minute, time.Hour, store.InFlightCursor{}, 10); err != nil || len(recent) != 0 {
+		t.Fatalf("InFlightPresaves queued an hour ago = %v, %v; want none", recent, err)
 	}
 	// Unneeded tokens: none while the pre-save is open.
 	if purged, _, err := st.PurgeUnneededTokens(ctx, 0, store.TokenCursor{}, 10); err != nil || len(purged) != 0 {
