@@ -259,8 +259,9 @@ type Deps struct {
 	Providers registry.Set
 	// Redis is asynq's connection (asynq.ParseRedisURI).
 	Redis asynq.RedisConnOpt
-	// RDB is a go-redis client on the same database, for rate limits,
-	// cooldowns, quotas and locks.
+	// RDB is a go-redis client on the same database: the queue client
+	// enqueues through it; the worker's own Redis work (rate limits,
+	// cooldowns, quotas, the rescue) opens a client of its options.
 	RDB *redis.Client
 	Log *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
@@ -300,23 +301,27 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{cfg: cfg, st: d.Store.WithRevocable(d.Providers.Revocable), provs: d.Providers, rdb: d.RDB, log: d.Log}
+	w := &Worker{cfg: cfg, st: d.Store.WithRevocable(d.Providers.Revocable), provs: d.Providers, log: d.Log}
+	// The worker's own Redis work (limiter, budget, rescue) has its own
+	// client, so its commands are counted apart from asynq's (the queue
+	// client enqueues through d.RDB).
+	w.rdb = redis.NewClient(d.RDB.Options())
+	w.metrics = NewMetrics(d.Registerer)
+	w.rdb.AddHook(commandCounter{w.metrics.RedisCommands})
 	rates := map[string]ratelimit.Rate{}
 	for p, r := range cfg.Queue.Rates {
 		rates[string(p)] = ratelimit.Rate{PerSecond: r.PerSecond, Burst: r.Burst}
 	}
-	w.limiter = ratelimit.New(d.RDB, rates).WithBackoff(cfg.RateLimitBackoff.Base, cfg.RateLimitBackoff.Max)
+	w.limiter = ratelimit.New(w.rdb, rates).WithBackoff(cfg.RateLimitBackoff.Base, cfg.RateLimitBackoff.Max)
 	yt, ok := d.Providers.Get(providers.YouTube)
 	if !ok {
 		return nil, errors.New("jobs: the YouTube provider is not configured")
 	}
-	w.ytBudget = ratelimit.NewBudget(d.RDB, "youtube-units", cfg.Queue.YouTubeDailyUnits, yt.QuotaDay)
-	w.metrics = NewMetrics(d.Registerer)
+	w.ytBudget = ratelimit.NewBudget(w.rdb, "youtube-units", cfg.Queue.YouTubeDailyUnits, yt.QuotaDay)
 	if d.Registerer != nil {
 		d.Registerer.MustRegister(pausedCollector{st: d.Store, log: d.Log}, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "presave_db_statements_total", Help: "Statements the process sent to PostgreSQL (BEGIN and COMMIT included).",
 		}, func() float64 { return float64(d.Store.Statements()) }))
-		d.RDB.AddHook(commandCounter{w.metrics.RedisCommands})
 	}
 	var err error
 	if w.books, err = newBookkeeping(w.st, cfg, w.metrics); err != nil {
@@ -373,6 +378,7 @@ func (w *Worker) Ready(ctx context.Context) error {
 // finish, after which asynq hands them back to their queues.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.client.Close()
+	defer w.rdb.Close()
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("jobs: start asynq server: %w", err)
 	}
