@@ -114,6 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		{"no-op ceiling", (*bench).ceiling},
 		{"peer design", (*bench).peer},
 		{"release-day drain, ingest and lateness", (*bench).drain},
+		{"periodic services' statements", (*bench).sweepTimes},
 		{"provider latency", (*bench).withLatency},
 		{"rate-limit adherence", (*bench).rateLimit},
 		{"Redis memory", (*bench).memory},

@@ -32,6 +32,9 @@ func printTable(w io.Writer, o options, r results) {
 		r["calls_per_presave"], r["calls_per_presave_min"])
 	fmt.Fprintf(w, "per pre-save (run 2): PostgreSQL statements %.2f (target ≤ 0.2), transactions %.2f; Redis commands of our own %.2f (target ≤ 2), all (asynq's too) %.1f\n",
 		r["pg_statements_per_presave"], r["pg_transactions_per_presave"], r["redis_commands_per_presave"], r["redis_server_commands_per_presave"])
+	fmt.Fprintf(w, "periodic services' statements after run 2 (history %.0f): slowest %.1f ms (target < 50 ms): revive %.1f, OAuth states %.1f, holds %.1f, tokens %.1f, revocations %.1f, rescue %.1f\n",
+		r["history"], r["sweep_max_ms"], r["sweep_revive_ms"], r["sweep_oauth_states_ms"], r["sweep_holds_ms"], r["sweep_tokens_ms"],
+		r["sweep_revocations_ms"], r["sweep_rescue_ms"])
 	// Where the time goes: everything shares this machine's cores, so
 	// these bound figures 2, 5 and 7 at about cores ÷ CPU per unit.
 	for _, l := range []string{cpuLine(r, "cpu_ms_per_presave", "pre-save (run 2)"), cpuLine(r, "peer_cpu_ms_per_presave", "pre-save of the peer design (figure 1)"),
