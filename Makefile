@@ -35,9 +35,9 @@ migrate: ## apply migrations to DATABASE_URL
 rotate-keys: ## re-seal every token under the first key of TOKEN_KEYS
 	$(GO) run ./cmd/worker rotate-keys
 
-bench: ## release-day benchmark (N=2000 for a small run); writes bench/results.json
+bench: ## release-day benchmark (N=2000 for a small run, HISTORY=1000000 to seed history); writes bench/results.json
 	@./scripts/services.sh db
-	@if [ -d cmd/bench ]; then $(GO) run ./cmd/bench $(if $(N),-n $(N)); else echo "no benchmark yet"; fi
+	@if [ -d cmd/bench ]; then $(GO) run ./cmd/bench $(if $(N),-n $(N)) $(if $(HISTORY),-history $(HISTORY)); else echo "no benchmark yet"; fi
 
 demo: ## the first thing to run: 1,000 fans pre-save a release due in 20 s (FANS=, DELAY=, DEMO_EXIT=1)
 	@./scripts/services.sh db

@@ -543,8 +543,9 @@ func appendToLine(name, extra string) {
 	}
 }
 
-// TestProvider429: the fake's rate limit comes and goes in bursts (3 s
-// at 5 requests/s per provider, 2 s unlimited), answering as each service
+// TestProvider429: the fake's rate limit comes and goes in bursts (3 s,
+// and until both services refused a call, at 5 requests/s per provider;
+// then 2 s unlimited), answering as each service
 // does beyond it (Spotify 429 with Retry-After, YouTube 403
 // rateLimitExceeded without), while the workers' own limiter allows
 // 200/s.
@@ -563,13 +564,33 @@ func TestProvider429(t *testing.T) {
 				_ = apiclient.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "rate_limit_rps": rps, "rate_limit_burst": 2})
 			}
 		}
+		// Each limited spell lasts 3 s, and until both services refused
+		// a call in it: with one request per Spotify pre-save, the
+		// drain's bulk can otherwise fall between two spells.
+		limited := func() (int, int) {
+			st, err := apiclient.FakeState(ctx, r.h.FakeURL)
+			if err != nil {
+				return 0, 0
+			}
+			return calls(st, withStatus("429")), calls(st, func(k string) bool {
+				return strings.Contains(k, " /youtube/v3/") && strings.HasSuffix(k, " 403")
+			})
+		}
 		defer set(0)
 		for {
 			set(5)
-			select {
-			case <-stop:
-				return
-			case <-time.After(3 * time.Second):
+			s0, y0 := limited()
+			until := time.Now().Add(3 * time.Second)
+			for {
+				s1, y1 := limited()
+				if time.Now().After(until) && s1 > s0 && y1 > y0 {
+					break
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
 			}
 			set(0)
 			select {
