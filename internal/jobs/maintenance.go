@@ -160,6 +160,13 @@ func (w *Worker) claimDue(ctx context.Context) (ran bool, err error) {
 		if len(claimed) < w.cfg.RelayBatch {
 			break
 		}
+		if total == len(claimed) {
+			// A wave of claims starts: the planner must see the pre-saves
+			// now in flight.
+			if _, err := w.st.RefreshPresaveStatistics(ctx, total); err != nil {
+				w.log.Warn("relay: analysing presaves failed", "err", err)
+			}
+		}
 	}
 	if total > 0 {
 		w.log.Info("relay claimed", "count", total)

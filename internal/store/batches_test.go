@@ -163,3 +163,17 @@ func TestBatchFinishKeepsGrantOthersNeed(t *testing.T) {
 		t.Error("the grant another open pre-save needs was deleted")
 	}
 }
+
+// The relay's check before a wave of claims analyses presaves only when
+// the statistics count far fewer pre-saves in flight than it claimed.
+func TestRefreshPresaveStatistics(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t).Store
+	c := ctx(t)
+	if did, err := st.RefreshPresaveStatistics(c, 0); err != nil || did {
+		t.Fatalf("with nothing in flight: analysed %v, %v; want no ANALYZE", did, err)
+	}
+	if did, err := st.RefreshPresaveStatistics(c, 1000); err != nil || !did {
+		t.Fatalf("1,000 claimed, none counted: analysed %v, %v; want an ANALYZE", did, err)
+	}
+}
