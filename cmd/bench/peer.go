@@ -54,32 +54,10 @@ type peerPayload struct {
 // one instant, drained by the peer design.
 func (b *bench) peer(ctx context.Context, res results) error {
 	n := b.o.n
-	provs, err := registry.FromEnv(config.Env(fakeEnv(b.fakeURL)), b.cl.APIURL)
+	tasks, err := b.peerTasks(ctx, n)
 	if err != nil {
-		return err
-	}
-	tasks := make([]*asynq.Task, n)
-	spotify := providers.Target{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
-	youtube := providers.Target{VideoID: base62(11)}
-	if err := parallel(ctx, n, width, func(ctx context.Context, i int) error {
-		p, t := providers.Spotify, spotify
-		if i%2 == 1 {
-			p, t = providers.YouTube, youtube
-		}
-		prov, _ := provs.Get(p)
-		tok, err := fakeGrant(ctx, prov, t, fmt.Sprintf("peer-%d", i))
-		if err != nil {
-			return err
-		}
-		// Consented days before: expired by the release time.
-		pl, err := json.Marshal(peerPayload{Provider: p, Access: tok.AccessToken, Refresh: tok.RefreshToken,
-			Expiry: tok.Expiry.Add(-24 * time.Hour), Target: t})
-		tasks[i] = asynq.NewTask(peerTaskType, pl)
-		return err
-	}); err != nil {
 		return fmt.Errorf("grants: %w", err)
 	}
-
 	redisOpt := asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index, Password: b.rdb.Opt.Password}
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
@@ -138,6 +116,35 @@ func (b *bench) peer(ctx context.Context, res results) error {
 		res["peer_cpu_ms_per_presave_cores_busy"] += use.sec[g] / use.wall.Seconds()
 	}
 	return nil
+}
+
+// peerTasks are n peer tasks, half per provider, each holding a grant
+// a fan gave at the fake, its access token expired.
+func (b *bench) peerTasks(ctx context.Context, n int) ([]*asynq.Task, error) {
+	provs, err := registry.FromEnv(config.Env(fakeEnv(b.fakeURL)), b.cl.APIURL)
+	if err != nil {
+		return nil, err
+	}
+	tasks := make([]*asynq.Task, n)
+	spotify := providers.Target{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
+	youtube := providers.Target{VideoID: base62(11)}
+	err = parallel(ctx, n, width, func(ctx context.Context, i int) error {
+		p, t := providers.Spotify, spotify
+		if i%2 == 1 {
+			p, t = providers.YouTube, youtube
+		}
+		prov, _ := provs.Get(p)
+		tok, err := fakeGrant(ctx, prov, t, fmt.Sprintf("peer-%d", i))
+		if err != nil {
+			return err
+		}
+		// Consented days before: expired by the release time.
+		pl, err := json.Marshal(peerPayload{Provider: p, Access: tok.AccessToken, Refresh: tok.RefreshToken,
+			Expiry: tok.Expiry.Add(-24 * time.Hour), Target: t})
+		tasks[i] = asynq.NewTask(peerTaskType, pl)
+		return err
+	})
+	return tasks, err
 }
 
 // fakeEnv is the environment that points provider clients at the fake.
