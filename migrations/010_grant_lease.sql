@@ -4,8 +4,7 @@
 -- results give it back (or delete the row). It keeps two pre-saves of
 -- one fan from both refreshing (and rotating) one grant, and a
 -- rescheduled generation from starting while the old one still runs;
--- a lease lapses by itself when its worker died. It replaces a lock in
--- Redis (two commands per pre-save).
+-- a lease lapses by itself when its worker died.
 ALTER TABLE provider_tokens
     ADD COLUMN leased_by   uuid,
     ADD COLUMN lease_until timestamptz;

@@ -45,7 +45,7 @@ type Metrics struct {
 	// statement (start, finish, revoked).
 	BatchRows *prometheus.HistogramVec
 	// RedisCommands counts the commands of the worker's own Redis client
-	// (locks, limiter, budget, stop keys), asynq's not included.
+	// (limiter, stop keys, YouTube's budget, the rescue), asynq's not included.
 	RedisCommands prometheus.Counter
 }
 
