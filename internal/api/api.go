@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -40,7 +41,7 @@ const DevAdminToken = "dev-admin-token"
 // Defaults of the settings read by ConfigFromEnv.
 const (
 	DefaultPublicURL      = "http://127.0.0.1:8080"
-	DefaultConsentVersion = "2026-12-v3"
+	DefaultConsentVersion = "2026-12-v4"
 	DefaultFanRateLimit   = 10
 	DefaultFanRateBurst   = 30
 	DefaultRequestTimeout = 30 * time.Second
@@ -74,6 +75,10 @@ type Config struct {
 	MonitoringReadOnly bool
 	// ConsentVersion is the version of the consent wording fans agree to.
 	ConsentVersion string
+	// MusicKitJSURL is the MusicKit JS script the Apple Music connect
+	// page loads (Apple's, or a stand-in in tests); the page's CSP allows
+	// its origin and no other script origin.
+	MusicKitJSURL string
 	// FanRateLimit (requests per second) and FanRateBurst limit each
 	// client IP on the fan endpoints.
 	FanRateLimit float64
@@ -103,6 +108,7 @@ func ConfigFromEnv(env config.Env, common config.Common, log *slog.Logger) (Conf
 		MonitoringPassword: env.String("MONITORING_PASSWORD", ""),
 		MetricsToken:       env.String("METRICS_TOKEN", ""),
 		ConsentVersion:     env.String("CONSENT_VERSION", DefaultConsentVersion),
+		MusicKitJSURL:      env.String("MUSICKIT_JS_URL", DefaultMusicKitJSURL),
 		RedisURL:           common.RedisURL,
 	}
 	var err error
@@ -157,7 +163,22 @@ func (c *Config) validate() error {
 	if c.ConsentVersion == "" {
 		return errors.New("CONSENT_VERSION is empty")
 	}
+	if c.MusicKitJSURL == "" {
+		c.MusicKitJSURL = DefaultMusicKitJSURL
+	}
+	if mk, err := url.Parse(c.MusicKitJSURL); err != nil || (mk.Scheme != "https" && !(mk.Scheme == "http" && isLoopback(mk.Hostname()))) || mk.Host == "" {
+		return fmt.Errorf("MUSICKIT_JS_URL=%q: want an https URL (http only on loopback), such as %s", c.MusicKitJSURL, DefaultMusicKitJSURL)
+	}
 	return nil
+}
+
+// isLoopback reports whether host is a loopback name or address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Server is the API. Create it with New, serve Handler, Close it after.

@@ -186,39 +186,46 @@ func (s *Server) bindClient(c echo.Context) (string, error) {
 func (s *Server) callback(name providers.Name) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		q := c.QueryParams()
-		req := presave.Callback{Provider: string(name), Code: q.Get("code"), State: q.Get("state"), Error: q.Get("error")}
-		if ck, err := c.Cookie(FanCookie); err == nil {
-			req.FanToken = ck.Value
-		}
-		if ck, err := c.Cookie(BindingCookie); err == nil {
-			req.Binding = ck.Value
-		}
-		conn, info, err := s.app.CompleteConnect(ctxOf(c), req)
-		var res *Connected
-		if err == nil {
-			res = &Connected{FanID: conn.FanID, FanToken: conn.FanToken, NewFan: conn.NewFan,
-				Presave: presaveView(conn.Presave, nil), Queued: conn.Queued}
-		}
-		// This URL held a code and a state: keep it out of caches and of
-		// the Referer of anything a rendered page loads.
-		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-		c.Response().Header().Set("Referrer-Policy", "no-referrer")
-		// The fan cookie only goes to the page's flow; API clients get
-		// the fan token in the JSON answer. Either way the callback came
-		// from the client that started the flow (its binding cookie).
-		if err == nil && info.ViaPage {
-			s.SetFanCookie(c, res.FanToken)
-		}
-		// The fan page's flow answers in HTML, and so do failures a
-		// browser meets; API clients keep their JSON.
-		if s.page != nil && (info.ViaPage || (err != nil && s.page.browserRequest(c))) {
-			return s.page.callback(c, info, res, err)
-		}
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, res)
+		return s.finishConnect(c, presave.Callback{Provider: string(name), Code: q.Get("code"), State: q.Get("state"), Error: q.Get("error")})
 	}
+}
+
+// finishConnect completes a connection from what the provider sent back
+// (a redirect's query, or the MusicKit page's post) and the browser's
+// cookies, answering the page's flow with pages and API clients with
+// JSON.
+func (s *Server) finishConnect(c echo.Context, req presave.Callback) error {
+	if ck, err := c.Cookie(FanCookie); err == nil {
+		req.FanToken = ck.Value
+	}
+	if ck, err := c.Cookie(BindingCookie); err == nil {
+		req.Binding = ck.Value
+	}
+	conn, info, err := s.app.CompleteConnect(ctxOf(c), req)
+	var res *Connected
+	if err == nil {
+		res = &Connected{FanID: conn.FanID, FanToken: conn.FanToken, NewFan: conn.NewFan,
+			Presave: presaveView(conn.Presave, nil), Queued: conn.Queued}
+	}
+	// This URL held a code and a state: keep it out of caches and of
+	// the Referer of anything a rendered page loads.
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	c.Response().Header().Set("Referrer-Policy", "no-referrer")
+	// The fan cookie only goes to the page's flow; API clients get
+	// the fan token in the JSON answer. Either way the callback came
+	// from the client that started the flow (its binding cookie).
+	if err == nil && info.ViaPage {
+		s.SetFanCookie(c, res.FanToken)
+	}
+	// The fan page's flow answers in HTML, and so do failures a
+	// browser meets; API clients keep their JSON.
+	if s.page != nil && (info.ViaPage || (err != nil && s.page.browserRequest(c))) {
+		return s.page.callback(c, info, res, err)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
 }
 
 // secureCookies reports whether our cookies are Secure: PUBLIC_URL is

@@ -25,6 +25,7 @@ func TestMalformedRequestsAreRefusedWithoutWriting(t *testing.T) {
 	existing := b.createRelease(releaseBody("existing", time.Now().Add(time.Hour)))
 	ytOnly := releaseBody("youtube-only", time.Now().Add(time.Hour))
 	delete(ytOnly, "spotify")
+	delete(ytOnly, "applemusic")
 	ytRel := b.createRelease(ytOnly)
 	fan := b.connect(providers.YouTube, existing.Slug, "", "")
 
@@ -99,8 +100,10 @@ func TestMalformedRequestsAreRefusedWithoutWriting(t *testing.T) {
 		{"youtube channel too short", create(release(func(m map[string]any) { yt(m)["channel_id"] = "UCabc" })), 400, "invalid_youtube_channel_id"},
 		{"youtube my playlist without video", create(release(func(m map[string]any) { delete(yt(m), "video_id") })), 400, "playlist_needs_video"},
 		{"youtube my playlist name with >", create(release(func(m map[string]any) { yt(m)["my_playlist"] = map[string]any{"name": "a>b"} })), 400, "invalid_my_playlist"},
-		{"no targets", create(release(func(m map[string]any) { delete(m, "spotify"); delete(m, "youtube") })), 400, "no_targets"},
-		{"empty targets", create(release(func(m map[string]any) { m["spotify"] = map[string]any{}; m["youtube"] = map[string]any{} })), 400, "no_targets"},
+		{"no targets", create(release(func(m map[string]any) { delete(m, "spotify"); delete(m, "youtube"); delete(m, "applemusic") })), 400, "no_targets"},
+		{"empty targets", create(release(func(m map[string]any) {
+			m["spotify"], m["youtube"], m["applemusic"] = map[string]any{}, map[string]any{}, map[string]any{}
+		})), 400, "no_targets"},
 		// Timing.
 		{"release in the past", create(release(func(m map[string]any) { m["release_at"] = time.Now().Add(-time.Minute).Format(time.RFC3339) })), 400, "release_in_past"},
 		{"release_at not RFC 3339", create(release(func(m map[string]any) { m["release_at"] = "next friday" })), 400, "invalid_release_at"},

@@ -72,12 +72,15 @@ type page struct {
 	// confirmation of pre-saves consented under them.
 	wordings map[string]*template.Template
 	csp      string
-	secure   bool
-	static   fs.FS
+	// musicKitCSP is the MusicKit page's: csp plus exactly the MusicKit
+	// script's origin and the Apple Music API's (connect-src).
+	musicKitCSP string
+	secure      bool
+	static      fs.FS
 }
 
 // pageViews are the page templates (templates/<name>.html).
-var pageViews = []string{"release", "message", "manage", "presave", "confirm"}
+var pageViews = []string{"release", "message", "manage", "presave", "confirm", "musickit"}
 
 // MountPage adds the fan's pre-save page to the server: the routes above
 // and HTML answers for the OAuth callbacks of flows started there. Call
@@ -127,6 +130,9 @@ func (s *Server) MountPage() error {
 	for _, o := range origins {
 		p.csp += " " + o
 	}
+	if p.musicKitCSP, err = s.musicKitCSP(p.csp); err != nil {
+		return err
+	}
 	s.page = p
 	s.pageRoutes(p)
 	return nil
@@ -165,8 +171,12 @@ func actionLabel(n providers.Name, a providers.Action) string {
 		return "Like the video"
 	case a == providers.ActionSubscribe:
 		return "Subscribe to the artist's channel"
+	case a == providers.ActionAddToLibrary:
+		return "Add the album (or its songs) to my library"
 	case a == providers.ActionAddToMyPlaylist && n == providers.YouTube:
 		return "Add the video to a new private playlist of mine"
+	case a == providers.ActionAddToMyPlaylist && n == providers.AppleMusic:
+		return "Add the songs to a new private playlist of mine"
 	case a == providers.ActionAddToMyPlaylist:
 		return "Add the tracks to a new private playlist of mine"
 	case a == providers.ActionPlaylist && n == providers.YouTube:

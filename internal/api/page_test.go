@@ -28,6 +28,7 @@ func setupPage(t *testing.T, opts ...func(*api.Config)) *bundle {
 	if err := b.srv.MountPage(); err != nil {
 		t.Fatal(err)
 	}
+	b.pageMounted = true
 	return b
 }
 
@@ -104,7 +105,7 @@ func TestPageHeadersWordingAndCSRFCookie(t *testing.T) {
 		}
 	}
 	body := string(r.Body)
-	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-12-v3"`,
+	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-12-v4"`,
 		`<input type="checkbox" name="actions_spotify" value="follow" id="act-spotify-follow" checked>`,
 		`<label for="act-youtube-like">Like the video</label>`, `name="choose" value="1"`,
 		"save the release's album and tracks to my library", "like the release's video", b.url + "/me",
@@ -320,6 +321,7 @@ var shippedWordings = map[string]string{
 	"2026-11-v1": "11a867b6260c6913658c80a9aa340e9511c82663a3860d326a60876e21aecaa2",
 	"2026-11-v2": "970a06349157350717f21d6c4b90790549b3e641d827aadd09b7775e86e39409",
 	"2026-12-v3": "6e1552786de1b42827f746a419262f444e0cb03adff6e075edcdd21692fb3dd3",
+	"2026-12-v4": "0190e206d22aa204b55f52cc9b322ef022d9f51637b40ce5f72df372c31cc6bc",
 }
 
 func TestConsentWordingsNeverChange(t *testing.T) {

@@ -26,6 +26,8 @@ var (
 	spotifyIDPattern      = regexp.MustCompile(`^[0-9A-Za-z]{22}$`)
 	youtubeVideoPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{11}$`)
 	youtubeChannelPattern = regexp.MustCompile(`^UC[A-Za-z0-9_-]{22}$`)
+	// Apple Music catalogue IDs are decimal numbers, e.g. 1577502911.
+	appleMusicIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,14}$`)
 	// A UPC-A has 12 digits, an EAN-13 13; ISO 3901 ISRCs are CC-XXX-YY-NNNNN
 	// written without hyphens.
 	upcPattern  = regexp.MustCompile(`^[0-9]{12,13}$`)
@@ -101,6 +103,12 @@ type releasePatch struct {
 		MyPlaylist *wire.MyPlaylist `json:"my_playlist"`
 		PlaylistID *string          `json:"playlist_id"`
 	} `json:"youtube"`
+	AppleMusic *struct {
+		AlbumIDs   *[]string        `json:"album_ids"`
+		SongIDs    *[]string        `json:"song_ids"`
+		ByCodes    *bool            `json:"by_codes"`
+		MyPlaylist *wire.MyPlaylist `json:"my_playlist"`
+	} `json:"applemusic"`
 }
 
 // errPlaylistRetired refuses the old playlist_id target.
@@ -147,6 +155,8 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 			Resolution: resolutionView(r.SpotifyResolution)},
 		YouTube: wire.YouTubeTarget{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID,
 			MyPlaylist: myPlaylistView(r.YouTubeMyPlaylist)},
+		AppleMusic: wire.AppleMusicTarget{AlbumIDs: orEmpty(r.AppleMusicAlbumIDs), SongIDs: orEmpty(r.AppleMusicSongIDs),
+			ByCodes: r.AppleMusicByCodes, MyPlaylist: myPlaylistView(r.AppleMusicMyPlaylist)},
 		Actions:    map[string][]string{},
 		CanaryFans: []string{},
 		Status:     string(r.Status),
@@ -238,7 +248,8 @@ func checkIDs(field string, ids []string, pattern *regexp.Regexp, what string) e
 	seen := map[string]bool{}
 	for i, id := range ids {
 		if !pattern.MatchString(id) {
-			return badRequest("invalid_spotify_id", "%s[%d] is not %s.", field, i, what)
+			provider, _, _ := strings.Cut(field, ".")
+			return badRequest("invalid_"+provider+"_id", "%s[%d] is not %s.", field, i, what)
 		}
 		if seen[id] {
 			return badRequest("duplicate_id", "%s lists %s twice.", field, id)
@@ -316,6 +327,9 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 	if r.YouTubeMyPlaylist.Name != "" && r.YouTubeVideoID == "" {
 		return badRequest("playlist_needs_video", "youtube.my_playlist needs youtube.video_id to add to it.")
 	}
+	if err := checkAppleMusic(r); err != nil {
+		return err
+	}
 	offered := false
 	for _, n := range providers.Names {
 		if p, ok := s.providers.Get(n); ok && len(p.Actions(r.Target(n))) > 0 {
@@ -323,7 +337,7 @@ func (s *Server) validateRelease(ctx context.Context, r store.Release, checkTime
 		}
 	}
 	if !offered {
-		return badRequest("no_targets", "A release needs at least one target: Spotify album, track, artist or playlist IDs (or a UPC or ISRCs), or a YouTube video or channel ID.")
+		return badRequest("no_targets", "A release needs at least one target: Spotify album, track, artist or playlist IDs (or a UPC or ISRCs), a YouTube video or channel ID, or Apple Music album or song IDs (or by_codes).")
 	}
 	return s.checkCanaryFans(ctx, r.CanaryFans)
 }
@@ -367,6 +381,27 @@ func (s *Server) checkCanaryFans(ctx context.Context, ids []uuid.UUID) error {
 // checkMyPlaylist checks the name and description of the playlist
 // presave creates in each fan's account: a description without a name
 // names nothing.
+// checkAppleMusic checks the release's Apple Music targets.
+func checkAppleMusic(r store.Release) error {
+	const what = "an Apple Music catalogue ID (digits, such as 1577502911)"
+	if err := checkIDs("applemusic.album_ids", r.AppleMusicAlbumIDs, appleMusicIDPattern, what); err != nil {
+		return err
+	}
+	if err := checkIDs("applemusic.song_ids", r.AppleMusicSongIDs, appleMusicIDPattern, what); err != nil {
+		return err
+	}
+	if r.AppleMusicByCodes && r.SpotifyUPC == "" && len(r.SpotifyISRCs) == 0 {
+		return badRequest("codes_missing", "applemusic.by_codes needs the release's codes: spotify.upc or spotify.isrcs.")
+	}
+	if err := checkMyPlaylist("applemusic", r.AppleMusicMyPlaylist); err != nil {
+		return err
+	}
+	if r.AppleMusicMyPlaylist.Name != "" && len(r.AppleMusicAlbumIDs) == 0 && len(r.AppleMusicSongIDs) == 0 && !r.AppleMusicByCodes {
+		return badRequest("playlist_needs_songs", "applemusic.my_playlist needs applemusic.album_ids, song_ids or by_codes to add from.")
+	}
+	return nil
+}
+
 func checkMyPlaylist(prefix string, m store.MyPlaylist) error {
 	field := prefix + ".my_playlist"
 	if m.Name == "" {
@@ -451,6 +486,10 @@ func (s *Server) createRelease(c echo.Context) error {
 		}
 		r.YouTubeVideoID, r.YouTubeChannelID = in.YouTube.VideoID, in.YouTube.ChannelID
 		r.YouTubeMyPlaylist = myPlaylistOf(in.YouTube.MyPlaylist)
+	}
+	if am := in.AppleMusic; am != nil {
+		r.AppleMusicAlbumIDs, r.AppleMusicSongIDs, r.AppleMusicByCodes = am.AlbumIDs, am.SongIDs, am.ByCodes
+		r.AppleMusicMyPlaylist = myPlaylistOf(am.MyPlaylist)
 	}
 	ctx := ctxOf(c)
 	if err := s.validateRelease(ctx, r, true); err != nil {
@@ -653,7 +692,7 @@ func (s *Server) resumeRelease(c echo.Context) error {
 	}
 	p := providers.Name(in.Provider)
 	if p != "" && !p.Valid() {
-		return badRequest("unknown_provider", "provider must be spotify or youtube (or absent: every paused provider), not %q.", in.Provider)
+		return badRequest("unknown_provider", "provider must be spotify, youtube or applemusic (or absent: every paused provider), not %q.", in.Provider)
 	}
 	ctx := ctxOf(c)
 	resumed, err := s.app.Resume(ctx, r.ID, p)
@@ -712,6 +751,20 @@ func patchTargets(r *store.Release, in releasePatch) error {
 		}
 		if yt.MyPlaylist != nil {
 			r.YouTubeMyPlaylist = myPlaylistOf(yt.MyPlaylist)
+		}
+	}
+	if am := in.AppleMusic; am != nil {
+		if am.AlbumIDs != nil {
+			r.AppleMusicAlbumIDs = *am.AlbumIDs
+		}
+		if am.SongIDs != nil {
+			r.AppleMusicSongIDs = *am.SongIDs
+		}
+		if am.ByCodes != nil {
+			r.AppleMusicByCodes = *am.ByCodes
+		}
+		if am.MyPlaylist != nil {
+			r.AppleMusicMyPlaylist = myPlaylistOf(am.MyPlaylist)
 		}
 	}
 	return nil

@@ -62,6 +62,11 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/v1/connect/:provider/start", s.start, limit)
 	e.GET("/v1/connect/:provider/start", s.startLink, limit)
 	for _, n := range providers.Names {
+		if n == providers.AppleMusic {
+			// No redirect: the MusicKit page posts the user token.
+			e.POST(registry.CallbackPath(n), s.musicKitCallback, limit)
+			continue
+		}
 		// The exact path the providers' redirect URIs name.
 		e.GET(registry.CallbackPath(n), s.callback(n), limit)
 	}
@@ -96,6 +101,7 @@ func (s *Server) pageRoutes(p *page) {
 	route(http.MethodGet, "/static/*", p.asset)
 	route(http.MethodGet, "/r/:slug", p.release, limit)
 	route(http.MethodPost, "/r/:slug/start", p.start, backToRelease, limit, p.checkCSRF)
+	route(http.MethodGet, registry.AuthorizePath, p.musicKitPage, limit)
 	route(http.MethodGet, "/me", p.manage, limit)
 	route(http.MethodGet, "/me/presaves/:id", p.presave, fan...)
 	route(http.MethodGet, "/me/presaves/:id/withdraw", p.confirmWithdraw, fan...)

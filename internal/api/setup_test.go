@@ -42,6 +42,9 @@ const (
 	ytVideo    = "dQw4w9WgXcQ"
 	ytChannel  = "UC_x5XG1OV2P6uZZ5FSM9Ttw"
 	myPlaylist = "Night Drive: The Examples"
+	amAlbum    = "1577502911"
+	amSong1    = "1577502912"
+	amSong2    = "1577502913"
 )
 
 // clock is the API's clock; tests move it forward to expire states.
@@ -82,6 +85,8 @@ type bundle struct {
 	bindings map[string]string
 	// providerEnv points a worker's providers at the fake.
 	providerEnv map[string]string
+	provs       registry.Set
+	pageMounted bool
 }
 
 // setup builds a bundle; opts adjust the API configuration.
@@ -103,17 +108,29 @@ func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 	for _, kv := range fake.URLs(fs.URL).Env() {
 		vars[kv[0]] = kv[1]
 	}
+	apple, err := b.fake.AppleMusicEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range apple {
+		vars[kv[0]] = kv[1]
+	}
+	// The release bodies' Apple Music album, in every storefront.
+	b.fake.SetAppleItem(fake.AppleItem{Type: "albums", ID: amAlbum, Tracks: []string{amSong1, amSong2}})
+	b.fake.SetAppleItem(fake.AppleItem{Type: "songs", ID: amSong1})
+	b.fake.SetAppleItem(fake.AppleItem{Type: "songs", ID: amSong2})
 	b.providerEnv = vars
 	provs, err := registry.FromEnv(config.Env(func(k string) string { return vars[k] }), as.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.provs = provs
 	cfg := api.Config{
 		PublicURL: as.URL, AdminToken: adminToken,
 		MonitoringUser: "ops", MonitoringPassword: "ops-password",
 		ConsentVersion: "test-v1", FanRateLimit: 1000, FanRateBurst: 1000,
 		Queue: queue.Config{Window: 10 * time.Minute}, RequestTimeout: 30 * time.Second,
-		RedisURL: b.rdb.URL, Now: b.clock.Now,
+		RedisURL: b.rdb.URL, Now: b.clock.Now, MusicKitJSURL: vars["MUSICKIT_JS_URL"],
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -285,7 +302,8 @@ func releaseBody(slug string, at time.Time) map[string]any {
 			"artist_ids": []string{spArtist}, "follow_playlist_id": spPlaylist,
 			"my_playlist": map[string]any{"name": myPlaylist, "description": "Pre-saved on release day."},
 		},
-		"youtube": map[string]any{"video_id": ytVideo, "channel_id": ytChannel, "my_playlist": map[string]any{"name": myPlaylist}},
+		"youtube":    map[string]any{"video_id": ytVideo, "channel_id": ytChannel, "my_playlist": map[string]any{"name": myPlaylist}},
+		"applemusic": map[string]any{"album_ids": []string{amAlbum}, "my_playlist": map[string]any{"name": myPlaylist}},
 	}
 }
 
@@ -366,9 +384,15 @@ func (b *bundle) binding(state string) string {
 }
 
 // consent plays the fan on the fake's consent screen (as user, if set)
-// and returns the callback query.
+// and returns the callback query. For Apple Music the consent screen is
+// MusicKit JS on our page: the page is fetched, and the fake issues the
+// Music User Token its authorize() would (an "&deny=1" added to authURL
+// declines), returned as the "code" the page posts.
 func (b *bundle) consent(authURL, user string) url.Values {
 	b.t.Helper()
+	if u, err := url.Parse(authURL); err == nil && u.Path == registry.AuthorizePath {
+		return b.musicKitConsent(u, user)
+	}
 	if user != "" {
 		authURL = fake.WithUser(authURL, user)
 	}
@@ -387,11 +411,53 @@ func (b *bundle) callback(p providers.Name, q url.Values, fanToken string) respo
 	return b.callbackFrom(p, q, fanToken, b.binding(q.Get("state")))
 }
 
+// musicKitConsent is consent on the MusicKit page at u.
+func (b *bundle) musicKitConsent(u *url.URL, user string) url.Values {
+	b.t.Helper()
+	// Without the fan page, a client with MusicKit of its own posts the
+	// token itself; with it, the page must be there.
+	if page := b.do(req{method: http.MethodGet, path: u.RequestURI()}); b.pageMounted &&
+		(page.Status != http.StatusOK || !strings.Contains(string(page.Body), `id="musickit-form"`)) {
+		b.t.Fatalf("MusicKit page: HTTP %d: %s", page.Status, page.Body)
+	}
+	q := url.Values{"state": {u.Query().Get("state")}}
+	if u.Query().Get("deny") == "1" {
+		q.Set("error", "access_denied")
+		return q
+	}
+	p, _ := b.provs.Get(providers.AppleMusic)
+	dev, err := p.(interface{ DeveloperToken() (string, error) }).DeveloperToken()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if user == "" {
+		user = "apple-" + uuid.NewString()[:8]
+	}
+	mut, err := b.fake.MusicUserToken(dev, user, "us")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	q.Set("code", mut)
+	return q
+}
+
 // callbackFrom is callback from a client holding binding ("" for one
-// that never started this flow: another browser).
+// that never started this flow: another browser). For Apple Music it is
+// the MusicKit page's post.
 func (b *bundle) callbackFrom(p providers.Name, q url.Values, fanToken, binding string) response {
 	b.t.Helper()
 	r := req{method: http.MethodGet, path: registry.CallbackPath(p) + "?" + q.Encode()}
+	if p == providers.AppleMusic {
+		form := url.Values{"state": {q.Get("state")}}
+		if q.Has("code") {
+			form.Set("music_user_token", q.Get("code"))
+		}
+		if q.Has("error") {
+			form.Set("error", q.Get("error"))
+		}
+		r = req{method: http.MethodPost, path: registry.CallbackPath(p), body: []byte(form.Encode()),
+			contentType: "application/x-www-form-urlencoded", header: map[string]string{"Origin": b.url}}
+	}
 	var cookies []string
 	if fanToken != "" {
 		cookies = append(cookies, api.FanCookie+"="+fanToken)
@@ -400,7 +466,10 @@ func (b *bundle) callbackFrom(p providers.Name, q url.Values, fanToken, binding 
 		cookies = append(cookies, api.BindingCookie+"="+binding)
 	}
 	if len(cookies) > 0 {
-		r.header = map[string]string{"Cookie": strings.Join(cookies, "; ")}
+		if r.header == nil {
+			r.header = map[string]string{}
+		}
+		r.header["Cookie"] = strings.Join(cookies, "; ")
 	}
 	return b.do(r)
 }
@@ -423,6 +492,10 @@ func (b *bundle) connect(p providers.Name, release, user, fanToken string) conne
 // (at least one refresh and one access token, or the test fails).
 func (b *bundle) issued(fan uuid.UUID, p providers.Name) []string {
 	b.t.Helper()
+	if p == providers.AppleMusic {
+		// No account to name: every Music User Token the fake issued.
+		return b.fake.IssuedTokens(p, "")
+	}
 	var account string
 	if err := b.st.Pool().QueryRow(b.ctx(), `SELECT account_id FROM fan_accounts WHERE fan_id = $1 AND provider = $2`, fan, p).Scan(&account); err != nil {
 		b.t.Fatal(err)

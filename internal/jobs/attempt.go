@@ -108,7 +108,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, att store.Attemp
 	x := &execution{ps: ps, prov: prov, target: rel.Target(ps.Provider), first: first, canary: att.Canary}
 	x.client = w.providerClient(ctx, log, x, att.Token)
 	x.available = prov.Actions(x.target)
-	x.target.AccountID = ps.AccountID
+	x.target.AccountID, x.target.Storefront = ps.AccountID, att.Token.Storefront
+	if err := w.inStorefront(ctx, prov, rel.ID, &x.target); err != nil {
+		return requeueFor(nil, err)
+	}
 	if x.target.MyPlaylist.Name != "" {
 		x.target.MyPlaylist.ID = ps.OwnPlaylistID
 	}

@@ -88,7 +88,7 @@ func setup(t *testing.T, env map[string]string) *bundle {
 	b := &bundle{t: t, db: storetest.New(t), rd: redistest.New(t), fake: fake.New(fake.Options{}), reg: prometheus.NewRegistry()}
 	b.st = b.db.Store
 	b.fake.SetDailyQuota(1_000_000)
-	b.meter = &meter{next: b.fake}
+	b.meter = &meter{fake: b.fake, next: b.fake}
 	b.srv = httptest.NewServer(b.meter)
 	t.Cleanup(b.srv.Close)
 	b.env = testEnv()
@@ -98,6 +98,17 @@ func setup(t *testing.T, env map[string]string) *bundle {
 	for _, kv := range fake.URLs(b.srv.URL).Env() {
 		b.env[kv[0]] = kv[1]
 	}
+	apple, err := b.fake.AppleMusicEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range apple {
+		b.env[kv[0]] = kv[1]
+	}
+	// The releases' Apple Music album, in every storefront.
+	b.fake.SetAppleItem(fake.AppleItem{Type: "albums", ID: amAlbum, UPC: amUPC, Tracks: []string{amSong1, amSong2}})
+	b.fake.SetAppleItem(fake.AppleItem{Type: "songs", ID: amSong1})
+	b.fake.SetAppleItem(fake.AppleItem{Type: "songs", ID: amSong2})
 	b.env["DATABASE_URL"] = b.db.URL
 	b.env["REDIS_URL"] = b.rd.URL
 	b.env["TOKEN_KEYS"] = b.db.Keys
@@ -140,6 +151,7 @@ var (
 	spAlbum, spTrack1, spTrack2, spArtist, spPlaylist = "alb1", "trk1", "trk2", "art1", "plsp1"
 	ytVideo, ytChannel                                = "vid1", "UCartistchannel000000000"
 	myPlaylistName                                    = "Night Drive: The Examples"
+	amAlbum, amSong1, amSong2, amUPC                  = "1577502911", "1577502912", "1577502913", "00602445790128"
 )
 
 // newRelease creates a fixed-time release with every action available on
@@ -152,7 +164,9 @@ func (b *bundle) newRelease(slug string, at time.Time) store.Release {
 		SpotifyArtistIDs: []string{spArtist}, SpotifyFollowPlaylistID: spPlaylist,
 		SpotifyMyPlaylist: store.MyPlaylist{Name: myPlaylistName, Description: "Pre-saved on release day."},
 		YouTubeVideoID:    ytVideo, YouTubeChannelID: ytChannel,
-		YouTubeMyPlaylist: store.MyPlaylist{Name: myPlaylistName},
+		YouTubeMyPlaylist:    store.MyPlaylist{Name: myPlaylistName},
+		AppleMusicAlbumIDs:   []string{amAlbum},
+		AppleMusicMyPlaylist: store.MyPlaylist{Name: myPlaylistName},
 	})
 	if err != nil {
 		b.t.Fatal(err)
@@ -161,8 +175,9 @@ func (b *bundle) newRelease(slug string, at time.Time) store.Release {
 }
 
 var allActions = map[providers.Name][]providers.Action{
-	providers.Spotify: {providers.ActionSave, providers.ActionFollow, providers.ActionFollowPlaylist, providers.ActionAddToMyPlaylist},
-	providers.YouTube: {providers.ActionLike, providers.ActionSubscribe, providers.ActionAddToMyPlaylist},
+	providers.Spotify:    {providers.ActionSave, providers.ActionFollow, providers.ActionFollowPlaylist, providers.ActionAddToMyPlaylist},
+	providers.YouTube:    {providers.ActionLike, providers.ActionSubscribe, providers.ActionAddToMyPlaylist},
+	providers.AppleMusic: {providers.ActionAddToLibrary, providers.ActionAddToMyPlaylist},
 }
 
 // authURL starts one fan's consent. The providers' AuthCodeURL copies
@@ -170,6 +185,11 @@ var allActions = map[providers.Name][]providers.Action{
 // internal/providers, reported), so tests compute every URL before any
 // exchange runs.
 func (b *bundle) authURL(p providers.Name, user string) (string, string) {
+	if p == providers.AppleMusic {
+		// MusicKit JS has no consent URL: consent asks the fake for the
+		// token its authorize() would yield.
+		return user, ""
+	}
 	prov := b.provs[p]
 	verifier := oauth2.GenerateVerifier()
 	return fake.WithUser(prov.AuthCodeURL("state-"+user, verifier, prov.Scopes(allActions[p])), user), verifier
@@ -179,11 +199,28 @@ func (b *bundle) authURL(p providers.Name, user string) (string, string) {
 // consent, as the API's callback does. It returns the pre-save.
 func (b *bundle) consent(ctx context.Context, p providers.Name, authURL, verifier string, rel store.Release) (store.Presave, error) {
 	prov := b.provs[p]
-	q, err := fake.Consent(ctx, authURL)
-	if err != nil {
-		return store.Presave{}, err
+	var code string
+	if p == providers.AppleMusic {
+		// authURL is the user; "user@gb" names a storefront.
+		user, sf, _ := strings.Cut(authURL, "@")
+		if sf == "" {
+			sf = "us"
+		}
+		dev, err := prov.(interface{ DeveloperToken() (string, error) }).DeveloperToken()
+		if err != nil {
+			return store.Presave{}, err
+		}
+		if code, err = b.fake.MusicUserToken(dev, user, sf); err != nil {
+			return store.Presave{}, err
+		}
+	} else {
+		q, err := fake.Consent(ctx, authURL)
+		if err != nil {
+			return store.Presave{}, err
+		}
+		code = q.Get("code")
 	}
-	g, err := prov.Exchange(ctx, q.Get("code"), verifier)
+	g, err := prov.Exchange(ctx, code, verifier)
 	if err != nil {
 		return store.Presave{}, err
 	}
@@ -191,7 +228,8 @@ func (b *bundle) consent(ctx context.Context, p providers.Name, authURL, verifie
 	now := time.Now()
 	c, err := b.st.RecordConsent(ctx, store.Consent{
 		Provider: p, AccountID: g.AccountID,
-		Token:     store.Token{RefreshToken: g.Token.RefreshToken, AccessToken: g.Token.AccessToken, Expiry: g.Token.Expiry, Scopes: g.Scopes, AuthorizedAt: now},
+		Token: store.Token{RefreshToken: g.Token.RefreshToken, AccessToken: g.Token.AccessToken, Expiry: g.Token.Expiry, Scopes: g.Scopes,
+			AuthorizedAt: now, Storefront: g.Storefront},
 		ReleaseID: rel.ID, Actions: allActions[p], ConsentedAt: now, ConsentVersion: "test-1", FanZone: "UTC", DueAt: due,
 	}, nil)
 	if err != nil {
@@ -316,6 +354,9 @@ func (b *bundle) assertExactlyOnce(fans []fan) {
 			expectOnce(b.t, f, "likes", u.Likes, ytVideo)
 			expectOnce(b.t, f, "subscriptions", u.Subscriptions, ytChannel)
 			expectOnce(b.t, f, "playlist", own, ytVideo)
+		case providers.AppleMusic:
+			expectOnce(b.t, f, "library albums", u.Albums, amAlbum)
+			expectOnce(b.t, f, "playlist", own, amSong1, amSong2)
 		}
 	}
 }
@@ -367,6 +408,7 @@ func (b *bundle) waitRevocationsDone(d time.Duration) {
 // arrived, so a test can check the busiest second of a period it chooses
 // (the fake's own MaxRate also counts the consent phase).
 type meter struct {
+	fake *fake.Server
 	next http.Handler
 	mu   sync.Mutex
 	on   bool
@@ -374,12 +416,14 @@ type meter struct {
 }
 
 func (m *meter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var p providers.Name
+	// The paced API calls only: not the token, revoke, userinfo or
+	// MusicKit endpoints, which the limiter does not pace.
+	p := m.fake.ProviderOf(r)
 	switch {
-	case strings.HasPrefix(r.URL.Path, "/v1/"):
-		p = providers.Spotify
-	case strings.HasPrefix(r.URL.Path, "/youtube/v3/"):
-		p = providers.YouTube
+	case p == providers.Spotify && !strings.HasPrefix(r.URL.Path, "/v1/"),
+		p == providers.YouTube && !strings.HasPrefix(r.URL.Path, "/youtube/v3/"),
+		p == providers.AppleMusic && !strings.HasPrefix(r.URL.Path, "/v1/"):
+		p = ""
 	}
 	if p != "" {
 		now := time.Now()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,7 +92,7 @@ type Config struct {
 
 // DefaultQueues are the default queue weights: revocations first (the privacy
 // promise), both providers alike, maintenance last.
-var DefaultQueues = map[string]int{queue.QueueRevoke: 6, queue.QueueSpotify: 3, queue.QueueYouTube: 3, queue.QueueMaintenance: 1}
+var DefaultQueues = map[string]int{queue.QueueRevoke: 6, queue.QueueSpotify: 3, queue.QueueYouTube: 3, queue.QueueAppleMusic: 3, queue.QueueMaintenance: 1}
 
 func (c *Config) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -152,17 +153,14 @@ func (c Config) validate() error {
 			c.RunningTimeout, c.Queue.PresaveTimeout, bookkeepingTimeout+5*time.Second)
 	}
 	for q, w := range c.Queues {
-		switch q {
-		case queue.QueueSpotify, queue.QueueYouTube, queue.QueueRevoke, queue.QueueMaintenance:
-		default:
-			return fmt.Errorf("QUEUE_WEIGHTS: unknown queue %q (the queues are %s, %s, %s and %s)", q,
-				queue.QueueRevoke, queue.QueueSpotify, queue.QueueYouTube, queue.QueueMaintenance)
+		if !slices.Contains(queue.Queues, q) {
+			return fmt.Errorf("QUEUE_WEIGHTS: unknown queue %q (the queues are %s)", q, strings.Join(queue.Queues, ", "))
 		}
 		if w <= 0 {
 			return fmt.Errorf("QUEUE_WEIGHTS: %s=%d: weights must be positive", q, w)
 		}
 	}
-	for _, q := range []string{queue.QueueSpotify, queue.QueueYouTube, queue.QueueRevoke, queue.QueueMaintenance} {
+	for _, q := range queue.Queues {
 		if _, ok := c.Queues[q]; !ok {
 			return fmt.Errorf("QUEUE_WEIGHTS: queue %q is missing (its work would never run)", q)
 		}
@@ -286,7 +284,9 @@ type Worker struct {
 	srv      *asynq.Server
 	mux      *asynq.ServeMux
 	releases releaseCache
-	books    *bookkeeping
+	// storefronts: what releases' codes are in each Apple Music storefront.
+	storefronts storefrontCache
+	books       *bookkeeping
 	// tokenCursor is where this process's sweeps walk the stored tokens
 	// on (purgeUnneededTokens).
 	sweepMu     sync.Mutex

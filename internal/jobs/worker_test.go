@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestReleaseDayDrain(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]string{"BATCH_MAX_ROWS": "10", "BATCH_MAX_WAIT": "1s"})
 	rel := b.newRelease("drain", time.Now().Add(6*time.Second))
-	fans := b.consentMany(rel, "drain", 100, providers.Spotify, providers.YouTube)
+	fans := b.consentMany(rel, "drain", 100, providers.Spotify, providers.YouTube, providers.AppleMusic)
 	b.startWorker()
 
 	st := b.waitFinal(fans, 2*time.Minute)
@@ -87,9 +88,10 @@ func TestFaultsAndRateLimit(t *testing.T) {
 	b := setup(t, map[string]string{
 		"SPOTIFY_RPS": fmt.Sprint(rps), "SPOTIFY_BURST": "2",
 		"YOUTUBE_RPS": fmt.Sprint(rps), "YOUTUBE_BURST": "2",
+		"APPLEMUSIC_RPS": fmt.Sprint(rps), "APPLEMUSIC_BURST": "2",
 	})
 	rel := b.newRelease("faults", time.Now().Add(4*time.Second))
-	fans := b.consentMany(rel, "faults", 24, providers.Spotify, providers.YouTube)
+	fans := b.consentMany(rel, "faults", 24, providers.Spotify, providers.YouTube, providers.AppleMusic)
 	for _, p := range providers.Names {
 		b.fake.SetErrorRate(p, 0.2)
 		b.fake.SetRateLimit(p, rps, fakeBurst)
@@ -116,13 +118,11 @@ func TestFaultsAndRateLimit(t *testing.T) {
 }
 
 func count503(b *bundle, p providers.Name) int {
-	prefix := " /v1/"
-	if p == providers.YouTube {
-		prefix = " /youtube/"
-	}
 	n := 0
 	for k, v := range b.fake.State().Calls {
-		if strings.Contains(k, prefix) && strings.HasSuffix(k, " 503") {
+		method, rest, _ := strings.Cut(k, " ")
+		path, _, _ := strings.Cut(rest, " ")
+		if r, err := http.NewRequest(method, path, nil); err == nil && b.fake.ProviderOf(r) == p && strings.HasSuffix(k, " 503") {
 			n += v
 		}
 	}

@@ -102,7 +102,7 @@ type Connection struct {
 
 // ErrUnknownProvider names a provider presave does not connect.
 func ErrUnknownProvider(name string) *Error {
-	return errorf(KindNotFound, "unknown_provider", "presave connects spotify and youtube, not %q.", name)
+	return errorf(KindNotFound, "unknown_provider", "presave connects spotify, youtube and applemusic (where configured), not %q.", name)
 }
 
 // Provider returns the named provider, or ErrUnknownProvider.
@@ -378,7 +378,7 @@ func (s *Service) exchange(ctx context.Context, p providers.Provider, code, veri
 		return grant, &Error{Kind: KindProvider, Code: "provider_unavailable", Err: err,
 			Message: "We could not reach " + string(p.Name()) + "; nothing was saved. Please try again in a moment."}
 	}
-	if grant.Token == nil || grant.Token.RefreshToken == "" || grant.AccountID == "" {
+	if grant.Token == nil || grant.Token.RefreshToken == "" || (grant.AccountID == "") == p.Name().HasAccountID() {
 		return grant, errorf(KindProvider, "provider_error", "%s did not grant lasting access; nothing was saved. Please start again.", p.Name())
 	}
 	return grant, nil
@@ -418,7 +418,7 @@ func (s *Service) recordConsent(ctx context.Context, p providers.Provider, req C
 		FanID: st.FanID, Provider: p.Name(), AccountID: grant.AccountID,
 		Token: store.Token{
 			RefreshToken: grant.Token.RefreshToken, AccessToken: grant.Token.AccessToken, Expiry: grant.Token.Expiry,
-			Scopes: grant.Scopes, AuthorizedAt: now,
+			Scopes: grant.Scopes, AuthorizedAt: now, Storefront: grant.Storefront,
 		},
 		ReleaseID: r.ID, Actions: st.Actions, ConsentedAt: now, ConsentVersion: st.ConsentVersion,
 		FanZone: st.FanZone, ClientIPPrefix: st.ClientIPPrefix, DueAt: due,

@@ -1,5 +1,6 @@
 // Package providers defines what presave needs from a music provider
-// (Spotify, YouTube): OAuth 2.0 with PKCE, the account ID, token refresh
+// (Spotify, YouTube, Apple Music): OAuth 2.0 with PKCE (or, for Apple
+// Music, a user token from MusicKit JS), the account ID, token refresh
 // with rotation reporting, idempotent pre-save actions and grant
 // revocation. Every error a provider returns is a *Error with a Class:
 // each client classifies its own service's answers once (its classify
@@ -25,15 +26,21 @@ type Name string
 
 // The providers presave supports.
 const (
-	Spotify Name = "spotify"
-	YouTube Name = "youtube"
+	Spotify    Name = "spotify"
+	YouTube    Name = "youtube"
+	AppleMusic Name = "applemusic"
 )
 
 // Names lists every supported provider.
-var Names = []Name{Spotify, YouTube}
+var Names = []Name{Spotify, YouTube, AppleMusic}
 
 // Valid reports whether n is a supported provider.
-func (n Name) Valid() bool { return n == Spotify || n == YouTube }
+func (n Name) Valid() bool { return n == Spotify || n == YouTube || n == AppleMusic }
+
+// HasAccountID reports whether the provider names the fan's account:
+// Apple Music's API has no user ID, so an Apple Music connection is
+// linked to our fan and to nothing at Apple.
+func (n Name) HasAccountID() bool { return n != AppleMusic }
 
 // Label is how fans see the provider's name.
 func (n Name) Label() string {
@@ -42,6 +49,8 @@ func (n Name) Label() string {
 		return "Spotify"
 	case YouTube:
 		return "YouTube"
+	case AppleMusic:
+		return "Apple Music"
 	}
 	return string(n)
 }
@@ -55,12 +64,15 @@ type Action string
 const (
 	// ActionSave saves the release's albums and tracks to the fan's Spotify library.
 	ActionSave Action = "save"
+	// ActionAddToLibrary adds the release's album (or, when only its
+	// songs are known, its songs) to the fan's Apple Music library.
+	ActionAddToLibrary Action = "add_to_library"
 	// ActionFollow follows the release's artists on Spotify.
 	ActionFollow Action = "follow"
 	// ActionFollowPlaylist follows (saves) the artist's Spotify playlist.
 	ActionFollowPlaylist Action = "follow_playlist"
 	// ActionAddToMyPlaylist adds the release's tracks (Spotify) or video
-	// (YouTube) to a playlist of the fan's own that presave creates on
+	// (YouTube) or songs (Apple Music) to a playlist of the fan's own that presave creates on
 	// release day, named as the release says, once.
 	ActionAddToMyPlaylist Action = "add_to_my_playlist"
 	// ActionLike likes the release's YouTube video.
@@ -79,8 +91,9 @@ const (
 const ReasonActionRetired = "action_retired"
 
 // Target is what a release asks of one provider. Spotify uses the
-// album/track/artist IDs and FollowPlaylistID; YouTube uses VideoID and
-// ChannelID; both use MyPlaylist.
+// album/track/artist IDs and FollowPlaylistID; Apple Music the album and
+// track (song) IDs of its catalogue; YouTube uses VideoID and ChannelID;
+// all use MyPlaylist.
 type Target struct {
 	AlbumIDs  []string
 	TrackIDs  []string
@@ -100,6 +113,9 @@ type Target struct {
 	// AccountID is the fan's provider account ID (set by the worker from
 	// the pre-save; empty for release-level uses such as Actions).
 	AccountID string
+	// Storefront is the fan's Apple Music storefront (set by the worker
+	// from the grant): the catalogue its IDs belong to.
+	Storefront string
 }
 
 // CodeKind is a catalogue code a release may name its targets by.
@@ -112,6 +128,15 @@ const (
 	// CodeISRC is a track's International Standard Recording Code.
 	CodeISRC CodeKind = "isrc"
 )
+
+// StorefrontResolver is a provider whose catalogue differs by storefront
+// (Apple Music): it finds IDs by code with the app's own credentials in
+// one storefront, once per release and storefront, never per fan.
+type StorefrontResolver interface {
+	// ResolveIn returns the ID of the album (CodeUPC) or track
+	// (CodeISRC) the code names in storefront, or "" while it has none.
+	ResolveIn(ctx context.Context, storefront string, kind CodeKind, code string) (string, error)
+}
 
 // Resolver is a provider that finds its catalogue IDs by code with the
 // app's own credentials, no fan's grant: once per release, not per fan.
@@ -164,8 +189,10 @@ const (
 // Grant is what a completed authorization yields.
 type Grant struct {
 	Token     *oauth2.Token // access + refresh token and expiry
-	AccountID string        // the provider's account ID (Spotify user ID, Google "sub")
+	AccountID string        // the provider's account ID (Spotify user ID, Google "sub"; none for Apple Music)
 	Scopes    []string      // scopes granted
+	// Storefront is the fan's Apple Music storefront ("" elsewhere).
+	Storefront string
 }
 
 // Provider is one music provider.
@@ -179,9 +206,13 @@ type Provider interface {
 	Scopes(actions []Action) []string
 	// AuthCodeURL returns the consent-screen URL for the state, with a
 	// PKCE S256 challenge derived from verifier (oauth2.GenerateVerifier).
+	// Apple Music has no OAuth: its URL is our own page that runs
+	// MusicKit JS for the state.
 	AuthCodeURL(state, verifier string, scopes []string) string
 	// Exchange trades an authorization code (and the PKCE verifier) for a
-	// token and reads the provider account ID.
+	// token and reads the provider account ID. For Apple Music the code
+	// is the Music User Token MusicKit JS obtained (no verifier): it is
+	// checked against the API and its storefront read.
 	Exchange(ctx context.Context, code, verifier string) (Grant, error)
 	// Client returns a client acting for the fan holding tok. It refreshes
 	// the access token when needed; after every refresh it calls onRefresh

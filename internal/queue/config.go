@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/presave/presave/internal/config"
@@ -85,15 +86,14 @@ func LoadConfig(env config.Env) (Config, error) {
 		errs = append(errs, err)
 	}
 	c.Rates = map[providers.Name]Rate{}
-	for _, p := range []struct {
-		name        providers.Name
-		rps, burstV string
-	}{{providers.Spotify, "SPOTIFY_RPS", "SPOTIFY_BURST"}, {providers.YouTube, "YOUTUBE_RPS", "YOUTUBE_BURST"}} {
-		rps, err := env.Float(p.rps, RatePerSecondDefault)
+	for _, p := range providers.Names {
+		// SPOTIFY_RPS, YOUTUBE_BURST, APPLEMUSIC_RPS, ...
+		prefix := strings.ToUpper(string(p))
+		rps, err := env.Float(prefix+"_RPS", RatePerSecondDefault)
 		errs = append(errs, err)
-		burst, err := env.Int(p.burstV, RateBurstDefault)
+		burst, err := env.Int(prefix+"_BURST", RateBurstDefault)
 		errs = append(errs, err)
-		c.Rates[p.name] = Rate{PerSecond: rps, Burst: burst}
+		c.Rates[p] = Rate{PerSecond: rps, Burst: burst}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err

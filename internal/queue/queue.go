@@ -41,14 +41,21 @@ const (
 const (
 	QueueSpotify     = "spotify"
 	QueueYouTube     = "youtube"
+	QueueAppleMusic  = "applemusic"
 	QueueRevoke      = "revoke"
 	QueueMaintenance = "maintenance"
 )
 
+// Queues lists every queue, the privacy work first.
+var Queues = []string{QueueRevoke, QueueSpotify, QueueYouTube, QueueAppleMusic, QueueMaintenance}
+
 // QueueFor is the queue of a provider's pre-saves.
 func QueueFor(p providers.Name) string {
-	if p == providers.YouTube {
+	switch p {
+	case providers.YouTube:
 		return QueueYouTube
+	case providers.AppleMusic:
+		return QueueAppleMusic
 	}
 	return QueueSpotify
 }

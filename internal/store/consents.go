@@ -95,6 +95,9 @@ var ErrOtherAccount = errors.New("the fan's open pre-saves on this provider use 
 // release-day burst of callbacks is bound by CPU, and every round trip
 // costs PostgreSQL and the API a wake-up each.
 func (s *Store) RecordConsent(ctx context.Context, c Consent, newFanToken func() (string, error)) (Consented, error) {
+	if (c.AccountID == "") == c.Provider.HasAccountID() {
+		return Consented{}, fmt.Errorf("store: record consent: %s account ID %q: a provider that names accounts needs one, Apple Music has none", c.Provider, c.AccountID)
+	}
 	var out Consented
 	var sessionHash []byte
 	if newFanToken != nil {
@@ -166,7 +169,7 @@ func consentCheck(c Consent, f *consentFacts) *pgx.Batch {
 			(SELECT fan_id FROM fan_accounts WHERE provider = $3 AND account_id = $4 FOR UPDATE),
 			EXISTS (SELECT 1 FROM presaves WHERE fan_id = $5 AND provider = $3 AND release_id <> $1
 				AND status IN `+openStatuses+` AND account_id IS DISTINCT FROM $4)`,
-		c.ReleaseID, version, c.Provider, c.AccountID, c.FanID).QueryRow(func(row pgx.Row) error {
+		c.ReleaseID, version, c.Provider, nullable(c.AccountID), c.FanID).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&f.live, &f.linked, &f.otherAccountBusy)
 	})
 	return check
@@ -194,7 +197,14 @@ func linkAccount(b *pgx.Batch, c Consent, f consentFacts, out *Consented) error 
 		out.FanID = uuid.Must(uuid.NewV7())
 		b.Queue(`INSERT INTO fans (id) VALUES ($1)`, out.FanID)
 		out.FanCreated = true
-	} else {
+	}
+	if c.AccountID == "" {
+		// A provider that names no account (Apple Music): the
+		// connection is the fan's grant, linked to nothing at the
+		// provider.
+		return nil
+	}
+	if !out.FanCreated {
 		// A fan has one account per provider: connecting another account
 		// of the same provider replaces the link, which consentCheck allows
 		// only when no open pre-save of another release uses the old one.
@@ -240,7 +250,7 @@ func queuePresaveUpsert(b *pgx.Batch, c Consent, fanID uuid.UUID, ps *Presave) {
 			target_error = NULL, last_error = NULL, updated_at = now()
 		RETURNING `+presaveColumns,
 		uuid.Must(uuid.NewV7()), fanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
-		status, c.AccountID).QueryRow(func(row pgx.Row) error {
+		status, nullable(c.AccountID)).QueryRow(func(row pgx.Row) error {
 		var err error
 		*ps, err = scanPresave(row)
 		return err

@@ -295,7 +295,7 @@ var beginStatement = `
 			RETURNING ` + prefixed("presaves.", presaveColumns) + `)
 		SELECT ` + attemptColumns + `, r.updated_at,
 			t.key_id, t.refresh_sealed, t.access_sealed, t.access_expires_at, t.scopes, t.authorized_at, t.created_at, t.rotated_at,
-			g.state, g.opened_at, coalesce(p.id = ANY (g.canary_ids), false)
+			t.storefront, g.state, g.opened_at, coalesce(p.id = ANY (g.canary_ids), false)
 		FROM p LEFT JOIN releases r ON r.id = p.release_id
 		LEFT JOIN provider_tokens t ON t.fan_id = p.fan_id AND t.provider = p.provider
 			AND t.account_id IS NOT DISTINCT FROM p.account_id
@@ -371,11 +371,12 @@ func (s *Store) scanAttempt(row pgx.Row) (Attempt, error) {
 		expiry, authorized    *time.Time
 		tokCreated, tokRotate *time.Time
 		scopes                []string
+		storefront            *string
 		guardState            *GuardState
 		guardOpened           *time.Time
 	)
 	p, err := scanPresave(extraRow{row, []any{&relUpdated, &keyID, &refresh, &access, &expiry, &scopes, &authorized,
-		&tokCreated, &tokRotate, &guardState, &guardOpened, &a.Canary}})
+		&tokCreated, &tokRotate, &storefront, &guardState, &guardOpened, &a.Canary}})
 	if err != nil {
 		return Attempt{}, err
 	}
@@ -394,7 +395,7 @@ func (s *Store) scanAttempt(row pgx.Row) (Attempt, error) {
 		return a, nil
 	}
 	// The same opening as Token, on the columns read above.
-	t := Token{FanID: p.FanID, Provider: p.Provider, KeyID: *keyID, Scopes: scopes, RotatedAt: tokRotate}
+	t := Token{FanID: p.FanID, Provider: p.Provider, KeyID: *keyID, Scopes: scopes, RotatedAt: tokRotate, Storefront: deref(storefront)}
 	if authorized != nil {
 		t.AuthorizedAt = *authorized
 	}

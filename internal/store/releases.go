@@ -62,6 +62,15 @@ type Release struct {
 	// YouTubeMyPlaylist names the playlist of the fan's own that
 	// receives the video.
 	YouTubeMyPlaylist MyPlaylist
+	// AppleMusicAlbumIDs and AppleMusicSongIDs are Apple Music catalogue
+	// IDs; with AppleMusicByCodes the release's UPC and ISRCs are looked
+	// up in each fan's storefront instead (or as well).
+	AppleMusicByCodes  bool
+	AppleMusicAlbumIDs []string
+	AppleMusicSongIDs  []string
+	// AppleMusicMyPlaylist names the playlist of the fan's own that
+	// receives the songs.
+	AppleMusicMyPlaylist MyPlaylist
 
 	// SpotifyUPC and SpotifyISRCs name the album and tracks by code; the
 	// resolution (SpotifyResolution) adds the IDs they name to
@@ -102,6 +111,12 @@ func (r Release) Target(p providers.Name) providers.Target {
 			UPC: r.SpotifyUPC, ISRCs: r.SpotifyISRCs}
 	case providers.YouTube:
 		return providers.Target{VideoID: r.YouTubeVideoID, ChannelID: r.YouTubeChannelID, MyPlaylist: my(r.YouTubeMyPlaylist)}
+	case providers.AppleMusic:
+		t := providers.Target{AlbumIDs: r.AppleMusicAlbumIDs, TrackIDs: r.AppleMusicSongIDs, MyPlaylist: my(r.AppleMusicMyPlaylist)}
+		if r.AppleMusicByCodes {
+			t.UPC, t.ISRCs = r.SpotifyUPC, r.SpotifyISRCs
+		}
+		return t
 	}
 	return providers.Target{}
 }
@@ -135,21 +150,24 @@ const releaseColumns = `id, slug, title, artist, timing, release_at, release_dat
 	spotify_my_playlist_name, spotify_my_playlist_description,
 	youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description,
 	canary_fans, spotify_upc, spotify_isrcs, spotify_resolution, spotify_resolved, spotify_resolve_attempts,
-	spotify_resolve_next_at, status, created_at, updated_at`
+	spotify_resolve_next_at, status, created_at, updated_at,
+	applemusic_by_codes, applemusic_album_ids, applemusic_song_ids, applemusic_my_playlist_name, applemusic_my_playlist_description`
 
 func scanRelease(row pgx.Row) (Release, error) {
 	var r Release
 	var at, date *time.Time
-	var zone, spf, spn, spd, yv, yc, ypn, ypd, upc *string
+	var zone, spf, spn, spd, yv, yc, ypn, ypd, upc, apn, apd *string
 	var resolved []byte
 	res := &r.SpotifyResolution
 	err := row.Scan(&r.ID, &r.Slug, &r.Title, &r.Artist, &r.Timing, &at, &date, &zone,
 		&r.SpotifyAlbumIDs, &r.SpotifyTrackIDs, &r.SpotifyArtistIDs, &spf, &spn, &spd,
 		&yv, &yc, &ypn, &ypd, &r.CanaryFans, &upc, &r.SpotifyISRCs, &res.State, &resolved, &res.Attempts, &res.NextAt,
-		&r.Status, &r.CreatedAt, &r.UpdatedAt)
+		&r.Status, &r.CreatedAt, &r.UpdatedAt,
+		&r.AppleMusicByCodes, &r.AppleMusicAlbumIDs, &r.AppleMusicSongIDs, &apn, &apd)
 	if err != nil {
 		return Release{}, notFound(err)
 	}
+	r.AppleMusicMyPlaylist = MyPlaylist{Name: deref(apn), Description: deref(apd)}
 	r.SpotifyUPC = deref(upc)
 	if err := json.Unmarshal(resolved, &res.Found); err != nil {
 		return Release{}, fmt.Errorf("spotify_resolved: %w", err)
@@ -205,7 +223,9 @@ func releaseArgs(r Release) []any {
 		nullable(r.YouTubeVideoID), nullable(r.YouTubeChannelID),
 		nullable(r.YouTubeMyPlaylist.Name), nullable(r.YouTubeMyPlaylist.Description), nonNilIDs(r.CanaryFans),
 		nullable(r.SpotifyUPC), nonNil(r.SpotifyISRCs), r.SpotifyResolution.State, foundJSON(r.SpotifyResolution.Found),
-		r.SpotifyResolution.Attempts, r.SpotifyResolution.NextAt}
+		r.SpotifyResolution.Attempts, r.SpotifyResolution.NextAt,
+		r.AppleMusicByCodes, nonNil(r.AppleMusicAlbumIDs), nonNil(r.AppleMusicSongIDs),
+		nullable(r.AppleMusicMyPlaylist.Name), nullable(r.AppleMusicMyPlaylist.Description)}
 }
 
 func nonNilIDs(ids []uuid.UUID) []uuid.UUID {
@@ -229,10 +249,12 @@ func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 				spotify_album_ids, spotify_track_ids, spotify_artist_ids, spotify_follow_playlist_id,
 				spotify_my_playlist_name, spotify_my_playlist_description,
 				youtube_video_id, youtube_channel_id, youtube_my_playlist_name, youtube_my_playlist_description, canary_fans,
-				spotify_upc, spotify_isrcs, spotify_resolution, spotify_resolved, spotify_resolve_attempts, spotify_resolve_next_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+				spotify_upc, spotify_isrcs, spotify_resolution, spotify_resolved, spotify_resolve_attempts, spotify_resolve_next_at,
+				applemusic_by_codes, applemusic_album_ids, applemusic_song_ids, applemusic_my_playlist_name, applemusic_my_playlist_description)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25,
+				$26, $27, $28, $29, $30)
 			RETURNING `+releaseColumns+`),
-		g AS (INSERT INTO release_guards (release_id, provider) SELECT r.id, p FROM r, unnest($26::text[]) AS p)
+		g AS (INSERT INTO release_guards (release_id, provider) SELECT r.id, p FROM r, unnest($31::text[]) AS p)
 		SELECT `+releaseColumns+` FROM r`, args...)
 	out, err := scanRelease(row)
 	if err != nil {
@@ -328,7 +350,8 @@ func (s *Store) UpdateRelease(ctx context.Context, r Release) (Release, []Supers
 				youtube_video_id = $15, youtube_channel_id = $16, youtube_my_playlist_name = $17,
 				youtube_my_playlist_description = $18, canary_fans = $19, spotify_upc = $20, spotify_isrcs = $21,
 				spotify_resolution = $22, spotify_resolved = $23, spotify_resolve_attempts = $24, spotify_resolve_next_at = $25,
-				updated_at = now()
+				applemusic_by_codes = $26, applemusic_album_ids = $27, applemusic_song_ids = $28,
+				applemusic_my_playlist_name = $29, applemusic_my_playlist_description = $30, updated_at = now()
 			WHERE id = $1 RETURNING `+releaseColumns, args...))
 		if err != nil {
 			if isUniqueViolation(err) {

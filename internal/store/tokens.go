@@ -26,8 +26,11 @@ type Token struct {
 	Scopes       []string
 	AuthorizedAt time.Time // the fan's original authorization
 	KeyID        string    // the key the row is sealed under (read only)
-	CreatedAt    time.Time
-	RotatedAt    *time.Time
+	// Storefront is the fan's Apple Music storefront ("" elsewhere),
+	// kept with the grant and gone with it.
+	Storefront string
+	CreatedAt  time.Time
+	RotatedAt  *time.Time
 }
 
 // TokenNeededSQL is the one spelling of "a token is still needed": an
@@ -92,13 +95,14 @@ func (s *Store) putTokenQuery(t Token) (string, []any, error) {
 		t.Scopes = []string{}
 	}
 	return `
-		INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at, account_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		INSERT INTO provider_tokens (fan_id, provider, key_id, refresh_sealed, access_sealed, access_expires_at, scopes, authorized_at, account_id, storefront)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (fan_id, provider) DO UPDATE SET
 			key_id = EXCLUDED.key_id, refresh_sealed = EXCLUDED.refresh_sealed,
 			access_sealed = EXCLUDED.access_sealed, access_expires_at = EXCLUDED.access_expires_at,
-			scopes = EXCLUDED.scopes, authorized_at = EXCLUDED.authorized_at, account_id = EXCLUDED.account_id, rotated_at = now()`,
-		[]any{t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt, nullable(t.AccountID)}, nil
+			scopes = EXCLUDED.scopes, authorized_at = EXCLUDED.authorized_at, account_id = EXCLUDED.account_id,
+			storefront = EXCLUDED.storefront, rotated_at = now()`,
+		[]any{t.FanID, t.Provider, keyID, refresh, access, expiry, t.Scopes, t.AuthorizedAt, nullable(t.AccountID), nullable(t.Storefront)}, nil
 }
 
 // UpdateToken stores a refreshed token (new access token and expiry, and

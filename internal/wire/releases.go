@@ -62,6 +62,20 @@ type YouTubeTarget struct {
 	PlaylistID *string `json:"playlist_id,omitempty"`
 }
 
+// AppleMusicTarget is what a release asks of Apple Music.
+type AppleMusicTarget struct {
+	// AlbumIDs and SongIDs are Apple Music catalogue IDs (digits).
+	AlbumIDs []string `json:"album_ids"`
+	SongIDs  []string `json:"song_ids"`
+	// ByCodes looks the release's UPC and ISRCs (spotify.upc,
+	// spotify.isrcs: the label's codes) up in each fan's storefront, once
+	// per storefront, instead of or besides the IDs.
+	ByCodes bool `json:"by_codes"`
+	// MyPlaylist, when named, has the songs added to a playlist of the
+	// fan's own that presave creates on release day.
+	MyPlaylist *MyPlaylist `json:"my_playlist,omitempty"`
+}
+
 // MyPlaylist is how the playlist presave creates in each fan's account
 // is named and described.
 type MyPlaylist struct {
@@ -74,14 +88,15 @@ type MyPlaylist struct {
 // local timing: midnight in each fan's zone) is given. Times are strings
 // so the server can refuse a malformed one with its own error.
 type ReleaseCreate struct {
-	Slug        string         `json:"slug"`
-	Title       string         `json:"title"`
-	Artist      string         `json:"artist"`
-	ReleaseAt   *string        `json:"release_at"`
-	ReleaseDate *string        `json:"release_date"`
-	DefaultZone *string        `json:"default_zone"`
-	Spotify     *SpotifyTarget `json:"spotify"`
-	YouTube     *YouTubeTarget `json:"youtube"`
+	Slug        string            `json:"slug"`
+	Title       string            `json:"title"`
+	Artist      string            `json:"artist"`
+	ReleaseAt   *string           `json:"release_at"`
+	ReleaseDate *string           `json:"release_date"`
+	DefaultZone *string           `json:"default_zone"`
+	Spotify     *SpotifyTarget    `json:"spotify"`
+	YouTube     *YouTubeTarget    `json:"youtube"`
+	AppleMusic  *AppleMusicTarget `json:"applemusic"`
 	// CanaryFans are fan IDs (the fan_id of a fan's export) of the
 	// artist team's own accounts, whose pre-saves run first in the
 	// release's canary.
@@ -90,18 +105,19 @@ type ReleaseCreate struct {
 
 // Release is a release as the API shows it.
 type Release struct {
-	ID          string        `json:"id"`
-	Slug        string        `json:"slug"`
-	Title       string        `json:"title"`
-	Artist      string        `json:"artist"`
-	Timing      string        `json:"timing"` // fixed | local
-	ReleaseAt   *time.Time    `json:"release_at,omitempty"`
-	ReleaseDate string        `json:"release_date,omitempty"`
-	DefaultZone string        `json:"default_zone,omitempty"`
-	Spotify     SpotifyTarget `json:"spotify"`
-	YouTube     YouTubeTarget `json:"youtube"`
+	ID          string           `json:"id"`
+	Slug        string           `json:"slug"`
+	Title       string           `json:"title"`
+	Artist      string           `json:"artist"`
+	Timing      string           `json:"timing"` // fixed | local
+	ReleaseAt   *time.Time       `json:"release_at,omitempty"`
+	ReleaseDate string           `json:"release_date,omitempty"`
+	DefaultZone string           `json:"default_zone,omitempty"`
+	Spotify     SpotifyTarget    `json:"spotify"`
+	YouTube     YouTubeTarget    `json:"youtube"`
+	AppleMusic  AppleMusicTarget `json:"applemusic"`
 	// Actions are what the release offers, by provider ("spotify",
-	// "youtube").
+	// "youtube", "applemusic").
 	Actions    map[string][]string `json:"actions"`
 	CanaryFans []string            `json:"canary_fans"`
 	Status     string              `json:"status"`

@@ -124,11 +124,21 @@ func (s *Server) User(p providers.Name, id string) UserState {
 
 // IssuedTokens returns every refresh and access token the fake issued to
 // one user at p (revoked and expired ones included but not swept ones),
-// so a test can check that none of them leaks anywhere.
+// so a test can check that none of them leaks anywhere. For Apple Music
+// they are the Music User Tokens, and userID "" means every user's: our
+// side never learns who an Apple Music fan is.
 func (s *Server) IssuedTokens(p providers.Name, userID string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
+	if p == providers.AppleMusic {
+		for tok, u := range s.apple.tokens {
+			if userID == "" || u.id == userID {
+				out = append(out, tok)
+			}
+		}
+		return out
+	}
 	for _, g := range s.grants {
 		if g.p == p && g.user == userID {
 			out = append(out, g.refresh)
@@ -385,6 +395,7 @@ func (s *Server) controlRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /_fake/legacy", s.ctlLegacy)
 	m.HandleFunc("POST /_fake/playlists", s.ctlPlaylists)
 	m.HandleFunc("POST /_fake/catalogue", s.ctlCatalogue)
+	s.appleControlRoutes(m)
 }
 
 // ctlCatalogue handles POST /_fake/catalogue.
@@ -553,7 +564,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func validProvider(w http.ResponseWriter, p providers.Name) bool {
 	if !p.Valid() {
-		http.Error(w, `provider must be "spotify" or "youtube"`, http.StatusBadRequest)
+		http.Error(w, `provider must be "spotify", "youtube" or "applemusic"`, http.StatusBadRequest)
 		return false
 	}
 	return true

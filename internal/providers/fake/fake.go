@@ -11,6 +11,8 @@
 //	/google/token, /google/revoke          Google token (an ID token with "sub" for openid) and revoke
 //	/google/v1/userinfo                    OpenID userinfo (only "sub")
 //	/youtube/v3/...                        YouTube Data API
+//	/v1/catalog/..., /v1/me/library...     Apple Music API (see applemusic.go)
+//	/musickit/v3/musickit.js               a stand-in MusicKit JS with a consent screen
 //	/_fake/...                             fault injection and state (JSON)
 //
 // Consent auto-approves: the user is the "user" query parameter of the
@@ -59,6 +61,8 @@ type URLSet struct {
 	GoogleRevokeURL    string // GOOGLE_REVOKE_URL
 	GoogleUserinfoURL  string // GOOGLE_USERINFO_URL
 	YouTubeAPIURL      string // YOUTUBE_API_URL
+	AppleMusicAPIURL   string // APPLE_MUSIC_API_URL
+	MusicKitJSURL      string // MUSICKIT_JS_URL (the API's)
 }
 
 // URLs returns the URLs of the fake served at base (e.g. "http://127.0.0.1:8090").
@@ -72,6 +76,8 @@ func URLs(base string) URLSet {
 		GoogleRevokeURL:    base + "/google/revoke",
 		GoogleUserinfoURL:  base + "/google/v1/userinfo",
 		YouTubeAPIURL:      base + "/",
+		AppleMusicAPIURL:   base + "/",
+		MusicKitJSURL:      base + "/musickit/v3/musickit.js",
 	}
 }
 
@@ -85,6 +91,8 @@ func (u URLSet) Env() [][2]string {
 		{"GOOGLE_REVOKE_URL", u.GoogleRevokeURL},
 		{"GOOGLE_USERINFO_URL", u.GoogleUserinfoURL},
 		{"YOUTUBE_API_URL", u.YouTubeAPIURL},
+		{"APPLE_MUSIC_API_URL", u.AppleMusicAPIURL},
+		{"MUSICKIT_JS_URL", u.MusicKitJSURL},
 	}
 }
 
@@ -92,8 +100,11 @@ func (u URLSet) Env() [][2]string {
 type Server struct {
 	opts Options
 	mux  *http.ServeMux
-	log  *slog.Logger
-	pt   *time.Location
+	// routeOwner is the provider each route pattern belongs to (set up
+	// once by routes, read only after).
+	routeOwner map[string]providers.Name
+	log        *slog.Logger
+	pt         *time.Location
 
 	mu     sync.Mutex
 	ttl    time.Duration
@@ -125,6 +136,8 @@ type Server struct {
 	createDelay time.Duration
 	// catalogue finds releases by "upc:CODE" or "isrc:CODE" (SetCatalogue).
 	catalogue map[string]catalogueEntry
+	// apple is the Apple Music catalogue, keys and user tokens.
+	apple *appleMusic
 	// writes logs every authenticated write request (not its body).
 	writes []Write
 	// approved is what each user granted each client so far, and
@@ -231,28 +244,37 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, log: lg, pt: pt,
-		ttl:       opts.AccessTokenTTL,
-		rotate:    map[providers.Name]bool{providers.Spotify: opts.RotateRefreshTokens, providers.YouTube: opts.RotateRefreshTokens},
-		codes:     map[string]*authCode{},
-		access:    map[string]*accessToken{},
-		refresh:   map[string]*grant{},
-		users:     map[userKey]*user{},
-		faults:    map[providers.Name]*faults{providers.Spotify: newFaults(), providers.YouTube: newFaults()},
-		notLive:   map[string]time.Time{},
-		calls:     map[string]int{},
-		quota:     map[string]*quotaDay{},
-		dailyLim:  opts.YouTubeDailyQuota,
-		rates:     map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}},
-		approved:  map[approvalKey][]string{},
-		noChannel: map[string]bool{},
-		playlists: map[userKey]*playlist{},
-		catalogue: map[string]catalogueEntry{},
+		ttl:        opts.AccessTokenTTL,
+		rotate:     map[providers.Name]bool{providers.Spotify: opts.RotateRefreshTokens, providers.YouTube: opts.RotateRefreshTokens},
+		apple:      newAppleMusic(),
+		routeOwner: map[string]providers.Name{},
+		codes:      map[string]*authCode{},
+		access:     map[string]*accessToken{},
+		refresh:    map[string]*grant{},
+		users:      map[userKey]*user{},
+		faults:     map[providers.Name]*faults{providers.Spotify: newFaults(), providers.YouTube: newFaults(), providers.AppleMusic: newFaults()},
+		notLive:    map[string]time.Time{},
+		calls:      map[string]int{},
+		quota:      map[string]*quotaDay{},
+		dailyLim:   opts.YouTubeDailyQuota,
+		rates:      map[providers.Name]*rateMeter{providers.Spotify: {}, providers.YouTube: {}, providers.AppleMusic: {}},
+		approved:   map[approvalKey][]string{},
+		noChannel:  map[string]bool{},
+		playlists:  map[userKey]*playlist{},
+		catalogue:  map[string]catalogueEntry{},
 	}
 	s.routes()
 	return s
 }
 
 func newFaults() *faults { return &faults{tat: map[string]time.Time{}} }
+
+// ProviderOf names the provider whose API r calls ("" for the control
+// API and unknown routes).
+func (s *Server) ProviderOf(r *http.Request) providers.Name {
+	_, pattern := s.mux.Handler(r)
+	return s.routeOwner[pattern]
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

@@ -317,6 +317,8 @@ func TestURLs(t *testing.T) {
 		"GOOGLE_REVOKE_URL":    "http://127.0.0.1:8090/google/revoke",
 		"GOOGLE_USERINFO_URL":  "http://127.0.0.1:8090/google/v1/userinfo",
 		"YOUTUBE_API_URL":      "http://127.0.0.1:8090/",
+		"APPLE_MUSIC_API_URL":  "http://127.0.0.1:8090/",
+		"MUSICKIT_JS_URL":      "http://127.0.0.1:8090/musickit/v3/musickit.js",
 	}
 	if len(env) != len(want) {
 		t.Fatalf("Env has %d entries", len(env))

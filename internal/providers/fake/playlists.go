@@ -63,11 +63,15 @@ func (s *Server) ownedLocked(p providers.Name, user string) []*playlist {
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // newPlaylistID is an ID shaped like the provider's: 22 base-62
-// characters on Spotify, "PL" and 32 characters on YouTube.
+// characters on Spotify, "PL" and 32 characters on YouTube, "p." and 14
+// on Apple Music (a library playlist).
 func newPlaylistID(p providers.Name) string {
 	n, prefix, alphabet := 22, "", base62
-	if p == providers.YouTube {
+	switch p {
+	case providers.YouTube:
 		n, prefix, alphabet = 32, "PL", base62+"-_"
+	case providers.AppleMusic:
+		n, prefix = 14, "p."
 	}
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

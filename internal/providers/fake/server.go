@@ -59,6 +59,7 @@ func (s *Server) routes() {
 	s.handle(m, "POST /youtube/v3/playlists", yt, s.api(yt, 50, s.ytPlaylistCreate))
 	s.handle(m, "GET /youtube/v3/subscriptions", yt, s.api(yt, 1, s.ytSubscriptions))
 	s.handle(m, "POST /youtube/v3/subscriptions", yt, s.api(yt, 50, s.ytSubscribe))
+	s.appleRoutes(m)
 	// Control plane (not counted, no faults).
 	s.controlRoutes(m)
 }
@@ -85,6 +86,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // handle registers h under pattern, with injected latency, the request-rate
 // meter and a call counter keyed "pattern status".
 func (s *Server) handle(m *http.ServeMux, pattern string, p providers.Name, h http.HandlerFunc) {
+	s.routeOwner[pattern] = p
 	m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
 		r = r.WithContext(context.WithValue(r.Context(), arrivalKey{}, time.Now()))

@@ -5,13 +5,17 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/providers/applemusic"
 	"github.com/presave/presave/internal/providers/spotify"
 	"github.com/presave/presave/internal/providers/youtube"
 )
@@ -32,8 +36,13 @@ func (s Set) Revocable(n providers.Name) bool {
 	return n == providers.YouTube
 }
 
-// CallbackPath is the API route the providers redirect back to.
+// CallbackPath is the API route the providers redirect back to (for
+// Apple Music: the route our MusicKit page posts the user token to).
 func CallbackPath(n providers.Name) string { return "/connect/" + string(n) + "/callback" }
+
+// AuthorizePath is the API route of the page that runs MusicKit JS for
+// an Apple Music connection (Apple Music has no OAuth redirect).
+const AuthorizePath = "/connect/applemusic/authorize"
 
 // FromEnv builds both providers. publicURL is the API's externally visible
 // base URL (PUBLIC_URL), used for the OAuth redirect URIs.
@@ -43,7 +52,10 @@ func CallbackPath(n providers.Name) string { return "/connect/" + string(n) + "/
 // GOOGLE_CLIENT_SECRET, GOOGLE_AUTH_URL, GOOGLE_TOKEN_URL,
 // GOOGLE_REVOKE_URL, GOOGLE_USERINFO_URL, YOUTUBE_API_URL,
 // GOOGLE_APP_TESTING (the Google OAuth app is in "Testing" status),
-// PROVIDER_TIMEOUT (per HTTP call, default 20s).
+// PROVIDER_TIMEOUT (per HTTP call, default 20s), and for Apple Music
+// (configured only when APPLE_TEAM_ID is set) APPLE_TEAM_ID,
+// APPLE_KEY_ID, APPLE_PRIVATE_KEY or APPLE_PRIVATE_KEY_FILE,
+// APPLE_MUSIC_API_URL, APPLE_USER_TOKEN_LIFETIME (default 180d).
 func FromEnv(env config.Env, publicURL string) (Set, error) {
 	publicURL = strings.TrimRight(publicURL, "/")
 	timeout, err := env.Duration("PROVIDER_TIMEOUT", 20*time.Second)
@@ -84,5 +96,61 @@ func FromEnv(env config.Env, publicURL string) (Set, error) {
 		APIURL:       env.String("YOUTUBE_API_URL", ""),
 		HTTPClient:   hc,
 	})
-	return Set{providers.Spotify: sp, providers.YouTube: yt}, nil
+	set := Set{providers.Spotify: sp, providers.YouTube: yt}
+	am, err := appleMusicFromEnv(env, publicURL, hc)
+	if err != nil {
+		return nil, err
+	}
+	if am != nil {
+		set[providers.AppleMusic] = am
+	}
+	return set, nil
+}
+
+// appleMusicFromEnv builds Apple Music when APPLE_TEAM_ID is set (nil
+// otherwise: the provider is not offered).
+func appleMusicFromEnv(env config.Env, publicURL string, hc *http.Client) (*applemusic.Provider, error) {
+	team := env.String("APPLE_TEAM_ID", "")
+	if team == "" {
+		if env.String("APPLE_KEY_ID", "") != "" || env.String("APPLE_PRIVATE_KEY", "") != "" || env.String("APPLE_PRIVATE_KEY_FILE", "") != "" {
+			return nil, errors.New("APPLE_KEY_ID or APPLE_PRIVATE_KEY is set without APPLE_TEAM_ID: set all three to offer Apple Music, or none")
+		}
+		return nil, nil
+	}
+	key := []byte(env.String("APPLE_PRIVATE_KEY", ""))
+	if file := env.String("APPLE_PRIVATE_KEY_FILE", ""); file != "" {
+		if len(key) > 0 {
+			return nil, errors.New("set APPLE_PRIVATE_KEY or APPLE_PRIVATE_KEY_FILE, not both")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("APPLE_PRIVATE_KEY_FILE: %w", err)
+		}
+		key = b
+	}
+	// A PEM pasted into one line of an env file keeps its line breaks as \n.
+	key = []byte(strings.ReplaceAll(string(key), `\n`, "\n"))
+	dev, err := applemusic.NewDevTokens(applemusic.DevTokenConfig{TeamID: team, KeyID: env.String("APPLE_KEY_ID", ""), PrivateKey: key})
+	if err != nil {
+		return nil, err
+	}
+	lifetime, err := Days(env, "APPLE_USER_TOKEN_LIFETIME", applemusic.UserTokenLifetimeDefault)
+	if err != nil {
+		return nil, err
+	}
+	return applemusic.New(applemusic.Config{DevTokens: dev, APIURL: env.String("APPLE_MUSIC_API_URL", ""),
+		AuthorizeURL: publicURL + AuthorizePath, UserTokenLifetime: lifetime, HTTPClient: hc})
+}
+
+// Days reads a duration given in days ("180d") or as a Go duration.
+func Days(env config.Env, name string, def time.Duration) (time.Duration, error) {
+	v := env.String(name, "")
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("%s=%q: want a number of days such as 180d", name, v)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	return env.Duration(name, def)
 }
