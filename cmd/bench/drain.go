@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,18 +30,22 @@ import (
 // width is how many simulated fans talk to the API at once.
 const width = 32
 
-// release creates a release due at due with the given targets and returns
-// its ID.
-func (b *bench) release(ctx context.Context, name string, due time.Time, spotify, youtube bool) (uuid.UUID, error) {
+// release creates a release due at due with targets on the given
+// providers and returns its ID.
+func (b *bench) release(ctx context.Context, name string, due time.Time, on ...providers.Name) (uuid.UUID, error) {
 	spec := wire.ReleaseCreate{
 		Slug: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()), Title: "Bench " + name, Artist: "The Benchmarks",
 		ReleaseAt: wire.Time(due),
 	}
-	if spotify {
+	if slices.Contains(on, providers.Spotify) {
 		spec.Spotify = &wire.SpotifyTarget{AlbumIDs: []string{base62(22)}, ArtistIDs: []string{base62(22)}}
 	}
-	if youtube {
+	if slices.Contains(on, providers.YouTube) {
 		spec.YouTube = &wire.YouTubeTarget{VideoID: base62(11)}
+	}
+	if slices.Contains(on, providers.AppleMusic) {
+		// The sample album, in the fake's catalogue (setup seeds it).
+		spec.AppleMusic = &wire.AppleMusicTarget{AlbumIDs: []string{scenario.SampleAppleAlbum}}
 	}
 	r, err := apiclient.CreateRelease(ctx, b.hc, b.cl.APIURL, b.admin, spec)
 	if err != nil {
@@ -140,7 +145,7 @@ func later() time.Time { return time.Now().Add(time.Hour).Truncate(time.Second) 
 // rate), all due at one instant; the workers drain them.
 func (b *bench) drain(ctx context.Context, res results) error {
 	n := b.o.n
-	rel, err := b.release(ctx, "drain", later(), true, true)
+	rel, err := b.release(ctx, "drain", later(), providers.Spotify, providers.YouTube)
 	if err != nil {
 		return err
 	}
@@ -300,7 +305,7 @@ func (b *bench) sumCalls(match func(route string, status int) bool) int {
 }
 
 func isAPIRoute(route string) bool {
-	return len(route) > 4 && (route[:4] == "/v1/" || (len(route) > 12 && route[:12] == "/youtube/v3/"))
+	return strings.HasPrefix(route, "/v1/") || strings.HasPrefix(route, "/youtube/v3/")
 }
 
 // withLatency is figure 3: the fake answers every API call after the
@@ -316,7 +321,7 @@ func (b *bench) withLatency(ctx context.Context, res results) error {
 			b.fake.SetLatency(p, 0)
 		}
 	}()
-	rel, err := b.release(ctx, "latency", later(), true, true)
+	rel, err := b.release(ctx, "latency", later(), providers.Spotify, providers.YouTube)
 	if err != nil {
 		return err
 	}
@@ -357,7 +362,7 @@ func (b *bench) rateLimit(ctx context.Context, res results) error {
 		return err
 	}
 	defer b.startWorkers(context.WithoutCancel(ctx), unlimited()...)
-	rel, err := b.release(ctx, "rate", later(), true, false)
+	rel, err := b.release(ctx, "rate", later(), providers.Spotify)
 	if err != nil {
 		return err
 	}
@@ -478,4 +483,33 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	case <-time.After(time.Until(t)):
 		return nil
 	}
+}
+
+// appleMusic is the Apple Music drain: a quarter of N fans (at least 100)
+// on a release asking Apple Music alone to add its album to the library,
+// connected through the MusicKit page's flow, all due at one instant.
+// Every add is checked, written and read back (three requests, the
+// fewest a verified add takes); there is no refresh and no revoke.
+func (b *bench) appleMusic(ctx context.Context, res results) error {
+	n := max(b.o.n/4, 100)
+	rel, err := b.release(ctx, "applemusic", later(), providers.AppleMusic)
+	if err != nil {
+		return err
+	}
+	if _, _, err := b.ingest(ctx, rel, "applemusic", n, providers.AppleMusic, 0); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	calls0 := b.providerCalls()
+	t, err := b.waitDrained(ctx, rel, n)
+	if err != nil {
+		return err
+	}
+	res["applemusic_n"] = float64(n)
+	res["applemusic_drain_per_s"] = float64(n) / t.LastCompleted.Sub(t.FirstDue).Seconds()
+	res["applemusic_calls_per_presave"] = float64(b.providerCalls()-calls0) / float64(n)
+	res["applemusic_lateness_p50_s"], res["applemusic_lateness_p99_s"] = t.LatenessP50, t.LatenessP99
+	if dups := scenario.Duplicates(b.fake.State()); dups != 0 {
+		return fmt.Errorf("%d duplicate entries on the fake provider", dups)
+	}
+	return nil
 }

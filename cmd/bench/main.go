@@ -10,7 +10,9 @@
 //  4. Redis memory with many future pre-saves, and bytes per queued task;
 //  5. consent ingest: OAuth callbacks per second through the API;
 //  6. rate-limit adherence against the fake provider's limit;
-//  7. release-day lateness (from run 2).
+//  7. release-day lateness (from run 2);
+//
+// and, beside them, the Apple Music drain (a quarter of N fans).
 //
 // Everything runs on loopback: the real API and worker binaries as
 // processes, the fake provider in this process, an isolated PostgreSQL
@@ -117,6 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		{"periodic services' statements", (*bench).sweepTimes},
 		{"provider latency", (*bench).withLatency},
 		{"rate-limit adherence", (*bench).rateLimit},
+		{"Apple Music drain", (*bench).appleMusic},
 		{"Redis memory", (*bench).memory},
 	}
 	for _, s := range steps {

@@ -39,7 +39,7 @@ func (b *bench) memory(ctx context.Context, res results) error {
 	if err != nil {
 		return err
 	}
-	rel, err := b.release(ctx, "future", time.Now().Add(7*24*time.Hour), true, false)
+	rel, err := b.release(ctx, "future", time.Now().Add(7*24*time.Hour), providers.Spotify)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func (b *bench) seedHistory(ctx context.Context, _ results) error {
 	if b.o.history == 0 {
 		return nil
 	}
-	rel, err := b.release(ctx, "history", later(), true, false)
+	rel, err := b.release(ctx, "history", later(), providers.Spotify)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/scenario"
 	"github.com/presave/presave/internal/scratch"
 )
 
@@ -73,6 +74,14 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 		},
 	})
 	b.cl.FakeURL = b.fakeURL
+	p8, err := b.fake.NewAppleKey(fake.AppleTeamID, fake.AppleKeyID)
+	if err != nil {
+		return nil, err
+	}
+	b.cl.SetAppleKey(p8)
+	if err := scenario.SeedFake(ctx, b.fakeURL); err != nil {
+		return nil, err
+	}
 	if _, err := b.cl.StartAPI(ctx); err != nil {
 		return nil, err
 	}
@@ -116,7 +125,8 @@ const accessTokenTTL = 11 * time.Second
 // unlimited lifts the workers' own rate limits so they run as fast as the
 // fake allows.
 func unlimited() []string {
-	return []string{"SPOTIFY_RPS=1000000", "SPOTIFY_BURST=100000", "YOUTUBE_RPS=1000000", "YOUTUBE_BURST=100000"}
+	return []string{"SPOTIFY_RPS=1000000", "SPOTIFY_BURST=100000", "YOUTUBE_RPS=1000000", "YOUTUBE_BURST=100000",
+		"APPLEMUSIC_RPS=1000000", "APPLEMUSIC_BURST=100000"}
 }
 
 // startWorkers (re)starts the worker processes with extra settings.

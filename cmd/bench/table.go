@@ -30,6 +30,8 @@ func printTable(w io.Writer, o options, r results) {
 	tw.Flush()
 	fmt.Fprintf(w, "provider requests per pre-save (run 2, every access token expired as on a real release day, refresh and revoke included): %.2f (the APIs' minimum: %.2f)\n",
 		r["calls_per_presave"], r["calls_per_presave_min"])
+	fmt.Fprintf(w, "Apple Music drain (%.0f pre-saves adding the album to the library, each checked, written and read back): %.0f pre-saves/s, %.2f provider requests each (the fewest: 3), lateness p50 %.2f s, p99 %.2f s\n",
+		r["applemusic_n"], r["applemusic_drain_per_s"], r["applemusic_calls_per_presave"], r["applemusic_lateness_p50_s"], r["applemusic_lateness_p99_s"])
 	fmt.Fprintf(w, "per pre-save (run 2): PostgreSQL statements %.2f (target ≤ 0.2), transactions %.2f; Redis commands of our own %.2f (target ≤ 2), all (asynq's too) %.1f\n",
 		r["pg_statements_per_presave"], r["pg_transactions_per_presave"], r["redis_commands_per_presave"], r["redis_server_commands_per_presave"])
 	fmt.Fprintf(w, "periodic services' statements after run 2 (history %.0f): slowest %.1f ms (target < 50 ms): revive %.1f, OAuth states %.1f, holds %.1f, tokens %.1f, revocations %.1f, rescue %.1f\n",

@@ -54,7 +54,7 @@ func main() {
 	defer stop()
 	o := options{}
 	fs := flag.NewFlagSet("demo", flag.ExitOnError)
-	fs.IntVar(&o.fans, "fans", 1000, "simulated fans (half Spotify, half YouTube)")
+	fs.IntVar(&o.fans, "fans", 1000, "simulated fans (a third each on Spotify, YouTube and Apple Music)")
 	fs.DurationVar(&o.delay, "delay", 20*time.Second, "the release is due this long after the demo starts")
 	fs.IntVar(&o.workers, "workers", 2, "worker processes")
 	fs.IntVar(&o.parallel, "parallel", 32, "fans connecting at once")
@@ -212,6 +212,9 @@ func (d *demo) releases(ctx context.Context) (demoRelease, error) {
 	start := time.Now()
 	r := demoRelease{due: start.Add(d.o.delay).Truncate(time.Second).Add(time.Second),
 		slug: "midnight-signals-" + strconv.FormatInt(start.Unix(), 36)}
+	if err := scenario.SeedFake(ctx, h.FakeURL); err != nil {
+		return r, err
+	}
 	rel, err := apiclient.CreateRelease(ctx, h.HTTP, h.APIURL, h.AdminToken, scenario.SampleRelease(r.slug, r.due))
 	if err != nil {
 		return r, err
@@ -219,8 +222,9 @@ func (d *demo) releases(ctx context.Context) (demoRelease, error) {
 	if r.id, err = uuid.Parse(rel.ID); err != nil {
 		return r, fmt.Errorf("release ID %q: %w", rel.ID, err)
 	}
-	d.say("presave demo: release %q due at %s (in %s): Spotify %s, YouTube %s",
-		r.slug, r.due.Local().Format("15:04:05"), time.Until(r.due).Round(time.Second), strings.Join(rel.Actions["spotify"], "+"), strings.Join(rel.Actions["youtube"], "+"))
+	d.say("presave demo: release %q due at %s (in %s): Spotify %s, YouTube %s, Apple Music %s",
+		r.slug, r.due.Local().Format("15:04:05"), time.Until(r.due).Round(time.Second), strings.Join(rel.Actions["spotify"], "+"),
+		strings.Join(rel.Actions["youtube"], "+"), strings.Join(rel.Actions["applemusic"], "+"))
 	r.fans = scenario.MakeFans(d.o.fans, "fan")
 	if d.o.local {
 		r.localSlug = r.slug + "-local"
@@ -313,8 +317,8 @@ func summary(out io.Writer, es scenario.EndState, due time.Time, localFans []sce
 	}
 	say("")
 	say("summary")
-	say("  pre-saves              %d expected, %d done (Spotify %d, YouTube %d), %d failed, %d open",
-		es.Expected, es.Done, es.DoneBy["spotify"], es.DoneBy["youtube"], es.Failed+es.Partial, es.Open())
+	say("  pre-saves              %d expected, %d done (Spotify %d, YouTube %d, Apple Music %d), %d failed, %d open",
+		es.Expected, es.Done, es.DoneBy["spotify"], es.DoneBy["youtube"], es.DoneBy["applemusic"], es.Failed+es.Partial, es.Open())
 	if r := es.ReasonsString(); r != "" {
 		say("  failure reasons        %s", r)
 	}
@@ -325,7 +329,7 @@ func summary(out io.Writer, es scenario.EndState, due time.Time, localFans []sce
 	} else {
 		say("  token rows left        %d  %s", es.Tokens, mark(es.Tokens == 0))
 	}
-	say("  revocations left       %d  (Google grants still to revoke; Spotify has no revoke endpoint)", es.Revocations)
+	say("  revocations left       %d  (Google grants still to revoke; Spotify and Apple Music have no revoke endpoint)", es.Revocations)
 	if !es.Times.LastAction.IsZero() {
 		say("  due → last action      %s", es.Times.LastAction.Sub(due).Round(10*time.Millisecond))
 		say("  lateness (due → first action of a pre-save)  p50 %s  p99 %s  max %s",

@@ -100,11 +100,20 @@ var errCrossSitePost = errorf(http.StatusForbidden, "cross_site_post",
 
 // musicKitCallback handles POST /connect/applemusic/callback: a form
 // (state, music_user_token, or error) from the MusicKit page. A browser
-// names the posting page's origin; one that names another site is
-// refused before anything else (the state and the binding cookie would
-// refuse it too).
+// names the posting page's origin, or "null" (our pages' no-referrer
+// policy hides it); one that names another site is refused before
+// anything else (the state and the binding cookie would refuse it too).
+// A browser's refusals are pages, as for the OAuth callbacks.
 func (s *Server) musicKitCallback(c echo.Context) error {
-	if o := c.Request().Header.Get(echo.HeaderOrigin); o != "" && o != s.publicOrigin() {
+	err := s.musicKitPost(c)
+	if err != nil && s.page != nil && s.page.browserRequest(c) {
+		c.Set(pageKey, true)
+	}
+	return err
+}
+
+func (s *Server) musicKitPost(c echo.Context) error {
+	if o := c.Request().Header.Get(echo.HeaderOrigin); o != "" && o != "null" && o != s.publicOrigin() {
 		return errCrossSitePost
 	}
 	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationForm) {

@@ -117,6 +117,13 @@ func (p *page) manage(c echo.Context) error {
 		}
 		v.Accounts = append(v.Accounts, ai)
 	}
+	for _, t := range ex.Tokens {
+		// A provider that names no account (Apple Music): the
+		// connection is the access we hold, nothing else.
+		if !t.Provider.HasAccountID() {
+			v.Accounts = append(v.Accounts, accountItem{Provider: t.Provider, Label: providerLabel(t.Provider), Grant: true})
+		}
+	}
 	return p.render(c, http.StatusOK, "manage", "Your pre-saves", v)
 }
 

@@ -134,19 +134,25 @@ func doJSONCookies(ctx context.Context, hc *http.Client, method, rawURL, bearer 
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	contentType := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case url.Values:
+		// A form, as a page posts it.
+		rd, contentType = strings.NewReader(b.Encode()), "application/x-www-form-urlencoded"
+	default:
+		enc, err := json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: encode %s %s: %w", method, Redact(rawURL), err)
 		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(enc)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %s %s: %w", method, Redact(rawURL), err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	if bearer != "" {
@@ -252,6 +258,8 @@ type ConnectRequest struct {
 	Release  string // slug or ID
 	Zone     string // IANA zone, e.g. "Europe/Paris"
 	User     string // the fan's account ID at the fake
+	// Storefront is an Apple Music fan's storefront ("us" when empty).
+	Storefront string
 	// Actions limits the consent to some of the release's actions; nil
 	// means all of them.
 	Actions []string

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/wire"
 
 	"github.com/presave/presave/internal/apiclient"
@@ -165,7 +166,10 @@ func setup(t *testing.T, name string, o opts) *run {
 			t.Errorf("close: %v", err)
 		}
 	})
-	for _, p := range []string{"spotify", "youtube"} {
+	if err := scenario.SeedFake(ctx, h.FakeURL); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range providers.Names {
 		if err := apiclient.FakeControl(ctx, h.FakeURL, "faults", map[string]any{"provider": p, "latency": o.latency}); err != nil {
 			t.Fatal(err)
 		}
@@ -517,7 +521,7 @@ func TestProvider5xx(t *testing.T) {
 	r := setup(t, "provider_5xx", opts{workers: 2})
 	r.connect()
 	ctx := ctxFor(t, 10*time.Second)
-	for _, p := range []string{"spotify", "youtube"} {
+	for _, p := range providers.Names {
 		if err := apiclient.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "error_rate": 0.2}); err != nil {
 			t.Fatal(err)
 		}
@@ -560,7 +564,7 @@ func TestProvider429(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		set := func(rps float64) {
-			for _, p := range []string{"spotify", "youtube"} {
+			for _, p := range providers.Names {
 				_ = apiclient.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "rate_limit_rps": rps, "rate_limit_burst": 2})
 			}
 		}

@@ -83,6 +83,9 @@ type Cluster struct {
 	mu    sync.Mutex
 	procs []*Proc
 	n     map[string]int
+	// appleKey and applePub are the cluster's MusicKit key (.p8 and its
+	// public half), made when the first fake starts.
+	appleKey, applePub []byte
 }
 
 // New prepares a cluster; nothing runs yet.
@@ -112,6 +115,11 @@ func (c *Cluster) env() []string {
 	if c.FakeURL != "" {
 		for _, kv := range fake.URLs(c.FakeURL).Env() {
 			env = append(env, kv[0]+"="+kv[1])
+		}
+		if c.appleKey != nil {
+			for _, kv := range fake.AppleEnv(c.appleKey) {
+				env = append(env, kv[0]+"="+kv[1])
+			}
 		}
 	}
 	if c.APIURL != "" {
@@ -185,6 +193,10 @@ func (p *Proc) waitHealthy(ctx context.Context) error {
 	}
 }
 
+// SetAppleKey makes processes started later use p8 as their MusicKit key
+// (for a fake the caller runs itself and registered the key with).
+func (c *Cluster) SetAppleKey(p8 []byte) { c.appleKey = p8 }
+
 // StartFake starts the fake provider; FakeURL points at it afterwards, and
 // processes started later are configured to use it.
 func (c *Cluster) StartFake(ctx context.Context, extra ...string) (*Proc, error) {
@@ -193,6 +205,16 @@ func (c *Cluster) StartFake(ctx context.Context, extra ...string) (*Proc, error)
 		return nil, err
 	}
 	c.FakeURL = "http://" + p.Addr
+	// The cluster's MusicKit key, known to every fake it starts (a
+	// restarted one too), as Apple knows a team's keys.
+	if c.appleKey == nil {
+		if c.appleKey, c.applePub, err = fake.GenerateAppleKey(); err != nil {
+			return nil, err
+		}
+	}
+	if err := fake.RegisterAppleKey(ctx, c.FakeURL, c.applePub); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

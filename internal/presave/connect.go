@@ -372,8 +372,12 @@ func (s *Service) exchange(ctx context.Context, p providers.Provider, code, veri
 	if err != nil {
 		switch providers.ClassOf(err) {
 		case providers.GrantInvalid, providers.Permanent:
-			return grant, &Error{Kind: KindInvalid, Code: "code_invalid", Err: err,
-				Message: "The authorization code was refused (expired or already used); please start again."}
+			msg := "The authorization code was refused (expired or already used); please start again."
+			if !p.Name().HasAccountID() {
+				// Apple Music: the "code" is MusicKit's user token.
+				msg = p.Name().Label() + " did not accept the authorization (it may have been withdrawn); nothing was saved. Please start again."
+			}
+			return grant, &Error{Kind: KindInvalid, Code: "code_invalid", Err: err, Message: msg}
 		}
 		return grant, &Error{Kind: KindProvider, Code: "provider_unavailable", Err: err,
 			Message: "We could not reach " + string(p.Name()) + "; nothing was saved. Please try again in a moment."}

@@ -37,26 +37,47 @@ var Zones = []string{
 
 // Fan is one simulated fan.
 type Fan struct {
-	Provider string // "spotify" or "youtube"
-	User     string // account ID at the fake
+	Provider string // "spotify", "youtube" or "applemusic"
+	User     string // account ID at the fake (Apple Music: the fake's user; presave never learns it)
 	Zone     string
 }
 
-// MakeFans returns n fans, alternately Spotify and YouTube, spread over
-// Zones; prefix keeps runs sharing one fake apart.
+// MakeFans returns n fans, Spotify, YouTube and Apple Music in turn (a
+// third each), spread over Zones; prefix keeps runs sharing one fake
+// apart.
 func MakeFans(n int, prefix string) []Fan {
 	fans := make([]Fan, n)
 	for i := range fans {
-		p := "spotify"
-		if i%2 == 1 {
-			p = "youtube"
-		}
-		fans[i] = Fan{Provider: p, User: fmt.Sprintf("%s-%05d", prefix, i), Zone: Zones[i%len(Zones)]}
+		p := providers.Names[i%len(providers.Names)]
+		fans[i] = Fan{Provider: string(p), User: fmt.Sprintf("%s-%05d", prefix, i), Zone: Zones[i%len(Zones)]}
 	}
 	return fans
 }
 
-// SampleRelease is a release asking every action of both providers, due
+// The sample release's Apple Music album and its songs, which SeedFake
+// puts in the fake's catalogue (every storefront).
+var (
+	SampleAppleAlbum = "1616728060"
+	SampleAppleSongs = []string{"1616728061", "1616728062"}
+)
+
+// SeedFake puts the sample release's Apple Music album and songs in the
+// catalogue of the fake at fakeURL: Apple's catalogue holds only what
+// was delivered to it.
+func SeedFake(ctx context.Context, fakeURL string) error {
+	items := []fake.AppleItem{{Type: "albums", ID: SampleAppleAlbum, Tracks: SampleAppleSongs}}
+	for _, s := range SampleAppleSongs {
+		items = append(items, fake.AppleItem{Type: "songs", ID: s})
+	}
+	for _, it := range items {
+		if err := apiclient.FakeControl(ctx, fakeURL, "applemusic/catalog", it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SampleRelease is a release asking every action of every provider, due
 // at due (fixed timing).
 func SampleRelease(slug string, due time.Time) wire.ReleaseCreate {
 	return wire.ReleaseCreate{
@@ -65,6 +86,8 @@ func SampleRelease(slug string, due time.Time) wire.ReleaseCreate {
 			ArtistIDs: []string{"0OdUWJ0sBjDrqHygGUXeCF"}, FollowPlaylistID: "37i9dQZF1DXcBWIGoYBM5M",
 			MyPlaylist: &wire.MyPlaylist{Name: "Midnight Signals: The Fakes", Description: "Pre-saved on release day."}},
 		YouTube: &wire.YouTubeTarget{VideoID: "dQw4w9WgXcQ", ChannelID: "UCpresaveDemoChannel0001",
+			MyPlaylist: &wire.MyPlaylist{Name: "Midnight Signals: The Fakes"}},
+		AppleMusic: &wire.AppleMusicTarget{AlbumIDs: []string{SampleAppleAlbum},
 			MyPlaylist: &wire.MyPlaylist{Name: "Midnight Signals: The Fakes"}},
 	}
 }
@@ -302,6 +325,11 @@ func Missing(st fake.State, spec wire.ReleaseCreate, fans []Fan) int {
 			ok = y == nil || ((y.VideoID == "" || slices.Contains(u.Likes, y.VideoID)) &&
 				(y.ChannelID == "" || slices.Contains(u.Subscriptions, y.ChannelID)) &&
 				(y.MyPlaylist == nil || y.VideoID == "" || slices.Contains(ownItems(u, y.MyPlaylist.Name), y.VideoID)))
+		case "applemusic":
+			a := spec.AppleMusic
+			// The sample's album; its songs in the fan's own playlist.
+			ok = a == nil || (containsAll(u.Albums, a.AlbumIDs) &&
+				(a.MyPlaylist == nil || !slices.Contains(a.AlbumIDs, SampleAppleAlbum) || containsAll(ownItems(u, a.MyPlaylist.Name), SampleAppleSongs)))
 		}
 		if !ok {
 			n++

@@ -403,3 +403,45 @@ func mustKey(t *testing.T) []byte {
 	}
 	return p8
 }
+
+// A whole pre-save (album to the library, its songs to a new playlist)
+// costs seven requests: the library check also yields the album's songs,
+// and a playlist just created is not read before the add.
+func TestWholePresaveRequests(t *testing.T) {
+	b := setup(t)
+	_, c := b.connect(t, "fan-1", "us")
+	tg := providers.Target{AlbumIDs: []string{"A1"}, Storefront: "us", MyPlaylist: providers.MyPlaylist{Name: "N", Key: "k"}}
+	before := total(b.fake.CallCounts())
+	for _, a := range []providers.Action{providers.ActionAddToLibrary, providers.ActionAddToMyPlaylist} {
+		var err error
+		if _, tg, err = providerstest.Perform(ctxT(t), c, a, tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := total(b.fake.CallCounts()) - before; n != 7 {
+		t.Errorf("a whole pre-save sent %d requests, want 7: %v", n, b.fake.CallCounts())
+	}
+	if items := b.fake.PlaylistItems(providers.AppleMusic, tg.MyPlaylist.ID); !slices.Equal(items, []string{"S1", "S2"}) {
+		t.Fatalf("playlist = %v", items)
+	}
+}
+
+// A playlist the fan deleted fails the add as the fan's doing, not the
+// release's.
+func TestPlaylistGone(t *testing.T) {
+	b := setup(t)
+	g, c := b.connect(t, "fan-1", "us")
+	tg := providers.Target{AlbumIDs: []string{"A1"}, Storefront: "us", MyPlaylist: providers.MyPlaylist{Name: "N", Key: "k"}}
+	id, err := c.OwnPlaylist(ctxT(t), tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.fake.DeletePlaylist(providers.AppleMusic, id)
+	tg.MyPlaylist.ID = id
+	// A later attempt: a new client, which did not create it.
+	_, err = b.p.Client(ctxT(t), g.Token, nil).Perform(ctxT(t), providers.ActionAddToMyPlaylist, tg)
+	wantClass(t, err, providers.Permanent, "playlist_gone")
+	if providers.IsTargetError(err) {
+		t.Fatal("a deleted playlist counted against the release")
+	}
+}

@@ -36,6 +36,13 @@ const rateLimitWaitDefault = 5 * time.Second
 type client struct {
 	p    *Provider
 	user string
+	// albumSongs holds the songs of the albums the library check read
+	// (Apple includes an album's tracks relationship), so the playlist
+	// add needs no second read; created holds the playlists this client
+	// created, known empty until it adds to them. A client lives for one
+	// attempt.
+	albumSongs map[string][]string
+	created    map[string]bool
 }
 
 // apiError is a failed Music API answer: its status, Retry-After and
@@ -206,6 +213,12 @@ type resource struct {
 		Library struct {
 			Data []resource `json:"data"`
 		} `json:"library"`
+		// Tracks is an album's songs (included by default, the first
+		// page).
+		Tracks struct {
+			Data []resource `json:"data"`
+			Next string     `json:"next"`
+		} `json:"tracks"`
 	} `json:"relationships"`
 }
 
@@ -343,6 +356,24 @@ func (c *client) addToLibrary(ctx context.Context, t providers.Target, write boo
 	return providers.OutcomeOK, nil
 }
 
+// noteAlbumSongs remembers an album's songs when the answer holds them
+// all (no further page).
+func (c *client) noteAlbumSongs(r resource) {
+	if r.Type != "albums" || len(r.Relationships.Tracks.Data) == 0 || r.Relationships.Tracks.Next != "" {
+		return
+	}
+	if c.albumSongs == nil {
+		c.albumSongs = map[string][]string{}
+	}
+	var songs []string
+	for _, t := range r.Relationships.Tracks.Data {
+		if t.Type == "songs" {
+			songs = append(songs, t.ID)
+		}
+	}
+	c.albumSongs[r.ID] = songs
+}
+
 // notInLibrary reads the items from the storefront's catalogue with
 // their library relationship and returns those not in the fan's library.
 // An item the catalogue does not return is not in the storefront (yet).
@@ -360,6 +391,7 @@ func (c *client) notInLibrary(ctx context.Context, op, sf, kind string, ids []st
 		found := map[string]bool{}
 		for _, r := range out.Data {
 			found[r.ID] = true
+			c.noteAlbumSongs(r)
 			if len(r.Relationships.Library.Data) == 0 && slices.Contains(chunk, r.ID) {
 				missing = append(missing, r.ID)
 			}

@@ -46,6 +46,10 @@ func (c *client) OwnPlaylist(ctx context.Context, t providers.Target) (string, e
 		return "", &providers.Error{Provider: providers.AppleMusic, Op: op, Class: providers.Retryable,
 			Reason: "playlist_not_returned", Err: errors.New("created, but no playlist in the answer")}
 	}
+	if c.created == nil {
+		c.created = map[string]bool{}
+	}
+	c.created[out.Data[0].ID] = true
 	return out.Data[0].ID, nil
 }
 
@@ -81,10 +85,14 @@ func (c *client) addToPlaylist(ctx context.Context, t providers.Target, id strin
 	if err != nil {
 		return "", err
 	}
-	missing, err := c.notInPlaylist(ctx, op, id, songs)
-	if err != nil || len(missing) == 0 {
-		return providers.OutcomeAlready, err
+	missing := songs
+	if !c.created[id] {
+		// A playlist this attempt created is empty: nothing to read.
+		if missing, err = c.notInPlaylist(ctx, op, id, songs); err != nil || len(missing) == 0 {
+			return providers.OutcomeAlready, err
+		}
 	}
+	delete(c.created, id)
 	if !write {
 		return providers.OutcomeOK, nil
 	}
@@ -138,6 +146,10 @@ func (c *client) songs(ctx context.Context, op string, t providers.Target) ([]st
 	}
 	var songs []string
 	for _, album := range t.AlbumIDs {
+		if known, ok := c.albumSongs[album]; ok {
+			songs = append(songs, known...)
+			continue
+		}
 		err := c.pages(ctx, op, "v1/catalog/"+sf+"/albums/"+url.PathEscape(album)+"/tracks", func(r resource) bool {
 			if r.Type == "songs" {
 				songs = append(songs, r.ID)

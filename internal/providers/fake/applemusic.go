@@ -293,13 +293,24 @@ func (s *Server) amMyStorefront(w http.ResponseWriter, _ *http.Request, c amCall
 func (s *Server) amResourceLocked(it AppleItem, c amCaller, relateLibrary bool) map[string]any {
 	res := map[string]any{"id": it.ID, "type": it.Type, "href": "/v1/catalog/" + it.ID,
 		"attributes": map[string]any{"name": it.Type + " " + it.ID, "upc": it.UPC, "isrc": it.ISRC}}
+	rel := map[string]any{}
+	if it.Type == "albums" {
+		// An album's tracks relationship comes by default (its first
+		// page; the fake's albums fit in one).
+		tracks := []map[string]string{}
+		for _, id := range it.Tracks {
+			tracks = append(tracks, map[string]string{"id": id, "type": "songs"})
+		}
+		rel["tracks"] = map[string]any{"data": tracks}
+	}
+	res["relationships"] = rel
 	if relateLibrary && c.user != nil {
 		u := s.userLocked(providers.AppleMusic, c.user.id)
 		lib := []map[string]string{}
 		if (it.Type == "albums" && u.albums[it.ID]) || (it.Type == "songs" && u.tracks[it.ID]) {
 			lib = append(lib, map[string]string{"id": "l." + it.ID, "type": "library-" + it.Type})
 		}
-		res["relationships"] = map[string]any{"library": map[string]any{"data": lib}}
+		rel["library"] = map[string]any{"data": lib}
 	}
 	return res
 }
@@ -445,7 +456,9 @@ func (s *Server) amPlaylistCreate(w http.ResponseWriter, r *http.Request, c amCa
 	s.mu.Lock()
 	pl := s.createPlaylistLocked(providers.AppleMusic, c.user.id, body.Attributes.Name, body.Attributes.Description, false)
 	res := amPlaylistResource(pl)
+	delay := s.createDelay
 	s.mu.Unlock()
+	s.answerAfter(r, delay)
 	writeJSON(w, http.StatusCreated, map[string]any{"data": []map[string]any{res}})
 }
 
@@ -571,40 +584,37 @@ const (
 )
 
 // AppleMusicEnv creates a MusicKit key at the fake and returns the
-// settings that make presave use it: APPLE_TEAM_ID, APPLE_KEY_ID and
-// APPLE_PRIVATE_KEY (the .p8's PEM).
+// settings that make presave use it (AppleEnv).
 func (s *Server) AppleMusicEnv() ([][2]string, error) {
 	p8, err := s.NewAppleKey(AppleTeamID, AppleKeyID)
 	if err != nil {
 		return nil, err
 	}
-	return appleEnv(p8), nil
+	return AppleEnv(p8), nil
 }
 
-func appleEnv(p8 []byte) [][2]string {
+// AppleEnv is APPLE_TEAM_ID, APPLE_KEY_ID and APPLE_PRIVATE_KEY (the
+// .p8's PEM) for a key the fake knows as AppleKeyID of AppleTeamID.
+func AppleEnv(p8 []byte) [][2]string {
 	return [][2]string{{"APPLE_TEAM_ID", AppleTeamID}, {"APPLE_KEY_ID", AppleKeyID}, {"APPLE_PRIVATE_KEY", string(p8)}}
 }
 
-// RegisterAppleKey is AppleMusicEnv for a fake in another process, at
-// base: the key's public half goes through its control API.
-func RegisterAppleKey(ctx context.Context, base string) ([][2]string, error) {
-	p8, pub, err := GenerateAppleKey()
-	if err != nil {
-		return nil, err
-	}
-	body, _ := json.Marshal(map[string]string{"team_id": AppleTeamID, "key_id": AppleKeyID, "public_key": string(pub)})
+// RegisterAppleKey is AddAppleKey (as AppleKeyID of AppleTeamID) for a
+// fake in another process, at base, through its control API.
+func RegisterAppleKey(ctx context.Context, base string, publicPEM []byte) error {
+	body, _ := json.Marshal(map[string]string{"team_id": AppleTeamID, "key_id": AppleKeyID, "public_key": string(publicPEM)})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/_fake/applemusic/keys", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		return nil, fmt.Errorf("fake: registering the Apple Music key: HTTP %d", resp.StatusCode)
+		return fmt.Errorf("fake: registering the Apple Music key: HTTP %d", resp.StatusCode)
 	}
-	return appleEnv(p8), nil
+	return nil
 }

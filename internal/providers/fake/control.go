@@ -310,6 +310,9 @@ func (s *Server) QuotaUsed(clientID string) int {
 // the app: access tokens answer 401 and refreshes invalid_grant. It
 // returns the number of grants revoked.
 func (s *Server) RevokeUser(p providers.Name, userID string) int {
+	if p == providers.AppleMusic {
+		return s.RevokeAppleUser(userID)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0

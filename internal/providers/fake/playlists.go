@@ -99,3 +99,12 @@ func (pl *playlist) state() PlaylistState {
 	return PlaylistState{ID: pl.id, Owner: pl.owner, Name: pl.name, Description: pl.description,
 		Public: pl.public, Items: slices.Clone(pl.items)}
 }
+
+// DeletePlaylist deletes a playlist a user created, as the user may in
+// their app.
+func (s *Server) DeletePlaylist(p providers.Name, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.playlists, userKey{p, id})
+	s.created = slices.DeleteFunc(s.created, func(pl *playlist) bool { return pl.p == p && pl.id == id })
+}
