@@ -104,6 +104,9 @@ type GrantView struct {
 	// (presave.Horizon: Spotify's six months less a day); absent when
 	// the provider sets no limit.
 	DeliverableUntil *time.Time `json:"deliverable_until,omitempty"`
+	// Storefront is the fan's Apple Music storefront, kept with the
+	// grant (absent elsewhere).
+	Storefront string `json:"storefront,omitempty"`
 }
 
 func (s *Server) exportMe(c echo.Context) error {
@@ -130,7 +133,7 @@ func (s *Server) exportMe(c echo.Context) error {
 	}
 	horizons := s.horizons(ex.Tokens)
 	for _, t := range ex.Tokens {
-		g := GrantView{Provider: t.Provider, Scopes: orEmpty(t.Scopes), AuthorizedAt: t.AuthorizedAt, StoredAt: t.CreatedAt}
+		g := GrantView{Provider: t.Provider, Scopes: orEmpty(t.Scopes), AuthorizedAt: t.AuthorizedAt, StoredAt: t.CreatedAt, Storefront: t.Storefront}
 		if h, ok := horizons[t.Provider]; ok {
 			g.DeliverableUntil = &h
 		}

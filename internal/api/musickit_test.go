@@ -71,3 +71,40 @@ func TestMusicKitPostRefusals(t *testing.T) {
 		t.Errorf("refusals wrote %d rows", n)
 	}
 }
+
+// A Music User Token cannot be refreshed: APPLE_USER_TOKEN_LIFETIME
+// (180 days) less a day bounds what it can deliver. A release due later
+// is refused at the start; the export says until when the grant
+// delivers.
+func TestAppleMusicHorizon(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	far := b.createRelease(releaseBody("apple-far", time.Now().Add(185*24*time.Hour)))
+	before := b.fingerprint()
+	r := b.do(req{method: http.MethodPost, path: "/v1/connect/applemusic/start", json: map[string]any{"release": far.Slug, "consent": true}})
+	if r.Status != http.StatusUnprocessableEntity || r.errorCode(t) != "applemusic_horizon_exceeded" {
+		t.Errorf("start: HTTP %d %s", r.Status, r.Body)
+	}
+	b.sameFingerprint(before, b.fingerprint(), "horizon at start")
+
+	near := b.createRelease(releaseBody("apple-near", time.Now().Add(170*24*time.Hour)))
+	c := b.connect(providers.AppleMusic, near.Slug, "apple-h", "")
+	var ex struct {
+		StoredGrants []struct {
+			Provider         string     `json:"provider"`
+			AuthorizedAt     time.Time  `json:"authorized_at"`
+			DeliverableUntil *time.Time `json:"deliverable_until"`
+			Storefront       string     `json:"storefront"`
+		} `json:"stored_grants"`
+		Accounts []struct{} `json:"accounts"`
+	}
+	b.do(req{method: http.MethodGet, path: "/v1/me", header: fanHeader(c.FanToken)}).decode(t, &ex)
+	want := func(at time.Time) time.Time { return at.UTC().Add(180*24*time.Hour - 24*time.Hour) }
+	if len(ex.StoredGrants) != 1 || ex.StoredGrants[0].DeliverableUntil == nil || !ex.StoredGrants[0].DeliverableUntil.Equal(want(ex.StoredGrants[0].AuthorizedAt)) ||
+		ex.StoredGrants[0].Storefront != "us" {
+		t.Errorf("export's grants: %+v, want the us storefront, deliverable until 179 days after the authorization", ex.StoredGrants)
+	}
+	if len(ex.Accounts) != 0 {
+		t.Errorf("the export lists %d accounts: Apple Music names none", len(ex.Accounts))
+	}
+}

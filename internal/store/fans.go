@@ -140,6 +140,8 @@ type ExportedToken struct {
 	Scopes       []string
 	AuthorizedAt time.Time
 	CreatedAt    time.Time
+	// Storefront is the Apple Music storefront kept with the grant.
+	Storefront string
 }
 
 // ExportFan gathers everything about the fan.
@@ -156,7 +158,7 @@ func (s *Store) ExportFan(ctx context.Context, fanID uuid.UUID) (FanExport, erro
 		if out.Accounts, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ExportedAccount]); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT provider, scopes, authorized_at, created_at FROM provider_tokens WHERE fan_id = $1 ORDER BY provider`, fanID)
+		rows, err = tx.Query(ctx, `SELECT provider, scopes, authorized_at, created_at, coalesce(storefront, '') FROM provider_tokens WHERE fan_id = $1 ORDER BY provider`, fanID)
 		if err != nil {
 			return err
 		}
