@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs presave locally in dev mode: the fake provider (standing in for
-# Spotify and Google), the API and one worker. Ctrl-C stops them all.
+# Spotify, Google and Apple), the API and one worker. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PRESAVE_DEV=${PRESAVE_DEV:-1}
@@ -14,7 +14,13 @@ if [[ -x bin/fakeprovider ]]; then
   export GOOGLE_AUTH_URL=${GOOGLE_AUTH_URL:-$base/o/oauth2/auth} GOOGLE_TOKEN_URL=${GOOGLE_TOKEN_URL:-$base/google/token}
   export GOOGLE_REVOKE_URL=${GOOGLE_REVOKE_URL:-$base/google/revoke} GOOGLE_USERINFO_URL=${GOOGLE_USERINFO_URL:-$base/google/v1/userinfo}
   export YOUTUBE_API_URL=${YOUTUBE_API_URL:-$base/}
+  # Apple Music: a MusicKit key the fake creates and knows.
+  mkdir -p .local/run
+  export APPLE_MUSIC_API_URL=${APPLE_MUSIC_API_URL:-$base/} MUSICKIT_JS_URL=${MUSICKIT_JS_URL:-$base/musickit/v3/musickit.js}
+  export FAKE_APPLE_KEY_FILE=${FAKE_APPLE_KEY_FILE:-.local/run/applemusic.p8}
+  export APPLE_TEAM_ID=${APPLE_TEAM_ID:-FAKETEAM01} APPLE_KEY_ID=${APPLE_KEY_ID:-FAKEKEY001} APPLE_PRIVATE_KEY_FILE=${APPLE_PRIVATE_KEY_FILE:-$FAKE_APPLE_KEY_FILE}
   FAKE_ADDR=$FAKE_ADDR bin/fakeprovider & pids+=($!)
+  for _ in $(seq 50); do [[ -s $FAKE_APPLE_KEY_FILE ]] && break; sleep 0.1; done
 fi
 bin/worker & pids+=($!)
 bin/api & pids+=($!)

@@ -1,4 +1,4 @@
-// Command fakeprovider serves the fake Spotify + Google/YouTube provider
+// Command fakeprovider serves the fake Spotify + Google/YouTube + Apple Music provider
 // (internal/providers/fake) for the demo and benchmarks, and prints the
 // environment settings that point the API and the worker at it.
 //
@@ -9,6 +9,8 @@
 //	FAKE_ROTATE          "true" to rotate refresh tokens on every refresh
 //	FAKE_YOUTUBE_QUOTA   YouTube units per project per day (default 10000)
 //	FAKE_LOG_LEVEL       debug to log every request (route and status only)
+//	FAKE_APPLE_KEY_FILE  a MusicKit key (.p8) the fake's Apple Music knows,
+//	                     created there when missing; point APPLE_PRIVATE_KEY_FILE at it
 //
 // Faults and state: POST /_fake/faults, /_fake/quota, /_fake/revoke,
 // /_fake/expire, /_fake/notlive, /_fake/rotation, /_fake/legacy and
@@ -84,8 +86,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen: %w", err)
 	}
 	base := "http://" + ln.Addr().String()
+	f := fake.New(opts)
+	appleKey := getenv("FAKE_APPLE_KEY_FILE")
+	if appleKey != "" {
+		if err := useAppleKey(f, appleKey); err != nil {
+			return fmt.Errorf("FAKE_APPLE_KEY_FILE: %w", err)
+		}
+	}
 	srv := &http.Server{
-		Handler:           fake.New(opts),
+		Handler:           f,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -93,6 +102,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintf(stdout, "# fake provider at %s; configure the API and the worker with:\n", base)
 	for _, kv := range fake.URLs(base).Env() {
 		fmt.Fprintf(stdout, "%s=%s\n", kv[0], kv[1])
+	}
+	if appleKey != "" {
+		fmt.Fprintf(stdout, "APPLE_TEAM_ID=%s\nAPPLE_KEY_ID=%s\nAPPLE_PRIVATE_KEY_FILE=%s\n", fake.AppleTeamID, fake.AppleKeyID, appleKey)
 	}
 	fmt.Fprintf(stdout, "# state: curl %s/_fake/state\n", base)
 
@@ -115,6 +127,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// useAppleKey registers the MusicKit key in path with f, creating the
+// key (mode 0600) when the file does not exist yet.
+func useAppleKey(f *fake.Server, path string) error {
+	p8, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if p8, _, err = fake.GenerateAppleKey(); err != nil {
+			return err
+		}
+		err = os.WriteFile(path, p8, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	return f.UseAppleKey(p8)
 }
 
 func envOr(getenv func(string) string, k, def string) string {

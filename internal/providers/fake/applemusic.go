@@ -102,6 +102,29 @@ func (s *Server) AddAppleKey(teamID, keyID string, publicPEM []byte) error {
 	return nil
 }
 
+// UseAppleKey registers the public half of a MusicKit key given as its
+// .p8 file (PEM "PRIVATE KEY", PKCS #8, P-256) as AppleKeyID of
+// AppleTeamID.
+func (s *Server) UseAppleKey(p8 []byte) error {
+	block, _ := pem.Decode(p8)
+	if block == nil {
+		return errors.New("fake: not a PEM private key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("fake: %w", err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return errors.New("fake: not an ECDSA key")
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	if err != nil {
+		return err
+	}
+	return s.AddAppleKey(AppleTeamID, AppleKeyID, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+}
+
 // SetAppleItem adds (or replaces) a catalogue album or song.
 func (s *Server) SetAppleItem(it AppleItem) {
 	s.mu.Lock()
