@@ -13,6 +13,7 @@ import (
 	"github.com/presave/presave/internal/cluster"
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/scenario"
 	"github.com/presave/presave/internal/scratch"
 )
@@ -125,8 +126,7 @@ const accessTokenTTL = 11 * time.Second
 // unlimited lifts the workers' own rate limits so they run as fast as the
 // fake allows.
 func unlimited() []string {
-	return []string{"SPOTIFY_RPS=1000000", "SPOTIFY_BURST=100000", "YOUTUBE_RPS=1000000", "YOUTUBE_BURST=100000",
-		"APPLEMUSIC_RPS=1000000", "APPLEMUSIC_BURST=100000"}
+	return queue.RateEnv(1000000, 100000)
 }
 
 // startWorkers (re)starts the worker processes with extra settings.

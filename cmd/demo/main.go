@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/wire"
 
 	"github.com/presave/presave/internal/apiclient"
@@ -164,12 +165,11 @@ func (d *demo) start(ctx context.Context) (*cluster.Harness, func(), error) {
 		return nil, nil, err
 	}
 	d.say("presave demo: starting the fake provider, the API and %d workers (isolated schema and Redis database)…", d.o.workers)
-	rps := strconv.Itoa(d.o.rps)
 	h, err := cluster.Setup(ctx, cluster.HarnessConfig{
 		BinDir: binDir, DatabaseURL: env("DATABASE_URL", config.DefaultDatabaseURL), RedisURL: env("REDIS_URL", config.DefaultRedisURL),
 		Prefix: "demo", Workers: d.o.workers, LogDir: logDir, Parallel: d.o.parallel,
 		PoolConns: store.DefaultMaxConns, // production's pool, not the tests' cap
-		Env:       []string{"SPOTIFY_RPS=" + rps, "YOUTUBE_RPS=" + rps, "LOG_LEVEL=info"},
+		Env:       append(queue.RateEnv(d.o.rps, max(d.o.rps/10, 1)), "LOG_LEVEL=info"),
 	})
 	if err != nil {
 		_ = os.RemoveAll(binDir)

@@ -536,6 +536,19 @@ func TestProvider5xx(t *testing.T) {
 	appendToLine(r.name, fmt.Sprintf("503s answered %d", n503))
 }
 
+// rateRefusals counts the rate-limit answers of each service to a
+// pre-save's calls: Spotify's 429s, YouTube's 403s (rateLimitExceeded;
+// the scenario injects no other 403), Apple Music's 429s.
+func rateRefusals(st fake.State) [3]int {
+	of := func(p providers.Name, status string) int {
+		return calls(st, func(k string) bool {
+			i := strings.LastIndex(k, " ")
+			return i > 0 && withStatus(status)(k) && st.Routes[k[:i]] == p
+		})
+	}
+	return [3]int{of(providers.Spotify, "429"), of(providers.YouTube, "403"), of(providers.AppleMusic, "429")}
+}
+
 // appendToLine adds figures to a scenario's line once they are known.
 func appendToLine(name, extra string) {
 	linesMu.Lock()
@@ -568,26 +581,30 @@ func TestProvider429(t *testing.T) {
 				_ = apiclient.FakeControl(ctx, r.h.FakeURL, "faults", map[string]any{"provider": p, "rate_limit_rps": rps, "rate_limit_burst": 2})
 			}
 		}
-		// Each limited spell lasts 3 s, and until both services refused
-		// a call in it: with one request per Spotify pre-save, the
-		// drain's bulk can otherwise fall between two spells.
-		limited := func() (int, int) {
+		// Each limited spell lasts 3 s, and until every service has
+		// refused a call (in it or an earlier one) and one did in it:
+		// with one request per Spotify pre-save, the drain's bulk can
+		// otherwise fall between two spells.
+		limited := func() [3]int {
 			st, err := apiclient.FakeState(ctx, r.h.FakeURL)
 			if err != nil {
-				return 0, 0
+				return [3]int{}
 			}
-			return calls(st, withStatus("429")), calls(st, func(k string) bool {
-				return strings.Contains(k, " /youtube/v3/") && strings.HasSuffix(k, " 403")
-			})
+			return rateRefusals(st)
 		}
 		defer set(0)
 		for {
 			set(5)
-			s0, y0 := limited()
+			before := limited()
 			until := time.Now().Add(3 * time.Second)
 			for {
-				s1, y1 := limited()
-				if time.Now().After(until) && s1 > s0 && y1 > y0 {
+				// A service refused in an earlier spell may be done
+				// draining: it needs no refusal in this one.
+				now, ok := limited(), true
+				for i := range now {
+					ok = ok && (now[i] > before[i] || before[i] > 0)
+				}
+				if time.Now().After(until) && ok && now != before {
 					break
 				}
 				select {
@@ -616,12 +633,12 @@ func TestProvider429(t *testing.T) {
 	wg.Wait()
 	r.finish("")
 	st := fakeState(t, r)
-	n429 := calls(st, withStatus("429"))
-	n403 := calls(st, func(k string) bool { return strings.Contains(k, " /youtube/v3/") && strings.HasSuffix(k, " 403") })
-	if n429 == 0 || n403 == 0 {
-		t.Errorf("Spotify answered %d 429s, YouTube %d 403s: the rate limit did not bite", n429, n403)
+	n := rateRefusals(st)
+	nSp, nYt, nAm := n[0], n[1], n[2]
+	if nSp == 0 || nYt == 0 || nAm == 0 {
+		t.Errorf("Spotify answered %d 429s, YouTube %d 403s, Apple Music %d 429s: the rate limit did not bite", nSp, nYt, nAm)
 	}
-	appendToLine(r.name, fmt.Sprintf("Spotify 429s %d, YouTube 403s %d", n429, n403))
+	appendToLine(r.name, fmt.Sprintf("Spotify 429s %d, YouTube 403s %d, Apple Music 429s %d", nSp, nYt, nAm))
 }
 
 // TestQuotaExhausted: Spotify's quota is exhausted from the moment the

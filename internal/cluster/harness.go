@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/presave/presave/internal/apiclient"
+	"github.com/presave/presave/internal/queue"
 
 	"github.com/redis/go-redis/v9"
 
@@ -55,12 +56,11 @@ type HarnessConfig struct {
 // raised so a thousand fans drain in seconds rather than at production
 // pace; and the relay looks often, so a release due in seconds is queued
 // in time.
-var DefaultEnv = []string{
+var DefaultEnv = append([]string{
 	"FAN_RATE_LIMIT=1000000", "FAN_RATE_BURST=1000000",
-	"SPOTIFY_RPS=200", "SPOTIFY_BURST=20", "YOUTUBE_RPS=200", "YOUTUBE_BURST=20",
 	"YOUTUBE_DAILY_UNITS=100000000",
 	"RELAY_INTERVAL=1s",
-}
+}, queue.RateEnv(200, 20)...)
 
 // DefaultFakeEnv gives the fake a YouTube quota as large as the workers'.
 var DefaultFakeEnv = []string{"FAKE_YOUTUBE_QUOTA=100000000"}

@@ -112,3 +112,46 @@ func TestAppleMusicRevokedAndNotInStorefront(t *testing.T) {
 	}
 	b.assertTokensGone(fans)
 }
+
+// TestAppleMusicWrongAlbumPausesTheCanary: an album ID Apple's catalogue
+// does not have (a typo) pauses the release on Apple Music at its
+// canary, as on Spotify: nobody fails, every token is kept, the fans
+// behind the canary never run. Fixed and resumed, everyone is done once.
+func TestAppleMusicWrongAlbumPausesTheCanary(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"CANARY_SIZE": "4"})
+	ctx := context.Background()
+	rel := b.newRelease("apple-wrong", time.Now().Add(2*time.Second))
+	rel.AppleMusicAlbumIDs = []string{"1799999999"}
+	rel, _, err := b.st.UpdateRelease(ctx, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fans := b.consentMany(rel, "amw", 12, providers.AppleMusic)
+	b.startWorker()
+	g := b.waitPaused(rel, providers.AppleMusic, time.Minute)
+	if g.Pause.Cause != store.PauseCanary || g.Pause.Action != providers.ActionAddToLibrary || g.Pause.Error != "not_in_storefront" {
+		t.Errorf("pause = %+v, want the canary's add_to_library, not_in_storefront", *g.Pause)
+	}
+	if st := b.statusesOf(rel, providers.AppleMusic); st["failed"] != 0 || st["partial"] != 0 || st["done"] != 0 {
+		t.Errorf("statuses %v while paused: nobody may fail or finish", st)
+	}
+	if kept := b.tokensKept(fans); kept != len(fans) {
+		t.Errorf("%d of %d tokens kept while paused", kept, len(fans))
+	}
+	if n := b.fake.Calls("POST /v1/me/library", http.StatusAccepted); n != 0 {
+		t.Errorf("%d library adds sent for an album the storefront does not have", n)
+	}
+	rel.AppleMusicAlbumIDs = []string{amAlbum}
+	if _, _, err := b.st.UpdateRelease(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.st.OpenGuard(ctx, rel.ID, providers.AppleMusic, ""); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.waitFinal(fans, time.Minute); st[store.PresaveDone] != len(fans) {
+		t.Fatalf("statuses %v after the fix, want all done", st)
+	}
+	b.assertExactlyOnce(fans)
+	b.assertTokensGone(fans)
+}

@@ -87,11 +87,10 @@ func LoadConfig(env config.Env) (Config, error) {
 	}
 	c.Rates = map[providers.Name]Rate{}
 	for _, p := range providers.Names {
-		// SPOTIFY_RPS, YOUTUBE_BURST, APPLEMUSIC_RPS, ...
-		prefix := strings.ToUpper(string(p))
-		rps, err := env.Float(prefix+"_RPS", RatePerSecondDefault)
+		rpsVar, burstVar := RateVars(p)
+		rps, err := env.Float(rpsVar, RatePerSecondDefault)
 		errs = append(errs, err)
-		burst, err := env.Int(prefix+"_BURST", RateBurstDefault)
+		burst, err := env.Int(burstVar, RateBurstDefault)
 		errs = append(errs, err)
 		c.Rates[p] = Rate{PerSecond: rps, Burst: burst}
 	}
@@ -144,4 +143,22 @@ func (c Config) Validate() error {
 		return fmt.Errorf("PRESAVE_TIMEOUT (%s) must be at most %s", c.PresaveTimeout, stopTTL/2)
 	}
 	return nil
+}
+
+// RateVars names the settings of provider p's pace: SPOTIFY_RPS and
+// SPOTIFY_BURST, YOUTUBE_…, APPLEMUSIC_….
+func RateVars(p providers.Name) (rps, burst string) {
+	prefix := strings.ToUpper(string(p))
+	return prefix + "_RPS", prefix + "_BURST"
+}
+
+// RateEnv is the settings that pace every provider at rps with burst,
+// as NAME=value pairs.
+func RateEnv(rps, burst int) []string {
+	var out []string
+	for _, p := range providers.Names {
+		r, b := RateVars(p)
+		out = append(out, fmt.Sprintf("%s=%d", r, rps), fmt.Sprintf("%s=%d", b, burst))
+	}
+	return out
 }

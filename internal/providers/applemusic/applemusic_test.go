@@ -24,17 +24,18 @@ const (
 	kid  = "KEY1234567"
 )
 
-// clock is the fake's (and nothing else's) time: availability times.
+// clock is the fake's (and nothing else's) time, which tests move
+// forward: availability times.
 type clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	offset time.Duration
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	c.offset += d
 }
 
 type bundle struct {
@@ -49,7 +50,7 @@ type bundle struct {
 // album GB1 (sold in gb only), album LATE (available in an hour).
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	c := &clock{now: time.Now()}
+	c := &clock{}
 	f := fake.New(fake.Options{Now: c.Now})
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
@@ -216,7 +217,7 @@ func TestNotLive(t *testing.T) {
 
 // The error classes: a revoked user token is the fan's (403 → grant
 // invalid); a developer key Apple does not know is ours and must not
-// cost any fan their grant (401 → retry); 429 waits; 5xx retries; an
+// cost any fan their grant (401 → retry); 429 waits (no wait named); 5xx retries; an
 // account without a subscription fails for that fan only.
 func TestErrorClasses(t *testing.T) {
 	tg := providers.Target{AlbumIDs: []string{"A1"}, Storefront: "us"}
@@ -252,8 +253,8 @@ func TestErrorClasses(t *testing.T) {
 		_, _ = c.Perform(ctxT(t), providers.ActionAddToLibrary, tg) // spends the burst
 		_, err := c.Perform(ctxT(t), providers.ActionAddToLibrary, tg)
 		wantClass(t, err, providers.RateLimited, "rate_limited")
-		if pe, _ := providers.AsError(err); pe.RetryAfter <= 0 {
-			t.Fatalf("RetryAfter = %v, want a default wait", pe.RetryAfter)
+		if pe, _ := providers.AsError(err); pe.RetryAfter != 0 {
+			t.Fatalf("RetryAfter = %v, want none (Apple sends none: the workers' shared backoff applies)", pe.RetryAfter)
 		}
 	})
 	t.Run("unavailable", func(t *testing.T) {

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/internal/oauthx"
@@ -26,10 +25,6 @@ const maxIDs = 25
 // maxPages bounds the pages of a paginated read (library playlists, a
 // playlist's tracks): 100 pages of 100.
 const maxPages = 100
-
-// rateLimitWaitDefault is how long a 429 without Retry-After waits:
-// Apple documents the status, not a wait.
-const rateLimitWaitDefault = 5 * time.Second
 
 // client performs pre-saves with one fan's Music User Token ("" for
 // catalogue requests made with the developer token alone).
@@ -169,10 +164,9 @@ func (c *client) classify(ctx context.Context, op string, err error) error {
 	case ae.Status == http.StatusNotFound:
 		e.Class, e.Reason = providers.NotLiveYet, "not_found"
 	case ae.Status == http.StatusTooManyRequests:
-		e.Class, e.Reason = providers.RateLimited, "rate_limited"
-		if e.RetryAfter = oauthx.RetryAfter(ae.RetryAfter); e.RetryAfter <= 0 {
-			e.RetryAfter = rateLimitWaitDefault
-		}
+		// Apple documents the status, not a wait: without Retry-After
+		// the workers take their shared backoff, as for YouTube's.
+		e.Class, e.Reason, e.RetryAfter = providers.RateLimited, "rate_limited", oauthx.RetryAfter(ae.RetryAfter)
 	case ae.Status >= 500:
 		e.Class = providers.Retryable
 	default:

@@ -28,6 +28,9 @@ const (
 	// TokenLifetimeDefault is the lifetime of the tokens we sign: a day
 	// keeps a leaked token's use short, and signing costs nothing.
 	TokenLifetimeDefault = 24 * time.Hour
+	// ClockSkew is how far before now a token says it was issued: a
+	// server whose clock lags ours must not see an iat in its future.
+	ClockSkew = time.Minute
 )
 
 // appleID matches a team or key ID as Apple's developer account shows
@@ -115,16 +118,17 @@ func (d *DevTokens) Token() (string, error) {
 	if d.token != "" && now.Before(d.renewAt) {
 		return d.token, nil
 	}
+	iat := now.Add(-ClockSkew)
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.RegisteredClaims{
 		Issuer:    d.cfg.TeamID,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(d.cfg.Lifetime)),
+		IssuedAt:  jwt.NewNumericDate(iat),
+		ExpiresAt: jwt.NewNumericDate(iat.Add(d.cfg.Lifetime)),
 	})
 	t.Header["kid"] = d.cfg.KeyID
 	signed, err := t.SignedString(d.key)
 	if err != nil {
 		return "", fmt.Errorf("applemusic: sign developer token: %w", err)
 	}
-	d.token, d.renewAt = signed, now.Add(d.cfg.Lifetime*3/4)
+	d.token, d.renewAt = signed, iat.Add(d.cfg.Lifetime*3/4)
 	return signed, nil
 }

@@ -26,7 +26,7 @@ func p8(t *testing.T, key any) []byte {
 }
 
 // The token is what Apple's documentation asks for: ES256, kid = key ID,
-// iss = team ID, iat now, exp within six months; verified with the
+// iss = team ID, iat now (less ClockSkew), exp within six months; verified with the
 // key's public half.
 func TestDeveloperTokenClaims(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -49,8 +49,8 @@ func TestDeveloperTokenClaims(t *testing.T) {
 	if tok.Header["kid"] != "KEY1234567" || claims.Issuer != "TEAM123456" {
 		t.Errorf("kid %v, iss %q; want the key and team IDs", tok.Header["kid"], claims.Issuer)
 	}
-	if !claims.IssuedAt.Equal(now) || claims.ExpiresAt.Sub(claims.IssuedAt.Time) != applemusic.TokenLifetimeDefault {
-		t.Errorf("iat %v, exp %v; want now and now + %s", claims.IssuedAt, claims.ExpiresAt, applemusic.TokenLifetimeDefault)
+	if !claims.IssuedAt.Equal(now.Add(-applemusic.ClockSkew)) || claims.ExpiresAt.Sub(claims.IssuedAt.Time) != applemusic.TokenLifetimeDefault {
+		t.Errorf("iat %v, exp %v; want now less %s and %s after that", claims.IssuedAt, claims.ExpiresAt, applemusic.ClockSkew, applemusic.TokenLifetimeDefault)
 	}
 }
 
@@ -65,7 +65,7 @@ func TestDeveloperTokenRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := d.Token()
-	now = now.Add(3*time.Hour - time.Second)
+	now = now.Add(3*time.Hour - applemusic.ClockSkew - time.Second)
 	if again, _ := d.Token(); again != first {
 		t.Error("a token with more than a quarter of its life left was signed again")
 	}

@@ -49,9 +49,11 @@ type State struct {
 	Users []UserState `json:"users"`
 	// Calls counts requests by "METHOD /route status", e.g.
 	// "POST /v1/playlists/{id}/items 201".
-	Calls   map[string]int `json:"calls"`
-	Grants  []GrantState   `json:"grants"`
-	Revoked []RevokedGrant `json:"revoked"`
+	Calls map[string]int `json:"calls"`
+	// Routes names the provider of each "METHOD /route".
+	Routes  map[string]providers.Name `json:"routes"`
+	Grants  []GrantState              `json:"grants"`
+	Revoked []RevokedGrant            `json:"revoked"`
 	// MaxRate is the most requests seen in one wall-clock second, per provider.
 	MaxRate map[providers.Name]int `json:"max_rate_per_second"`
 	// QuotaUsed is today's YouTube units used per client ID (project).
@@ -90,6 +92,7 @@ func (s *Server) State() State {
 		QuotaUsed: map[string]int{},
 		Users:     []UserState{},
 		Grants:    []GrantState{},
+		Routes:    maps.Clone(s.routeOwner),
 	}
 	for k, u := range s.users {
 		st.Users = append(st.Users, s.userStateLocked(k.p, k.id, u))
