@@ -58,27 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	opts := fake.Options{Logger: log}
-	if v := getenv("FAKE_TOKEN_TTL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("FAKE_TOKEN_TTL: %w", err)
-		}
-		opts.AccessTokenTTL = d
-	}
-	if v := getenv("FAKE_ROTATE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("FAKE_ROTATE: %w", err)
-		}
-		opts.RotateRefreshTokens = b
-	}
-	if v := getenv("FAKE_YOUTUBE_QUOTA"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("FAKE_YOUTUBE_QUOTA: %w", err)
-		}
-		opts.YouTubeDailyQuota = n
+	opts, err := options(getenv, log)
+	if err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", *addr)
@@ -127,6 +109,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// options reads the fake's settings from the environment.
+func options(getenv func(string) string, log *slog.Logger) (fake.Options, error) {
+	opts := fake.Options{Logger: log}
+	if v := getenv("FAKE_TOKEN_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return opts, fmt.Errorf("FAKE_TOKEN_TTL: %w", err)
+		}
+		opts.AccessTokenTTL = d
+	}
+	if v := getenv("FAKE_ROTATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return opts, fmt.Errorf("FAKE_ROTATE: %w", err)
+		}
+		opts.RotateRefreshTokens = b
+	}
+	if v := getenv("FAKE_YOUTUBE_QUOTA"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return opts, fmt.Errorf("FAKE_YOUTUBE_QUOTA: %w", err)
+		}
+		opts.YouTubeDailyQuota = n
+	}
+	return opts, nil
 }
 
 // useAppleKey registers the MusicKit key in path with f, creating the
