@@ -32,7 +32,7 @@ func (s Set) Get(n providers.Name) (providers.Provider, bool) {
 // Revocable reports whether provider n has a revoke endpoint, i.e. whether
 // a purged grant must still be revoked there. It fits store.Revocable.
 func (s Set) Revocable(n providers.Name) bool {
-	// Spotify offers no way to revoke a grant; Google does.
+	// Spotify and Apple Music offer no way to revoke a grant; Google does.
 	return n == providers.YouTube
 }
 
