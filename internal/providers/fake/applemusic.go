@@ -292,10 +292,16 @@ func (s *Server) amFaultLocked(c amCaller, now time.Time) func(http.ResponseWrit
 // storefront now. s.mu must be held.
 func (s *Server) amItemLocked(typ, id, sf string) (AppleItem, bool) {
 	it, ok := s.apple.catalog[typ+":"+id]
-	if !ok || s.now().Before(it.AvailableAt) || (len(it.Storefronts) > 0 && !slices.Contains(it.Storefronts, sf)) {
+	if !ok || !s.availableLocked(it, sf) {
 		return AppleItem{}, false
 	}
 	return it, true
+}
+
+// availableLocked reports whether it is out in the storefront now.
+// s.mu must be held.
+func (s *Server) availableLocked(it AppleItem, sf string) bool {
+	return !s.now().Before(it.AvailableAt) && (len(it.Storefronts) == 0 || slices.Contains(it.Storefronts, sf))
 }
 
 func (s *Server) amStorefronts(w http.ResponseWriter, r *http.Request, _ amCaller) {
@@ -311,7 +317,7 @@ func (s *Server) amMyStorefront(w http.ResponseWriter, _ *http.Request, c amCall
 	writeJSON(w, http.StatusOK, map[string]any{"data": []map[string]string{{"id": c.user.storefront, "type": "storefronts"}}})
 }
 
-// amResource renders a catalogue item, with its library relationship
+// amResourceLocked renders a catalogue item, with its library relationship
 // when asked for and a user token was sent.
 func (s *Server) amResourceLocked(it AppleItem, c amCaller, relateLibrary bool) map[string]any {
 	res := map[string]any{"id": it.ID, "type": it.Type, "href": "/v1/catalog/" + it.ID,
@@ -359,10 +365,8 @@ func (s *Server) amCatalog(w http.ResponseWriter, r *http.Request, c amCaller) {
 	data := []map[string]any{}
 	if filter != "" {
 		for _, it := range s.apple.catalog {
-			if it.Type == typ && (strings.EqualFold(it.UPC, filter) || strings.EqualFold(it.ISRC, filter)) {
-				if it, ok := s.amItemLocked(typ, it.ID, sf); ok {
-					data = append(data, s.amResourceLocked(it, c, relate))
-				}
+			if it.Type == typ && (strings.EqualFold(it.UPC, filter) || strings.EqualFold(it.ISRC, filter)) && s.availableLocked(it, sf) {
+				data = append(data, s.amResourceLocked(it, c, relate))
 			}
 		}
 	}
