@@ -32,7 +32,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
+	"github.com/presave/presave/internal/providers/registry"
 )
 
 func main() {
@@ -113,7 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // options reads the fake's settings from the environment.
 func options(getenv func(string) string, log *slog.Logger) (fake.Options, error) {
-	opts := fake.Options{Logger: log}
+	// The credentials presave falls back to are the fake's registered
+	// apps, so a wrong SPOTIFY_CLIENT_SECRET fails here as at Spotify.
+	opts := fake.Options{Logger: log, Apps: []fake.App{
+		{Provider: providers.Spotify, ClientID: registry.DevClientID, ClientSecret: registry.DevClientSecret},
+		{Provider: providers.YouTube, ClientID: registry.DevClientID, ClientSecret: registry.DevClientSecret},
+	}}
 	if v := getenv("FAKE_TOKEN_TTL"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {

@@ -252,6 +252,7 @@ var friendly = map[string][2]string{
 	"spotify_horizon_exceeded":    {"Too early for Spotify", "Spotify access lasts six months, and this release comes out later than that. Please come back closer to the release date."},
 	"youtube_horizon_exceeded":    {"Too early for YouTube", "This service's YouTube access lasts only a few days, and this release comes out later than that. Please come back closer to the release date."},
 	"applemusic_horizon_exceeded": {"Too early for Apple Music", "Apple Music access lasts about six months, and this release comes out later than that. Please come back closer to the release date."},
+	"provider_app_full":           {"This service is full for now", "This site can connect only a few accounts on this service for now, and they are taken. Nothing was saved; please try again later, or pre-save on another service."},
 	"cross_site_post":             {"Please start again from the release page", "This sign-in was sent from another site, so for your safety nothing was saved."},
 	"not_found":                   {"Page not found", "There is nothing at this address."},
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,9 @@ func TestPlanAgreesWithTheDrain(t *testing.T) {
 	}
 	if sp.Undeliverable != 0 || yt.Undeliverable != 0 || sp.RatePerSecond != 20 || sp.DrainSeconds != float64(sp.Calls)/20 {
 		t.Errorf("spotify plan = %+v, youtube %+v", sp, yt)
+	}
+	if got := warningCodes(p.Warnings); !slices.Equal(got, []string{"youtube quota_days"}) {
+		t.Errorf("plan warnings = %v, want the YouTube quota days", got)
 	}
 
 	// A Spotify grant authorized seven months ago is dead by the release.

@@ -180,7 +180,21 @@ func (s *Server) releaseView(r store.Release) ReleaseView {
 		}
 		v.Actions[string(n)] = acts
 	}
+	if r.Status == store.ReleaseScheduled {
+		if ws := s.app.AppWarnings(r); len(ws) > 0 {
+			v.Warnings = warningsView(ws)
+		}
+	}
 	return v
+}
+
+// warningsView is the wire form of ws, never nil.
+func warningsView(ws []presave.Warning) []wire.Warning {
+	out := make([]wire.Warning, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, wire.Warning{Provider: string(w.Provider), Code: w.Code, Message: w.Message})
+	}
+	return out
 }
 
 // withState adds the release's pre-save counts, every provider and
@@ -674,6 +688,7 @@ func (s *Server) releasePlan(c echo.Context) error {
 			RatePerSecond: pp.RatePerSecond, DrainSeconds: pp.DrainSeconds, Units: pp.Units, DailyUnits: pp.DailyUnits,
 			QuotaDays: pp.QuotaDays, Undeliverable: pp.Undeliverable, Resolved: pp.Resolved}
 	}
+	out.Warnings = warningsView(p.Warnings)
 	return c.JSON(http.StatusOK, out)
 }
 

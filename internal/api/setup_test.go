@@ -92,6 +92,13 @@ type bundle struct {
 // setup builds a bundle; opts adjust the API configuration.
 func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 	t.Helper()
+	return setupEnv(t, nil, opts...)
+}
+
+// setupEnv is setup with env overriding the providers' settings
+// (SPOTIFY_APP_MODE, GOOGLE_APP_TESTING...).
+func setupEnv(t *testing.T, env map[string]string, opts ...func(*api.Config)) *bundle {
+	t.Helper()
 	b := &bundle{t: t, db: storetest.New(t), rdb: redistest.New(t), fake: fake.New(fake.Options{}), clock: &clock{}}
 	b.st = b.db.Store
 	fs := httptest.NewServer(b.fake)
@@ -114,6 +121,9 @@ func setup(t *testing.T, opts ...func(*api.Config)) *bundle {
 	}
 	for _, kv := range apple {
 		vars[kv[0]] = kv[1]
+	}
+	for k, v := range env {
+		vars[k] = v
 	}
 	// The release bodies' Apple Music album, in every storefront.
 	b.fake.SetAppleItem(fake.AppleItem{Type: "albums", ID: amAlbum, Tracks: []string{amSong1, amSong2}})

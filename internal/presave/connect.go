@@ -219,6 +219,9 @@ func (s *Service) StartConnect(ctx context.Context, req Start) (Started, error) 
 	if err := grantHorizon(p, due, now); err != nil {
 		return Started{}, err
 	}
+	if err := s.appRoom(ctx, p, req.FanID, ""); err != nil {
+		return Started{}, err
+	}
 	state, err := NewToken()
 	if err != nil {
 		return Started{}, err
@@ -320,6 +323,10 @@ func (s *Service) CompleteConnect(ctx context.Context, req Callback) (Connection
 		return Connection{}, info, err
 	}
 	if err := checkGrant(p, grant, due, now); err != nil {
+		s.discardGrant(ctx, p, grant)
+		return Connection{}, info, err
+	}
+	if err := s.appRoom(ctx, p, st.FanID, grant.AccountID); err != nil {
 		s.discardGrant(ctx, p, grant)
 		return Connection{}, info, err
 	}

@@ -22,6 +22,8 @@ type Plan struct {
 	ReleaseID uuid.UUID
 	AsOf      time.Time
 	Providers map[providers.Name]ProviderPlan
+	// Warnings is what the configured provider apps will not serve of it.
+	Warnings []Warning
 }
 
 // ProviderPlan is one provider's part of a Plan.
@@ -109,6 +111,9 @@ func (s *Service) Plan(ctx context.Context, releaseID uuid.UUID) (Plan, error) {
 			pp.QuotaDays = int(math.Ceil(float64(pp.Units) / float64(pp.DailyUnits)))
 		}
 		plan.Providers[n] = pp
+	}
+	if plan.Warnings, err = s.planWarnings(ctx, r, plan); err != nil {
+		return Plan{}, err
 	}
 	return plan, nil
 }

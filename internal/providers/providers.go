@@ -241,6 +241,29 @@ type Provider interface {
 	// it writes (checks included): what the shared rate limiter charges
 	// up front, since it cannot see individual requests.
 	Calls(a Action, t Target) int
+	// App is the status and limits of the app presave is registered as
+	// at the provider, as configured.
+	App() App
+	// CheckApp asks the provider, for no fan, whether it accepts the
+	// app's credentials: nil when it does, else a *Error (Reason
+	// "invalid_client" when it refused them).
+	CheckApp(ctx context.Context) error
+}
+
+// App is what a provider app allows whatever our code does: the status
+// the provider's console shows for it (SPOTIFY_APP_MODE,
+// GOOGLE_APP_TESTING) and the caps that status sets.
+type App struct {
+	// Status is the app's status as the provider's console names it
+	// ("development", "extended quota"; "testing", "in production"; "").
+	Status string
+	// MaxUsers is how many distinct accounts the app may serve in that
+	// status (0: no cap): the users a Spotify development-mode app
+	// allow-lists, the test users of a Google app in "Testing".
+	MaxUsers int
+	// Declared is false when the status is presave's default rather than
+	// set by the operator.
+	Declared bool
 }
 
 // Client performs pre-save actions for one fan.

@@ -305,3 +305,63 @@ func (s *Store) PurgeUnneededTokens(ctx context.Context, grace time.Duration, af
 	}
 	return out, next, nil
 }
+
+// AppAccounts counts, up to limit, the accounts other than the fan's (and
+// other than account, when not empty) that hold a grant of provider p:
+// how full a provider app capped in users is.
+func (s *Store) AppAccounts(ctx context.Context, p providers.Name, fanID uuid.UUID, account string, limit int) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*) FROM (
+			SELECT 1 FROM provider_tokens
+			WHERE provider = $1 AND fan_id <> $2 AND ($3 = '' OR account_id IS DISTINCT FROM $3)
+			LIMIT $4) t`, p, fanID, account, limit).Scan(&n)
+	return n, err
+}
+
+// SealedKey is what is stored under one key ID.
+type SealedKey struct {
+	// Values counts the grants, pending revocations and OAuth states
+	// sealed under it.
+	Values int
+	// Opens is false when the ring failed to open a grant sealed under
+	// it: the ring holds a different key of that ID (or none).
+	Opens bool
+}
+
+// SealedKeys reports, per key ID, the stored values sealed under it and
+// whether the ring opens one of its grants: every key must be in the ring
+// for its values to open. It reads every row once (an operator's check,
+// not a hot path).
+func (s *Store) SealedKeys(ctx context.Context) (map[string]SealedKey, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT key_id, count(*) FROM (
+			SELECT key_id FROM provider_tokens
+			UNION ALL SELECT key_id FROM token_revocations
+			UNION ALL SELECT key_id FROM oauth_states) k
+		GROUP BY key_id`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]SealedKey{}
+	var id string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id] = SealedKey{Values: n, Opens: true}; return nil }); err != nil {
+		return nil, err
+	}
+	rows, err = s.pool.Query(ctx, `SELECT DISTINCT ON (key_id) key_id, fan_id, provider, refresh_sealed FROM provider_tokens ORDER BY key_id`)
+	if err != nil {
+		return nil, err
+	}
+	var fan uuid.UUID
+	var p providers.Name
+	var sealed []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &fan, &p, &sealed}, func() error {
+		k := out[id]
+		_, oerr := s.ring.Open(sealed, tokenOwner(fan, p, "refresh"))
+		k.Opens = oerr == nil
+		out[id] = k
+		return nil
+	})
+	return out, err
+}

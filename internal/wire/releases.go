@@ -136,6 +136,19 @@ type Release struct {
 	// Resumed: by provider resumed, the held pre-saves that run again
 	// (POST /resume only).
 	Resumed map[string]int `json:"resumed,omitempty"`
+	// Warnings: what the configured provider apps will not serve of the
+	// release (single-release answers; absent when none).
+	Warnings []Warning `json:"warnings,omitempty"`
+}
+
+// Warning is something about a release the configured provider apps will
+// not serve in full (a user cap, a grant lifetime shorter than the wait,
+// quota days); it refuses nothing.
+type Warning struct {
+	Provider string `json:"provider"`
+	// Code: app_user_cap, app_full, grant_lifetime or quota_days.
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 // Guard is where a release's campaign guard stands for one provider.
@@ -198,6 +211,9 @@ type Plan struct {
 	ReleaseID string                  `json:"release_id"`
 	AsOf      time.Time               `json:"as_of"`
 	Providers map[string]ProviderPlan `json:"providers"`
+	// Warnings: the release's app warnings and what its open pre-saves
+	// add (every one present; empty when none).
+	Warnings []Warning `json:"warnings"`
 }
 
 // ProviderPlan is one provider's part of a Plan.

@@ -197,6 +197,20 @@ var storefrontID = regexp.MustCompile(`^[a-z]{2}$`)
 // them: an ISO 3166-1 alpha-2 country code, lower case.
 func ValidStorefront(s string) bool { return storefrontID.MatchString(s) }
 
+// App implements providers.Provider: an Apple Developer Program
+// membership has no app status and no user cap, only the key.
+func (p *Provider) App() providers.App { return providers.App{Declared: true} }
+
+// CheckApp implements providers.Provider: the developer token is signed
+// and sent to "Get a Storefront" (GET /v1/storefronts/us), which needs
+// nothing else; Apple answers 401 to a token it does not accept.
+func (p *Provider) CheckApp(ctx context.Context) error {
+	c := &client{p: p}
+	return c.call(ctx, "app", func() error {
+		return c.do(ctx, http.MethodGet, "v1/storefronts/us", nil, nil, nil, http.StatusOK)
+	})
+}
+
 // devTokenWorks reports whether the developer token alone is accepted
 // (GET /v1/storefronts/us), remembering a yes for devProbeTTL.
 func (p *Provider) devTokenWorks(ctx context.Context) bool {

@@ -76,14 +76,14 @@ func (c *contractEnv) grant(p providers.Name, user string, scopes []string) map[
 	if p == providers.YouTube {
 		auth, token = "/o/oauth2/auth", "/google/token"
 	}
-	q := url.Values{"client_id": {"app"}, "response_type": {"code"}, "redirect_uri": {"http://app.test/cb"},
+	q := url.Values{"client_id": {"app"}, "response_type": {"code"}, "redirect_uri": {"https://app.test/cb"},
 		"scope": {strings.Join(scopes, " ")}, "state": {"s"}, "user": {user}}
 	got, err := fake.Consent(c.t.Context(), c.srv.URL+auth+"?"+q.Encode())
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	resp, err := http.PostForm(c.srv.URL+token, url.Values{"grant_type": {"authorization_code"}, "code": {got.Get("code")},
-		"client_id": {"app"}, "client_secret": {"s"}, "redirect_uri": {"http://app.test/cb"}})
+		"client_id": {"app"}, "client_secret": {"s"}, "redirect_uri": {"https://app.test/cb"}})
 	if err != nil {
 		c.t.Fatal(err)
 	}

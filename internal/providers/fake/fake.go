@@ -50,9 +50,23 @@ type Options struct {
 	YouTubeDailyQuota int
 	// Logger receives one debug line per request (never a token); nil discards.
 	Logger *slog.Logger
+	// Apps are the apps registered with the fake, as in each service's
+	// developer console. A provider with apps registered authenticates
+	// every client against them at its authorize and token endpoints;
+	// one without takes any client ID as registered, for tests that are
+	// not about app credentials.
+	Apps []App
 }
 
-// URLSet is every base URL a client needs to use the fake at base.
+// App is one app registered with a provider: its client ID and secret.
+type App struct {
+	Provider     providers.Name
+	ClientID     string
+	ClientSecret string
+}
+
+// URLSet is every base URL a client needs to use the fake at base, and
+// the app statuses that match it.
 type URLSet struct {
 	SpotifyAccountsURL string // SPOTIFY_ACCOUNTS_URL
 	SpotifyAPIURL      string // SPOTIFY_API_URL
@@ -63,6 +77,10 @@ type URLSet struct {
 	YouTubeAPIURL      string // YOUTUBE_API_URL
 	AppleMusicAPIURL   string // APPLE_MUSIC_API_URL
 	MusicKitJSURL      string // MUSICKIT_JS_URL (the API's)
+	// The app status matching the fake's apps, which cap no users:
+	// Spotify's in extended quota mode, Google's in production.
+	SpotifyAppMode   string // SPOTIFY_APP_MODE
+	GoogleAppTesting string // GOOGLE_APP_TESTING
 }
 
 // URLs returns the URLs of the fake served at base (e.g. "http://127.0.0.1:8090").
@@ -78,10 +96,13 @@ func URLs(base string) URLSet {
 		YouTubeAPIURL:      base + "/",
 		AppleMusicAPIURL:   base + "/",
 		MusicKitJSURL:      base + "/musickit/v3/musickit.js",
+		SpotifyAppMode:     "extended",
+		GoogleAppTesting:   "false",
 	}
 }
 
-// Env returns the URLs as environment variable settings, in a stable order.
+// Env returns the URLs and app statuses as environment variable
+// settings, in a stable order.
 func (u URLSet) Env() [][2]string {
 	return [][2]string{
 		{"SPOTIFY_ACCOUNTS_URL", u.SpotifyAccountsURL},
@@ -93,6 +114,8 @@ func (u URLSet) Env() [][2]string {
 		{"YOUTUBE_API_URL", u.YouTubeAPIURL},
 		{"APPLE_MUSIC_API_URL", u.AppleMusicAPIURL},
 		{"MUSICKIT_JS_URL", u.MusicKitJSURL},
+		{"SPOTIFY_APP_MODE", u.SpotifyAppMode},
+		{"GOOGLE_APP_TESTING", u.GoogleAppTesting},
 	}
 }
 
@@ -138,6 +161,8 @@ type Server struct {
 	catalogue map[string]catalogueEntry
 	// apple is the Apple Music catalogue, keys and user tokens.
 	apple *appleMusic
+	// apps holds the registered apps' secrets by provider and client ID.
+	apps map[providers.Name]map[string]string
 	// writes logs every authenticated write request (not its body).
 	writes []Write
 	// approved is what each user granted each client so far, and
@@ -262,6 +287,13 @@ func New(opts Options) *Server {
 		noChannel:  map[string]bool{},
 		playlists:  map[userKey]*playlist{},
 		catalogue:  map[string]catalogueEntry{},
+		apps:       map[providers.Name]map[string]string{},
+	}
+	for _, a := range opts.Apps {
+		if s.apps[a.Provider] == nil {
+			s.apps[a.Provider] = map[string]string{}
+		}
+		s.apps[a.Provider][a.ClientID] = a.ClientSecret
 	}
 	s.routes()
 	return s

@@ -54,7 +54,7 @@ func tryConnect(ctx context.Context, p *spotify.Provider, user string) (*oauth2.
 
 func newSpotify(base string) *spotify.Provider {
 	u := fake.URLs(base)
-	return spotify.New(spotify.Config{ClientID: "app", ClientSecret: "s", RedirectURL: "http://app.test/cb",
+	return spotify.New(spotify.Config{ClientID: "app", ClientSecret: "s", RedirectURL: "https://app.test/cb",
 		AccountsURL: u.SpotifyAccountsURL, APIURL: u.SpotifyAPIURL})
 }
 
@@ -200,6 +200,24 @@ func TestControlAPIAndState(t *testing.T) {
 	}
 }
 
+// postToken posts a token request and returns the status and the OAuth
+// error code ("" on success).
+func postToken(t *testing.T, u string, form url.Values) (int, string) {
+	t.Helper()
+	resp, err := http.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body.Error
+}
+
 func TestTokenEndpoint(t *testing.T) {
 	f := fake.New(fake.Options{})
 	srv := httptest.NewServer(f)
@@ -216,19 +234,80 @@ func TestTokenEndpoint(t *testing.T) {
 		{"bad grant type", "/api/token", url.Values{"grant_type": {"password"}, "client_id": {"app"}}, 400, "unsupported_grant_type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.PostForm(srv.URL+tc.path, tc.form)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var body struct {
-				Error string `json:"error"`
-			}
-			json.NewDecoder(resp.Body).Decode(&body)
-			if resp.StatusCode != tc.status || body.Error != tc.errCode {
-				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body.Error, tc.status, tc.errCode)
+			if status, code := postToken(t, srv.URL+tc.path, tc.form); status != tc.status || code != tc.errCode {
+				t.Fatalf("got %d %q, want %d %q", status, code, tc.status, tc.errCode)
 			}
 		})
+	}
+}
+
+// With apps registered, the token endpoints authenticate the client as
+// the services do, and the consent screens refuse an unknown client and
+// an insecure redirect URI.
+func TestRegisteredApps(t *testing.T) {
+	f := fake.New(fake.Options{Apps: []fake.App{
+		{Provider: providers.Spotify, ClientID: "app", ClientSecret: "right"},
+		{Provider: providers.YouTube, ClientID: "app", ClientSecret: "right"},
+	}})
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	code := url.Values{"grant_type": {"authorization_code"}, "code": {"nope"}}
+	with := func(v url.Values, kv ...string) url.Values {
+		out := url.Values{}
+		for k, vs := range v {
+			out[k] = vs
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name, path string
+		form       url.Values
+		status     int
+		errCode    string
+	}{
+		{"spotify app token", "/api/token", with(cc, "client_id", "app", "client_secret", "right"), 200, ""},
+		{"spotify wrong secret", "/api/token", with(cc, "client_id", "app", "client_secret", "wrong"), 401, "invalid_client"},
+		{"spotify unknown client", "/api/token", with(cc, "client_id", "other", "client_secret", "right"), 401, "invalid_client"},
+		{"spotify app token without secret", "/api/token", with(cc, "client_id", "app"), 401, "invalid_client"},
+		{"spotify PKCE exchange without secret", "/api/token", with(code, "client_id", "app"), 400, "invalid_grant"},
+		{"google right secret, bad code", "/google/token", with(code, "client_id", "app", "client_secret", "right"), 400, "invalid_grant"},
+		{"google wrong secret", "/google/token", with(code, "client_id", "app", "client_secret", "wrong"), 401, "invalid_client"},
+		{"google without secret", "/google/token", with(code, "client_id", "app"), 400, "invalid_request"},
+		{"google unknown client", "/google/token", with(code, "client_id", "other", "client_secret", "right"), 401, "invalid_client"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status, code := postToken(t, srv.URL+tc.path, tc.form); status != tc.status || code != tc.errCode {
+				t.Fatalf("got %d %q, want %d %q", status, code, tc.status, tc.errCode)
+			}
+		})
+	}
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		name, path, client, redirect string
+		status                       int
+	}{
+		{"spotify https", "/authorize", "app", "https://presave.example/cb", http.StatusFound},
+		{"spotify loopback IP", "/authorize", "app", "http://127.0.0.1:8080/cb", http.StatusFound},
+		{"spotify IPv6 loopback", "/authorize", "app", "http://[::1]:8080/cb", http.StatusFound},
+		{"spotify localhost", "/authorize", "app", "http://localhost:8080/cb", http.StatusBadRequest},
+		{"spotify plain http", "/authorize", "app", "http://presave.example/cb", http.StatusBadRequest},
+		{"spotify unknown client", "/authorize", "other", "https://presave.example/cb", http.StatusBadRequest},
+		{"google localhost", "/o/oauth2/auth", "app", "http://localhost:8080/cb", http.StatusFound},
+		{"google plain http", "/o/oauth2/auth", "app", "http://presave.example/cb", http.StatusBadRequest},
+	} {
+		q := url.Values{"client_id": {tc.client}, "response_type": {"code"}, "redirect_uri": {tc.redirect}, "state": {"s"}}
+		resp, err := hc.Get(srv.URL + tc.path + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: HTTP %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
 	}
 }
 
@@ -319,6 +398,8 @@ func TestURLs(t *testing.T) {
 		"YOUTUBE_API_URL":      "http://127.0.0.1:8090/",
 		"APPLE_MUSIC_API_URL":  "http://127.0.0.1:8090/",
 		"MUSICKIT_JS_URL":      "http://127.0.0.1:8090/musickit/v3/musickit.js",
+		"SPOTIFY_APP_MODE":     "extended",
+		"GOOGLE_APP_TESTING":   "false",
 	}
 	if len(env) != len(want) {
 		t.Fatalf("Env has %d entries", len(env))

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -331,17 +332,36 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
+// authorizeRefusal is the error page of an authorize request that never
+// reaches the consent dialog, or its redirect URI. Both services show an
+// error page and never redirect for a bad redirect URI or a client they
+// do not know (Spotify "INVALID_CLIENT: Invalid client", Google "Error
+// 401: invalid_client").
+func (s *Server) authorizeRefusal(p providers.Name, q url.Values) (*url.URL, string) {
+	redirect, err := url.Parse(q.Get("redirect_uri"))
+	switch {
+	case err != nil || q.Get("redirect_uri") == "" || !redirect.IsAbs():
+		return nil, "invalid redirect_uri"
+	case !secureRedirect(p, redirect):
+		return nil, "INVALID_CLIENT: Insecure redirect URI"
+	case q.Get("client_id") == "" || q.Get("response_type") != "code":
+		return nil, "invalid client_id or response_type"
+	}
+	if apps := s.apps[p]; apps != nil {
+		if _, ok := apps[q.Get("client_id")]; !ok {
+			return nil, "INVALID_CLIENT: Invalid client"
+		}
+	}
+	return redirect, ""
+}
+
 // authorize auto-approves the consent screen and redirects with a code.
 func (s *Server) authorize(p providers.Name) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		redirect, err := url.Parse(q.Get("redirect_uri"))
-		if err != nil || q.Get("redirect_uri") == "" || !redirect.IsAbs() {
-			http.Error(w, "invalid redirect_uri", http.StatusBadRequest)
-			return
-		}
-		if q.Get("client_id") == "" || q.Get("response_type") != "code" {
-			http.Error(w, "invalid client_id or response_type", http.StatusBadRequest)
+		redirect, refusal := s.authorizeRefusal(p, q)
+		if refusal != "" {
+			http.Error(w, refusal, http.StatusBadRequest)
 			return
 		}
 		rq := redirect.Query()
@@ -489,6 +509,9 @@ func (s *Server) token(p providers.Name) http.HandlerFunc {
 			oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 			return
 		}
+		if !s.authenticClient(w, r, p, clientID) {
+			return
+		}
 		now := s.now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -530,6 +553,65 @@ func (s *Server) token(p providers.Name) http.HandlerFunc {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, resp)
 	}
+}
+
+// secureRedirect is each service's rule for redirect URIs. Spotify: "Use
+// HTTPS for your redirect URI, unless you are using a loopback address,
+// when HTTP is permitted", the loopback given as an IP literal
+// (127.0.0.1 or [::1]): "localhost is not allowed" (its "Redirect URIs"
+// page, enforced for every app since November 2025). Google: "Redirect
+// URIs must use the HTTPS scheme, not plain HTTP. Localhost URIs
+// (including localhost IP address URIs) are exempt from this rule" (its
+// OAuth 2.0 policy's redirect URI validation).
+func secureRedirect(p providers.Name, u *url.URL) bool {
+	if u.Scheme == "https" {
+		return true
+	}
+	if u.Scheme != "http" {
+		return false
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+		return ip.IsLoopback()
+	}
+	return p == providers.YouTube && u.Hostname() == "localhost"
+}
+
+// authenticClient checks a token request's client against the apps
+// registered for p (Options.Apps; with none, any client ID passes). Both
+// answer 401 "invalid_client" for an unknown client or a wrong secret
+// (RFC 6749 section 5.2; the descriptions are each service's). Spotify's
+// "Authorization code with PKCE" flow sends no secret, so a Spotify
+// request without one passes here, except the client credentials grant,
+// which is nothing but the secret.
+func (s *Server) authenticClient(w http.ResponseWriter, r *http.Request, p providers.Name, clientID string) bool {
+	apps := s.apps[p]
+	if apps == nil {
+		return true
+	}
+	secret := r.PostForm.Get("client_secret")
+	if _, sec, ok := r.BasicAuth(); ok {
+		secret = sec
+	}
+	want, known := apps[clientID]
+	unknown, wrong := "Invalid client", "Invalid client secret"
+	if p == providers.YouTube {
+		unknown, wrong = "The OAuth client was not found.", "Unauthorized"
+	}
+	switch {
+	case !known:
+		oauthError(w, http.StatusUnauthorized, "invalid_client", unknown)
+		return false
+	case secret == "" && p == providers.Spotify && r.PostForm.Get("grant_type") != "client_credentials":
+		return true
+	case secret == "" && p == providers.YouTube:
+		// A web application's client must send its secret.
+		oauthError(w, http.StatusBadRequest, "invalid_request", "client_secret is missing.")
+		return false
+	case secret != want:
+		oauthError(w, http.StatusUnauthorized, "invalid_client", wrong)
+		return false
+	}
+	return true
 }
 
 // appGrantLocked is Spotify's client credentials grant: the app

@@ -40,6 +40,14 @@ func (s Set) Revocable(n providers.Name) bool {
 // Apple Music: the route our MusicKit page posts the user token to).
 func CallbackPath(n providers.Name) string { return "/connect/" + string(n) + "/callback" }
 
+// The client credentials presave uses when none are configured: the ones
+// the fake provider (cmd/fakeprovider) registers. No real service knows
+// them, which preflight reports.
+const (
+	DevClientID     = "presave-dev"
+	DevClientSecret = "presave-dev-secret"
+)
+
 // AuthorizePath is the API route of the page that runs MusicKit JS for
 // an Apple Music connection (Apple Music has no OAuth redirect).
 const AuthorizePath = "/connect/applemusic/authorize"
@@ -52,6 +60,7 @@ const AuthorizePath = "/connect/applemusic/authorize"
 // GOOGLE_CLIENT_SECRET, GOOGLE_AUTH_URL, GOOGLE_TOKEN_URL,
 // GOOGLE_REVOKE_URL, GOOGLE_USERINFO_URL, YOUTUBE_API_URL,
 // GOOGLE_APP_TESTING (the Google OAuth app is in "Testing" status),
+// SPOTIFY_APP_MODE (development|extended) and SPOTIFY_APP_USERS,
 // PROVIDER_TIMEOUT (per HTTP call, default 20s), and for Apple Music
 // (configured only when APPLE_TEAM_ID is set) APPLE_TEAM_ID,
 // APPLE_KEY_ID, APPLE_PRIVATE_KEY or APPLE_PRIVATE_KEY_FILE,
@@ -71,13 +80,22 @@ func FromEnv(env config.Env, publicURL string) (Set, error) {
 	if mode != spotify.ModeLibrary && mode != spotify.ModeLegacy {
 		return nil, fmt.Errorf("SPOTIFY_API_MODE=%q: want %s or %s", mode, spotify.ModeLibrary, spotify.ModeLegacy)
 	}
+	app, err := spotifyApp(env)
+	if err != nil {
+		return nil, err
+	}
+	if app.Status == spotify.AppDevelopment && mode == spotify.ModeLegacy {
+		return nil, fmt.Errorf("SPOTIFY_API_MODE=%s needs an app in extended quota mode: Spotify closed those endpoints to development-mode apps in March 2026 (set SPOTIFY_APP_MODE=%s if yours has extended quota, or use %s)",
+			spotify.ModeLegacy, spotify.AppExtended, spotify.ModeLibrary)
+	}
 	sp := spotify.New(spotify.Config{
-		ClientID:     env.String("SPOTIFY_CLIENT_ID", "presave-dev"),
-		ClientSecret: env.String("SPOTIFY_CLIENT_SECRET", "presave-dev-secret"),
+		ClientID:     env.String("SPOTIFY_CLIENT_ID", DevClientID),
+		ClientSecret: env.String("SPOTIFY_CLIENT_SECRET", DevClientSecret),
 		RedirectURL:  publicURL + CallbackPath(providers.Spotify),
 		AccountsURL:  env.String("SPOTIFY_ACCOUNTS_URL", ""),
 		APIURL:       env.String("SPOTIFY_API_URL", ""),
 		Mode:         mode,
+		App:          app,
 		HTTPClient:   hc,
 	})
 	testing, err := env.Bool("GOOGLE_APP_TESTING", false)
@@ -85,16 +103,17 @@ func FromEnv(env config.Env, publicURL string) (Set, error) {
 		return nil, err
 	}
 	yt := youtube.New(youtube.Config{
-		Testing:      testing,
-		ClientID:     env.String("GOOGLE_CLIENT_ID", "presave-dev"),
-		ClientSecret: env.String("GOOGLE_CLIENT_SECRET", "presave-dev-secret"),
-		RedirectURL:  publicURL + CallbackPath(providers.YouTube),
-		AuthURL:      env.String("GOOGLE_AUTH_URL", ""),
-		TokenURL:     env.String("GOOGLE_TOKEN_URL", ""),
-		RevokeURL:    env.String("GOOGLE_REVOKE_URL", ""),
-		UserinfoURL:  env.String("GOOGLE_USERINFO_URL", ""),
-		APIURL:       env.String("YOUTUBE_API_URL", ""),
-		HTTPClient:   hc,
+		Testing:         testing,
+		TestingDeclared: env.String("GOOGLE_APP_TESTING", "") != "",
+		ClientID:        env.String("GOOGLE_CLIENT_ID", DevClientID),
+		ClientSecret:    env.String("GOOGLE_CLIENT_SECRET", DevClientSecret),
+		RedirectURL:     publicURL + CallbackPath(providers.YouTube),
+		AuthURL:         env.String("GOOGLE_AUTH_URL", ""),
+		TokenURL:        env.String("GOOGLE_TOKEN_URL", ""),
+		RevokeURL:       env.String("GOOGLE_REVOKE_URL", ""),
+		UserinfoURL:     env.String("GOOGLE_USERINFO_URL", ""),
+		APIURL:          env.String("YOUTUBE_API_URL", ""),
+		HTTPClient:      hc,
 	})
 	set := Set{providers.Spotify: sp, providers.YouTube: yt}
 	am, err := appleMusicFromEnv(env, publicURL, hc)
@@ -105,6 +124,25 @@ func FromEnv(env config.Env, publicURL string) (Set, error) {
 		set[providers.AppleMusic] = am
 	}
 	return set, nil
+}
+
+// spotifyApp reads the Spotify app's status (SPOTIFY_APP_MODE, default
+// development: where every app starts) and, for a development-mode app
+// older than Spotify's 5-user cap, its allow-list size (SPOTIFY_APP_USERS).
+func spotifyApp(env config.Env) (providers.App, error) {
+	app := providers.App{Status: env.String("SPOTIFY_APP_MODE", spotify.AppDevelopment), Declared: env.String("SPOTIFY_APP_MODE", "") != ""}
+	if app.Status != spotify.AppDevelopment && app.Status != spotify.AppExtended {
+		return app, fmt.Errorf("SPOTIFY_APP_MODE=%q: want %s or %s, as the app's settings in Spotify's developer dashboard show", app.Status, spotify.AppDevelopment, spotify.AppExtended)
+	}
+	users, err := env.Int("SPOTIFY_APP_USERS", 0)
+	switch {
+	case err != nil:
+		return app, err
+	case users < 0 || users > 0 && app.Status != spotify.AppDevelopment:
+		return app, fmt.Errorf("SPOTIFY_APP_USERS=%d: only a development-mode app has a user cap (a positive number)", users)
+	}
+	app.MaxUsers = users
+	return app, nil
 }
 
 // appleMusicFromEnv builds Apple Music when APPLE_TEAM_ID is set (nil

@@ -49,14 +49,28 @@ func (p *Provider) Resolve(ctx context.Context, kind providers.CodeKind, code st
 	return pg.Items[0].ID, nil
 }
 
-// appClient is the HTTP client on the app's own token (client
-// credentials, sent in the Authorization header as Spotify's guide
-// shows), fetched once and renewed by x/oauth2 when it expires.
+// CheckApp implements providers.Provider with the client credentials
+// grant: a fresh app token, which Spotify issues only to a client ID and
+// secret it knows ("invalid_client" otherwise).
+func (p *Provider) CheckApp(ctx context.Context) error {
+	if _, err := p.appCredentials().Token(oauthx.WithBase(ctx, p.base)); err != nil {
+		return classify("app", err, oauthx.Failure{})
+	}
+	return nil
+}
+
+// appCredentials is the client credentials grant, sent in the
+// Authorization header as Spotify's guide shows.
+func (p *Provider) appCredentials() *clientcredentials.Config {
+	return &clientcredentials.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
+		TokenURL: p.cfg.AccountsURL + "/api/token", AuthStyle: oauth2.AuthStyleInHeader}
+}
+
+// appClient is the HTTP client on the app's own token, fetched once and
+// renewed by x/oauth2 when it expires.
 func (p *Provider) appClient() *http.Client {
 	p.appOnce.Do(func() {
-		cc := clientcredentials.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
-			TokenURL: p.cfg.AccountsURL + "/api/token", AuthStyle: oauth2.AuthStyleInHeader}
-		src := cc.TokenSource(oauthx.WithBase(context.Background(), p.base))
+		src := p.appCredentials().TokenSource(oauthx.WithBase(context.Background(), p.base))
 		p.app = &http.Client{Transport: &oauth2.Transport{Source: src, Base: p.base.Transport}, Timeout: p.base.Timeout}
 	})
 	return p.app

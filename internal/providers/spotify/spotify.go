@@ -35,6 +35,21 @@ const (
 	ModeLegacy = "legacy"
 )
 
+// App statuses (Spotify's "Quota modes"): every app starts in
+// development mode; extended quota mode is granted on application.
+const (
+	AppDevelopment = "development"
+	AppExtended    = "extended"
+)
+
+// DevelopmentUsers is how many users a development-mode app serves: "Up
+// to 5 authenticated Spotify users can use an app that is in development
+// mode", each added to its allowlist by hand ("Quota modes", since the
+// February 2026 changes; apps older than 11 February 2026 keep the users
+// they had, and their operators set SPOTIFY_APP_USERS). Requests for a
+// user not on the list answer 403.
+const DevelopmentUsers = 5
+
 // Scopes used by the actions.
 const (
 	ScopeLibraryModify   = "user-library-modify"
@@ -57,6 +72,10 @@ type Config struct {
 	APIURL string
 	// Mode is ModeLibrary (default) or ModeLegacy.
 	Mode string
+	// App is the app's status (AppDevelopment, the default, or
+	// AppExtended) and user cap (DevelopmentUsers when zero in
+	// development mode).
+	App providers.App
 	// HTTPClient is the base client for every call (default: 30s timeout).
 	HTTPClient *http.Client
 }
@@ -88,6 +107,12 @@ func New(cfg Config) *Provider {
 	if cfg.Mode == "" {
 		cfg.Mode = ModeLibrary
 	}
+	if cfg.App.Status == "" {
+		cfg.App.Status = AppDevelopment
+	}
+	if cfg.App.Status == AppDevelopment && cfg.App.MaxUsers == 0 {
+		cfg.App.MaxUsers = DevelopmentUsers
+	}
 	return &Provider{
 		cfg:  cfg,
 		base: oauthx.BaseClient(cfg.HTTPClient),
@@ -111,6 +136,9 @@ func (p *Provider) Name() providers.Name { return providers.Spotify }
 
 // Mode returns the endpoint mode in use.
 func (p *Provider) Mode() string { return p.cfg.Mode }
+
+// App implements providers.Provider.
+func (p *Provider) App() providers.App { return p.cfg.App }
 
 // Actions implements providers.Provider.
 func (p *Provider) Actions(t providers.Target) []providers.Action {

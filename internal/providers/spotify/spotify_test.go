@@ -43,7 +43,7 @@ func newEnv(t *testing.T, mode string, actions ...providers.Action) *env {
 	t.Cleanup(srv.Close)
 	u := fake.URLs(srv.URL)
 	p := spotify.New(spotify.Config{
-		ClientID: clientID, ClientSecret: "secret", RedirectURL: "http://app.test/callback",
+		ClientID: clientID, ClientSecret: "secret", RedirectURL: "https://app.test/callback",
 		AccountsURL: u.SpotifyAccountsURL, APIURL: u.SpotifyAPIURL, Mode: mode,
 	})
 	if len(actions) == 0 {
@@ -760,7 +760,7 @@ func TestRefreshStopsSixMonthsAfterTheAuthorization(t *testing.T) {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	u := fake.URLs(srv.URL)
-	p := spotify.New(spotify.Config{ClientID: clientID, ClientSecret: "secret", RedirectURL: "http://app.test/callback",
+	p := spotify.New(spotify.Config{ClientID: clientID, ClientSecret: "secret", RedirectURL: "https://app.test/callback",
 		AccountsURL: u.SpotifyAccountsURL, APIURL: u.SpotifyAPIURL})
 	e := &env{fake: f, p: p, user: "fan-six-months"}
 	e.tok = e.connect(t, p.Scopes([]providers.Action{providers.ActionSave}))

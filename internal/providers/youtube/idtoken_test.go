@@ -23,7 +23,7 @@ func exchange(t *testing.T, f *fake.Server, srv *httptest.Server, clientID, user
 	t.Helper()
 	u := fake.URLs(srv.URL)
 	p := youtube.New(youtube.Config{
-		ClientID: clientID, ClientSecret: "secret", RedirectURL: "http://app.test/callback",
+		ClientID: clientID, ClientSecret: "secret", RedirectURL: "https://app.test/callback",
 		AuthURL: u.GoogleAuthURL, TokenURL: u.GoogleTokenURL, RevokeURL: u.GoogleRevokeURL,
 		UserinfoURL: u.GoogleUserinfoURL, APIURL: u.YouTubeAPIURL,
 	})

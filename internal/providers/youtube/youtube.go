@@ -56,6 +56,9 @@ type Config struct {
 	// Testing: the Google OAuth app is in "Testing" publishing status,
 	// whose refresh tokens stop working after 7 days.
 	Testing bool
+	// TestingDeclared is true when the operator set Testing either way
+	// (GOOGLE_APP_TESTING) rather than leaving presave's default.
+	TestingDeclared bool
 	// HTTPClient is the base client for every call (default: 30s timeout).
 	HTTPClient *http.Client
 }
@@ -185,6 +188,45 @@ func (p *Provider) Calls(a providers.Action, t providers.Target) int {
 // publishing status of 'Testing' is issued a refresh token expiring in
 // 7 days").
 const TestingGrantLifetime = 7 * 24 * time.Hour
+
+// TestingUsers is how many users an app in "Testing" serves: "Projects
+// configured with a publishing status of Testing are limited to up to 100
+// test users listed in the OAuth consent screen" (Google Cloud, "Manage
+// App Audience").
+const TestingUsers = 100
+
+// App statuses, as the Google Cloud console's "Publishing status" names them.
+const (
+	AppTesting    = "testing"
+	AppProduction = "in production"
+)
+
+// App implements providers.Provider.
+func (p *Provider) App() providers.App {
+	if p.cfg.Testing {
+		return providers.App{Status: AppTesting, MaxUsers: TestingUsers, Declared: p.cfg.TestingDeclared}
+	}
+	return providers.App{Status: AppProduction, Declared: p.cfg.TestingDeclared}
+}
+
+// CheckApp implements providers.Provider by exchanging an authorization
+// code that cannot exist: Google's token endpoint answers
+// "invalid_client" when the client ID or secret is wrong and
+// "invalid_grant" when they are right and only the code is (RFC 6749
+// section 5.2, the errors its OAuth 2.0 web server guide lists). No user
+// is involved and nothing is granted.
+func (p *Provider) CheckApp(ctx context.Context) error {
+	_, err := p.oauth.Exchange(oauthx.WithBase(ctx, p.base), "presave-preflight-no-such-code")
+	if err == nil {
+		return &providers.Error{Provider: providers.YouTube, Op: "app", Class: providers.Permanent, Reason: "code_accepted",
+			Err: errors.New("the token endpoint accepted a made-up code: GOOGLE_TOKEN_URL is not Google's")}
+	}
+	e := classify("app", err)
+	if pe, ok := providers.AsError(e); ok && pe.Reason == "invalid_grant" {
+		return nil
+	}
+	return e
+}
 
 // GrantExpiry implements providers.Provider: Google's refresh tokens of
 // a published app have no fixed lifetime (they end when revoked, unused

@@ -41,7 +41,7 @@ func newEnv(t *testing.T, scopes ...string) *env {
 	t.Cleanup(srv.Close)
 	u := fake.URLs(srv.URL)
 	p := youtube.New(youtube.Config{
-		ClientID: clientID, ClientSecret: "secret", RedirectURL: "http://app.test/callback",
+		ClientID: clientID, ClientSecret: "secret", RedirectURL: "https://app.test/callback",
 		AuthURL: u.GoogleAuthURL, TokenURL: u.GoogleTokenURL, RevokeURL: u.GoogleRevokeURL,
 		UserinfoURL: u.GoogleUserinfoURL, APIURL: u.YouTubeAPIURL,
 	})
