@@ -5,7 +5,7 @@ N ?=
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help services build run test lint migrate bench chaos demo clean rotate-keys
+.PHONY: help services build run test lint migrate bench chaos demo clean rotate-keys preflight
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ migrate: ## apply migrations to DATABASE_URL
 
 rotate-keys: ## re-seal every token under the first key of TOKEN_KEYS
 	$(GO) run ./cmd/worker rotate-keys
+
+preflight: ## check this environment's configuration against reality (exit 1 on a failure)
+	@$(GO) run ./cmd/worker preflight
 
 bench: ## release-day benchmark (N=2000 for a small run, HISTORY=1000000 to seed history); writes bench/results.json
 	@./scripts/services.sh db

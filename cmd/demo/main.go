@@ -192,6 +192,16 @@ func (d *demo) start(ctx context.Context) (*cluster.Harness, func(), error) {
 	d.say("  database       schema %s   Redis database %d", h.DB.Schema, h.Redis.Index)
 	d.say("  logs           %s", logDir)
 	d.say("  provider rate  %d requests/s per provider shared by the workers (-rps; production default 20)", d.o.rps)
+	// What a deployment pipeline runs first, on the demo's configuration.
+	report, err := h.Preflight(ctx)
+	d.say("presave demo: worker preflight (the check to run before real fans; README, Going to production):")
+	for _, line := range strings.Split(strings.TrimRight(report, "\n"), "\n") {
+		d.say("  %s", line)
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("preflight failed on the demo's configuration: %w", err)
+	}
 	return h, cleanup, nil
 }
 

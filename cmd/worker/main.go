@@ -4,6 +4,7 @@
 //	worker              run the worker
 //	worker migrate      apply migrations and exit
 //	worker rotate-keys  re-seal every stored token under the primary key
+//	worker preflight    check the configuration against reality; exit 1 on a failure
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/health"
 	"github.com/presave/presave/internal/jobs"
+	"github.com/presave/presave/internal/preflight"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/store"
 )
@@ -46,6 +48,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	env := config.Env(getenv)
 	if len(args) > 1 && args[1] == "healthcheck" {
 		return health.Check(ctx, env.String("WORKER_ADDR", "127.0.0.1:9090"))
+	}
+	if len(args) > 1 && args[1] == "preflight" {
+		// Before anything is loaded or migrated: a bad setting is one of
+		// the failures it reports, and it changes nothing.
+		report := preflight.Run(ctx, env)
+		if err := report.Write(stdout); err != nil {
+			return err
+		}
+		if report.Failed() {
+			return errors.New("preflight failed")
+		}
+		return nil
 	}
 	cfg, err := config.LoadCommon(env)
 	if err != nil {
@@ -69,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		case "rotate-keys":
 			return rotateKeys(ctx, st, stdout)
 		default:
-			return fmt.Errorf("unknown command %q (want: migrate or rotate-keys)", args[1])
+			return fmt.Errorf("unknown command %q (want: migrate, rotate-keys, preflight or healthcheck)", args[1])
 		}
 	}
 
@@ -95,7 +109,7 @@ func newWorker(env config.Env, cfg config.Common, st *store.Store, log *slog.Log
 	}
 	// The worker never redirects a fan; the redirect URI only has to match
 	// what the API registered, so PUBLIC_URL is read the same way.
-	provs, err := registry.FromEnv(env, env.String("PUBLIC_URL", "http://127.0.0.1:8080"))
+	provs, err := registry.FromEnv(env, env.PublicURL())
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 	_ "time/tzdata" // fans' zones must load even where the image has no zoneinfo
 
@@ -40,7 +39,6 @@ const DevAdminToken = "dev-admin-token"
 
 // Defaults of the settings read by ConfigFromEnv.
 const (
-	DefaultPublicURL      = "http://127.0.0.1:8080"
 	DefaultConsentVersion = "2026-12-v4"
 	DefaultFanRateLimit   = 10
 	DefaultFanRateBurst   = 30
@@ -102,7 +100,7 @@ type Config struct {
 // mode; log receives the dev-mode warning.
 func ConfigFromEnv(env config.Env, common config.Common, log *slog.Logger) (Config, error) {
 	c := Config{
-		PublicURL:          strings.TrimRight(env.String("PUBLIC_URL", DefaultPublicURL), "/"),
+		PublicURL:          env.PublicURL(),
 		AdminToken:         env.String("ADMIN_TOKEN", ""),
 		MonitoringUser:     env.String("MONITORING_USER", ""),
 		MonitoringPassword: env.String("MONITORING_PASSWORD", ""),

@@ -26,7 +26,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminToken != api.DevAdminToken || c.PublicURL != api.DefaultPublicURL || c.ConsentVersion != api.DefaultConsentVersion ||
+	if c.AdminToken != api.DevAdminToken || c.PublicURL != config.DefaultPublicURL || c.ConsentVersion != api.DefaultConsentVersion ||
 		c.FanRateLimit != 10 || c.FanRateBurst != 30 || !reflect.DeepEqual(c.Queue, queue.Config{Window: 10 * time.Minute, PresaveMaxRetry: 25, PresaveTimeout: 2 * time.Minute, RevokeMaxRetry: 40,
 		YouTubeDailyUnits: 10000, Rates: map[providers.Name]queue.Rate{providers.Spotify: {PerSecond: 20, Burst: 4}, providers.YouTube: {PerSecond: 20, Burst: 4},
 			providers.AppleMusic: {PerSecond: 20, Burst: 4}}}) || c.MonitoringReadOnly {

@@ -2,7 +2,9 @@ package chaos_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,16 @@ func TestBinariesStartAndStop(t *testing.T) {
 	api, err := c.StartAPI(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The configuration the processes run with passes preflight; the
+	// fake refuses a wrong secret as Spotify would, and the exit says so.
+	if out, err := c.Preflight(ctx); err != nil || !strings.Contains(out, "preflight passed") {
+		t.Fatalf("preflight: %v\n%s", err, out)
+	}
+	out, err := c.Preflight(ctx, "SPOTIFY_CLIENT_SECRET=wrong")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "fail  spotify credentials") {
+		t.Fatalf("preflight with a wrong secret: %v\n%s", err, out)
 	}
 	w1, err := c.StartWorker(ctx)
 	if err != nil {

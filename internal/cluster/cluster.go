@@ -311,6 +311,15 @@ func (c *Cluster) Tail(p *Proc, lines int) string {
 	return strings.Join(buf, "\n")
 }
 
+// Preflight runs `worker preflight` with the environment the workers
+// get (extra on top) and returns its report; the error is its exit.
+func (c *Cluster) Preflight(ctx context.Context, extra ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.cfg.BinDir, "worker"), "preflight")
+	cmd.Env = append(c.env(), extra...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // RunOnce runs a binary to completion with env (on top of PATH and HOME)
 // and returns its combined output.
 func RunOnce(ctx context.Context, binDir, name string, env ...string) (string, error) {

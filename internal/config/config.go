@@ -96,7 +96,17 @@ type Common struct {
 const (
 	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	// DefaultPublicURL is where the API is seen from outside: the base
+	// of the OAuth redirect URIs.
+	DefaultPublicURL = "http://127.0.0.1:8080"
 )
+
+// PublicURL reads PUBLIC_URL (DefaultPublicURL when unset) without its
+// trailing slash: the API and the workers must derive the same redirect
+// URIs from it.
+func (e Env) PublicURL() string {
+	return strings.TrimRight(e.String("PUBLIC_URL", DefaultPublicURL), "/")
+}
 
 // LoadCommon reads DATABASE_URL, REDIS_URL, PRESAVE_DEV, TOKEN_KEYS,
 // LOG_LEVEL and LOG_FORMAT. Outside dev mode a missing or bad TOKEN_KEYS

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"sync/atomic"
 
@@ -149,6 +150,32 @@ func Migrate(ctx context.Context, databaseURL string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+// MigrationStatus reports the schema version the database is at (0 when
+// never migrated) and the latest this build carries, changing nothing:
+// equal once migrated.
+func MigrationStatus(ctx context.Context, databaseURL string) (current, latest int32, err error) {
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return 0, 0, err
+	}
+	pcfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return 0, 0, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
+	if err != nil {
+		return 0, 0, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// tern's table (see Migrate), read only when it exists.
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, int32(len(files)), err
+	}
+	err = conn.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&current)
+	return current, int32(len(files)), err
 }
 
 // inTx runs fn in a transaction, committing if it returns nil.
