@@ -21,17 +21,16 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/health"
 	"github.com/presave/presave/internal/jobs"
 	"github.com/presave/presave/internal/preflight"
 	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/rdb"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -87,11 +86,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
-	w, reg, closeRedis, err := newWorker(env, cfg, st, log)
+	w, reg, err := newWorker(env, cfg, st, log)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
 	ops, err := opsHandler(env, w, reg)
 	if err != nil {
 		return err
@@ -101,35 +99,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 }
 
 // newWorker builds the worker from the environment, with its metrics
-// registry; closeRedis releases its Redis client.
-func newWorker(env config.Env, cfg config.Common, st *store.Store, log *slog.Logger) (*jobs.Worker, *prometheus.Registry, func(), error) {
+// registry. The worker opens (and closes) its own Redis connections.
+func newWorker(env config.Env, cfg config.Common, st *store.Store, log *slog.Logger) (*jobs.Worker, *prometheus.Registry, error) {
 	wcfg, err := jobs.LoadConfig(env)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	// The worker never redirects a fan; the redirect URI only has to match
 	// what the API registered, so PUBLIC_URL is read the same way.
 	provs, err := registry.FromEnv(env, env.PublicURL())
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	conn, err := rdb.Parse(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, err
 	}
-	gopt, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(gopt)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := jobs.New(jobs.Deps{Store: st, Providers: provs, Redis: redisOpt, RDB: rdb, Log: log, Registerer: reg}, wcfg)
+	w, err := jobs.New(jobs.Deps{Store: st, Providers: provs, Redis: conn, Log: log, Registerer: reg}, wcfg)
 	if err != nil {
-		_ = rdb.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return w, reg, func() { _ = rdb.Close() }, nil
+	return w, reg, nil
 }
 
 // opsHandler serves /healthz, /readyz, /metrics (behind METRICS_TOKEN

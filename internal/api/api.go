@@ -30,6 +30,7 @@ import (
 	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/queue"
+	"github.com/presave/presave/internal/rdb"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -219,14 +220,11 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	conn, err := rdb.Parse(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, err
 	}
-	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, fmt.Errorf("REDIS_URL: unsupported connection type %T", opt)
-	}
+	opt, rc := conn.Asynq(), conn.Client()
 	s := &Server{
 		cfg: cfg, store: st, providers: provs, log: log, redis: rc,
 		client:    asynq.NewClientFromRedisClient(rc),

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presave/presave/internal/config"
@@ -43,8 +42,7 @@ func (b *bundle) startWorker(env map[string]string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	jobstest.Start(t, jobs.Deps{
 		Store: b.st, Providers: provs,
-		Redis: asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Opt.DB, Password: b.rdb.Opt.Password},
-		RDB:   b.rdb.Client, Log: slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Registerer: reg,
+		Redis: b.rdb.Conn, Log: slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Registerer: reg,
 	}, getenv)
 	return reg
 }

@@ -39,12 +39,18 @@ func freePort() (int, error) {
 type Redis struct {
 	Port int
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// extra are further arguments (a replica's --replicaof, a cluster
+	// node's --cluster-enabled); sentinel, when set, is the sentinel's
+	// configuration file, which it rewrites as it learns.
+	extra    []string
+	sentinel string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
-// StartRedis starts redis-server on a free loopback port, its files in dir.
-func StartRedis(ctx context.Context, dir string) (*Redis, error) {
+// StartRedis starts redis-server on a free loopback port, its files in
+// dir, with extra arguments.
+func StartRedis(ctx context.Context, dir string, extra ...string) (*Redis, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, fmt.Errorf("redis-server not installed: %w", err)
 	}
@@ -52,9 +58,15 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{Port: port, dir: dir}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &Redis{Port: port, dir: dir, extra: extra}
 	return r, r.Start(ctx)
 }
+
+// Addr is the server's host:port.
+func (r *Redis) Addr() string { return fmt.Sprintf("127.0.0.1:%d", r.Port) }
 
 // URL is the redis:// URL of database 0.
 func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.Port) }
@@ -64,8 +76,12 @@ func (r *Redis) Start(ctx context.Context) error {
 	if r.cmd != nil && !r.exited() {
 		return errors.New("cluster: redis already running")
 	}
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	args := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log")}, r.extra...)
+	if r.sentinel != "" {
+		args = []string{r.sentinel, "--sentinel"}
+	}
+	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("cluster: start redis-server: %w", err)

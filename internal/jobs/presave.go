@@ -319,5 +319,5 @@ func (w *Worker) pace(ctx context.Context, ps store.Presave, calls int) (*Deferr
 // stopOf is the stop condition of ps's attempts: its stop key holding at
 // least its generation (queue.StopAttempts sets it on a cancellation).
 func stopOf(ps store.Presave) ratelimit.Stop {
-	return ratelimit.Stop{Key: queue.StopKey(ps.ID), AtLeast: int64(ps.Generation)}
+	return ratelimit.Stop{Key: queue.StopKey(ps.Provider, ps.ID), AtLeast: int64(ps.Generation)}
 }

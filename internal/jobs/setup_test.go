@@ -134,8 +134,7 @@ func (b *bundle) startWorker() *jobs.Worker {
 	log := slog.New(slog.NewTextHandler(testWriter{b.t}, &slog.HandlerOptions{Level: level}))
 	return jobstest.Start(b.t, jobs.Deps{
 		Store: b.st, Providers: b.provs,
-		Redis: asynq.RedisClientOpt{Addr: b.rd.Opt.Addr, DB: b.rd.Opt.DB, Password: b.rd.Opt.Password},
-		RDB:   b.rd.Client, Log: log, Registerer: b.registerer(),
+		Redis: b.rd.Conn, Log: log, Registerer: b.registerer(),
 	}, config.Env(b.getenv))
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/queue"
 	"github.com/presave/presave/internal/ratelimit"
+	"github.com/presave/presave/internal/rdb"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -256,13 +257,10 @@ func ParseQueueWeights(s string) (map[string]int, error) {
 type Deps struct {
 	Store     *store.Store
 	Providers registry.Set
-	// Redis is asynq's connection (asynq.ParseRedisURI).
-	Redis asynq.RedisConnOpt
-	// RDB is a go-redis client on the same database: the queue client
-	// enqueues through it; the worker's own Redis work (rate limits,
-	// cooldowns, quotas, the rescue) opens a client of its options.
-	RDB *redis.Client
-	Log *slog.Logger
+	// Redis is REDIS_URL, read (one server, Sentinel or Cluster): the
+	// worker opens asynq's connections and its own clients on it.
+	Redis rdb.Conn
+	Log   *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
 	Registerer prometheus.Registerer
 }
@@ -271,19 +269,21 @@ type Deps struct {
 // pre-save, revoke, relay and sweep handlers, and the tickers that feed
 // the relay and the sweeper.
 type Worker struct {
-	cfg      Config
-	st       *store.Store
-	provs    registry.Set
-	rdb      *redis.Client
-	log      *slog.Logger
-	limiter  *ratelimit.Limiter
-	ytBudget *ratelimit.Budget
-	metrics  *Metrics
-	queue    *queue.Client
-	client   *asynq.Client
-	srv      *asynq.Server
-	mux      *asynq.ServeMux
-	releases releaseCache
+	cfg   Config
+	st    *store.Store
+	provs registry.Set
+	// rdb carries the worker's own Redis work (limiter, budget, rescue),
+	// counted as presave_redis_commands_total; qrdb the queue client's.
+	rdb, qrdb redis.UniversalClient
+	log       *slog.Logger
+	limiter   *ratelimit.Limiter
+	ytBudget  *ratelimit.Budget
+	metrics   *Metrics
+	queue     *queue.Client
+	client    *asynq.Client
+	srv       *asynq.Server
+	mux       *asynq.ServeMux
+	releases  releaseCache
 	// storefronts: what releases' codes are in each Apple Music storefront.
 	storefronts storefrontCache
 	books       *bookkeeping
@@ -303,11 +303,15 @@ func New(d Deps, cfg Config) (*Worker, error) {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{cfg: cfg, st: d.Store.WithRevocable(d.Providers.Revocable), provs: d.Providers, log: d.Log}
-	// The worker's own Redis work (limiter, budget, rescue) has its own
-	// client, so its commands are counted apart from asynq's (the queue
-	// client enqueues through d.RDB).
-	w.rdb = redis.NewClient(d.RDB.Options())
 	w.metrics = NewMetrics(d.Registerer)
+	w.rdb, w.qrdb = d.Redis.Client(), d.Redis.Client()
+	built := false
+	defer func() {
+		if !built {
+			_ = w.rdb.Close()
+			_ = w.qrdb.Close()
+		}
+	}()
 	w.rdb.AddHook(commandCounter{w.metrics.RedisCommands})
 	rates := map[string]ratelimit.Rate{}
 	for p, r := range cfg.Queue.Rates {
@@ -328,8 +332,8 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	if w.books, err = newBookkeeping(w.st, cfg, w.metrics); err != nil {
 		return nil, err
 	}
-	w.client = asynq.NewClient(d.Redis)
-	if w.queue, err = queue.New(cfg.Queue, d.Store, d.RDB); err != nil {
+	w.client = asynq.NewClientFromRedisClient(w.qrdb)
+	if w.queue, err = queue.New(cfg.Queue, d.Store, w.qrdb); err != nil {
 		return nil, err
 	}
 	w.mux = asynq.NewServeMux()
@@ -337,7 +341,7 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	w.mux.HandleFunc(queue.TypeRevoke, w.handleRevoke)
 	w.mux.HandleFunc(queue.TypeRelay, w.handleRelay)
 	w.mux.HandleFunc(queue.TypeSweep, w.handleSweep)
-	w.srv = asynq.NewServer(d.Redis, asynq.Config{
+	w.srv = asynq.NewServer(d.Redis.Asynq(), asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
@@ -354,6 +358,7 @@ func New(d Deps, cfg Config) (*Worker, error) {
 			}
 		}),
 	})
+	built = true
 	return w, nil
 }
 
@@ -378,6 +383,7 @@ func (w *Worker) Ready(ctx context.Context) error {
 // then shuts down gracefully: in-flight tasks get ShutdownTimeout to
 // finish, after which asynq hands them back to their queues.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.qrdb.Close()
 	defer w.client.Close()
 	defer w.rdb.Close()
 	if err := w.srv.Start(w.mux); err != nil {

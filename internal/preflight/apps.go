@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
@@ -17,6 +16,7 @@ import (
 	"github.com/presave/presave/internal/providers/spotify"
 	"github.com/presave/presave/internal/providers/youtube"
 	"github.com/presave/presave/internal/queue"
+	"github.com/presave/presave/internal/rdb"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -162,13 +162,13 @@ func statusEnv(n providers.Name) string {
 func (r *run) checkReleases(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	opt, err := redis.ParseURL(r.cfg.RedisURL)
+	conn, err := rdb.Parse(r.cfg.RedisURL)
 	if err != nil {
 		return // reported by checkRedis
 	}
-	rdb := redis.NewClient(opt) // the plan reads the queue's configuration only
-	defer rdb.Close()
-	q, err := queue.New(r.queue, r.st, rdb)
+	client := conn.Client() // the plan reads the queue's configuration only
+	defer client.Close()
+	q, err := queue.New(r.queue, r.st, client)
 	if err != nil {
 		return // reported as the queue configuration
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/presave/presave/internal/rdb"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -71,23 +71,23 @@ func (r *run) checkRedis(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	c := Check{Name: "redis", Status: OK}
-	opt, err := redis.ParseURL(r.cfg.RedisURL)
+	conn, err := rdb.Parse(r.cfg.RedisURL)
 	if err != nil {
-		c.Status, c.Detail, c.Fix = Fail, "REDIS_URL: "+err.Error(), "give REDIS_URL as redis://[:password@]host:port/db (rediss:// for TLS)"
+		c.Status, c.Detail, c.Fix = Fail, err.Error(), "give REDIS_URL in one of the forms the README's configuration table lists"
 		r.add(c)
 		return
 	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	info, err := rdb.Info(cctx, "server", "replication").Result()
+	client := conn.Client()
+	defer client.Close()
+	info, err := client.Info(cctx, "server", "replication").Result()
 	if err != nil {
-		c.Status, c.Detail = Fail, fmt.Sprintf("%s db %d: %v", opt.Addr, opt.DB, err)
-		c.Fix = "check REDIS_URL (host, port, password, db) and that Redis accepts connections from here"
+		c.Status, c.Detail = Fail, fmt.Sprintf("%s: %v", conn, err)
+		c.Fix = "check REDIS_URL (hosts, ports, password, db) and that Redis accepts connections from here"
 		r.add(c)
 		return
 	}
 	fields := infoFields(info)
-	c.Detail = fmt.Sprintf("Redis %s (%s, %s) at %s db %d", fields["redis_version"], fields["redis_mode"], fields["role"], opt.Addr, opt.DB)
+	c.Detail = fmt.Sprintf("Redis %s (%s, %s) at %s", fields["redis_version"], fields["redis_mode"], fields["role"], conn)
 	if fields["role"] != "master" {
 		c.Status = Fail
 		c.Fix = "point REDIS_URL at the primary: a replica refuses the writes every queue makes"

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/ratelimit"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -27,10 +29,14 @@ import (
 // PRESAVE_TIMEOUT well below it.
 const stopTTL = time.Hour
 
-// StopKey is the Redis key that stops the running attempts of a pre-save:
-// it holds the last generation that must stop, so an attempt of
-// generation g stops once the key holds g or more.
-func StopKey(id uuid.UUID) string { return "presave:stop:" + id.String() }
+// StopKey is the Redis key that stops the running attempts of a pre-save
+// on provider p: it holds the last generation that must stop, so an
+// attempt of generation g stops once the key holds g or more. It carries
+// the provider's limiter hash tag: the pacing script that checks it runs
+// in that key's Cluster slot.
+func StopKey(p providers.Name, id uuid.UUID) string {
+	return ratelimit.Key(string(p), "stop:"+id.String())
+}
 
 // StopAttempts tells the running attempts of cancelled pre-saves to make
 // no further provider call: one pipelined round trip for all of them.
@@ -44,7 +50,7 @@ func (c *Client) StopAttempts(ctx context.Context, cancelled []store.Superseded)
 	pipe := c.rdb.Pipeline()
 	for _, p := range cancelled {
 		if p.WasRunning {
-			pipe.Set(ctx, StopKey(p.PresaveID), strconv.Itoa(p.OldGeneration), stopTTL)
+			pipe.Set(ctx, StopKey(p.Provider, p.PresaveID), strconv.Itoa(p.OldGeneration), stopTTL)
 		}
 	}
 	if pipe.Len() == 0 {

@@ -62,9 +62,8 @@ func (e *WaitError) Error() string {
 // Limiter paces named keys (one per provider). It is safe for concurrent
 // use and shared by every worker through Redis.
 type Limiter struct {
-	rdb    redis.UniversalClient
-	rates  map[string]Rate
-	prefix string
+	rdb   redis.UniversalClient
+	rates map[string]Rate
 	// backoffBase and backoffMax bound Backoff's pauses.
 	backoffBase, backoffMax time.Duration
 }
@@ -73,7 +72,7 @@ type Limiter struct {
 // a rate are unlimited (but still honour cooldowns). Backoff uses
 // BackoffBaseDefault and BackoffMaxDefault until WithBackoff.
 func New(rdb redis.UniversalClient, rates map[string]Rate) *Limiter {
-	return &Limiter{rdb: rdb, rates: rates, prefix: "presave:", backoffBase: BackoffBaseDefault, backoffMax: BackoffMaxDefault}
+	return &Limiter{rdb: rdb, rates: rates, backoffBase: BackoffBaseDefault, backoffMax: BackoffMaxDefault}
 }
 
 // WithBackoff sets Backoff's first pause and its cap (values ≤ 0 keep
@@ -92,7 +91,13 @@ func (l *Limiter) WithBackoff(base, limit time.Duration) *Limiter {
 // Rate returns the configured rate of key.
 func (l *Limiter) Rate(key string) Rate { return l.rates[key] }
 
-func (l *Limiter) cooldownKey(key string) string { return l.prefix + "cooldown:" + key }
+func (l *Limiter) cooldownKey(key string) string { return Key(key, "cooldown") }
+
+// Key names a Redis key of the limiter key's state: its rate, cooldown
+// and backoff streak, and the stop keys a Wait on it checks. They share
+// the hash tag {key}, so every script over them touches one slot of a
+// Redis Cluster (a script across slots is refused there, CROSSSLOT).
+func Key(key, name string) string { return "presave:{" + key + "}:" + name }
 
 // Stop is a condition under which Wait admits nothing: the Redis key
 // Key holds an integer of at least AtLeast. The API sets such a key when
@@ -100,6 +105,8 @@ func (l *Limiter) cooldownKey(key string) string { return l.prefix + "cooldown:"
 // must stop), so the check rides on the pacing call that precedes every
 // provider call, at no extra round trip.
 type Stop struct {
+	// Key is named by the limiter key's Key, so the script stays in
+	// one Cluster slot.
 	Key     string
 	AtLeast int64
 }
@@ -132,7 +139,7 @@ func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Dura
 		// it are taken a burst at a time, each paced like single events.
 		chunk = min(n, lim.Burst)
 	}
-	keys := []string{l.cooldownKey(key), rateKeyPrefix + l.prefix + "rate:" + key}
+	keys := []string{l.cooldownKey(key), Key(key, "rate")}
 	args := []any{lim.Burst, lim.Rate, lim.Period.Seconds(), chunk}
 	for _, s := range stops {
 		keys = append(keys, s.Key)
@@ -175,11 +182,6 @@ func (l *Limiter) Wait(ctx context.Context, key string, n int, maxWait time.Dura
 		}
 	}
 }
-
-// rateKeyPrefix is redis_rate's key prefix: waitScript keeps GCRA state
-// under the same key redis_rate used, so workers of either version share
-// one pace during a rolling deploy.
-const rateKeyPrefix = "rate:"
 
 // waitScript is redis_rate's GCRA step (allowN) behind a stop check and
 // a cooldown check: KEYS[1] the cooldown, KEYS[2] the GCRA state, KEYS[3…]
@@ -267,7 +269,7 @@ const (
 // (WithBackoff), with equal jitter (half fixed, half random) so workers do
 // not come back in step. One round trip, and only after a rate limit.
 func (l *Limiter) Backoff(ctx context.Context, key string) (time.Duration, error) {
-	ms, err := backoffScript.Run(ctx, l.rdb, []string{l.prefix + "backoff:" + key, l.cooldownKey(key)},
+	ms, err := backoffScript.Run(ctx, l.rdb, []string{Key(key, "backoff"), l.cooldownKey(key)},
 		l.backoffBase.Milliseconds(), l.backoffMax.Milliseconds(), rand.Float64()).Int64()
 	if err != nil {
 		return l.backoffBase, fmt.Errorf("ratelimit: backoff %s: %w", key, err)

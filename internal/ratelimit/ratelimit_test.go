@@ -197,7 +197,7 @@ func TestBackoffDoublesAcrossWorkersWithJitter(t *testing.T) {
 	limiters := []*ratelimit.Limiter{ratelimit.New(rd.Client, nil), ratelimit.New(redis.NewClient(rd.Opt), nil)}
 	endPause := func() {
 		t.Helper()
-		if err := rd.Client.Del(ctx, "presave:cooldown:youtube").Err(); err != nil {
+		if err := rd.Client.Del(ctx, ratelimit.Key("youtube", "cooldown")).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -206,7 +206,7 @@ func TestBackoffDoublesAcrossWorkersWithJitter(t *testing.T) {
 		if round > 0 {
 			// A new streak: the previous one's count is forgotten.
 			endPause()
-			if err := rd.Client.Del(ctx, "presave:backoff:youtube").Err(); err != nil {
+			if err := rd.Client.Del(ctx, ratelimit.Key("youtube", "backoff")).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -267,7 +267,7 @@ func TestBackoffBounds(t *testing.T) {
 	l := ratelimit.New(rd.Client, nil).WithBackoff(100*time.Millisecond, 300*time.Millisecond)
 	for n, full := range []time.Duration{100, 200, 300, 300} {
 		if n > 0 {
-			if err := rd.Client.Del(ctx, "presave:cooldown:spotify").Err(); err != nil {
+			if err := rd.Client.Del(ctx, ratelimit.Key("spotify", "cooldown")).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}

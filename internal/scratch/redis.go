@@ -16,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/presave/presave/internal/rdb"
+
 	"github.com/presave/presave/internal/config"
 )
 
@@ -32,7 +34,9 @@ type Redis struct {
 	URL    string // redis://host:port/N
 	Opt    *redis.Options
 	Client *redis.Client
-	Index  int
+	// Conn is URL read as the binaries read REDIS_URL.
+	Conn  rdb.Conn
+	Index int
 }
 
 // LeaseRedis takes a free logical database (1..15) of the Redis at base
@@ -79,7 +83,12 @@ func LeaseRedis(ctx context.Context, base string) (Redis, func(), error) {
 			}
 			u, _ := url.Parse(base)
 			u.Path = "/" + strconv.Itoa(i)
-			return Redis{URL: u.String(), Opt: &o, Client: c, Index: i}, release, nil
+			conn, err := rdb.Parse(u.String())
+			if err != nil {
+				release()
+				return Redis{}, nil, err
+			}
+			return Redis{URL: u.String(), Opt: &o, Client: c, Conn: conn, Index: i}, release, nil
 		}
 		select {
 		case <-ctx.Done():
