@@ -7,7 +7,8 @@
 #     (ignored by git), listening on loopback only, nothing kept for Redis.
 # Also installs the tools the test suite drives when they are missing and
 # we are root: pg_dump (with PostgreSQL), docker-compose (to validate
-# compose.yaml) and chromium (the browser tests).
+# compose.yaml), chromium (the browser tests) and promtool (the alert
+# rules).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -112,10 +113,63 @@ ensure_tools() {
   if [[ ${#missing[@]} -gt 0 ]]; then
     apt_install "${missing[@]}" || log "without ${missing[*]} some tests will be skipped"
   fi
+  ensure_promtool || log "without promtool the alert rules' checks will be skipped"
+}
+
+# promtool (the alert rules' checks) comes out of Debian's prometheus
+# package, unpacked under .local/ rather than installed: installing it
+# would also start a Prometheus server.
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  [[ -x "$LOCAL/bin/promtool" ]] && return
+  log "unpacking promtool from Debian's prometheus package into .local/"
+  mkdir -p "$LOCAL/pkg" "$LOCAL/bin"
+  if ! (cd "$LOCAL/pkg" && apt-get download prometheus >/dev/null 2>&1); then
+    [[ $(id -u) -eq 0 ]] || return 1
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    (cd "$LOCAL/pkg" && apt-get download prometheus >/dev/null) || return 1
+  fi
+  dpkg-deb -x "$(ls -t "$LOCAL"/pkg/prometheus_*.deb | head -1)" "$LOCAL/prometheus"
+  ln -sf "$LOCAL/prometheus/usr/bin/promtool" "$LOCAL/bin/promtool"
+  "$LOCAL/bin/promtool" --version >/dev/null
+}
+
+# PgBouncer in transaction mode in front of DATABASE_URL's PostgreSQL,
+# project-local (config and log under .local/pgbouncer, loopback only),
+# forwarding every database name as it is: the tests that run through it
+# (PGBOUNCER_URL, see internal/scratch) make a database each. Prints the
+# URL to reach it.
+PGBOUNCER_PORT=${PGBOUNCER_PORT:-6433}
+ensure_pgbouncer() {
+  local host port user dir=$LOCAL/pgbouncer
+  host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)
+  user=${DATABASE_URL#*://}; user=${user%%@*}; user=${user%%:*}
+  command -v pgbouncer >/dev/null || apt_install pgbouncer || return 1
+  if ! port_open 127.0.0.1 "$PGBOUNCER_PORT"; then
+    mkdir -p "$dir"
+    printf '%s\n' "[databases]" "* = host=$host port=$port" "[pgbouncer]" \
+      "listen_addr = 127.0.0.1" "listen_port = $PGBOUNCER_PORT" "unix_socket_dir =" \
+      "auth_type = trust" "auth_file = $dir/userlist.txt" "admin_users = $user" \
+      "pool_mode = transaction" "default_pool_size = 4" "max_client_conn = 2000" "server_idle_timeout = 10" \
+      "logfile = $dir/pgbouncer.log" "pidfile = $dir/pgbouncer.pid" >"$dir/pgbouncer.ini"
+    printf '"%s" ""\n' "$user" >"$dir/userlist.txt"
+    log "starting PgBouncer (transaction pooling) on 127.0.0.1:$PGBOUNCER_PORT"
+    if [[ $(id -u) -eq 0 ]]; then
+      # PgBouncer refuses to run as root.
+      chown -R postgres "$dir"
+      pgbouncer -d -u postgres "$dir/pgbouncer.ini"
+    else
+      pgbouncer -d "$dir/pgbouncer.ini"
+    fi
+    for _ in $(seq 50); do port_open 127.0.0.1 "$PGBOUNCER_PORT" && break; sleep 0.1; done
+    port_open 127.0.0.1 "$PGBOUNCER_PORT" || { log "PgBouncer did not start; see $dir/pgbouncer.log"; return 1; }
+  fi
+  printf 'postgres://%s@127.0.0.1:%s/?sslmode=disable&default_query_exec_mode=cache_describe\n' "$user" "$PGBOUNCER_PORT"
 }
 
 case "${1:-all}" in
   all) ensure_postgres; ensure_redis; ensure_tools ;;
   db) ensure_postgres; ensure_redis ;;
-  *) echo "usage: $0 [all|db]" >&2; exit 2 ;;
+  pgbouncer) ensure_postgres 2>/dev/null; ensure_pgbouncer ;;
+  *) echo "usage: $0 [all|db|pgbouncer]" >&2; exit 2 ;;
 esac

@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+	if err := store.Migrate(ctx, cfg.MigrateURL); err != nil {
 		return err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Ring)

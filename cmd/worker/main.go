@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := cfg.Logger(stdout)
-	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+	if err := store.Migrate(ctx, cfg.MigrateURL); err != nil {
 		return err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Ring)

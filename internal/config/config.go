@@ -85,11 +85,16 @@ func (e Env) Bool(name string, def bool) (bool, error) {
 // Common is what both binaries need.
 type Common struct {
 	DatabaseURL string
-	RedisURL    string
-	Dev         bool
-	Ring        *seal.Ring
-	LogLevel    slog.Level
-	LogJSON     bool
+	// MigrateURL is where migrations run (DATABASE_MIGRATE_URL, else
+	// DatabaseURL): a direct connection when DATABASE_URL goes through
+	// PgBouncer in transaction mode, since the migrator's lock is
+	// session-level.
+	MigrateURL string
+	RedisURL   string
+	Dev        bool
+	Ring       *seal.Ring
+	LogLevel   slog.Level
+	LogJSON    bool
 }
 
 // Defaults for a developer's machine.
@@ -108,13 +113,14 @@ func (e Env) PublicURL() string {
 	return strings.TrimRight(e.String("PUBLIC_URL", DefaultPublicURL), "/")
 }
 
-// LoadCommon reads DATABASE_URL, REDIS_URL, PRESAVE_DEV, TOKEN_KEYS,
-// LOG_LEVEL and LOG_FORMAT. Outside dev mode a missing or bad TOKEN_KEYS
-// is an error that says how to make a key.
+// LoadCommon reads DATABASE_URL, DATABASE_MIGRATE_URL, REDIS_URL,
+// PRESAVE_DEV, TOKEN_KEYS, LOG_LEVEL and LOG_FORMAT. Outside dev mode a
+// missing or bad TOKEN_KEYS is an error that says how to make a key.
 func LoadCommon(env Env) (Common, error) {
 	var c Common
 	var err error
 	c.DatabaseURL = env.String("DATABASE_URL", DefaultDatabaseURL)
+	c.MigrateURL = env.String("DATABASE_MIGRATE_URL", c.DatabaseURL)
 	c.RedisURL = env.String("REDIS_URL", DefaultRedisURL)
 	if c.Dev, err = env.Bool("PRESAVE_DEV", false); err != nil {
 		return c, err

@@ -1,7 +1,15 @@
 package jobs
 
 import (
+	"context"
+	"log/slog"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/ratelimit"
+	"github.com/presave/presave/internal/store"
 )
 
 // Metrics are the worker's Prometheus series. Each Worker registers its
@@ -47,6 +55,9 @@ type Metrics struct {
 	// RedisCommands counts the commands of the worker's own Redis client
 	// (limiter, stop keys, YouTube's budget, the rescue), asynq's not included.
 	RedisCommands prometheus.Counter
+	// ActionFailures counts failed actions by provider, action and
+	// reason (the machine-readable reason recorded on the pre-save).
+	ActionFailures *prometheus.CounterVec
 }
 
 var lagBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600}
@@ -98,10 +109,77 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RedisCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "presave_redis_commands_total", Help: "Commands the worker's own Redis client sent (asynq's not included).",
 		}),
+		ActionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "presave_action_failures_total", Help: "Failed pre-save actions, by provider, action and reason.",
+		}, []string{"provider", "action", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Actions, m.CallSeconds, m.RateLimited, m.Deferred, m.StartLag, m.FirstActionLag,
-			m.Finished, m.Revocations, m.Relayed, m.TokenUnreadable, m.Stopped, m.BatchRows, m.RedisCommands)
+			m.Finished, m.Revocations, m.Relayed, m.TokenUnreadable, m.Stopped, m.BatchRows, m.RedisCommands, m.ActionFailures)
 	}
 	return m
+}
+
+// countAction counts one action's result, and its failure's reason.
+func (m *Metrics) countAction(p providers.Name, a providers.Action, r store.ActionResult) {
+	m.Actions.WithLabelValues(string(p), string(a), string(r.Outcome)).Inc()
+	if r.Outcome == providers.OutcomeFailed {
+		m.ActionFailures.WithLabelValues(string(p), string(a), r.Reason).Inc()
+	}
+}
+
+// backlogCollector exports, read at each scrape so every worker reports
+// the same current figures, the grants still to revoke
+// (presave_revocations_pending, from PostgreSQL) and the YouTube units
+// left in the quota day (presave_youtube_units_left, from the shared
+// budget in Redis; absent when YOUTUBE_DAILY_UNITS is 0, unlimited).
+type backlogCollector struct {
+	st *store.Store
+	// revocable names the providers with a revoke endpoint: each gets a
+	// series, zero included.
+	revocable func(providers.Name) bool
+	budget    *ratelimit.Budget
+	units     int
+	log       *slog.Logger
+}
+
+var (
+	revocationsDesc = prometheus.NewDesc("presave_revocations_pending",
+		"Grants still to revoke at the provider, by provider.", []string{"provider"}, nil)
+	unitsLeftDesc = prometheus.NewDesc("presave_youtube_units_left",
+		"YouTube Data API units left in the current Pacific quota day (YOUTUBE_DAILY_UNITS less what the workers spent).", nil, nil)
+	unitsDailyDesc = prometheus.NewDesc("presave_youtube_units_daily",
+		"YouTube Data API units a Pacific quota day gives (YOUTUBE_DAILY_UNITS).", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- revocationsDesc
+	ch <- unitsLeftDesc
+	ch <- unitsDailyDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if pending, err := c.st.PendingRevocations(ctx); err != nil {
+		c.log.Warn("metrics: counting pending revocations failed", "err", err)
+	} else {
+		for _, p := range providers.Names {
+			if c.revocable(p) {
+				ch <- prometheus.MustNewConstMetric(revocationsDesc, prometheus.GaugeValue, float64(pending[p]), string(p))
+			}
+		}
+	}
+	if c.units <= 0 {
+		return
+	}
+	used, err := c.budget.Used(ctx)
+	if err != nil {
+		c.log.Warn("metrics: reading the YouTube budget failed", "err", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(unitsLeftDesc, prometheus.GaugeValue, float64(max(0, c.units-used)))
+	ch <- prometheus.MustNewConstMetric(unitsDailyDesc, prometheus.GaugeValue, float64(c.units))
 }

@@ -190,7 +190,7 @@ func (w *Worker) failRemaining(ps store.Presave, results map[providers.Action]st
 		}
 		if _, done := out[a]; !done {
 			out[a] = store.ActionResult{Outcome: providers.OutcomeFailed, Reason: reason, At: now}
-			w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), string(providers.OutcomeFailed)).Inc()
+			w.metrics.countAction(ps.Provider, a, out[a])
 		}
 	}
 	return out
@@ -202,7 +202,7 @@ func (w *Worker) failRemaining(ps store.Presave, results map[providers.Action]st
 // costs its retry a check per action, never a duplicate.
 func (w *Worker) record(ps store.Presave, a providers.Action, r store.ActionResult, results map[providers.Action]store.ActionResult) {
 	results[a] = r
-	w.metrics.Actions.WithLabelValues(string(ps.Provider), string(a), string(r.Outcome)).Inc()
+	w.metrics.countAction(ps.Provider, a, r)
 }
 
 // keepLateResults records on a cancelled pre-save what its attempt did

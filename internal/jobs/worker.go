@@ -324,9 +324,11 @@ func New(d Deps, cfg Config) (*Worker, error) {
 	}
 	w.ytBudget = ratelimit.NewBudget(w.rdb, "youtube-units", cfg.Queue.YouTubeDailyUnits, yt.QuotaDay)
 	if d.Registerer != nil {
-		d.Registerer.MustRegister(pausedCollector{st: d.Store, log: d.Log}, prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "presave_db_statements_total", Help: "Statements the process sent to PostgreSQL (BEGIN and COMMIT included).",
-		}, func() float64 { return float64(d.Store.Statements()) }))
+		d.Registerer.MustRegister(pausedCollector{st: d.Store, log: d.Log},
+			backlogCollector{st: d.Store, revocable: d.Providers.Revocable, budget: w.ytBudget, units: cfg.Queue.YouTubeDailyUnits, log: d.Log},
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "presave_db_statements_total", Help: "Statements the process sent to PostgreSQL (BEGIN and COMMIT included).",
+			}, func() float64 { return float64(d.Store.Statements()) }))
 	}
 	var err error
 	if w.books, err = newBookkeeping(w.st, cfg, w.metrics); err != nil {

@@ -19,7 +19,7 @@ func (r *run) checkPostgres(ctx context.Context) {
 	defer cancel()
 	c := Check{Name: "postgres", Status: OK}
 	where := databaseName(r.cfg.DatabaseURL)
-	current, latest, err := store.MigrationStatus(cctx, r.cfg.DatabaseURL)
+	current, latest, err := store.MigrationStatus(cctx, r.cfg.MigrateURL)
 	if err != nil {
 		c.Status, c.Detail = Fail, fmt.Sprintf("%s: %v", where, err)
 		c.Fix = "check DATABASE_URL (host, port, database, user, password, sslmode) and that PostgreSQL accepts connections from here"

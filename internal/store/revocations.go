@@ -99,6 +99,20 @@ func (s *Store) Revocation(ctx context.Context, id uuid.UUID) (Revocation, error
 	return r, nil
 }
 
+// PendingRevocations counts the grants still to revoke at a provider
+// (rows leave the table once revoked or given up), by provider.
+func (s *Store) PendingRevocations(ctx context.Context) (map[providers.Name]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT provider, count(*) FROM token_revocations GROUP BY provider`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[providers.Name]int{}
+	var p providers.Name
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&p, &n}, func() error { out[p] = n; return nil })
+	return out, err
+}
+
 // RevocationFailed records a failed revoke attempt (the error must not
 // carry the token).
 func (s *Store) RevocationFailed(ctx context.Context, id uuid.UUID, errText string) error {
