@@ -20,10 +20,15 @@ run: build ## run the fake provider, the API and a worker locally (dev mode)
 	@./scripts/services.sh db
 	@./scripts/run.sh
 
-test: ## run every test against real PostgreSQL and Redis
+test: ## run every test against real PostgreSQL and Redis, then the store, the worker and a chaos scenario through PgBouncer
 	@./scripts/services.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@if url=$$(./scripts/services.sh pgbouncer); then \
+	  echo "through PgBouncer (transaction pooling): $$url"; \
+	  PGBOUNCER_URL=$$url $(GO) test -race -count=1 -timeout 10m ./internal/store/... ./internal/jobs && \
+	  PGBOUNCER_URL=$$url $(GO) test -race -count=1 -timeout 10m -run '^(TestWorkerKilled|TestBinariesStartAndStop)$$' ./internal/chaos; \
+	else echo "PgBouncer unavailable: the PgBouncer runs are skipped"; fi
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

@@ -62,7 +62,7 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 	b.cl = cluster.New(cluster.Config{
 		// A few connections per process keep PostgreSQL's backends busy
 		// without thrashing two cores.
-		BinDir: b.binDir, DatabaseURL: dbURL, RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
+		BinDir: b.binDir, DatabaseURL: dbURL, MigrateURL: b.db.MigrateURL, RedisURL: b.rdb.URL, TokenKeys: b.db.Keys,
 		AdminToken: adminToken, LogDir: logDir,
 		Env: []string{
 			// Everything is due within the hour, so the API queues each

@@ -33,7 +33,7 @@ func TestBinariesStartAndStop(t *testing.T) {
 	bin := binaries(t)
 	db := storetest.New(t)
 	rdb := redistest.New(t)
-	c := cluster.New(cluster.Config{BinDir: bin, DatabaseURL: db.URL, RedisURL: rdb.URL, TokenKeys: db.Keys, AdminToken: "admin", LogDir: t.TempDir()})
+	c := cluster.New(cluster.Config{BinDir: bin, DatabaseURL: db.URL, MigrateURL: db.MigrateURL, RedisURL: rdb.URL, TokenKeys: db.Keys, AdminToken: "admin", LogDir: t.TempDir()})
 	t.Cleanup(c.Close)
 
 	if _, err := c.StartFake(ctx); err != nil {

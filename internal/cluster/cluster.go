@@ -65,9 +65,11 @@ func FreeAddr() (string, error) {
 type Config struct {
 	BinDir      string // where Build put the binaries
 	DatabaseURL string
-	RedisURL    string
-	TokenKeys   string
-	AdminToken  string
+	// MigrateURL is DATABASE_MIGRATE_URL when it differs (PgBouncer).
+	MigrateURL string
+	RedisURL   string
+	TokenKeys  string
+	AdminToken string
 	// Env is added to every process (e.g. WORKER_CONCURRENCY).
 	Env []string
 	// LogDir receives one log file per process; empty means discard.
@@ -105,6 +107,7 @@ type Proc struct {
 func (c *Cluster) env() []string {
 	env := []string{
 		"DATABASE_URL=" + c.cfg.DatabaseURL,
+		"DATABASE_MIGRATE_URL=" + c.cfg.MigrateURL,
 		"REDIS_URL=" + c.cfg.RedisURL,
 		"TOKEN_KEYS=" + c.cfg.TokenKeys,
 		"ADMIN_TOKEN=" + c.cfg.AdminToken,

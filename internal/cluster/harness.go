@@ -133,7 +133,7 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 			return h, err
 		}
 	}
-	h.Cluster = New(Config{BinDir: cfg.BinDir, DatabaseURL: dbURL, RedisURL: rdb.URL, TokenKeys: b.Keys,
+	h.Cluster = New(Config{BinDir: cfg.BinDir, DatabaseURL: dbURL, MigrateURL: b.MigrateURL, RedisURL: rdb.URL, TokenKeys: b.Keys,
 		AdminToken: h.AdminToken, Env: env, LogDir: cfg.LogDir})
 	if h.Fake, err = h.StartFake(ctx, append(append([]string{}, DefaultFakeEnv...), cfg.FakeEnv...)...); err != nil {
 		return h, err

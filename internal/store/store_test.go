@@ -65,7 +65,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- store.Migrate(ctx(t), b.URL)
+			errs <- store.Migrate(ctx(t), b.MigrateURL)
 		}()
 	}
 	wg.Wait()
@@ -97,7 +97,7 @@ func TestMigrateFromZeroConcurrently(t *testing.T) {
 	errs := make(chan error, 3)
 	for range 3 {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs <- store.Migrate(ctx(t), fresh.URL) }()
+		go func() { defer wg.Done(); errs <- store.Migrate(ctx(t), fresh.MigrateURL) }()
 	}
 	wg.Wait()
 	close(errs)
@@ -225,7 +225,7 @@ func TestDumpHoldsNoPlaintextToken(t *testing.T) {
 	secrets := []string{"AQBsecretRefreshTokenSpotify0001", "1//0gSecretGoogleRefreshToken002"}
 	consent(t, b.Store, r, providers.Spotify, "acct-s", secrets[0], uuid.Nil)
 	consent(t, b.Store, r, providers.YouTube, "acct-y", secrets[1], uuid.Nil)
-	out, err := exec.CommandContext(ctx(t), pgDump, "--schema="+b.Schema, "--data-only", storetest.BaseURL()).Output()
+	out, err := exec.CommandContext(ctx(t), pgDump, "--schema="+b.Schema, "--data-only", b.DirectURL).Output()
 	if err != nil {
 		t.Fatalf("pg_dump: %v", err)
 	}
