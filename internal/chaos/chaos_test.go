@@ -478,6 +478,71 @@ func TestRedisRestarted(t *testing.T) {
 	r.finish(fmt.Sprintf("Redis killed with %d of %d finished, back empty after 2s", at.Finished(), len(r.fans)))
 }
 
+// TestRedisSentinelFailover: the binaries reach Redis through three
+// sentinels (REDIS_URL's Sentinel form); the master's process is killed
+// mid-drain, the sentinels promote the replica, and the drain carries on
+// there (what the master had not yet copied to it, the relay queues again
+// from PostgreSQL).
+func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs the real binaries as processes")
+	}
+	s, err := cluster.StartRedisSentinel(ctxFor(t, time.Minute), t.TempDir(), 1)
+	if err != nil {
+		t.Skipf("no private Sentinel setup: %v", err)
+	}
+	t.Cleanup(s.Close)
+	r := setup(t, "sentinel_failover", opts{workers: 2, redisURL: s.URL()})
+	r.connect()
+	at := r.waitFinished(0.25)
+	ctx := ctxFor(t, time.Minute)
+	before, err := s.MasterAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Master.Kill()
+	start := time.Now()
+	for {
+		after, err := s.MasterAddr(ctx)
+		if err == nil && after != before {
+			break
+		}
+		if time.Since(start) > 45*time.Second {
+			t.Fatalf("no failover after 45 s (master %s, %v)", after, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.finish(fmt.Sprintf("master killed with %d of %d finished; the replica took over after %s",
+		at.Finished(), len(r.fans), time.Since(start).Round(100*time.Millisecond)))
+}
+
+// TestRedisClusterMasterKilled: the binaries use a Redis Cluster of three
+// masters with a replica each (REDIS_URL's Cluster form); one master's
+// process is killed mid-drain, its replica is promoted once the others
+// see it fail, and the drain carries on with nothing lost.
+func TestRedisClusterMasterKilled(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs the real binaries as processes")
+	}
+	rc, err := cluster.StartRedisCluster(ctxFor(t, time.Minute), t.TempDir(), 3, 1)
+	if err != nil {
+		t.Skipf("no private Redis Cluster: %v", err)
+	}
+	t.Cleanup(rc.Close)
+	r := setup(t, "cluster_master_killed", opts{workers: 2, redisURL: rc.URL()})
+	r.connect()
+	at := r.waitFinished(0.25)
+	rc.Masters[0].Kill()
+	start := time.Now()
+	if err := rc.WaitPromoted(ctxFor(t, time.Minute), rc.Masters[0]); err != nil {
+		t.Fatal(err)
+	}
+	r.finish(fmt.Sprintf("a master killed with %d of %d finished; its replica took over after %s",
+		at.Finished(), len(r.fans), time.Since(start).Round(100*time.Millisecond)))
+}
+
 // TestPostgresRestarted: a private PostgreSQL crashes mid-drain (pg_ctl
 // -m immediate) while a batch of finishes is in flight, and comes back
 // 3 s later; the shared server is never touched.

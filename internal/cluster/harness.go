@@ -13,8 +13,6 @@ import (
 	"github.com/presave/presave/internal/apiclient"
 	"github.com/presave/presave/internal/queue"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/presave/presave/internal/scratch"
 	"github.com/presave/presave/internal/store"
 )
@@ -122,8 +120,10 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 	}
 	h.Redis = rdb
 	h.undo = append(h.undo, func() error { release(); return nil })
-	h.leaseK = "presave:test-lease:" + strconv.Itoa(rdb.Index)
-	go h.keepLease(rdb)
+	if rdb.Index > 0 {
+		h.leaseK = "presave:test-lease:" + strconv.Itoa(rdb.Index)
+		go h.keepLease(rdb)
+	}
 
 	env := append(append(append([]string{}, DefaultEnv...),
 		"MONITORING_USER="+h.MonitoringUser, "MONITORING_PASSWORD="+h.MonitoringPassword), cfg.Env...)
@@ -152,9 +152,7 @@ func Setup(ctx context.Context, cfg HarnessConfig) (h *Harness, err error) {
 // keepLease extends the Redis database lease while the harness lives: a
 // demo left running for hours must not see a test take its database.
 func (h *Harness) keepLease(rdb scratch.Redis) {
-	opt := *rdb.Opt
-	opt.DB = 0
-	c := redis.NewClient(&opt)
+	c := rdb.Conn.WithDB(0).Client()
 	defer c.Close()
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()

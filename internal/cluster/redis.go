@@ -149,13 +149,15 @@ func (s *RedisSentinel) Close() {
 type RedisCluster struct {
 	Masters  []*Redis
 	Replicas []*Redis
+	// ids are the masters' node IDs.
+	ids map[*Redis]string
 }
 
 // StartRedisCluster starts masters nodes with replicasEach replicas each,
 // joins them (CLUSTER MEET), gives each master its share of the slots
 // and waits until every node reports the cluster ok.
 func StartRedisCluster(ctx context.Context, dir string, masters, replicasEach int) (c *RedisCluster, err error) {
-	c = &RedisCluster{}
+	c = &RedisCluster{ids: map[*Redis]string{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -210,6 +212,7 @@ func (c *RedisCluster) join(ctx context.Context, replicasEach int) error {
 		if err != nil {
 			return err
 		}
+		c.ids[m] = id
 		for j := range replicasEach {
 			rep := c.Replicas[i*replicasEach+j]
 			if err := waitUntil(ctx, 20*time.Second, func() error { return command(ctx, rep, "CLUSTER", "REPLICATE", id) }); err != nil {
@@ -220,8 +223,27 @@ func (c *RedisCluster) join(ctx context.Context, replicasEach int) error {
 	return nil
 }
 
-// waitOK waits until every node says cluster_state:ok.
+// waitOK waits until every node says cluster_state:ok and every replica
+// is in sync with its master (a replica that never synced will not be
+// promoted).
 func (c *RedisCluster) waitOK(ctx context.Context) error {
+	for _, r := range c.Replicas {
+		err := waitUntil(ctx, 30*time.Second, func() error {
+			cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
+			defer cl.Close()
+			info, err := cl.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "master_link_status:up") {
+				return errors.New("replica not in sync")
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cluster: replica on port %d: %w", r.Port, err)
+		}
+	}
 	for _, r := range append(append([]*Redis{}, c.Masters...), c.Replicas...) {
 		err := waitUntil(ctx, 30*time.Second, func() error {
 			cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
@@ -240,6 +262,47 @@ func (c *RedisCluster) waitOK(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// WaitPromoted waits, after dead (a master) was killed, until a replica
+// took its slots and the surviving nodes report the cluster ok.
+func (c *RedisCluster) WaitPromoted(ctx context.Context, dead *Redis) error {
+	var alive []*Redis
+	for _, r := range append(append([]*Redis{}, c.Masters...), c.Replicas...) {
+		if r != dead && !r.exited() {
+			alive = append(alive, r)
+		}
+	}
+	id := c.ids[dead]
+	return waitUntil(ctx, 45*time.Second, func() error {
+		// CLUSTER NODES: "<id> <addr> <flags> <master> <ping> <pong>
+		// <epoch> <link> [<slots>...]": the dead master is marked failed
+		// ("fail", not the suspicion "fail?") and holds no slot.
+		cl := redis.NewClient(&redis.Options{Addr: alive[0].Addr()})
+		nodes, err := cl.ClusterNodes(ctx).Result()
+		_ = cl.Close()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(nodes, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 8 && f[0] == id && (!strings.Contains(f[2], "fail") || strings.Contains(f[2], "fail?") || len(f) > 8) {
+				return fmt.Errorf("the killed master is not failed over yet: %s", line)
+			}
+		}
+		for _, r := range alive {
+			cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
+			info, err := cl.ClusterInfo(ctx).Result()
+			_ = cl.Close()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "cluster_state:ok") {
+				return fmt.Errorf("node on port %d: cluster_state is not ok", r.Port)
+			}
+		}
+		return nil
+	})
 }
 
 // URL is REDIS_URL's Cluster form, naming the masters as seeds.

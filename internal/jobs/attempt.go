@@ -374,11 +374,14 @@ func (w *Worker) performOne(ctx context.Context, log *slog.Logger, x *execution,
 	ps := x.ps
 	start := time.Now()
 	out, err := w.perform(ctx, x, a)
+	var paced *pacingEnd
 	switch {
 	case errors.Is(err, errRecordPlaylist):
 		return nil, loopEnd{retry: err}
 	case errors.Is(err, ratelimit.ErrStopped):
 		return nil, loopEnd{stopped: true}
+	case errors.As(err, &paced):
+		return nil, paced.end
 	}
 	class := providers.ClassOf(err)
 	className := ""
@@ -418,6 +421,19 @@ func reasonOf(class providers.Class, pe *providers.Error) string {
 	return class.String()
 }
 
+// pacingEnd is the pacing check between creating the fan's playlist and
+// adding to it ending the attempt as beforeCall would (a deferral, or
+// our Redis failing), never as the action's failure: the playlist is
+// recorded, and the next attempt adds to it.
+type pacingEnd struct{ end loopEnd }
+
+func (p *pacingEnd) Error() string {
+	if p.end.deferral != nil {
+		return "jobs: pacing deferred the add to the fan's playlist"
+	}
+	return fmt.Sprintf("jobs: pacing before the add to the fan's playlist: %v", p.end.retry)
+}
+
 // errRecordPlaylist wraps a failure to record the fan's new playlist:
 // the attempt is retried, and the retry finds the playlist by its marker.
 var errRecordPlaylist = errors.New("jobs: record the fan's playlist")
@@ -442,8 +458,14 @@ func (w *Worker) perform(ctx context.Context, x *execution, a providers.Action) 
 		// that answered meanwhile must stop the next one (the stop check
 		// rides on the limiter, as before every action; its requests
 		// were paid for up front).
-		if err := w.limiter.Wait(ctx, string(x.ps.Provider), 0, w.cfg.MaxLimiterWait, stopOf(x.ps)); err != nil {
+		d, err := w.pace(ctx, x.ps, 0)
+		switch {
+		case d != nil:
+			return "", &pacingEnd{end: loopEnd{deferral: d}}
+		case errors.Is(err, ratelimit.ErrStopped):
 			return "", err
+		case err != nil:
+			return "", &pacingEnd{end: loopEnd{retry: err}}
 		}
 	}
 	return x.client.Perform(ctx, a, x.target)

@@ -15,12 +15,16 @@
 package rdb
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -151,6 +155,58 @@ func (c *Conn) options(q url.Values, path string) error {
 	return nil
 }
 
+// ClusterStateReloadDefault is how often a Cluster client reloads the
+// cluster's slot map while it is used (go-redis's default is a minute).
+const ClusterStateReloadDefault = 5 * time.Second
+
+// clusterReloadGap spaces the reloads reloadOnNetError starts.
+const clusterReloadGap = 500 * time.Millisecond
+
+// reloadOnNetError reloads a Cluster client's slot map when a command
+// fails on the network. go-redis reloads it on a MOVED reply, not when a
+// master stops answering: in a test on a real cluster, the slots of a
+// master that died went on being sent to it long after its replica took
+// them over, its periodic reload notwithstanding, while an explicit
+// reload fixed the routing at once.
+type reloadOnNetError struct {
+	c    *redis.ClusterClient
+	last *atomic.Int64 // unix nanoseconds of the last reload started
+}
+
+func (h reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnNetError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) after(err error) {
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) && !strings.Contains(err.Error(), "CLUSTERDOWN") {
+		return
+	}
+	now := time.Now().UnixNano()
+	if last := h.last.Load(); now-last < int64(clusterReloadGap) || !h.last.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.c.ReloadState(ctx)
+	}()
+}
+
 // Client returns a new go-redis client of the URL: each caller owns (and
 // closes) its own, so its commands can be counted apart.
 func (c Conn) Client() redis.UniversalClient {
@@ -159,24 +215,71 @@ func (c Conn) Client() redis.UniversalClient {
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: c.Master, SentinelAddrs: c.Addrs,
 			SentinelPassword: c.SentinelPassword, Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: c.TLS})
 	case Cluster:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS})
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+			ClusterStateReloadInterval: ClusterStateReloadDefault})
+		cc.AddHook(reloadOnNetError{c: cc, last: &atomic.Int64{}})
+		return cc
 	}
 	o := *c.single
 	return redis.NewClient(&o)
 }
 
-// Asynq is asynq's connection option for the URL.
-func (c Conn) Asynq() asynq.RedisConnOpt {
+// Asynq is asynq's connection option for the URL: it makes the same
+// clients as Client (asynq's own Sentinel and Cluster options cannot set
+// the cluster's reload interval).
+func (c Conn) Asynq() asynq.RedisConnOpt { return connOpt{c} }
+
+// connOpt is an asynq.RedisConnOpt making Conn's clients.
+type connOpt struct{ c Conn }
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o connOpt) MakeRedisClient() any { return o.c.Client() }
+
+// WithDB is c on logical database db (a Cluster has only 0).
+func (c Conn) WithDB(db int) Conn {
+	c.DB = db
+	if c.single != nil {
+		o := *c.single
+		o.DB = db
+		c.single = &o
+	}
+	return c
+}
+
+// URL writes c back as a REDIS_URL, credentials included (for a
+// subprocess's environment, never for a log).
+func (c Conn) URL() string {
+	var user string
+	if c.Username != "" || c.Password != "" {
+		user = url.PathEscape(c.Username)
+		if c.Password != "" {
+			user += ":" + url.PathEscape(c.Password)
+		}
+		user += "@"
+	}
+	q := url.Values{}
+	if c.TLS != nil && c.Mode != Single {
+		q.Set("tls", "true")
+	}
 	switch c.Mode {
 	case Sentinel:
-		return asynq.RedisFailoverClientOpt{MasterName: c.Master, SentinelAddrs: c.Addrs, SentinelPassword: c.SentinelPassword,
-			Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: c.TLS}
+		q.Set("db", strconv.Itoa(c.DB))
+		if c.SentinelPassword != "" {
+			q.Set("sentinel_password", c.SentinelPassword)
+		}
+		return "redis-sentinel://" + user + strings.Join(c.Addrs, ",") + "/" + url.PathEscape(c.Master) + "?" + q.Encode()
 	case Cluster:
-		return asynq.RedisClusterClientOpt{Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS}
+		u := "redis-cluster://" + user + strings.Join(c.Addrs, ",")
+		if len(q) > 0 {
+			u += "?" + q.Encode()
+		}
+		return u
 	}
-	o := c.single
-	return asynq.RedisClientOpt{Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
-		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, PoolSize: o.PoolSize, TLSConfig: o.TLSConfig}
+	scheme := "redis"
+	if c.TLS != nil {
+		scheme = "rediss"
+	}
+	return fmt.Sprintf("%s://%s%s/%d", scheme, user, c.Addrs[0], c.DB)
 }
 
 // String describes the connection without its credentials, for logs and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -225,4 +226,52 @@ func waitFor(ctx context.Context, fn func() error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// TestClusterFollowsAFailover: a master of a cluster with replicas is
+// killed; once its replica holds its slots, every key is writable again
+// at once through the same clients (go-redis alone kept sending those
+// slots to the dead master for up to a minute), asynq's included.
+func TestClusterFollowsAFailover(t *testing.T) {
+	t.Parallel()
+	needRedisServer(t)
+	ctx := ctxT(t)
+	rc, err := cluster.StartRedisCluster(ctx, t.TempDir(), 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	conn, err := rdb.Parse(rc.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := conn.Client()
+	defer client.Close()
+	writeAll := func() (failed int, last error) {
+		for i := range 100 {
+			if err := client.Set(ctx, "presave:test:"+strconv.Itoa(i), "v", time.Minute).Err(); err != nil {
+				failed, last = failed+1, err
+			}
+		}
+		return failed, last
+	}
+	if n, err := writeAll(); n > 0 {
+		t.Fatalf("%d writes failed before the failover: %v", n, err)
+	}
+	rc.Masters[0].Kill()
+	if err := rc.WaitPromoted(ctx, rc.Masters[0]); err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Now()
+	for {
+		n, err := writeAll()
+		if n == 0 {
+			break
+		}
+		if time.Since(promoted) > 3*time.Second {
+			t.Fatalf("%d of 100 writes still fail %s after the promotion: %v", n, time.Since(promoted).Round(time.Millisecond), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	roundTrip(t, ctx, conn)
 }

@@ -8,8 +8,8 @@ package scratch
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -31,7 +31,8 @@ func RedisURL() string {
 
 // Redis is a leased Redis database.
 type Redis struct {
-	URL    string // redis://host:port/N
+	URL string // redis://host:port/N (or the Sentinel or Cluster form)
+	// Opt and Client reach the database (nil for a Cluster, taken whole).
 	Opt    *redis.Options
 	Client *redis.Client
 	// Conn is URL read as the binaries read REDIS_URL.
@@ -40,17 +41,20 @@ type Redis struct {
 }
 
 // LeaseRedis takes a free logical database (1..15) of the Redis at base
-// and flushes it; release flushes it again and frees it. It waits while
-// all are taken.
+// (one server, or a Sentinel setup's master) and flushes it; release
+// flushes it again and frees it. It waits while all are taken.
 func LeaseRedis(ctx context.Context, base string) (Redis, func(), error) {
-	opt, err := redis.ParseURL(base)
+	conn, err := rdb.Parse(base)
 	if err != nil {
-		return Redis{}, nil, fmt.Errorf("REDIS_URL %q: %w", base, err)
+		return Redis{}, nil, err
 	}
-	ctl := redis.NewClient(opt)
+	if conn.Mode == rdb.Cluster {
+		return takeCluster(ctx, conn)
+	}
+	ctl := client(conn.WithDB(0))
 	defer ctl.Close()
 	if err := ctl.Ping(ctx).Err(); err != nil {
-		return Redis{}, nil, fmt.Errorf("Redis at %s: %w", base, err)
+		return Redis{}, nil, fmt.Errorf("Redis at %s: %w", conn, err)
 	}
 	leaseValue := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
 	for {
@@ -63,9 +67,8 @@ func LeaseRedis(ctx context.Context, base string) (Redis, func(), error) {
 			if !ok {
 				continue
 			}
-			o := *opt
-			o.DB = i
-			c := redis.NewClient(&o)
+			db := conn.WithDB(i)
+			c := client(db)
 			if err := c.FlushDB(ctx).Err(); err != nil {
 				c.Close()
 				return Redis{}, nil, fmt.Errorf("flush: %w", err)
@@ -75,20 +78,13 @@ func LeaseRedis(ctx context.Context, base string) (Redis, func(), error) {
 				defer cancel()
 				_ = c.FlushDB(ctx).Err()
 				_ = c.Close()
-				rel := redis.NewClient(opt)
+				rel := client(conn.WithDB(0))
 				defer rel.Close()
 				if v, _ := rel.Get(ctx, key).Result(); v == leaseValue {
 					rel.Del(ctx, key)
 				}
 			}
-			u, _ := url.Parse(base)
-			u.Path = "/" + strconv.Itoa(i)
-			conn, err := rdb.Parse(u.String())
-			if err != nil {
-				release()
-				return Redis{}, nil, err
-			}
-			return Redis{URL: u.String(), Opt: &o, Client: c, Conn: conn, Index: i}, release, nil
+			return Redis{URL: db.URL(), Opt: c.Options(), Client: c, Conn: db, Index: i}, release, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -96,4 +92,34 @@ func LeaseRedis(ctx context.Context, base string) (Redis, func(), error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// takeCluster takes a whole Redis Cluster, which has no logical
+// databases to lease: it is flushed (every master) now and on release,
+// so it must be a private one (internal/cluster starts such).
+func takeCluster(ctx context.Context, conn rdb.Conn) (Redis, func(), error) {
+	c, ok := conn.Client().(*redis.ClusterClient)
+	if !ok {
+		return Redis{}, nil, errors.New("scratch: not a cluster client")
+	}
+	flush := func(ctx context.Context) error {
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.FlushAll(ctx).Err() })
+	}
+	if err := flush(ctx); err != nil {
+		c.Close()
+		return Redis{}, nil, fmt.Errorf("Redis at %s: %w", conn, err)
+	}
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = flush(ctx)
+		_ = c.Close()
+	}
+	return Redis{URL: conn.URL(), Conn: conn}, release, nil
+}
+
+// client is conn's go-redis client: one server's, or the Sentinel
+// master's (both a *redis.Client).
+func client(conn rdb.Conn) *redis.Client {
+	return conn.Client().(*redis.Client)
 }
