@@ -150,7 +150,7 @@ ensure_pgbouncer() {
     printf '%s\n' "[databases]" "* = host=$host port=$port" "[pgbouncer]" \
       "listen_addr = 127.0.0.1" "listen_port = $PGBOUNCER_PORT" "unix_socket_dir =" \
       "auth_type = trust" "auth_file = $dir/userlist.txt" "admin_users = $user" \
-      "pool_mode = transaction" "default_pool_size = 4" "max_client_conn = 2000" "server_idle_timeout = 10" \
+      "pool_mode = transaction" "default_pool_size = 20" "max_client_conn = 2000" "server_idle_timeout = 10" \
       "logfile = $dir/pgbouncer.log" "pidfile = $dir/pgbouncer.pid" >"$dir/pgbouncer.ini"
     printf '"%s" ""\n' "$user" >"$dir/userlist.txt"
     log "starting PgBouncer (transaction pooling) on 127.0.0.1:$PGBOUNCER_PORT"
