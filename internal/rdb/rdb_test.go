@@ -115,16 +115,12 @@ func roundTrip(t *testing.T, ctx context.Context, conn rdb.Conn) {
 	}
 }
 
-// TestCluster runs presave's multi-key scripts (the pacing script with
-// its stop keys, the backoff, the budget) and asynq on a real 3-master
-// Redis Cluster: every script's keys share one slot. A script across two
-// untagged keys is refused there, so the same calls would fail without
-// the hash tags.
-func TestCluster(t *testing.T) {
-	t.Parallel()
+// startCluster starts a private 3-master cluster with replicas replicas
+// each, and a client of its REDIS_URL (closed with the test).
+func startCluster(t *testing.T, ctx context.Context, replicas int) (*cluster.RedisCluster, rdb.Conn, redis.UniversalClient) {
+	t.Helper()
 	needRedisServer(t)
-	ctx := ctxT(t)
-	rc, err := cluster.StartRedisCluster(ctx, t.TempDir(), 3, 0)
+	rc, err := cluster.StartRedisCluster(ctx, t.TempDir(), 3, replicas)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +130,19 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := conn.Client()
-	defer client.Close()
+	t.Cleanup(func() { _ = client.Close() })
+	return rc, conn, client
+}
+
+// TestCluster runs presave's multi-key scripts (the pacing script with
+// its stop keys, the backoff, the budget) and asynq on a real 3-master
+// Redis Cluster: every script's keys share one slot. A script across two
+// untagged keys is refused there, so the same calls would fail without
+// the hash tags.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	_, conn, client := startCluster(t, ctx, 0)
 
 	// Without a shared tag, two keys of one script land in other slots.
 	cross := redis.NewScript(`return redis.call("MSET", KEYS[1], "1", KEYS[2], "1")`)
@@ -234,19 +242,8 @@ func waitFor(ctx context.Context, fn func() error) error {
 // slots to the dead master for up to a minute), asynq's included.
 func TestClusterFollowsAFailover(t *testing.T) {
 	t.Parallel()
-	needRedisServer(t)
 	ctx := ctxT(t)
-	rc, err := cluster.StartRedisCluster(ctx, t.TempDir(), 3, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rc.Close)
-	conn, err := rdb.Parse(rc.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := conn.Client()
-	defer client.Close()
+	rc, conn, client := startCluster(t, ctx, 1)
 	writeAll := func() (failed int, last error) {
 		for i := range 100 {
 			if err := client.Set(ctx, "presave:test:"+strconv.Itoa(i), "v", time.Minute).Err(); err != nil {
