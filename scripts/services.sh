@@ -91,6 +91,13 @@ ensure_postgres() {
 
 ensure_redis() {
   local host port
+  case $REDIS_URL in
+    redis-sentinel://* | redis-cluster://*)
+      # A deployment of the caller's own: used as it is, never started here.
+      command -v redis-server >/dev/null || apt_install redis-server
+      log "REDIS_URL names a Sentinel or Cluster deployment: using it as it is"
+      return ;;
+  esac
   host=$(url_host "$REDIS_URL"); port=$(url_port "$REDIS_URL" 6379)
   if port_open "$host" "$port"; then
     log "Redis answers on $host:$port"

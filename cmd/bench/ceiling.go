@@ -16,7 +16,7 @@ import (
 func (b *bench) ceiling(ctx context.Context, res results) error {
 	const queue = "bench-ceiling"
 	n := b.o.n
-	redisOpt := asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index}
+	redisOpt := b.rdb.Conn.Asynq()
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	if err := parallel(ctx, n, 32, func(ctx context.Context, i int) error {

@@ -225,19 +225,9 @@ func (b *bench) serverCounts(ctx context.Context) (counts, error) {
 		`SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.pgTransactions); err != nil {
 		return c, err
 	}
-	info, err := b.rdb.Client.Info(ctx, "stats").Result()
-	if err != nil {
+	var err error
+	if c.redisCommands, err = b.redisInfo(ctx, "stats", "total_commands_processed"); err != nil {
 		return c, err
-	}
-	found := false
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
-			c.redisCommands, err = strconv.ParseInt(v, 10, 64)
-			found = err == nil
-		}
-	}
-	if !found {
-		return c, fmt.Errorf("no total_commands_processed in INFO stats")
 	}
 	for _, w := range b.workers {
 		m, err := scrape(ctx, b.hc, "http://"+w.Addr+"/metrics")

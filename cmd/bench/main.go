@@ -40,6 +40,7 @@ import (
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/scratch"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -164,12 +165,15 @@ func gitCommit() string {
 
 // bench is the running system under measurement.
 type bench struct {
-	o        options
-	out      io.Writer
-	db       scratch.Schema
-	dropDB   func() error
-	rdb      scratch.Redis
-	freeRDB  func()
+	o       options
+	out     io.Writer
+	db      scratch.Schema
+	dropDB  func() error
+	rdb     scratch.Redis
+	freeRDB func()
+	// redis reads the leased database's INFO and queues the memory
+	// figure's tasks (any form of REDIS_URL).
+	redis    redis.UniversalClient
 	fake     *fake.Server
 	fakeURL  string
 	fakeSrv  *http.Server
@@ -189,6 +193,9 @@ func (b *bench) close() {
 	}
 	if b.fakeSrv != nil {
 		_ = b.fakeSrv.Close()
+	}
+	if b.redis != nil {
+		_ = b.redis.Close()
 	}
 	if b.freeRDB != nil {
 		b.freeRDB()

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/queue"
@@ -18,16 +20,39 @@ import (
 // usedMemory reads Redis's used_memory after letting it settle.
 func (b *bench) usedMemory(ctx context.Context) (int64, error) {
 	time.Sleep(500 * time.Millisecond)
-	info, err := b.rdb.Client.Info(ctx, "memory").Result()
+	return b.redisInfo(ctx, "memory", "used_memory")
+}
+
+// redisInfo reads an integer field of an INFO section: summed over the
+// masters of a Redis Cluster, the server's (or Sentinel's master's)
+// otherwise.
+func (b *bench) redisInfo(ctx context.Context, section, field string) (int64, error) {
+	read := func(info string) (int64, error) {
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+				return strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("no %s in INFO %s", field, section)
+	}
+	if cc, ok := b.redis.(*redis.ClusterClient); ok {
+		var sum atomic.Int64
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			info, err := n.Info(ctx, section).Result()
+			if err != nil {
+				return err
+			}
+			v, err := read(info)
+			sum.Add(v)
+			return err
+		})
+		return sum.Load(), err
+	}
+	info, err := b.redis.Info(ctx, section).Result()
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no used_memory in INFO memory")
+	return read(info)
 }
 
 // memory is figure 4: Redis's used_memory with many pending pre-saves due
@@ -58,7 +83,7 @@ func (b *bench) memory(ctx context.Context, res results) error {
 	// Inside the window: queue k tasks as the relay would (scheduled, with
 	// their TaskIDs), measure, and remove them.
 	const k = 10000
-	q, err := queue.New(queue.Config{}, nil, b.rdb.Client)
+	q, err := queue.New(queue.Config{}, nil, b.redis)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/providers/fake"
 	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/rdb"
 )
 
 // The peer design (figure 1) is what open-source pre-save tools do: one
@@ -58,7 +59,7 @@ func (b *bench) peer(ctx context.Context, res results) error {
 	if err != nil {
 		return fmt.Errorf("grants: %w", err)
 	}
-	redisOpt := asynq.RedisClientOpt{Addr: b.rdb.Opt.Addr, DB: b.rdb.Index, Password: b.rdb.Opt.Password}
+	redisOpt := b.rdb.Conn.Asynq()
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	// Due once every task is queued, at a conservative 1,500 enqueues/s.
@@ -215,7 +216,7 @@ func (b *bench) startPeers(ctx context.Context) ([]*peerProc, error) {
 	var procs []*peerProc
 	for range b.o.workers {
 		cmd := exec.Command(self, peerMode)
-		cmd.Env = append(os.Environ(), "PEER_REDIS_ADDR="+b.rdb.Opt.Addr, "PEER_REDIS_DB="+strconv.Itoa(b.rdb.Index),
+		cmd.Env = append(os.Environ(), "PEER_REDIS_URL="+b.rdb.URL,
 			"PEER_CONCURRENCY="+strconv.Itoa(b.o.concurrency))
 		for _, kv := range fake.URLs(b.fakeURL).Env() {
 			cmd.Env = append(cmd.Env, kv[0]+"="+kv[1])
@@ -272,12 +273,12 @@ func runPeer(getenv func(string) string, stdout io.Writer) error {
 		return err
 	}
 	conc, err1 := strconv.Atoi(getenv("PEER_CONCURRENCY"))
-	db, err2 := strconv.Atoi(getenv("PEER_REDIS_DB"))
+	conn, err2 := rdb.Parse(getenv("PEER_REDIS_URL"))
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
 	var done, last atomic.Int64
-	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: getenv("PEER_REDIS_ADDR"), DB: db}, asynq.Config{
+	srv := asynq.NewServer(conn.Asynq(), asynq.Config{
 		Concurrency: conc, Queues: map[string]int{peerQueue: 1},
 		// As presave's workers poll (their defaults): asynq's own 5 s
 		// would measure its forwarder, not the design.

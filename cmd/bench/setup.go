@@ -44,6 +44,7 @@ func setup(ctx context.Context, env config.Env, o options, out io.Writer) (*benc
 	if b.rdb, b.freeRDB, err = scratch.LeaseRedis(ctx, b.redisURL); err != nil {
 		return nil, fmt.Errorf("lease a Redis database (run scripts/services.sh): %w", err)
 	}
+	b.redis = b.rdb.Conn.Client()
 
 	if err := b.startFake(); err != nil {
 		return nil, err
