@@ -503,15 +503,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	s.Master.Kill()
 	start := time.Now()
-	for {
-		after, err := s.MasterAddr(ctx)
-		if err == nil && after != before {
-			break
-		}
-		if time.Since(start) > 45*time.Second {
-			t.Fatalf("no failover after 45 s (master %s, %v)", after, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if _, err := s.WaitFailover(ctx, before); err != nil {
+		t.Fatal(err)
 	}
 	r.finish(fmt.Sprintf("master killed with %d of %d finished; the replica took over after %s",
 		at.Finished(), len(r.fans), time.Since(start).Round(100*time.Millisecond)))

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -135,6 +134,23 @@ func (s *RedisSentinel) MasterAddr(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("cluster: no sentinel names the master: %v", last)
 }
 
+// WaitFailover waits until the sentinels name a master other than from
+// (the one killed), and returns it.
+func (s *RedisSentinel) WaitFailover(ctx context.Context, from string) (string, error) {
+	var now string
+	err := waitUntil(ctx, 45*time.Second, func() error {
+		addr, err := s.MasterAddr(ctx)
+		if err != nil {
+			return err
+		}
+		if now = addr; addr == from {
+			return fmt.Errorf("cluster: no failover: the master is still %s", from)
+		}
+		return nil
+	})
+	return now, err
+}
+
 // Close kills every process of the setup.
 func (s *RedisSentinel) Close() {
 	for _, r := range append(append([]*Redis{s.Master}, s.Replicas...), s.Sentinels...) {
@@ -190,7 +206,7 @@ func StartRedisCluster(ctx context.Context, dir string, masters, replicasEach in
 // join meets every node with the first, assigns the slots and makes each
 // replica follow its master.
 func (c *RedisCluster) join(ctx context.Context, replicasEach int) error {
-	all := append(append([]*Redis{}, c.Masters...), c.Replicas...)
+	all := c.nodes()
 	first := c.Masters[0]
 	for _, r := range all {
 		if err := command(ctx, r, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(first.Port)); err != nil {
@@ -228,38 +244,33 @@ func (c *RedisCluster) join(ctx context.Context, replicasEach int) error {
 // promoted).
 func (c *RedisCluster) waitOK(ctx context.Context) error {
 	for _, r := range c.Replicas {
-		err := waitUntil(ctx, 30*time.Second, func() error {
-			cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
-			defer cl.Close()
-			info, err := cl.Info(ctx, "replication").Result()
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(info, "master_link_status:up") {
-				return errors.New("replica not in sync")
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("cluster: replica on port %d: %w", r.Port, err)
+		if err := waitUntil(ctx, 30*time.Second, func() error { return says(ctx, r, "master_link_status:up", "INFO", "replication") }); err != nil {
+			return fmt.Errorf("cluster: replica: %w", err)
 		}
 	}
-	for _, r := range append(append([]*Redis{}, c.Masters...), c.Replicas...) {
-		err := waitUntil(ctx, 30*time.Second, func() error {
-			cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
-			defer cl.Close()
-			info, err := cl.ClusterInfo(ctx).Result()
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(info, "cluster_state:ok") {
-				return errors.New("cluster_state is not ok")
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("cluster: node on port %d: %w", r.Port, err)
+	for _, r := range c.nodes() {
+		if err := waitUntil(ctx, 30*time.Second, func() error { return says(ctx, r, "cluster_state:ok", "CLUSTER", "INFO") }); err != nil {
+			return fmt.Errorf("cluster: %w", err)
 		}
+	}
+	return nil
+}
+
+// nodes is every node of the cluster, masters first.
+func (c *RedisCluster) nodes() []*Redis {
+	return append(append([]*Redis{}, c.Masters...), c.Replicas...)
+}
+
+// says checks that r's answer to the command args holds want.
+func says(ctx context.Context, r *Redis, want string, args ...any) error {
+	cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer cl.Close()
+	out, err := cl.Do(ctx, args...).Text()
+	if err != nil {
+		return fmt.Errorf("node on port %d: %w", r.Port, err)
+	}
+	if !strings.Contains(out, want) {
+		return fmt.Errorf("node on port %d: no %q in %v", r.Port, want, args)
 	}
 	return nil
 }
@@ -268,7 +279,7 @@ func (c *RedisCluster) waitOK(ctx context.Context) error {
 // took its slots and the surviving nodes report the cluster ok.
 func (c *RedisCluster) WaitPromoted(ctx context.Context, dead *Redis) error {
 	var alive []*Redis
-	for _, r := range append(append([]*Redis{}, c.Masters...), c.Replicas...) {
+	for _, r := range c.nodes() {
 		if r != dead && !r.exited() {
 			alive = append(alive, r)
 		}
@@ -291,14 +302,8 @@ func (c *RedisCluster) WaitPromoted(ctx context.Context, dead *Redis) error {
 			}
 		}
 		for _, r := range alive {
-			cl := redis.NewClient(&redis.Options{Addr: r.Addr()})
-			info, err := cl.ClusterInfo(ctx).Result()
-			_ = cl.Close()
-			if err != nil {
+			if err := says(ctx, r, "cluster_state:ok", "CLUSTER", "INFO"); err != nil {
 				return err
-			}
-			if !strings.Contains(info, "cluster_state:ok") {
-				return fmt.Errorf("node on port %d: cluster_state is not ok", r.Port)
 			}
 		}
 		return nil
@@ -316,7 +321,7 @@ func (c *RedisCluster) URL() string {
 
 // Close kills every node.
 func (c *RedisCluster) Close() {
-	for _, r := range append(append([]*Redis{}, c.Masters...), c.Replicas...) {
+	for _, r := range c.nodes() {
 		r.Kill()
 	}
 }

@@ -133,7 +133,7 @@ func Run(ctx context.Context, env config.Env) Report {
 	} else {
 		r.checkProviders(ctx, publicURL)
 	}
-	if r.st != nil && r.provs != nil && err == nil {
+	if r.st != nil && r.provs != nil {
 		r.checkReleases(ctx)
 	}
 	if r.st != nil {

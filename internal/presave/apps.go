@@ -82,7 +82,7 @@ func (s *Service) AppWarnings(r store.Release) []Warning {
 				n.Label(), app.Status, app.MaxUsers)})
 		}
 		if h := Horizon(p, now); !h.IsZero() && due.After(h) {
-			from := due.Add(h.Sub(now) * -1)
+			from := due.Add(now.Sub(h))
 			out = append(out, Warning{Provider: n, Code: "grant_lifetime", Message: fmt.Sprintf(
 				"%s access lasts %s from a fan's consent, so fans can pre-save this release on %s only from %s (UTC) on.",
 				n.Label(), lifetime(p.GrantExpiry(now).Sub(now)), n.Label(), from.UTC().Format("2006-01-02 15:04"))})

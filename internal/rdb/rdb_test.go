@@ -202,16 +202,8 @@ func TestSentinelFollowsAFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Master.Kill()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		after, err := s.MasterAddr(ctx)
-		if err == nil && after != before {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failover: master still %s (%v)", after, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if _, err := s.WaitFailover(ctx, before); err != nil {
+		t.Fatal(err)
 	}
 	if err := waitFor(ctx, func() error { return client.Set(ctx, "presave:test", "after", 0).Err() }); err != nil {
 		t.Fatalf("the client did not follow the failover: %v", err)
