@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -208,14 +209,17 @@ func (h reloadOnNetError) after(err error) {
 }
 
 // Client returns a new go-redis client of the URL: each caller owns (and
-// closes) its own, so its commands can be counted apart.
+// closes) its own, so its commands can be counted apart. Each gets its
+// own copy of the addresses: go-redis appends the nodes it discovers to
+// the slice it was given, and clients sharing one backing array would
+// write into it at once.
 func (c Conn) Client() redis.UniversalClient {
 	switch c.Mode {
 	case Sentinel:
-		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: c.Master, SentinelAddrs: c.Addrs,
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: c.Master, SentinelAddrs: slices.Clone(c.Addrs),
 			SentinelPassword: c.SentinelPassword, Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: c.TLS})
 	case Cluster:
-		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: slices.Clone(c.Addrs), Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
 			ClusterStateReloadInterval: ClusterStateReloadDefault})
 		cc.AddHook(reloadOnNetError{c: cc, last: &atomic.Int64{}})
 		return cc

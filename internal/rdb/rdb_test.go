@@ -139,6 +139,24 @@ func startCluster(t *testing.T, ctx context.Context, replicas int) (*cluster.Red
 // Redis Cluster: every script's keys share one slot. A script across two
 // untagged keys is refused there, so the same calls would fail without
 // the hash tags.
+// TestClientsOwnTheirAddresses: go-redis appends the cluster nodes it
+// discovers to the address slice it was given, under its own client's
+// lock; two clients of one URL sharing that slice's array raced there
+// (the race detector caught it in TestClusterFollowsAFailover).
+func TestClientsOwnTheirAddresses(t *testing.T) {
+	t.Parallel()
+	c, err := rdb.Parse("redis-cluster://n1:7000,n2:7001,n3:7002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Client().(*redis.ClusterClient), c.Client().(*redis.ClusterClient)
+	defer a.Close()
+	defer b.Close()
+	if x, y := a.Options().Addrs, b.Options().Addrs; &x[0] == &y[0] || &x[0] == &c.Addrs[0] {
+		t.Errorf("two clients share their seed addresses' array")
+	}
+}
+
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
