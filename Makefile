@@ -4,6 +4,8 @@ GO ?= go
 N ?=
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export REDIS_URL ?= redis://127.0.0.1:6379/0
+# The browser tests' screenshots (one folder per test), kept after a run.
+export TEST_ARTIFACTS ?= $(CURDIR)/.artifacts
 
 .PHONY: help services build run test lint migrate bench chaos demo clean rotate-keys preflight
 

@@ -7,8 +7,10 @@
 #     (ignored by git), listening on loopback only, nothing kept for Redis.
 # Also installs the tools the test suite drives when they are missing and
 # we are root: pg_dump (with PostgreSQL), docker-compose (to validate
-# compose.yaml), chromium (the browser tests) and promtool (the alert
-# rules).
+# compose.yaml), chromium and the fonts of the shipped languages' scripts
+# (the browser tests measure and photograph the page in Arabic, Urdu and
+# Japanese; without the glyphs Chromium draws empty boxes) and promtool
+# (the alert rules).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -117,6 +119,11 @@ ensure_tools() {
   local missing=()
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v chromium >/dev/null || missing+=(chromium)
+  # Noto (Arabic: Naskh; Urdu: Nastaliq) and IPA Gothic (Japanese).
+  local font
+  for font in fonts-noto-core fonts-ipafont-gothic; do
+    dpkg -s "$font" >/dev/null 2>&1 || missing+=("$font")
+  done
   if [[ ${#missing[@]} -gt 0 ]]; then
     apt_install "${missing[@]}" || log "without ${missing[*]} some tests will be skipped"
   fi

@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presave/presave/internal/config"
+	"github.com/presave/presave/internal/locale"
 	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers/registry"
 	"github.com/presave/presave/internal/queue"
@@ -40,7 +41,7 @@ const DevAdminToken = "dev-admin-token"
 
 // Defaults of the settings read by ConfigFromEnv.
 const (
-	DefaultConsentVersion = "2026-12-v4"
+	DefaultConsentVersion = "2026-12-v5"
 	DefaultFanRateLimit   = 10
 	DefaultFanRateBurst   = 30
 	DefaultRequestTimeout = 30 * time.Second
@@ -199,6 +200,9 @@ type Server struct {
 	metrics   *httpMetrics
 	registry  *prometheus.Registry
 
+	// locales are the languages the fan-facing texts are written in.
+	locales *locale.Set
+
 	// page is the fan's pre-save page, once MountPage has added it.
 	page *page
 }
@@ -224,8 +228,12 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	if err != nil {
 		return nil, err
 	}
+	locales, err := locale.Load()
+	if err != nil {
+		return nil, err
+	}
 	opt, rc := conn.Asynq(), conn.Client()
-	s := &Server{
+	s := &Server{locales: locales,
 		cfg: cfg, store: st, providers: provs, log: log, redis: rc,
 		client:    asynq.NewClientFromRedisClient(rc),
 		inspector: asynq.NewInspectorFromRedisClient(rc),
@@ -235,7 +243,7 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 		return nil, err
 	}
 	s.app = presave.New(presave.Options{Store: st, Queue: s.queue, Providers: provs, Log: log,
-		ConsentVersion: cfg.ConsentVersion, Now: cfg.Now})
+		ConsentVersion: cfg.ConsentVersion, ConsentLocales: consentLocales(cfg.ConsentVersion), Now: cfg.Now})
 	s.registry, s.metrics = newMetrics(s.inspector)
 	s.limit = s.fanRateLimit()
 	s.echo = s.routes()

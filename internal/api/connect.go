@@ -31,6 +31,9 @@ type StartRequest struct {
 	// ConsentVersion is the wording the fan saw; empty means the current
 	// one, anything else must equal it.
 	ConsentVersion string `json:"consent_version"`
+	// ConsentLocale is the locale of the wording the fan saw; empty means
+	// English.
+	ConsentLocale string `json:"consent_locale"`
 	// ViaPage marks a start from the fan page (its callback answers with
 	// pages and the fan cookie). Never read from JSON.
 	ViaPage bool `json:"-"`
@@ -78,10 +81,11 @@ func (s *Server) optionalFan(c echo.Context) (uuid.UUID, error) {
 
 // startRequestFromForm reads the fan page's start form: release,
 // actions (repeated or comma-separated), zone, consent
-// ("1"/"true"/"on"/"yes") and consent_version. Only the page's
+// ("1"/"true"/"on"/"yes"), consent_version and consent_locale. Only the page's
 // CSRF-checked form may carry consent this way.
 func startRequestFromForm(v url.Values) StartRequest {
-	req := StartRequest{Release: v.Get("release"), Zone: v.Get("zone"), ConsentVersion: v.Get("consent_version")}
+	req := StartRequest{Release: v.Get("release"), Zone: v.Get("zone"), ConsentVersion: v.Get("consent_version"),
+		ConsentLocale: v.Get("consent_locale")}
 	for _, a := range v["actions"] {
 		for _, part := range strings.Split(a, ",") {
 			if part = strings.TrimSpace(part); part != "" {
@@ -128,7 +132,7 @@ func (s *Server) startConnect(c echo.Context, provider string, req StartRequest)
 	}
 	res, err := s.app.StartConnect(ctxOf(c), presave.Start{
 		Provider: provider, Release: req.Release, Actions: req.Actions, Zone: req.Zone, Consent: req.Consent,
-		ConsentVersion: req.ConsentVersion, Binding: binding, ViaPage: req.ViaPage, FanID: fan, ClientIP: clientIP(c),
+		ConsentVersion: req.ConsentVersion, ConsentLocale: req.ConsentLocale, Binding: binding, ViaPage: req.ViaPage, FanID: fan, ClientIP: clientIP(c),
 	})
 	if err != nil {
 		return Started{}, err

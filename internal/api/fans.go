@@ -17,7 +17,9 @@ import (
 type ConsentView struct {
 	ConsentedAt time.Time `json:"consented_at"`
 	Version     string    `json:"version"`
-	Zone        string    `json:"zone"`
+	// Locale is the locale of the wording agreed to.
+	Locale string `json:"locale"`
+	Zone   string `json:"zone"`
 	// ClientIPPrefix is the fan's address truncated to /24 or /48.
 	ClientIPPrefix string `json:"client_ip_prefix,omitempty"`
 }
@@ -60,7 +62,7 @@ type PresaveView struct {
 func presaveView(p store.Presave, r *store.Release) PresaveView {
 	v := PresaveView{
 		ID: p.ID, ReleaseID: p.ReleaseID, Provider: p.Provider, AccountID: p.AccountID, Actions: p.Actions, Status: p.Status, DueAt: p.DueAt,
-		Consent: ConsentView{ConsentedAt: p.ConsentedAt, Version: p.ConsentVersion, Zone: p.FanZone},
+		Consent: ConsentView{ConsentedAt: p.ConsentedAt, Version: p.ConsentVersion, Locale: p.ConsentLocale, Zone: p.FanZone},
 		Results: p.Results, OwnPlaylistID: p.OwnPlaylistID,
 		Attempts: p.Attempts, LastError: p.LastError, CompletedAt: p.CompletedAt, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
@@ -80,6 +82,8 @@ func presaveView(p store.Presave, r *store.Release) PresaveView {
 // provider ID, which providers hold a stored grant (never the grant), and
 // every pre-save with its consent record and results.
 type FanExportView struct {
+	// About says what the file is, in the fan's language.
+	About        string        `json:"about"`
 	FanID        uuid.UUID     `json:"fan_id"`
 	CreatedAt    time.Time     `json:"created_at"`
 	Accounts     []AccountView `json:"accounts"`
@@ -126,7 +130,7 @@ func (s *Server) exportMe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := FanExportView{FanID: ex.FanID, CreatedAt: ex.CreatedAt,
+	out := FanExportView{About: s.localeOf(c).Sprintf("export.about"), FanID: ex.FanID, CreatedAt: ex.CreatedAt,
 		Accounts: []AccountView{}, StoredGrants: []GrantView{}, Presaves: []PresaveView{}}
 	for _, a := range ex.Accounts {
 		out.Accounts = append(out.Accounts, AccountView{Provider: a.Provider, AccountID: a.AccountID, ConnectedAt: a.CreatedAt})

@@ -88,7 +88,7 @@ func (p *page) musicKitPage(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Content-Security-Policy", p.musicKitCSP)
 	h.Set(echo.HeaderCacheControl, "no-store")
-	return p.render(c, http.StatusOK, "musickit", "Connect Apple Music", musicKitView{
+	return p.render(c, http.StatusOK, "musickit", message(p.s.localeOf(c), "musickit.title"), musicKitView{
 		State: state, DeveloperToken: dev, ScriptURL: p.s.cfg.MusicKitJSURL, Callback: "/connect/applemusic/callback",
 	})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/locale"
 	"github.com/presave/presave/internal/presave"
 	"github.com/presave/presave/internal/providers"
 )
@@ -38,6 +39,7 @@ import (
 //	GET|POST /me/connections/{provider}/disconnect
 //	GET|POST /me/delete                        delete my account (confirm, then do)
 //	GET  /me/export                            my data, as a JSON download
+//	GET  /lang/{locale}?next=/path             the language switch
 //	GET  /static/*                             CSS and JS
 
 // BindingCookie holds the nonce that binds an OAuth state to the browser
@@ -65,11 +67,13 @@ var pageFiles embed.FS
 // page holds the parsed templates and the fixed response headers.
 type page struct {
 	s *Server
-	// views holds one template set per page: the layout plus the page.
-	views map[string]*template.Template
-	// wordings holds each consent wording by version; the current one
-	// (Config.ConsentVersion) must exist, older ones render the
-	// confirmation of pre-saves consented under them.
+	// views holds one template set per locale and page: the layout plus
+	// the page, its t function speaking that locale.
+	views map[string]map[string]*template.Template
+	// wordings holds each consent wording by version and locale
+	// (wordingKey); the current one (Config.ConsentVersion) must exist in
+	// English, older ones render the confirmation of pre-saves consented
+	// under them.
 	wordings map[string]*template.Template
 	csp      string
 	// musicKitCSP is the MusicKit page's: csp plus exactly the MusicKit
@@ -90,29 +94,16 @@ func (s *Server) MountPage() error {
 	if s.page != nil {
 		return errors.New("api: the page is already mounted")
 	}
-	p := &page{s: s, views: map[string]*template.Template{}, wordings: map[string]*template.Template{},
-		secure: s.secureCookies()}
-	funcs := template.FuncMap{"providerLabel": providerLabel, "actionLabel": actionLabel}
-	for _, v := range pageViews {
-		t, err := template.New(v).Funcs(funcs).ParseFS(pageFiles, "templates/layout.html", "templates/"+v+".html")
-		if err != nil {
-			return fmt.Errorf("api: page template %s: %w", v, err)
-		}
-		p.views[v] = t
+	p := &page{s: s, views: map[string]map[string]*template.Template{}, secure: s.secureCookies()}
+	if err := p.parseViews(); err != nil {
+		return err
 	}
-	wordings, err := fs.Glob(pageFiles, "templates/consent/*.html")
-	if err != nil {
-		return fmt.Errorf("api: consent wordings: %w", err)
+	var err error
+	if p.wordings, err = loadWordings(elementFuncs); err != nil {
+		return err
 	}
-	for _, w := range wordings {
-		t, err := template.New("consent").Funcs(funcs).ParseFS(pageFiles, w)
-		if err != nil {
-			return fmt.Errorf("api: consent wording %s: %w", w, err)
-		}
-		p.wordings[strings.TrimSuffix(path.Base(w), ".html")] = t
-	}
-	if _, ok := p.wordings[s.cfg.ConsentVersion]; !ok {
-		return fmt.Errorf("CONSENT_VERSION=%q has no wording: add internal/api/templates/consent/%s.html (never edit a shipped one)",
+	if _, ok := p.wordings[wordingKey(s.cfg.ConsentVersion, presave.DefaultConsentLocale)]; !ok {
+		return fmt.Errorf("CONSENT_VERSION=%q has no English wording: add internal/api/templates/consent/%s/en.html (never edit a shipped one)",
 			s.cfg.ConsentVersion, s.cfg.ConsentVersion)
 	}
 	if p.static, err = fs.Sub(pageFiles, "static"); err != nil {
@@ -138,6 +129,35 @@ func (s *Server) MountPage() error {
 	return nil
 }
 
+// parseViews parses each page once and gives every locale its copy,
+// whose t speaks that locale.
+func (p *page) parseViews() error {
+	funcs := template.FuncMap{}
+	for k, f := range elementFuncs {
+		funcs[k] = f
+	}
+	for k, f := range localeFuncs(p.s.locales.Default()) {
+		funcs[k] = f
+	}
+	for _, v := range pageViews {
+		t, err := template.New(v).Funcs(funcs).ParseFS(pageFiles, "templates/layout.html", "templates/"+v+".html")
+		if err != nil {
+			return fmt.Errorf("api: page template %s: %w", v, err)
+		}
+		for _, l := range p.s.locales.All() {
+			c, err := t.Clone()
+			if err != nil {
+				return fmt.Errorf("api: page template %s: %w", v, err)
+			}
+			if p.views[l.Code()] == nil {
+				p.views[l.Code()] = map[string]*template.Template{}
+			}
+			p.views[l.Code()][v] = c.Funcs(localeFuncs(l))
+		}
+	}
+	return nil
+}
+
 // authOrigins are the origins of the providers' consent screens, taken
 // from the configured authorize URLs (the fake's on loopback in tests).
 func (s *Server) authOrigins() ([]string, error) {
@@ -156,35 +176,6 @@ func (s *Server) authOrigins() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// actionLabel is how the release page names an action in its choices.
-func actionLabel(n providers.Name, a providers.Action) string {
-	switch {
-	case a == providers.ActionSave:
-		return "Save the album and tracks to my library"
-	case a == providers.ActionFollow:
-		return "Follow the artist"
-	case a == providers.ActionFollowPlaylist:
-		return "Follow the artist's playlist"
-	case a == providers.ActionLike:
-		return "Like the video"
-	case a == providers.ActionSubscribe:
-		return "Subscribe to the artist's channel"
-	case a == providers.ActionAddToLibrary:
-		return "Add the album (or its songs) to my library"
-	case a == providers.ActionAddToMyPlaylist && n == providers.YouTube:
-		return "Add the video to a new private playlist of mine"
-	case a == providers.ActionAddToMyPlaylist && n == providers.AppleMusic:
-		return "Add the songs to a new private playlist of mine"
-	case a == providers.ActionAddToMyPlaylist:
-		return "Add the tracks to a new private playlist of mine"
-	case a == providers.ActionPlaylist && n == providers.YouTube:
-		return "Add the video to the release's playlist"
-	case a == providers.ActionPlaylist:
-		return "Add the tracks to the release's playlist"
-	}
-	return string(a)
 }
 
 func providerLabel(n providers.Name) string { return n.Label() }
@@ -230,74 +221,62 @@ func (p *page) mark(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// friendly is the page wording of the API's error codes; codes without
-// an entry show the API's own message.
-var friendly = map[string][2]string{
-	"consent_required":            {"Please tick the consent box", "We only act on your account with your explicit consent. Go back, read what will happen, tick the box, then choose your service."},
-	"consent_version_unknown":     {"The page was out of date", "The consent wording changed since you opened the page. Go back and reload it, then try again."},
-	"actions_required":            {"Choose what presave may do", "You unticked everything for this service. Go back and leave at least one thing ticked, or choose the other service."},
-	"consent_denied":              {"Nothing was saved", "You declined on the provider's screen, so we did nothing and kept nothing. You can start again whenever you like."},
-	"state_expired":               {"That took a little too long", "For your safety a sign-in must finish within 10 minutes. Nothing was saved; please start again."},
-	"state_invalid":               {"This link has expired", "This sign-in link is unknown or was already used. Nothing was saved; please start again from the release page."},
-	"state_browser_mismatch":      {"Please start again in this browser", "This sign-in was started in another browser (or its cookie expired). For your safety nothing was saved. Start again from the release page."},
-	"other_account_connected":     {"You're connected with another account", "Your pending pre-saves on this service use another account of yours, so we saved nothing and kept no access to this one. Sign in with the account you used before, or disconnect the service on your pre-saves page first."},
-	"invalid_text":                {"Something in the form can't be read", "A field held characters we cannot store. Go back, reload the page and try again."},
-	"release_not_open":            {"This release takes no more pre-saves", "It was cancelled or is already out. Nothing was saved."},
-	"release_not_found":           {"We can't find this release", "The link may be mistyped, or the release was removed."},
-	"rate_limited":                {"Too many tries at once", "Please wait a moment, then try again."},
-	"fan_token_missing":           {"We don't know this browser yet", "Your pre-saves are linked to the browser you made them in. Pre-save a release here, or open this page in that browser."},
-	"fan_token_invalid":           {"We don't know this browser", "This browser's sign-in is no longer valid (perhaps the account was deleted). Pre-save a release to start again."},
-	"presave_not_found":           {"No such pre-save", "It isn't one of yours, or it was deleted."},
-	"csrf_invalid":                {"This form has expired", "For your safety, forms only work from a page you opened in this browser. Go back, reload the page and try again."},
-	"spotify_horizon_exceeded":    {"Too early for Spotify", "Spotify access lasts six months, and this release comes out later than that. Please come back closer to the release date."},
-	"youtube_horizon_exceeded":    {"Too early for YouTube", "This service's YouTube access lasts only a few days, and this release comes out later than that. Please come back closer to the release date."},
-	"applemusic_horizon_exceeded": {"Too early for Apple Music", "Apple Music access lasts about six months, and this release comes out later than that. Please come back closer to the release date."},
-	"provider_app_full":           {"This service is full for now", "This site can connect only a few accounts on this service for now, and they are taken. Nothing was saved; please try again later, or pre-save on another service."},
-	"cross_site_post":             {"Please start again from the release page", "This sign-in was sent from another site, so for your safety nothing was saved."},
-	"not_found":                   {"Page not found", "There is nothing at this address."},
-}
-
-// renderError renders an error page with the right status and a way back.
+// renderError renders an error page with the right status and a way
+// back: the catalogue's words for the error's code, or general ones (an
+// API message is English, so it is not shown to a fan).
 func (p *page) renderError(c echo.Context, e *Error, back string) error {
-	title, msg := "Something went wrong", e.Message
-	if f, ok := friendly[e.Code]; ok {
-		title, msg = f[0], f[1]
+	l := p.s.localeOf(c)
+	title, msg := message(l, "error.generic.title"), message(l, "error.generic.text")
+	if key := "error." + e.Code; l.Has(key + ".title") {
+		title, msg = message(l, key+".title"), message(l, key+".text")
 	} else if e.Status >= 500 {
-		title = "Something went wrong on our side"
+		title = message(l, "error.server.title")
 	}
 	if back == "" {
 		back = "/me"
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return p.render(c, e.Status, "message", title, messageView{Title: title, Message: msg, Code: e.Code, Back: back, BackLabel: "Go back"})
+	return p.render(c, e.Status, "message", title, messageView{Title: title, Message: msg, Code: e.Code, Back: back,
+		BackLabel: message(l, "message.back")})
 }
 
 // messageView is a page that says one thing and offers a way on.
 type messageView struct {
-	Title, Message, Code string
-	Back, BackLabel      string
+	Title, Message template.HTML
+	Code, Back     string
+	BackLabel      template.HTML
 }
 
 // layoutView is what the layout sees.
 type layoutView struct {
-	Title string
+	Title template.HTML
+	// Lang and Dir are the page's locale and writing direction.
+	Lang, Dir string
+	Languages []languageLink
+	// Calendar lets the page's script write dates in the fan's zone the
+	// locale's way.
+	Calendar locale.Calendar
 	// CSRF is the double-submit token for the page's forms ("" when the
 	// page has none: no cookie is set then).
 	CSRF string
 	Page any
 }
 
-// render executes a page into a buffer first, so a template failure is a
-// clean error page and never half a page.
-func (p *page) render(c echo.Context, status int, view, title string, data any) error {
+// render executes a page in the request's locale into a buffer first, so
+// a template failure is a clean error page and never half a page.
+func (p *page) render(c echo.Context, status int, view string, title template.HTML, data any) error {
 	var buf bytes.Buffer
-	lv := layoutView{Title: title, Page: data}
+	l := p.s.localeOf(c)
+	lv := layoutView{Title: title, Lang: l.Code(), Dir: l.Dir(), Languages: p.languages(c, l), Calendar: l.Calendar(), Page: data}
 	if tok, ok := c.Get(csrfKey).(string); ok {
 		lv.CSRF = tok
 	}
-	if err := p.views[view].ExecuteTemplate(&buf, "layout", lv); err != nil {
+	if err := p.views[l.Code()][view].ExecuteTemplate(&buf, "layout", lv); err != nil {
 		return fmt.Errorf("api: render %s: %w", view, err)
 	}
+	h := c.Response().Header()
+	h.Set("Content-Language", l.Code())
+	h.Add(echo.HeaderVary, "Accept-Language, Cookie")
 	return c.HTMLBlob(status, buf.Bytes())
 }
 
@@ -393,12 +372,12 @@ func (p *page) callback(c echo.Context, info presave.CallbackState, res *Connect
 	return c.Redirect(http.StatusSeeOther, "/me/presaves/"+res.Presave.ID.String())
 }
 
-// formatWhen is t in zone, as a fan reads it.
-func formatWhen(t time.Time, zone string) (day, clock string) {
+// when is t in zone, as a fan reading l reads it.
+func when(l *locale.Locale, t time.Time, zone string) (day, clock string) {
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
 		loc = time.UTC
 	}
 	t = t.In(loc)
-	return t.Format("Monday 2 January 2006"), t.Format("15:04 MST")
+	return l.Day(t), l.Clock(t)
 }

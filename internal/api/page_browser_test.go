@@ -375,31 +375,44 @@ func writeREADMEShot(t *testing.T, ctx context.Context, b *bundle, s *shooter) {
 		}
 		shots = append(shots, img)
 	}
+	buf := sideBySide(t, shots, 0)
+	path := filepath.Join("..", "..", "docs", "page.png")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
+
+// sideBySide draws shots next to each other on a grey ground, each cut
+// to height pixels (0: whole), as a PNG.
+func sideBySide(t *testing.T, shots []image.Image, height int) []byte {
+	t.Helper()
 	const gap = 32
-	width, height := gap, 0
+	width, tallest := gap, 0
 	for _, im := range shots {
 		width += im.Bounds().Dx() + gap
-		height = max(height, im.Bounds().Dy())
+		tallest = max(tallest, im.Bounds().Dy())
+	}
+	if height == 0 || height > tallest {
+		height = tallest
 	}
 	out := image.NewRGBA(image.Rect(0, 0, width, height+2*gap))
 	draw.Draw(out, out.Bounds(), &image.Uniform{color.RGBA{0xdd, 0xdb, 0xd5, 0xff}}, image.Point{}, draw.Src)
 	x := gap
 	for _, im := range shots {
-		draw.Draw(out, im.Bounds().Add(image.Pt(x, gap)), im, im.Bounds().Min, draw.Src)
+		r := im.Bounds()
+		r.Max.Y = min(r.Max.Y, r.Min.Y+height)
+		draw.Draw(out, image.Rect(x, gap, x+r.Dx(), gap+r.Dy()), im, r.Min, draw.Src)
 		x += im.Bounds().Dx() + gap
 	}
 	var buf bytes.Buffer
 	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("..", "..", "docs", "page.png")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %s", path)
+	return buf.Bytes()
 }
 
 // TestCrossSiteLinksRecordNothing plays the attacker of a cross-site

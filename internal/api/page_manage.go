@@ -4,10 +4,12 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/presave/presave/internal/locale"
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
@@ -34,12 +36,12 @@ type presaveItem struct {
 	AccessUntil string
 }
 
-func (p *page) item(ps store.Presave, r *store.Release) presaveItem {
+func (p *page) item(l *locale.Locale, ps store.Presave, r *store.Release) presaveItem {
 	it := presaveItem{ID: ps.ID, Provider: ps.Provider, Label: providerLabel(ps.Provider), Status: ps.Status,
-		Open: ps.Status.Open(), Zone: ps.FanZone, ConsentVersion: ps.ConsentVersion, Title: "a release",
+		Open: ps.Status.Open(), Zone: ps.FanZone, ConsentVersion: ps.ConsentVersion, Title: l.Sprintf("me.a_release"),
 		Reconnect: ps.Status == store.PresaveNeedsReconnect && r != nil && r.Status == store.ReleaseScheduled,
 		Held:      ps.Status == store.PresaveHeld}
-	it.Day, it.Clock = formatWhen(ps.DueAt, ps.FanZone)
+	it.Day, it.Clock = when(l, ps.DueAt, ps.FanZone)
 	if r != nil {
 		it.Slug, it.Title, it.Artist = r.Slug, r.Title, r.Artist
 	}
@@ -56,18 +58,18 @@ type accountItem struct {
 
 // manageView is /me.
 type manageView struct {
-	Known    bool
-	Done     string
+	Known bool
+	Done  template.HTML
+	// Waiting counts the open pre-saves.
+	Waiting  int
 	Presaves []presaveItem
 	Accounts []accountItem
 }
 
-// doneMessages are the outcomes a redirect to /me may announce; only
-// these keys are shown, never text from the URL.
-var doneMessages = map[string]string{
-	"withdrawn":    "Your pre-save was withdrawn. If nothing else needed your access, we deleted it.",
-	"disconnected": "The service was disconnected: its pending pre-saves are withdrawn and our access to it is deleted.",
-}
+// doneMessages are the outcomes a redirect to /me may announce (the
+// catalogue's me.done.<outcome>); only these are shown, never text from
+// the URL.
+var doneMessages = []string{"withdrawn", "disconnected"}
 
 // manage renders /me: the fan's pre-saves and connections (fan cookie).
 // A browser without a (valid) fan cookie gets a page saying so.
@@ -78,14 +80,19 @@ func (p *page) manage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := manageView{Known: fan != uuid.Nil, Done: doneMessages[c.QueryParam("done")]}
+	l := p.s.localeOf(c)
+	title := message(l, "me.title")
+	v := manageView{Known: fan != uuid.Nil}
+	if done := c.QueryParam("done"); slices.Contains(doneMessages, done) {
+		v.Done = message(l, "me.done."+done)
+	}
 	if !v.Known {
-		return p.render(c, http.StatusOK, "manage", "Your pre-saves", v)
+		return p.render(c, http.StatusOK, "manage", title, v)
 	}
 	ex, err := p.s.store.ExportFan(ctx, fan)
 	if errors.Is(err, store.ErrNotFound) {
 		v.Known = false
-		return p.render(c, http.StatusOK, "manage", "Your pre-saves", v)
+		return p.render(c, http.StatusOK, "manage", title, v)
 	}
 	if err != nil {
 		return err
@@ -104,9 +111,12 @@ func (p *page) manage(c echo.Context) error {
 		if r, ok := releases[ps.ReleaseID]; ok {
 			rp = &r
 		}
-		it := p.item(ps, rp)
+		it := p.item(l, ps, rp)
 		if h, ok := horizons[ps.Provider]; ok && it.Open {
-			it.AccessUntil, _ = formatWhen(h, ps.FanZone)
+			it.AccessUntil, _ = when(l, h, ps.FanZone)
+		}
+		if it.Open {
+			v.Waiting++
 		}
 		v.Presaves = append(v.Presaves, it)
 	}
@@ -124,7 +134,7 @@ func (p *page) manage(c echo.Context) error {
 			v.Accounts = append(v.Accounts, accountItem{Provider: t.Provider, Label: providerLabel(t.Provider), Grant: true})
 		}
 	}
-	return p.render(c, http.StatusOK, "manage", "Your pre-saves", v)
+	return p.render(c, http.StatusOK, "manage", title, v)
 }
 
 // ownPresave reads the pre-save named by :id if it is the fan's.
@@ -153,9 +163,11 @@ func (p *page) ownPresave(c echo.Context) (store.Presave, *store.Release, error)
 // presaveView is the confirmation page.
 type presavePageView struct {
 	presaveItem
-	// Agreed is the wording the fan agreed to (the recorded version),
-	// for this provider only.
-	Agreed template.HTML
+	// Agreed is the wording the fan agreed to (the recorded version, in
+	// the recorded locale, AgreedLocale, written AgreedDir), for this
+	// provider only.
+	Agreed                  template.HTML
+	AgreedLocale, AgreedDir string
 }
 
 // presave renders the confirmation: what will happen, when, and the
@@ -166,29 +178,31 @@ func (p *page) presave(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := presavePageView{presaveItem: p.item(ps, r)}
-	if r != nil {
-		if _, ok := p.wordings[ps.ConsentVersion]; ok {
-			offers := []offer{{Name: ps.Provider, Label: providerLabel(ps.Provider), Actions: ps.Actions,
-				PlaylistName: r.Target(ps.Provider).MyPlaylist.Name}}
-			if v.Agreed, err = p.consentText(ps.ConsentVersion, *r, ps.FanZone, offers); err != nil {
-				return err
-			}
+	l := p.s.localeOf(c)
+	v := presavePageView{presaveItem: p.item(l, ps, r)}
+	// The wording is shown in the locale the fan agreed in, whatever the
+	// page's language is now.
+	agreed, known := p.s.locales.Lookup(ps.ConsentLocale)
+	if _, ok := p.wordings[wordingKey(ps.ConsentVersion, ps.ConsentLocale)]; ok && known && r != nil {
+		offers := []offer{{Name: ps.Provider, Label: providerLabel(ps.Provider), Actions: ps.Actions,
+			PlaylistName: r.Target(ps.Provider).MyPlaylist.Name}}
+		if v.Agreed, err = p.consentText(ps.ConsentVersion, agreed, *r, ps.FanZone, offers); err != nil {
+			return err
 		}
+		v.AgreedLocale, v.AgreedDir = agreed.Code(), agreed.Dir()
 	}
-	title := "Your pre-save"
+	title := message(l, "presave.title")
 	if v.Open {
-		title = "You're all set"
+		title = message(l, "presave.set")
 	}
 	return p.render(c, http.StatusOK, "presave", title, v)
 }
 
 // confirmView is a confirmation step before a state-changing form.
 type confirmView struct {
-	Heading, Text  string
-	Action, Button string
-	Cancel         string
-	Danger         bool
+	Heading, Text, Button template.HTML
+	Action, Cancel        string
+	Danger                bool
 }
 
 func (p *page) confirm(c echo.Context, v confirmView) error {
@@ -204,12 +218,12 @@ func (p *page) confirmWithdraw(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	it := p.item(ps, r)
+	l := p.s.localeOf(c)
+	it := p.item(l, ps, r)
 	return p.confirm(c, confirmView{
-		Heading: "Withdraw this pre-save?",
-		Text: "We will not act on your " + it.Label + " account for “" + it.Title + "”. If no other pre-save needs it, " +
-			"we delete our access to your " + it.Label + " account right away.",
-		Action: "/me/presaves/" + ps.ID.String() + "/withdraw", Button: "Withdraw pre-save",
+		Heading: message(l, "withdraw.heading"),
+		Text:    message(l, "withdraw.text", it.Label, bdi(it.Title)),
+		Action:  "/me/presaves/" + ps.ID.String() + "/withdraw", Button: message(l, "withdraw.button"),
 		Cancel: "/me/presaves/" + ps.ID.String(),
 	})
 }
@@ -230,12 +244,10 @@ func (p *page) confirmDisconnect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	label := providerLabel(pr.Name())
+	l, label := p.s.localeOf(c), providerLabel(pr.Name())
 	return p.confirm(c, confirmView{
-		Heading: "Disconnect " + label + "?",
-		Text: "Every pending pre-save on " + label + " is withdrawn and we delete our access to your " + label +
-			" account now. You can connect again later.",
-		Action: "/me/connections/" + string(pr.Name()) + "/disconnect", Button: "Disconnect " + label, Cancel: "/me",
+		Heading: message(l, "disconnect.heading", label), Text: message(l, "disconnect.text", label),
+		Action: "/me/connections/" + string(pr.Name()) + "/disconnect", Button: message(l, "disconnect.button", label), Cancel: "/me",
 	})
 }
 
@@ -251,11 +263,10 @@ func (p *page) disconnect(c echo.Context) error {
 }
 
 func (p *page) confirmDelete(c echo.Context) error {
+	l := p.s.localeOf(c)
 	return p.confirm(c, confirmView{
-		Heading: "Delete your account?",
-		Text: "This withdraws every pending pre-save, deletes our access to your connected accounts and erases " +
-			"everything we hold about you. It cannot be undone. You may want to download your data first.",
-		Action: "/me/delete", Button: "Delete my account", Cancel: "/me", Danger: true,
+		Heading: message(l, "delete.heading"), Text: message(l, "delete.text"),
+		Action: "/me/delete", Button: message(l, "delete.button"), Cancel: "/me", Danger: true,
 	})
 }
 
@@ -265,10 +276,10 @@ func (p *page) deleteFan(c echo.Context) error {
 	}
 	p.s.clearFanCookie(c)
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return p.render(c, http.StatusOK, "message", "Your account is deleted", messageView{
-		Title:   "Your account is deleted",
-		Message: "We withdrew your pending pre-saves, deleted our access to your accounts and erased your data.",
-		Back:    "/me", BackLabel: "Done",
+	l := p.s.localeOf(c)
+	title := message(l, "deleted.title")
+	return p.render(c, http.StatusOK, "message", title, messageView{
+		Title: title, Message: message(l, "deleted.text"), Back: "/me", BackLabel: message(l, "deleted.done"),
 	})
 }
 

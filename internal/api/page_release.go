@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
@@ -26,22 +24,6 @@ type offer struct {
 	PlaylistName string
 }
 
-// consentView is what a consent wording template sees. The wording is
-// versioned (templates/consent/<version>.html, never edited once
-// shipped); the version is recorded with every pre-save.
-type consentView struct {
-	Version       string
-	Title, Artist string
-	// Fixed is true for a release at one instant; otherwise it comes out
-	// at midnight in each fan's zone.
-	Fixed bool
-	// Day and Clock are the release's day and time in Zone.
-	Day, Clock, Zone string
-	Offers           []offer
-	// ManageURL is where a fan withdraws.
-	ManageURL string
-}
-
 // releasePageView is the release page.
 type releasePageView struct {
 	Slug, Title, Artist string
@@ -54,7 +36,11 @@ type releasePageView struct {
 	Day, Clock, Zone       string
 	Offers                 []offer
 	ConsentVersion         string
-	Consent                template.HTML
+	// ConsentLocale and ConsentDir are the consent wording's locale and
+	// direction: the page's, or English where the wording has no
+	// translation into it.
+	ConsentLocale, ConsentDir string
+	Consent                   template.HTML
 	// Reconnect names the services on which this browser's fan must
 	// connect again to keep a pre-save of this release (the release
 	// moved past their access).
@@ -76,28 +62,6 @@ func (p *page) offers(r store.Release) []offer {
 	return out
 }
 
-// consentText renders the wording of version for a release, its day and
-// time given in zone.
-func (p *page) consentText(version string, r store.Release, zone string, offers []offer) (template.HTML, error) {
-	t, ok := p.wordings[version]
-	if !ok {
-		return "", fmt.Errorf("api: no consent wording %q", version)
-	}
-	due, err := r.DueAt(zone)
-	if err != nil {
-		return "", err
-	}
-	v := consentView{Version: version, Title: r.Title, Artist: r.Artist, Fixed: r.Timing == store.TimingFixed,
-		Zone: zone, Offers: offers, ManageURL: p.s.cfg.PublicURL + "/me"}
-	v.Day, v.Clock = formatWhen(due, zone)
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "consent", v); err != nil {
-		return "", fmt.Errorf("api: render consent %s: %w", version, err)
-	}
-	// Safe: html/template escaped everything the wording interpolates.
-	return template.HTML(buf.String()), nil //nolint:gosec // output of html/template
-}
-
 // release renders /r/{slug}.
 func (p *page) release(c echo.Context) error {
 	slug := c.Param("slug")
@@ -106,6 +70,7 @@ func (p *page) release(c echo.Context) error {
 		return err
 	}
 	zone := presave.DefaultZone(r)
+	l := p.s.localeOf(c)
 	v := releasePageView{Slug: r.Slug, Title: r.Title, Artist: r.Artist, Status: r.Status,
 		Open: r.Status == store.ReleaseScheduled, Fixed: r.Timing == store.TimingFixed, Zone: zone,
 		Offers: p.offers(r), ConsentVersion: p.s.cfg.ConsentVersion}
@@ -113,7 +78,7 @@ func (p *page) release(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v.Day, v.Clock = formatWhen(due, zone)
+	v.Day, v.Clock = when(l, due, zone)
 	if v.Fixed {
 		v.ReleaseAt = r.ReleaseAt.UTC().Format(time.RFC3339)
 	} else {
@@ -125,14 +90,16 @@ func (p *page) release(c echo.Context) error {
 		}
 	}
 	if v.Open && len(v.Offers) > 0 {
-		if v.Consent, err = p.consentText(p.s.cfg.ConsentVersion, r, zone, v.Offers); err != nil {
+		cl := p.consentLocale(l)
+		v.ConsentLocale, v.ConsentDir = cl.Code(), cl.Dir()
+		if v.Consent, err = p.consentText(p.s.cfg.ConsentVersion, cl, r, zone, v.Offers); err != nil {
 			return err
 		}
 		if _, err := p.csrfToken(c); err != nil {
 			return err
 		}
 	}
-	return p.render(c, http.StatusOK, "release", r.Title+" by "+r.Artist, v)
+	return p.render(c, http.StatusOK, "release", message(l, "release.title", r.Title, r.Artist), v)
 }
 
 // reconnectNeeded lists the services on which the browser's fan has a

@@ -56,7 +56,16 @@ func (j browserJar) take(r response) {
 // page sends a browser-like request (HTML wanted, cookies from jar).
 func (b *bundle) page(jar browserJar, method, path string, form url.Values) response {
 	b.t.Helper()
+	return b.pageIn(jar, "", method, path, form)
+}
+
+// pageIn is page from a browser whose languages are acceptLanguage.
+func (b *bundle) pageIn(jar browserJar, acceptLanguage, method, path string, form url.Values) response {
+	b.t.Helper()
 	r := req{method: method, path: path, header: map[string]string{"Accept": "text/html"}}
+	if acceptLanguage != "" {
+		r.header["Accept-Language"] = acceptLanguage
+	}
 	if c := jar.header(); c != "" {
 		r.header["Cookie"] = c
 	}
@@ -105,13 +114,14 @@ func TestPageHeadersWordingAndCSRFCookie(t *testing.T) {
 		}
 	}
 	body := string(r.Body)
-	for _, want := range []string{`<html lang="en">`, "The Album", "The Artist", `name="consent_version" value="2026-12-v4"`,
+	for _, want := range []string{`<html lang="en" dir="ltr">`, "The Album", "The Artist", `name="consent_version" value="` + api.DefaultConsentVersion + `"`,
+		`name="consent_locale" value="en"`,
 		`<input type="checkbox" name="actions_spotify" value="follow" id="act-spotify-follow" checked>`,
 		`<label for="act-youtube-like">Like the video</label>`, `name="choose" value="1"`,
 		"save the release's album and tracks to my library", "like the release's video", b.url + "/me",
 		"follow the artist's playlist", "subscribe to the artist's channel",
-		"create one private playlist in my account named “Night Drive: The Examples” and add the release's tracks to it",
-		"create one private playlist in my account named “Night Drive: The Examples” and add the release's video to it",
+		"create one private playlist in my account named “<bdi>Night Drive: The Examples</bdi>” and add the release's tracks to it",
+		"create one private playlist in my account named “<bdi>Night Drive: The Examples</bdi>” and add the release's video to it",
 		`<label for="act-youtube-add_to_my_playlist">Add the video to a new private playlist of mine</label>`,
 		`value="spotify"`, `value="youtube"`, `<label for="consent">`} {
 		if !strings.Contains(body, want) {
@@ -314,21 +324,37 @@ func TestPageNeedsTheConsentWording(t *testing.T) {
 	}
 }
 
-// shippedWordings pins every consent wording: a version is recorded with
-// the pre-saves consented under it, so its text must never change. Add a
-// new file (and a line here) instead.
+// shippedWordings pins every consent wording, each locale of each
+// version: a version and locale are recorded with the pre-saves
+// consented under them, so the text must never change. Add a new version
+// (and its lines here) instead.
 var shippedWordings = map[string]string{
-	"2026-11-v1": "11a867b6260c6913658c80a9aa340e9511c82663a3860d326a60876e21aecaa2",
-	"2026-11-v2": "970a06349157350717f21d6c4b90790549b3e641d827aadd09b7775e86e39409",
-	"2026-12-v3": "6e1552786de1b42827f746a419262f444e0cb03adff6e075edcdd21692fb3dd3",
-	"2026-12-v4": "0190e206d22aa204b55f52cc9b322ef022d9f51637b40ce5f72df372c31cc6bc",
+	"2026-11-v1.html":       "11a867b6260c6913658c80a9aa340e9511c82663a3860d326a60876e21aecaa2",
+	"2026-11-v2.html":       "970a06349157350717f21d6c4b90790549b3e641d827aadd09b7775e86e39409",
+	"2026-12-v3.html":       "6e1552786de1b42827f746a419262f444e0cb03adff6e075edcdd21692fb3dd3",
+	"2026-12-v4.html":       "0190e206d22aa204b55f52cc9b322ef022d9f51637b40ce5f72df372c31cc6bc",
+	"2026-12-v5/ar.html":    "cd2ed0c0eca36d4468922777077910197ceb5b9b73793e6907a44c2750f37a0c",
+	"2026-12-v5/de.html":    "b692f9a6c73244df0dcb4da6ce676b78293d2ae79c53600f7c1e4e15e2d5c9e6",
+	"2026-12-v5/en.html":    "fb2e926dae0f5abc52ab928448a690840a12f77f0328f9c3307326f055c02109",
+	"2026-12-v5/es.html":    "3ee62187740a82d9cb9f6f2afc3e1934d941130266991d6dba63ef53275e41bc",
+	"2026-12-v5/fr.html":    "119ec5d86883d0aa35cde8d01d411b9bf39b1f9c674d4284a890ff8b6cc2d777",
+	"2026-12-v5/ja.html":    "fa5bef3b511c03f2b0bd9333106cf11f1fcfafb842f4039be7cd13361c483d1f",
+	"2026-12-v5/pt-BR.html": "bda4860179afa9aa2254bbc8e52cca592f94b40949ea376463b602112f318125",
+	"2026-12-v5/ur.html":    "a4fdcf4bde044d7b3473f03682e13e3da19c0fad484ea47e69c7f335d16a76f7",
 }
 
 func TestConsentWordingsNeverChange(t *testing.T) {
 	t.Parallel()
-	files, err := fs.Glob(os.DirFS("templates/consent"), "*.html")
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, pattern := range []string{"*.html", "*/*.html"} {
+		f, err := fs.Glob(os.DirFS("templates/consent"), pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f...)
+	}
+	if len(files) != len(shippedWordings) {
+		t.Errorf("%d consent wordings, %d pinned: pin each new one here", len(files), len(shippedWordings))
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join("templates/consent", f))
@@ -336,10 +362,8 @@ func TestConsentWordingsNeverChange(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := sha256.Sum256(b)
-		v := strings.TrimSuffix(f, ".html")
-		want, ok := shippedWordings[v]
-		if !ok || want != hex.EncodeToString(h[:]) {
-			t.Errorf("consent wording %s has sha256 %x; shipped wordings never change (add a new version)", v, h)
+		if want, ok := shippedWordings[f]; !ok || want != hex.EncodeToString(h[:]) {
+			t.Errorf("consent wording %s has sha256 %x; shipped wordings never change (add a new version)", f, h)
 		}
 	}
 }
@@ -463,9 +487,9 @@ func TestPageFanChoosesTheActions(t *testing.T) {
 		t.Errorf("pre-saves with only the ticked action = %d, want 1", n)
 	}
 
-	// A box for an action the release does not offer is refused by name.
+	// A box for an action the release does not offer is refused.
 	r = b.page(jar, http.MethodPost, "/r/page-choices/start", withValue(form, "actions_spotify", "like"))
-	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "like") {
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "<code>action_not_offered</code>") {
 		t.Errorf("start with an action Spotify does not have: HTTP %d %s", r.Status, r.Body)
 	}
 }

@@ -99,6 +99,7 @@ func (s *Server) pageRoutes(p *page) {
 	fan := []echo.MiddlewareFunc{p.back("/me"), limit, s.requireFan}
 	withCSRF := append(slices.Clone(fan), p.checkCSRF)
 	route(http.MethodGet, "/static/*", p.asset)
+	route(http.MethodGet, "/lang/:code", p.language, limit)
 	route(http.MethodGet, "/r/:slug", p.release, limit)
 	route(http.MethodPost, "/r/:slug/start", p.start, backToRelease, limit, p.checkCSRF)
 	route(http.MethodGet, registry.AuthorizePath, p.musicKitPage, limit)

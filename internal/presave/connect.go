@@ -1,6 +1,7 @@
 package presave
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,6 +18,10 @@ import (
 	"github.com/presave/presave/internal/providers"
 	"github.com/presave/presave/internal/store"
 )
+
+// DefaultConsentLocale is the locale of a consent that names none: every
+// consent wording exists in English.
+const DefaultConsentLocale = "en"
 
 const (
 	// StateTTL is how long a fan has to come back from the consent screen.
@@ -52,6 +58,10 @@ type Start struct {
 	// ConsentVersion is the wording the fan saw; empty means the current
 	// one, anything else must equal it.
 	ConsentVersion string
+	// ConsentLocale is the locale of the wording the fan saw ("ja");
+	// empty means DefaultConsentLocale. It must be one the current
+	// wording exists in.
+	ConsentLocale string
 	// Binding is the nonce binding the state to the client that starts
 	// (the transport hands it to the client); required.
 	Binding string
@@ -188,6 +198,11 @@ func (s *Service) StartConnect(ctx context.Context, req Start) (Started, error) 
 	if version != s.consentVersion {
 		return Started{}, invalid("consent_version_unknown", "The consent wording you saw is out of date; please reload the page.")
 	}
+	locale := cmp.Or(req.ConsentLocale, DefaultConsentLocale)
+	if !slices.Contains(s.consentLocales, locale) {
+		return Started{}, invalid("consent_locale_unknown", "consent_locale must be one the consent wording exists in: %s.",
+			strings.Join(s.consentLocales, ", "))
+	}
 	if req.Release == "" {
 		return Started{}, invalid("release_required", "Name the release (its slug or ID).")
 	}
@@ -229,7 +244,7 @@ func (s *Service) StartConnect(ctx context.Context, req Start) (Started, error) 
 	verifier := oauth2.GenerateVerifier()
 	st := store.OAuthState{
 		Provider: p.Name(), ReleaseID: r.ID, Verifier: verifier, Actions: actions, FanZone: zone,
-		ConsentVersion: version, FanID: req.FanID, ExpiresAt: now.Add(StateTTL), Binding: req.Binding, ViaPage: req.ViaPage,
+		ConsentVersion: version, ConsentLocale: locale, FanID: req.FanID, ExpiresAt: now.Add(StateTTL), Binding: req.Binding, ViaPage: req.ViaPage,
 	}
 	if req.ClientIP.IsValid() {
 		prefix := store.AnonymizeIP(req.ClientIP)
@@ -432,7 +447,8 @@ func (s *Service) recordConsent(ctx context.Context, p providers.Provider, req C
 			Scopes: grant.Scopes, AuthorizedAt: now, Storefront: grant.Storefront,
 		},
 		ReleaseID: r.ID, Actions: st.Actions, ConsentedAt: now, ConsentVersion: st.ConsentVersion,
-		FanZone: st.FanZone, ClientIPPrefix: st.ClientIPPrefix, DueAt: due,
+		ConsentLocale: st.ConsentLocale,
+		FanZone:       st.FanZone, ClientIPPrefix: st.ClientIPPrefix, DueAt: due,
 		// Due soon (queue's rule): recorded as enqueued in the consent
 		// transaction itself and queued right after it, which spares
 		// queue.Client.Schedule's separate UPDATE.

@@ -29,6 +29,7 @@ type Service struct {
 	providers      registry.Set
 	log            *slog.Logger
 	consentVersion string
+	consentLocales []string
 	now            func() time.Time
 	// zones remembers the zone names PostgreSQL accepted.
 	zones sync.Map
@@ -44,6 +45,9 @@ type Options struct {
 	Log *slog.Logger
 	// ConsentVersion is the consent wording fans agree to now.
 	ConsentVersion string
+	// ConsentLocales are the locales that wording exists in; none means
+	// English only.
+	ConsentLocales []string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -56,8 +60,12 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{store: o.Store.WithRevocable(o.Providers.Revocable), queue: o.Queue, providers: o.Providers, log: o.Log,
-		consentVersion: o.ConsentVersion, now: o.Now}
+	svc := &Service{store: o.Store.WithRevocable(o.Providers.Revocable), queue: o.Queue, providers: o.Providers, log: o.Log,
+		consentVersion: o.ConsentVersion, consentLocales: o.ConsentLocales, now: o.Now}
+	if len(svc.consentLocales) == 0 {
+		svc.consentLocales = []string{DefaultConsentLocale}
+	}
+	return svc
 }
 
 // queueParallelism bounds the Redis calls made at once after a release

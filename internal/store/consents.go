@@ -41,6 +41,8 @@ type Consent struct {
 	Actions        []providers.Action
 	ConsentedAt    time.Time
 	ConsentVersion string
+	// ConsentLocale is the locale of the wording the fan saw; "" is "en".
+	ConsentLocale  string
 	FanZone        string
 	ClientIPPrefix *netip.Prefix
 	DueAt          time.Time
@@ -232,13 +234,13 @@ func queuePresaveUpsert(b *pgx.Batch, c Consent, fanID uuid.UUID, ps *Presave) {
 	}
 	b.Queue(`
 		INSERT INTO presaves (id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone, client_ip_prefix, due_at,
-			status, enqueued_at, account_id)
+			status, enqueued_at, account_id, consent_locale)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, `+enqueuedUnlessHeldBack+`,
-			CASE WHEN `+enqueuedUnlessHeldBack+` = 'enqueued' THEN now() END, $12)
+			CASE WHEN `+enqueuedUnlessHeldBack+` = 'enqueued' THEN now() END, $12, $13)
 		ON CONFLICT (fan_id, release_id, provider) DO UPDATE SET
 			account_id = CASE WHEN presaves.status IN ('done') THEN presaves.account_id ELSE EXCLUDED.account_id END,
 			actions = EXCLUDED.actions, consented_at = EXCLUDED.consented_at, consent_version = EXCLUDED.consent_version,
-			fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
+			consent_locale = EXCLUDED.consent_locale, fan_zone = EXCLUDED.fan_zone, client_ip_prefix = EXCLUDED.client_ip_prefix, due_at = EXCLUDED.due_at,
 			generation = presaves.generation + 1,
 			status = CASE WHEN presaves.status IN ('done') THEN presaves.status ELSE EXCLUDED.status END,
 			completed_at = CASE WHEN presaves.status IN ('done') THEN presaves.completed_at END,
@@ -250,9 +252,18 @@ func queuePresaveUpsert(b *pgx.Batch, c Consent, fanID uuid.UUID, ps *Presave) {
 			target_error = NULL, last_error = NULL, updated_at = now()
 		RETURNING `+presaveColumns,
 		uuid.Must(uuid.NewV7()), fanID, c.ReleaseID, c.Provider, c.Actions, c.ConsentedAt, c.ConsentVersion, c.FanZone, c.ClientIPPrefix, c.DueAt,
-		status, nullable(c.AccountID)).QueryRow(func(row pgx.Row) error {
+		status, nullable(c.AccountID), localeOrEnglish(c.ConsentLocale)).QueryRow(func(row pgx.Row) error {
 		var err error
 		*ps, err = scanPresave(row)
 		return err
 	})
+}
+
+// localeOrEnglish is the consent locale to record: every wording exists
+// in English, the locale of a consent that names none.
+func localeOrEnglish(l string) string {
+	if l == "" {
+		return "en"
+	}
+	return l
 }

@@ -33,6 +33,8 @@ type OAuthState struct {
 	Actions        []providers.Action
 	FanZone        string
 	ConsentVersion string
+	// ConsentLocale is the locale of the wording the fan saw ("en").
+	ConsentLocale  string
 	ClientIPPrefix *netip.Prefix
 	// FanID is the fan who started the connection with a valid fan token;
 	// uuid.Nil for an anonymous start. It is trusted at the callback only
@@ -88,9 +90,9 @@ func (s *Store) CreateOAuthState(ctx context.Context, state string, st OAuthStat
 	binding := sha256.Sum256([]byte(st.Binding))
 	_, err = s.pool.Exec(ctx, `
 		INSERT INTO oauth_states (state_hash, provider, release_id, key_id, verifier_sealed, actions, fan_zone,
-			consent_version, client_ip_prefix, fan_id, expires_at, browser_binding, via_page)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		hash, st.Provider, st.ReleaseID, keyID, sealed, st.Actions, st.FanZone, st.ConsentVersion,
+			consent_version, consent_locale, client_ip_prefix, fan_id, expires_at, browser_binding, via_page)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		hash, st.Provider, st.ReleaseID, keyID, sealed, st.Actions, st.FanZone, st.ConsentVersion, localeOrEnglish(st.ConsentLocale),
 		st.ClientIPPrefix, fan, st.ExpiresAt, binding[:], st.ViaPage)
 	if err != nil {
 		return fmt.Errorf("store: create oauth state: %w", err)
@@ -147,9 +149,9 @@ func (s *Store) ConsumeOAuthStateRelease(ctx context.Context, state string, now 
 	row := s.pool.QueryRow(ctx, `
 		DELETE FROM oauth_states s USING releases r WHERE s.state_hash = $1 AND r.id = s.release_id
 		RETURNING s.provider, s.release_id, s.verifier_sealed, s.actions, s.fan_zone, s.consent_version,
-			s.client_ip_prefix, s.fan_id, s.expires_at, s.browser_binding, s.via_page, `+consumedReleaseColumns, hash)
+			s.consent_locale, s.client_ip_prefix, s.fan_id, s.expires_at, s.browser_binding, s.via_page, `+consumedReleaseColumns, hash)
 	r, err := scanRelease(leadingColumns{row, []any{&st.Provider, &st.ReleaseID, &sealed, &st.Actions, &st.FanZone,
-		&st.ConsentVersion, &st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash, &st.ViaPage}})
+		&st.ConsentVersion, &st.ConsentLocale, &st.ClientIPPrefix, &fan, &st.ExpiresAt, &st.bindingHash, &st.ViaPage}})
 	if err != nil {
 		return OAuthState{}, Release{}, fmt.Errorf("store: consume oauth state: %w", notFound(err))
 	}

@@ -78,6 +78,8 @@ type Presave struct {
 	Actions        []providers.Action
 	ConsentedAt    time.Time
 	ConsentVersion string
+	// ConsentLocale is the locale of the consent wording ("en", "ja").
+	ConsentLocale  string
 	FanZone        string
 	ClientIPPrefix *netip.Prefix
 	DueAt          time.Time
@@ -98,7 +100,7 @@ type Presave struct {
 
 const presaveColumns = `id, fan_id, release_id, provider, actions, consented_at, consent_version, fan_zone,
 	client_ip_prefix, due_at, generation, status, results, attempts, last_error, enqueued_at, started_at,
-	completed_at, created_at, updated_at, account_id, own_playlist_id`
+	completed_at, created_at, updated_at, account_id, own_playlist_id, consent_locale`
 
 func scanPresave(row pgx.Row) (Presave, error) {
 	var p Presave
@@ -106,7 +108,7 @@ func scanPresave(row pgx.Row) (Presave, error) {
 	var lastErr, account, ownPlaylist *string
 	err := row.Scan(&p.ID, &p.FanID, &p.ReleaseID, &p.Provider, &p.Actions, &p.ConsentedAt, &p.ConsentVersion, &p.FanZone,
 		&p.ClientIPPrefix, &p.DueAt, &p.Generation, &p.Status, &results, &p.Attempts, &lastErr, &p.EnqueuedAt,
-		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt, &account, &ownPlaylist)
+		&p.StartedAt, &p.CompletedAt, &p.CreatedAt, &p.UpdatedAt, &account, &ownPlaylist, &p.ConsentLocale)
 	if err != nil {
 		return Presave{}, notFound(err)
 	}

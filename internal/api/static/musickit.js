@@ -28,7 +28,7 @@
       music = m;
       button.disabled = false;
     }, function () {
-      status.textContent = 'Apple Music could not be loaded. Cancel, then try again later.';
+      status.textContent = status.getAttribute('data-failed');
     });
   }
 

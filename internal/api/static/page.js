@@ -22,20 +22,40 @@
     zoneField.value = tz;
   }
 
+  // The calendar of the page's language (names, patterns, digits) comes
+  // from the server's catalogue, so the day reads exactly as the server
+  // writes it; only the fields are computed here, in the fan's zone.
+  var calendar = null;
+  try {
+    calendar = JSON.parse(document.getElementById('calendar').textContent);
+  } catch (e) {
+    calendar = null;
+  }
+  function digits(n, width) {
+    var s = String(n);
+    while (s.length < width) { s = '0' + s; }
+    return s.replace(/[0-9]/g, function (d) { return calendar.digits.charAt(+d); });
+  }
+  function fill(pattern, fields) {
+    return pattern.replace(/\{(\w+)\}/g, function (m, k) { return fields[k]; });
+  }
+
   var release = document.querySelector('[data-timing]');
-  if (release && tz) {
+  if (release && tz && calendar) {
     try {
       if (release.getAttribute('data-timing') === 'fixed' && release.getAttribute('data-release-at')) {
         var at = new Date(release.getAttribute('data-release-at'));
         var parts = {};
-        new Intl.DateTimeFormat('en-GB', {
-          weekday: 'long', day: 'numeric', month: 'long', year: 'numeric', timeZone: tz
+        new Intl.DateTimeFormat('en-US', {
+          weekday: 'short', day: 'numeric', month: 'numeric', year: 'numeric',
+          hour: 'numeric', minute: 'numeric', hourCycle: 'h23', timeZone: tz
         }).formatToParts(at).forEach(function (p) { parts[p.type] = p.value; });
-        // The server's format: "Friday 13 November 2026".
-        var day = parts.weekday + ' ' + parts.day + ' ' + parts.month + ' ' + parts.year;
-        var clock = new Intl.DateTimeFormat('en-GB', {
-          hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'short', timeZone: tz
-        }).format(at);
+        var weekdays = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+        var day = fill(calendar.day, {
+          weekday: calendar.weekdays[weekdays.indexOf(parts.weekday)],
+          day: digits(+parts.day, 1), month: calendar.months[+parts.month - 1], year: digits(+parts.year, 1)
+        });
+        var clock = fill(calendar.clock, { hour: digits(+parts.hour % 24, 2), minute: digits(+parts.minute, 2) });
         each('.js-day', function (el) { el.textContent = day; });
         each('.js-clock', function (el) { el.textContent = clock; });
       }
