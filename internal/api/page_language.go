@@ -80,10 +80,12 @@ type languageLink struct {
 }
 
 // languages is the switch for a page: each link comes back to here (a
-// GET's own address; after a form, to where its error page leads).
+// GET's own address; after a form or on an OAuth callback's page, to
+// where its error page leads: a callback's address holds a one-time code
+// and state, never to be put in a link or requested again).
 func (p *page) languages(c echo.Context, current *locale.Locale) []languageLink {
 	here := c.Request().URL.RequestURI()
-	if c.Request().Method != http.MethodGet {
+	if c.Request().Method != http.MethodGet || strings.HasSuffix(c.Path(), "/callback") {
 		here, _ = c.Get(backKey).(string)
 	}
 	var out []languageLink

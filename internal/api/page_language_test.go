@@ -230,6 +230,11 @@ func TestLanguageSwitch(t *testing.T) {
 			t.Errorf("next=%q: HTTP %d to %q", next, r.Status, r.Header.Get("Location"))
 		}
 	}
+	// An OAuth callback's page never puts its code and state in a link.
+	stale := b.page(browserJar{}, http.MethodGet, registry.CallbackPath(providers.Spotify)+"?state=stale-state-stale-state-stale-state-stale0&code=secret-code", nil)
+	if body := string(stale.Body); !strings.Contains(body, `href="/lang/ja?next=%2Fme"`) || strings.Contains(body, "secret-code") {
+		t.Errorf("the callback's error page links the switch to: %s", body)
+	}
 	if r := b.page(browserJar{}, http.MethodGet, "/lang/xx?next=/me", nil); r.Status != http.StatusNotFound || len(r.cookie) != 0 {
 		t.Errorf("an unknown language: HTTP %d, cookies %v", r.Status, r.cookie)
 	}
