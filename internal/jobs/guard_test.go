@@ -274,6 +274,12 @@ func TestHoldDeadline(t *testing.T) {
 	// A worker whose hold deadline has passed for this release.
 	b.env["HOLD_MAX"] = "1h"
 	b.startWorker()
+	// Held is a resting status, so waitFinal alone could return while the
+	// deadline is failing the held pre-saves one by one.
+	waitFor(t, time.Minute, "the hold deadline to settle every held pre-save", func() (bool, string) {
+		st := b.statuses(fans)
+		return st[store.PresaveHeld] == 0, fmt.Sprint(st)
+	})
 	st := b.waitFinal(fans, time.Minute)
 	if st[store.PresaveFailed] != len(fans)-3 || st[store.PresavePartial] != 3 {
 		t.Fatalf("statuses %v, want the canary partial (its other actions were done) and the rest failed at the hold deadline", st)
