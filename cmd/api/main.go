@@ -21,6 +21,7 @@ import (
 	"github.com/presave/presave/internal/config"
 	"github.com/presave/presave/internal/health"
 	"github.com/presave/presave/internal/providers/registry"
+	"github.com/presave/presave/internal/rdb"
 	"github.com/presave/presave/internal/store"
 )
 
@@ -44,6 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := cfg.Logger(stdout)
+	rdb.SetLogger(log)
 	acfg, err := api.ConfigFromEnv(env, cfg, log)
 	if err != nil {
 		return err

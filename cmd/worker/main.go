@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := cfg.Logger(stdout)
+	rdb.SetLogger(log)
 	if err := store.Migrate(ctx, cfg.MigrateURL); err != nil {
 		return err
 	}

@@ -1,11 +1,17 @@
 package rdb_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,4 +287,41 @@ func TestClusterFollowsAFailover(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	roundTrip(t, ctx, conn)
+}
+
+// TestGoRedisLogsThroughSlog: a client that cannot dial says so in the
+// process's structured log, not on stderr.
+func TestGoRedisLogsThroughSlog(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	rdb.SetLogger(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil)))
+	// The logger is the process's: the other tests log on stderr again.
+	t.Cleanup(func() { rdb.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))) })
+	c, err := rdb.Parse("redis://127.0.0.1:1/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client()
+	defer cl.Close()
+	if err := cl.Ping(context.Background()).Err(); err == nil {
+		t.Fatal("a ping to a closed port answered")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var line struct{ Level, Msg, Detail string }
+	if err := json.Unmarshal(bytes.SplitN(buf.Bytes(), []byte("\n"), 2)[0], &line); err != nil ||
+		line.Level != "WARN" || line.Msg != "redis client" || !strings.Contains(line.Detail, "failed to dial") {
+		t.Errorf("go-redis's log line: %q (%v)", buf.String(), err)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
