@@ -242,8 +242,12 @@ func New(cfg Config, st *store.Store, provs registry.Set, log *slog.Logger) (*Se
 	if s.queue, err = queue.New(cfg.Queue, st, rc); err != nil {
 		return nil, err
 	}
+	consentIn, err := consentLocales(cfg.ConsentVersion)
+	if err != nil {
+		return nil, err
+	}
 	s.app = presave.New(presave.Options{Store: st, Queue: s.queue, Providers: provs, Log: log,
-		ConsentVersion: cfg.ConsentVersion, ConsentLocales: consentLocales(cfg.ConsentVersion), Now: cfg.Now})
+		ConsentVersion: cfg.ConsentVersion, ConsentLocales: consentIn, Now: cfg.Now})
 	s.registry, s.metrics = newMetrics(s.inspector)
 	s.limit = s.fanRateLimit()
 	s.echo = s.routes()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
-	"path"
 	"slices"
 	"strings"
 
@@ -25,43 +24,58 @@ import (
 // wordingKey names a wording in page.wordings.
 func wordingKey(version, loc string) string { return version + "/" + loc }
 
-// loadWordings parses every consent wording.
-func loadWordings(funcs template.FuncMap) (map[string]*template.Template, error) {
-	out := map[string]*template.Template{}
+// wordingFiles lists every consent wording's file by its wordingKey: a
+// version's folder gives one per locale, a file of its own is English.
+func wordingFiles() (map[string]string, error) {
+	out := map[string]string{}
 	for _, pattern := range []string{"templates/consent/*.html", "templates/consent/*/*.html"} {
 		files, err := fs.Glob(pageFiles, pattern)
 		if err != nil {
 			return nil, fmt.Errorf("api: consent wordings: %w", err)
 		}
 		for _, f := range files {
-			t, err := template.New("consent").Funcs(funcs).ParseFS(pageFiles, f)
-			if err != nil {
-				return nil, fmt.Errorf("api: consent wording %s: %w", f, err)
+			key := strings.TrimSuffix(strings.TrimPrefix(f, "templates/consent/"), ".html")
+			if !strings.Contains(key, "/") {
+				key = wordingKey(key, presave.DefaultConsentLocale)
 			}
-			rel := strings.TrimSuffix(strings.TrimPrefix(f, "templates/consent/"), ".html")
-			if !strings.Contains(rel, "/") {
-				rel = wordingKey(rel, presave.DefaultConsentLocale)
-			}
-			out[rel] = t
+			out[key] = f
 		}
+	}
+	return out, nil
+}
+
+// loadWordings parses every consent wording.
+func loadWordings(funcs template.FuncMap) (map[string]*template.Template, error) {
+	files, err := wordingFiles()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*template.Template{}
+	for key, f := range files {
+		t, err := template.New("consent").Funcs(funcs).ParseFS(pageFiles, f)
+		if err != nil {
+			return nil, fmt.Errorf("api: consent wording %s: %w", f, err)
+		}
+		out[key] = t
 	}
 	return out, nil
 }
 
 // consentLocales lists the locales version's wording exists in (none
 // when it has no wording).
-func consentLocales(version string) []string {
-	var out []string
-	if _, err := fs.Stat(pageFiles, "templates/consent/"+version+".html"); err == nil {
-		out = append(out, presave.DefaultConsentLocale)
+func consentLocales(version string) ([]string, error) {
+	files, err := wordingFiles()
+	if err != nil {
+		return nil, err
 	}
-	files, _ := fs.Glob(pageFiles, "templates/consent/"+version+"/*.html")
-	for _, f := range files {
-		if l := strings.TrimSuffix(path.Base(f), ".html"); !slices.Contains(out, l) {
+	var out []string
+	for key := range files {
+		if v, l, _ := strings.Cut(key, "/"); v == version {
 			out = append(out, l)
 		}
 	}
-	return out
+	slices.Sort(out)
+	return out, nil
 }
 
 // consentView is what a consent wording template sees.

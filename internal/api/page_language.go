@@ -13,6 +13,7 @@ import (
 
 	"github.com/presave/presave/internal/locale"
 	"github.com/presave/presave/internal/providers"
+	"github.com/presave/presave/internal/store"
 )
 
 // The fan page's language: the locale a fan chose with the page's
@@ -20,8 +21,8 @@ import (
 // Accept-Language among the shipped catalogues (internal/locale), else
 // English. Every text of the page comes from the locale's catalogue; the
 // release's title and artist are shown as the artist team wrote them,
-// isolated (<bdi>, dir="auto") so that a right-to-left title does not
-// reorder the sentence around it.
+// isolated (<bdi>) so that a right-to-left title does not reorder the
+// sentence around it.
 
 // LanguageCookie remembers the language a fan chose with the switch: a
 // preference, not a secret (a year, SameSite=Lax so a link to a release
@@ -104,10 +105,8 @@ func (p *page) languages(c echo.Context, current *locale.Locale) []languageLink 
 // digits.
 func localeFuncs(l *locale.Locale) template.FuncMap {
 	return template.FuncMap{
-		"t": func(key string, args ...any) template.HTML { return message(l, key, args...) },
-		"status": func(s any) template.HTML {
-			return message(l, "status."+reflect.ValueOf(s).String())
-		},
+		"t":      func(key string, args ...any) template.HTML { return message(l, key, args...) },
+		"status": func(s store.PresaveStatus) template.HTML { return message(l, "status."+string(s)) },
 		"action": func(n providers.Name, a providers.Action) template.HTML { return actionLabel(l, n, a) },
 	}
 }

@@ -43,7 +43,9 @@ type Calendar struct {
 }
 
 // Calendar returns the locale's calendar for the page's script.
-func (l *Locale) Calendar() Calendar {
+func (l *Locale) Calendar() Calendar { return l.cal }
+
+func (l *Locale) calendar() Calendar {
 	c := Calendar{
 		Day:   l.p.Sprintf("date.day", "{weekday}", "{day}", "{month}", "{year}"),
 		Clock: l.p.Sprintf("date.clock", "{hour}", "{minute}"),

@@ -47,6 +47,9 @@ type Locale struct {
 	code string
 	p    *message.Printer
 	keys map[string]bool
+	// name, dir and cal are read on every page: formatted once, at load.
+	name, dir string
+	cal       Calendar
 }
 
 // Code is the locale's BCP 47 tag as presave records it ("pt-BR").
@@ -56,10 +59,10 @@ func (l *Locale) Code() string { return l.code }
 func (l *Locale) Tag() language.Tag { return l.tag }
 
 // Name is the language's name for itself ("日本語").
-func (l *Locale) Name() string { return l.p.Sprintf("locale.name") }
+func (l *Locale) Name() string { return l.name }
 
 // Dir is the writing direction: "ltr" or "rtl".
-func (l *Locale) Dir() string { return l.p.Sprintf("locale.dir") }
+func (l *Locale) Dir() string { return l.dir }
 
 // Has reports whether the catalogue has key.
 func (l *Locale) Has(key string) bool { return l.keys[key] }
@@ -122,8 +125,9 @@ func LoadFS(fsys fs.FS) (*Set, error) {
 	}
 	for _, l := range s.all {
 		l.p = message.NewPrinter(l.tag, message.Catalog(b))
-		if d := l.Dir(); d != "ltr" && d != "rtl" {
-			return nil, fmt.Errorf("locale: %s: locale.dir is %q, want ltr or rtl", l.code, d)
+		l.name, l.dir, l.cal = l.p.Sprintf("locale.name"), l.p.Sprintf("locale.dir"), l.calendar()
+		if l.dir != "ltr" && l.dir != "rtl" {
+			return nil, fmt.Errorf("locale: %s: locale.dir is %q, want ltr or rtl", l.code, l.dir)
 		}
 	}
 	s.matcher = language.NewMatcher(tags)
